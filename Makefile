@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` and `make test`. Both set up their own virtual environment.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# constraints.txt pins torch to the CPU build on disk; the package itself asks for a range.
+PIP := $(BIN)/python -m pip install -q -c constraints.txt
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.core-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.core-installed
+	$(PIP) -e '.[dev,bench]'
+	touch $@
+
+demo: $(VENV)/.core-installed
+	$(BIN)/grokscope train --preset example --out runs/demo
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python benchmarks/llc_speed.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,23 @@
+"""grokscope: watch a small network learn a + b mod p, and measure what happens."""
+
+__version__ = "0.1.0"
+
+from .config import PRESETS, MLPConfig, RunConfig, TaskConfig, TrainingConfig, build_config
+from .errors import CheckpointError, ConfigError, GrokscopeError
+from .run import Run, load_run
+from .training import train
+
+__all__ = [
+    "PRESETS",
+    "CheckpointError",
+    "ConfigError",
+    "GrokscopeError",
+    "MLPConfig",
+    "Run",
+    "RunConfig",
+    "TaskConfig",
+    "TrainingConfig",
+    "build_config",
+    "load_run",
+    "train",
+]

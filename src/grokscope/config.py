@@ -1,0 +1,199 @@
+"""Run configuration: task, model and training settings, presets, and overrides.
+
+Every field is validated before any work starts; a bad value fails with one message naming the
+field, the value and what is allowed (see :func:`parse_config`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+class TaskConfig(_Strict):
+    """Modular addition a + b mod p (REFERENCE §1)."""
+
+    p: int = Field(53, ge=2, description="modulus; the task has p*p examples")
+    train_frac: float = Field(0.95, gt=0.0, lt=1.0, description="fraction of pairs used for training")
+    random_labels: bool = Field(False, description="memorisation control: a fixed pseudo-random label per pair")
+    split: Literal["seeded", "legacy"] = Field(
+        "seeded", description="'seeded': our generator; 'legacy': the original study's set/random.shuffle split"
+    )
+
+
+class MLPConfig(_Strict):
+    """The reference MLP of the original study (REFERENCE §1)."""
+
+    kind: Literal["mlp"] = "mlp"
+    embed_dim: int = Field(12, ge=1)
+    hidden_size: int = Field(48, ge=1)
+    activation: Literal["gelu", "relu", "quad"] = "gelu"
+    linear_1_tied: bool = False
+    tie_unembed: bool = False
+    scale_embed: float = Field(1.0, gt=0.0)
+    scale_linear_1: float = Field(1.0, gt=0.0)
+    freeze_middle: bool = False
+
+
+class TrainingConfig(_Strict):
+    """Adam on cross-entropy with minibatches drawn with replacement."""
+
+    n_steps: int = Field(1500, ge=1)
+    n_checkpoints: int = Field(25, ge=1, description="checkpoints at k * (n_steps // n_checkpoints), plus the final step")
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(0.005, gt=0.0)
+    weight_decay: float = Field(0.0002, ge=0.0)
+    no_weight_decay_steps: int = Field(0, ge=0, description="switch weight decay off for the last N steps")
+    eval_every: int = Field(10, ge=1, description="full-batch evaluation interval (and at every checkpoint)")
+    seed: int = Field(0, ge=0)
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainingConfig":
+        if self.n_checkpoints > self.n_steps:
+            raise ValueError(f"n_checkpoints={self.n_checkpoints} exceeds n_steps={self.n_steps}")
+        if self.no_weight_decay_steps > self.n_steps:
+            raise ValueError(f"no_weight_decay_steps={self.no_weight_decay_steps} exceeds n_steps={self.n_steps}")
+        return self
+
+    def checkpoint_steps(self) -> list[int]:
+        """Steps at which weights are saved: 0 (initialisation), evenly spaced, and the final step."""
+        interval = self.n_steps // self.n_checkpoints
+        steps = [k * interval for k in range(self.n_checkpoints)]
+        return sorted(set(steps) | {self.n_steps})
+
+
+def check_device(device: str) -> None:
+    """Fail early when a CUDA device is asked for on a machine without one."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r}: no CUDA device is available here; use device=cpu")
+
+
+class RunConfig(_Strict):
+    task: TaskConfig = TaskConfig()
+    model: MLPConfig = MLPConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(), indent=2, sort_keys=True)
+
+    def hash(self) -> str:
+        """A short stable hash of every setting (the run's identity for resume and sweeps)."""
+        canonical = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # REFERENCE §1: the original study's example run.
+    "example": {},
+    # REFERENCE §1: groks without weight decay.
+    "no-weight-decay": {
+        "model": {"embed_dim": 16, "hidden_size": 32},
+        "training": {"weight_decay": 0.0, "n_steps": 2000, "n_checkpoints": 40},
+    },
+}
+
+SECTIONS = {"task": TaskConfig, "model": MLPConfig, "training": TrainingConfig}
+
+
+def _section_of(key: str) -> tuple[str, str]:
+    """Map 'hidden_size' or 'model.hidden_size' to ('model', 'hidden_size')."""
+    if "." in key:
+        section, field = key.split(".", 1)
+        if section in SECTIONS and field in SECTIONS[section].model_fields:
+            return section, field
+    else:
+        for section, cls in SECTIONS.items():
+            if key in cls.model_fields:
+                return section, key
+    allowed = sorted(f for cls in SECTIONS.values() for f in cls.model_fields)
+    raise ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(allowed)}")
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(x) for x in e["loc"]) or "config"
+        value = e.get("input")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{field}: unknown key (value {value!r})")
+        else:
+            lines.append(f"{field}={value!r}: {e['msg']}")
+    return "invalid config: " + "; ".join(lines)
+
+
+def parse_config(data: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict into a RunConfig, raising ConfigError with a readable message."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Apply flat ('hidden_size') or dotted ('model.hidden_size') overrides to a nested config dict."""
+    merged = {section: dict(base.get(section, {})) for section in SECTIONS}
+    unknown_sections = set(base) - set(SECTIONS)
+    if unknown_sections:
+        raise ConfigError(f"unknown config section(s) {sorted(unknown_sections)}; allowed: {sorted(SECTIONS)}")
+    for key, value in overrides.items():
+        section, field = _section_of(key)
+        merged[section][field] = value
+    return merged
+
+
+def build_config(
+    preset: str | None = "example",
+    config_file: str | Path | None = None,
+    sets: list[str] | None = None,
+    seed: int | None = None,
+) -> RunConfig:
+    """Compose preset <- config file <- --set key=value <- --seed, then validate."""
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+    data = apply_overrides(PRESETS.get(preset or "example", {}), {})
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            loaded = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a JSON object")
+        nested = {k: v for k, v in loaded.items() if k in SECTIONS}
+        flat = {k: v for k, v in loaded.items() if k not in SECTIONS}
+        for section, values in nested.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"config file {path}: section {section!r} must be an object")
+            flat.update({f"{section}.{k}": v for k, v in values.items()})
+        data = apply_overrides(data, flat)
+    overrides: dict[str, Any] = {}
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, text = item.split("=", 1)
+        overrides[key.strip()] = _parse_value(text.strip())
+    if seed is not None:
+        overrides["training.seed"] = seed
+    return parse_config(apply_overrides(data, overrides))

@@ -1,0 +1,17 @@
+"""User-facing errors: each carries a message a researcher can act on, never a deep traceback."""
+
+
+class GrokscopeError(Exception):
+    """Base class for errors the CLI reports as one clear line."""
+
+
+class ConfigError(GrokscopeError, ValueError):
+    """A configuration value is out of range, unknown, or inconsistent."""
+
+
+class CheckpointError(GrokscopeError):
+    """A checkpoint file is missing, truncated, or does not fit the model."""
+
+
+class RunLockedError(GrokscopeError):
+    """Another process is writing the same run directory."""

@@ -1,0 +1,21 @@
+import subprocess
+import sys
+
+
+def grokscope(*args):
+    return subprocess.run([sys.executable, "-m", "grokscope.cli", *args], capture_output=True, text=True)
+
+
+def test_invalid_config_is_one_clear_line_and_writes_nothing(tmp_path):
+    result = grokscope("train", "--set", "p=1", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "task.p=1" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_cli_prints_summary(tmp_path):
+    sets = ["p=7", "train_frac=0.6", "n_steps=20", "n_checkpoints=2", "hidden_size=4", "embed_dim=2"]
+    result = grokscope("train", "--out", str(tmp_path / "r"), *[f"--set={s}" for s in sets])
+    assert result.returncode == 0, result.stderr
+    assert "test_acc" in result.stdout and "first at step" in result.stdout
+    assert "train:" in result.stderr  # the progress bar
