@@ -58,7 +58,7 @@ def test_imported_logits_equal_the_originals(tmp_path, tie_unembed, linear_1_tie
     for step, original in zip(run.steps, originals):
         ours = run.model(step)
         with torch.no_grad():
-            assert torch.allclose(ours(x), original(x[:, 0], x[:, 1]), atol=1e-6, rtol=0)
+            assert torch.allclose(ours(x), original(x[:, 0], x[:, 1]), atol=1e-5, rtol=1e-5)  # float32, different summation order
     assert [int(r["step"]) for r in run.metrics] == [0, 10, 20]
 
 

@@ -24,6 +24,93 @@ def _cmd_import_legacy(args: argparse.Namespace) -> None:
     print(run.summary_line())
 
 
+def _sgld_from_args(args: argparse.Namespace):
+    from .llc.config import sgld_config
+
+    names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay", "params", "seed", "device")
+    settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if "steps" in settings:
+        settings["n_steps"] = settings.pop("steps")
+    if args.nbeta is not None:
+        settings["nbeta"] = args.nbeta if args.nbeta in ("n/ln n", "m/ln m") else _number(args.nbeta, "--nbeta")
+    return sgld_config(**settings)
+
+
+def _number(text: str, flag: str) -> float:
+    from .errors import ConfigError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{flag}={text!r}: expected a number, 'n/ln n' or 'm/ln m'") from None
+
+
+def _cmd_llc(args: argparse.Namespace) -> None:
+    import json
+
+    from .llc.runs import run_llc, save_llc
+    from .run import load_run
+
+    run = load_run(args.run)
+    config = _sgld_from_args(args)
+    result = run_llc(run, config, args.checkpoints, progress=not args.json)
+    json_path, figure_path = save_llc(run, result)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    print(f"{'step':>6} {'llc_mean':>10} {'llc_std':>8} {'r_hat':>6} {'diverged':>8}")
+    for e in result.entries:
+        mean = "null" if e.llc_mean is None else f"{e.llc_mean:10.3f}"
+        print(f"{e.step:>6} {mean:>10} {e.llc_std or 0:8.3f} {e.r_hat or float('nan'):6.3f} {e.diverged_chains:>8}")
+    print(f"nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); wrote {json_path} and {figure_path}")
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> None:
+    from .figures import save_figure
+    from .llc.calibrate import calibrate, plot_calibration
+    from .run import load_run
+    from .store import atomic_write_json
+
+    run = load_run(args.run)
+    config = _sgld_from_args(args)
+    report = calibrate(run, config, args.checkpoint, gammas=tuple(args.gammas) if args.gammas else None)
+    atomic_write_json(run.path / "results" / "calibration.json", report)
+    save_figure(plot_calibration(report), run.path / "figures" / "calibration.png")
+    for cell in report["cells"]:
+        mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.3f}"
+        flags = ", ".join(cell["flags"]) or "healthy"
+        print(f"eps={cell['epsilon']:<8g} nbeta={cell['nbeta']:<10.4g} gamma={cell['gamma']:<6g} llc={mean:<10} {flags}")
+    rec = report["recommended"]
+    print("recommended: " + ("none (no healthy cell)" if rec is None else f"epsilon={rec['epsilon']:g} nbeta={rec['nbeta']:.4g} gamma={rec['gamma']:g}"))
+
+
+def _cmd_validate(args: argparse.Namespace) -> None:
+    from .llc.validate import run_case, suite
+
+    print(f"{'case':<28} {'true':>8} {'estimate':>10} {'± std':>8} {'rel err':>8}")
+    for case in suite(quick=args.quick, grid=args.grid):
+        row = run_case(case, device=args.device)
+        estimate = "diverged" if row["estimate"] is None else f"{row['estimate']:10.4g}"
+        rel = "" if row["rel_error"] is None else f"{100 * row['rel_error']:+7.1f}%"
+        print(f"{row['case']:<28} {row['true']:8.4g} {estimate:>10} {row['std'] or 0:8.3g} {rel:>8}", flush=True)
+
+
+def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory")
+    parser.add_argument("--gamma", type=float, help="localisation strength γ (default 5)")
+    parser.add_argument("--epsilon", type=float, help="step size ε (default 1e-3)")
+    parser.add_argument("--steps", type=int, help="SGLD steps per chain (default 3000)")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, help="minibatch size m (default 64)")
+    parser.add_argument("--chains", type=int, help="chains per checkpoint (default 4)")
+    parser.add_argument("--burn-in", dest="burn_in", type=int, help="steps discarded (default 25%%)")
+    parser.add_argument("--nbeta", help="'n/ln n' (default), 'm/ln m', or a number")
+    parser.add_argument("--restrict-to-orth-grad", dest="restrict_to_orth_grad", action="store_true", default=None)
+    parser.add_argument("--weight-decay", dest="weight_decay", type=float, help="Gaussian prior strength")
+    parser.add_argument("--params", help="regex: sample only matching parameters (e.g. embedding)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", help="cpu or cuda")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
 
@@ -44,6 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     legacy.add_argument("checkpoint_dir")
     legacy.add_argument("--out", required=True)
     legacy.set_defaults(func=_cmd_import_legacy)
+
+    llc = sub.add_parser("llc", help="estimate the LLC of a run's checkpoints (all chains batched)")
+    _add_sgld_flags(llc)
+    llc.add_argument("--checkpoints", default="all", help="all, last, or indices such as 0,5,-1")
+    llc.add_argument("--json", action="store_true", help="print the results as JSON")
+    llc.set_defaults(func=_cmd_llc)
+
+    calibrate = sub.add_parser("calibrate", help="grid over epsilon and nbeta with health flags")
+    _add_sgld_flags(calibrate)
+    calibrate.add_argument("--checkpoint", default="last", help="last, or a checkpoint index")
+    calibrate.add_argument("--gammas", type=float, nargs="+", help="also vary gamma over these values")
+    calibrate.set_defaults(func=_cmd_calibrate)
+
+    validate = sub.add_parser("validate", help="estimate λ on models with known λ and print the errors")
+    validate.add_argument("--quick", action="store_true", help="skip the larger deep linear networks")
+    validate.add_argument("--grid", action="store_true", help="every normal crossing with powers up to 3")
+    validate.add_argument("--device", default="cpu")
+    validate.set_defaults(func=_cmd_validate)
     return parser
 
 

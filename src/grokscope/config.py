@@ -122,15 +122,18 @@ def _section_of(key: str) -> tuple[str, str]:
     raise ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(allowed)}")
 
 
-def _format_validation_error(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        field = ".".join(str(x) for x in e["loc"]) or "config"
+        field = ".".join(str(x) for x in e["loc"])
         value = e.get("input")
+        message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             lines.append(f"{field}: unknown key (value {value!r})")
+        elif not field:  # a check across fields: its message names them
+            lines.append(message)
         else:
-            lines.append(f"{field}={value!r}: {e['msg']}")
+            lines.append(f"{field}={value!r}: {message}")
     return "invalid config: " + "; ".join(lines)
 
 
@@ -139,7 +142,7 @@ def parse_config(data: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err)) from None
+        raise ConfigError(format_validation_error(err)) from None
 
 
 def _parse_value(text: str) -> Any:

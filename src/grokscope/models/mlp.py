@@ -39,11 +39,6 @@ def parameter_shapes(cfg: MLPConfig, p: int) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """table [B, p, d], index [B, m] -> [B, m, d]."""
-    return torch.gather(table, 1, index.unsqueeze(-1).expand(-1, -1, table.shape[-1]))
-
-
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x [B, m, i], weight [B, o, i], bias [B, o] -> [B, m, o]."""
     out = torch.bmm(x, weight.transpose(1, 2))
@@ -51,14 +46,19 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
 
 
 def batched_logits(params: dict[str, torch.Tensor], x: torch.Tensor, cfg: MLPConfig) -> torch.Tensor:
-    """Logits [B, m, p] for inputs x [B, m, 2] under B stacked parameter sets (leading dim B)."""
+    """Logits [B, m, p] for inputs x [B, m, 2] under B stacked parameter sets (leading dim B).
+
+    Both operands are looked up in one gather, laid side by side as [E[a] | E[b]], and sent through
+    the first layer as one matmul with [L | R]: L E[a] + R E[b] = [L | R] [E[a]; E[b]].
+    """
     embed = params["embedding.weight"]
-    ea, eb = _gather_rows(embed, x[..., 0]), _gather_rows(embed, x[..., 1])
+    n_chains, m, _ = x.shape
+    tokens = x.reshape(n_chains, 2 * m, 1).expand(-1, -1, embed.shape[-1])
+    pair = torch.gather(embed, 1, tokens).view(n_chains, m, 2 * embed.shape[-1])
     left = "linear1r" if cfg.linear_1_tied else "linear1l"
-    pre = _linear(ea, params[f"{left}.weight"], params[f"{left}.bias"]) + _linear(
-        eb, params["linear1r.weight"], params["linear1r.bias"]
-    )
-    hidden = ACTIVATIONS[cfg.activation](pre)
+    first = torch.cat([params[f"{left}.weight"], params["linear1r.weight"]], dim=-1)
+    bias = params[f"{left}.bias"] + params["linear1r.bias"]
+    hidden = ACTIVATIONS[cfg.activation](_linear(pair, first, bias))
     if cfg.tie_unembed:
         out = _linear(hidden, params["linear2.weight"], params["linear2.bias"])
         return torch.bmm(out, embed.transpose(1, 2))

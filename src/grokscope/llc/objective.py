@@ -1,0 +1,125 @@
+"""The per-chain loss of a model under many stacked parameter sets, and its gradient.
+
+Built-in models provide ``batched_logits(params, x)`` (a hand-batched forward, fastest); any other
+``nn.Module`` is batched with ``torch.func.vmap`` over ``functional_call``. Built-in losses give the
+gradient w.r.t. the outputs in closed form, so autograd only runs through the model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+from .tree import Tree
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class CrossEntropy:
+    """Mean cross-entropy per chain: outputs [B, m, C], integer targets [B, m] -> [B]."""
+
+    def value(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.log_softmax(outputs, dim=-1)
+        return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(-1)
+
+    def value_and_output_grad(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and d loss / d outputs = (softmax − onehot) / m."""
+        log_probs = torch.log_softmax(outputs, dim=-1)
+        index = targets.unsqueeze(-1)
+        loss = -log_probs.gather(-1, index).squeeze(-1).mean(-1)
+        grad = log_probs.exp_()
+        grad.scatter_add_(-1, index, torch.full_like(index, -1.0, dtype=grad.dtype))
+        return loss, grad.mul_(1.0 / outputs.shape[1])
+
+
+class MeanSquaredError:
+    """Mean squared error per chain over every non-batch element (torch's mse_loss, per chain)."""
+
+    def value(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return (outputs - targets).square().flatten(1).mean(-1)
+
+    def value_and_output_grad(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        diff = outputs - targets
+        per_chain = diff[0].numel()
+        return diff.square().flatten(1).mean(-1), diff.mul_(2.0 / per_chain)
+
+
+class CustomLoss:
+    """A user's ``loss(outputs, targets) -> scalar``, vmapped over chains."""
+
+    def __init__(self, fn: LossFn):
+        self.value = torch.func.vmap(fn)
+
+
+BUILTIN_LOSSES = {"cross_entropy": CrossEntropy, "mse": MeanSquaredError}
+
+
+def resolve_loss(loss: str | LossFn):
+    if isinstance(loss, str):
+        if loss not in BUILTIN_LOSSES:
+            raise ConfigError(f"loss={loss!r}: allowed are {sorted(BUILTIN_LOSSES)} or a callable")
+        return BUILTIN_LOSSES[loss]()
+    return CustomLoss(loss)
+
+
+class BatchedObjective:
+    """Per-chain losses of ``model`` and their gradients w.r.t. the sampled parameters."""
+
+    def __init__(self, model: nn.Module, loss: str | LossFn):
+        self.loss = resolve_loss(loss)
+        if hasattr(model, "batched_logits"):
+            self.forward: Callable[[Tree, torch.Tensor], torch.Tensor] = model.batched_logits
+        else:
+            def single(params: Tree, x: torch.Tensor) -> torch.Tensor:
+                return torch.func.functional_call(model, params, (x,))
+
+            self.forward = torch.func.vmap(single)
+
+    def losses(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-chain loss [B]; every tree holds [B, ...] tensors."""
+        return self.loss.value(self.forward({**fixed, **sampled}, x), y)
+
+    def losses_and_grads(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Tree]:
+        """Per-chain minibatch loss [B] and its gradient tree; chains do not interact."""
+        leaves = {name: t.detach().requires_grad_(True) for name, t in sampled.items()}
+        outputs = self.forward({**fixed, **leaves}, x)
+        if hasattr(self.loss, "value_and_output_grad"):
+            loss, output_grad = self.loss.value_and_output_grad(outputs.detach(), y)
+            grads = torch.autograd.grad(outputs, list(leaves.values()), grad_outputs=output_grad)
+        else:
+            loss = self.loss.value(outputs, y)
+            grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+            loss = loss.detach()
+        return loss, dict(zip(leaves, grads))
+
+
+def select_parameters(names: Sequence[str], pattern: str | None) -> list[str]:
+    """Names matched by the regex ``pattern`` (all names when None); an empty match is an error."""
+    if pattern is None:
+        return list(names)
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise ConfigError(f"params={pattern!r} is not a valid regular expression ({err})") from None
+    chosen = [n for n in names if regex.search(n)]
+    if not chosen:
+        raise ConfigError(f"params={pattern!r} matches no parameter; the model has {list(names)}")
+    return chosen
+
+
+def check_parameter_sets(model: nn.Module, param_sets: Sequence[Mapping[str, torch.Tensor]]) -> None:
+    """Each set must hold every parameter of ``model`` with the model's shape."""
+    expected = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    for index, params in enumerate(param_sets):
+        missing = sorted(set(expected) - set(params))
+        if missing:
+            raise CheckpointError(f"parameter set {index} lacks {missing}")
+        for name, shape in expected.items():
+            if tuple(params[name].shape) != shape:
+                raise CheckpointError(
+                    f"parameter set {index}: {name} has shape {tuple(params[name].shape)}, the model expects {shape}"
+                )

@@ -1,0 +1,76 @@
+"""LLC results: per-checkpoint entries that convert to plain JSON, rows, and a figure."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class CheckpointLLC:
+    """λ̂ = nβ (E_w[L] − L_n(w*)) for one checkpoint, across its chains (Lau et al. 2023)."""
+
+    checkpoint_id: int
+    step: int | None
+    llc_mean: float | None
+    llc_std: float | None
+    llc_sem: float | None
+    llc_per_chain: list[float | None]
+    init_loss: float
+    r_hat: float | None
+    ess: float | None
+    frac_below_init: float | None
+    diverged_chains: int
+    mala_acceptance: float | None
+    trace_steps: list[int]
+    loss_trace: list[list[float | None]]
+    reason: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The scalar fields, for tables."""
+        skip = {"llc_per_chain", "trace_steps", "loss_trace"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+@dataclass
+class LLCResult:
+    entries: list[CheckpointLLC]
+    settings: dict[str, Any]
+    samples: torch.Tensor | None = field(default=None, repr=False)  # [S, K*C, P] when asked for
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "checkpoints": [_clean(asdict(e)) for e in self.entries]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [_clean(e.row()) for e in self.entries]
+
+    @property
+    def llc_means(self) -> list[float | None]:
+        return [e.llc_mean for e in self.entries]
+
+    def plot(self, metrics: list[dict[str, float]] | None = None):
+        """λ̂ per checkpoint with ±std error bars; train/test loss on a second axis when given."""
+        from .plots import plot_llc
+
+        return plot_llc(self, metrics)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become None (so files stay valid JSON for any reader)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.floating, np.integer)):
+        return _clean(value.item())
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value

@@ -1,0 +1,54 @@
+"""LLC of a stored run: pick checkpoints, sample them together, write results and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..run import Run
+from ..figures import save_figure
+from ..store import atomic_write_text
+from .config import SGLDConfig
+from .estimate import estimate_llc
+from .result import LLCResult
+
+
+def select_checkpoints(run: Run, which: str) -> list[int]:
+    """'all', 'last', or a comma list of checkpoint indices (negative counts from the end)."""
+    steps = run.steps
+    if not steps:
+        raise ConfigError(f"{run.path} has no checkpoints")
+    if which == "all":
+        return steps
+    if which == "last":
+        return steps[-1:]
+    try:
+        indices = [int(part) for part in which.split(",")]
+    except ValueError:
+        raise ConfigError(f"--checkpoints={which!r}: use all, last, or indices such as 0,5,-1") from None
+    bad = [i for i in indices if not -len(steps) <= i < len(steps)]
+    if bad:
+        raise ConfigError(f"--checkpoints: indices {bad} out of range; the run has {len(steps)} checkpoints")
+    return sorted({steps[i] for i in indices})
+
+
+def run_llc(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bool = True) -> LLCResult:
+    """Estimate the LLC of the chosen checkpoints of ``run`` on its own training set, all at once."""
+    steps = select_checkpoints(run, checkpoints)
+    data = run.dataset()
+    params = [run.state_dict(step) for step in steps]
+    result = estimate_llc(
+        run.new_model(), (data.train_x, data.train_y), params, loss="cross_entropy",
+        config=config, checkpoint_ids=steps, steps=steps, progress=progress,
+    )
+    result.settings["run"] = str(run.path)
+    return result
+
+
+def save_llc(run: Run, result: LLCResult) -> tuple[Path, Path]:
+    """Write RUN/results/llc.json and RUN/figures/llc.png (atomically)."""
+    json_path = run.path / "results" / "llc.json"
+    figure_path = run.path / "figures" / "llc.png"
+    atomic_write_text(json_path, result.to_json() + "\n")
+    save_figure(result.plot(run.metrics), figure_path)
+    return json_path, figure_path

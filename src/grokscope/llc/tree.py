@@ -1,0 +1,37 @@
+"""Parameter trees: a dict of name -> tensor with a leading chain dimension [B, ...].
+
+Sampled parameters stay as separate contiguous tensors (so the model reads them without copies and
+autograd returns their gradients without a concatenation); these helpers map elementwise functions
+over them and reduce per chain.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Tree = dict[str, torch.Tensor]
+
+
+def tree_map(fn: Callable[..., torch.Tensor], *trees: Tree) -> Tree:
+    return {name: fn(*(tree[name] for tree in trees)) for name in trees[0]}
+
+
+def per_chain_sum(tree: Tree) -> torch.Tensor:
+    """Sum of every element of each chain's parameters: [B]."""
+    return sum(t.flatten(1).sum(-1) for t in tree.values())
+
+
+def per_chain_dot(a: Tree, b: Tree) -> torch.Tensor:
+    return sum((a[name] * b[name]).flatten(1).sum(-1) for name in a)
+
+
+def scale_per_chain(tree: Tree, factor: torch.Tensor) -> Tree:
+    """Multiply chain b's parameters by factor[b]."""
+    return {name: t * factor.view(-1, *([1] * (t.dim() - 1))) for name, t in tree.items()}
+
+
+def flatten(tree: Tree) -> torch.Tensor:
+    """[B, P] (for snapshots and reports, not for the hot loop)."""
+    return torch.cat([t.flatten(1) for t in tree.values()], dim=1)

@@ -1,0 +1,142 @@
+"""Ground-truth suite: models whose learning coefficient is known (REFERENCE §3), and the
+sampler settings we validated them with. ``grokscope validate`` prints true vs estimated λ."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .estimate import estimate_llc
+from .truth import true_llc_dln
+
+
+class PowerModel(nn.Module):
+    """y = (Π_i w_i^{k_i}) · x: the normal crossing of Lau et al. / devinterp's tests."""
+
+    def __init__(self, powers: tuple[int, ...]):
+        super().__init__()
+        self.powers = powers
+        self.w = nn.Parameter(torch.zeros(len(powers)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        factor = torch.ones((), dtype=x.dtype)
+        for i, k in enumerate(self.powers):
+            factor = factor * self.w[i] ** k
+        return factor * x
+
+
+class DeepLinear(nn.Module):
+    """y = W_L ··· W_1 x with widths H_1 (input), ..., H_{L+1} (output); no biases."""
+
+    def __init__(self, widths: list[int]):
+        super().__init__()
+        self.layers = nn.Sequential(*[nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:])])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+@dataclass
+class Case:
+    name: str
+    truth: float
+    build: Callable[[], tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]]
+    settings: dict = field(default_factory=dict)
+
+
+def regular_case(d: int = 6, n: int = 2000, seed: int = 0) -> Case:
+    """Linear regression with d weights at its least-squares solution: λ = d/2."""
+
+    def build():
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, d, generator=g)
+        y = x @ torch.randn(d, 1, generator=g) + 0.5 * torch.randn(n, 1, generator=g)
+        model = nn.Linear(d, 1, bias=False)
+        with torch.no_grad():
+            model.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
+        return model, (x, y)
+
+    return Case(f"regular d={d}", d / 2, build, dict(epsilon=3e-4, gamma=1.0, n_steps=6000, batch_size=500, chains=4))
+
+
+def normal_crossing_case(powers: tuple[int, int], seed: int = 0) -> Case:
+    """devinterp's normal crossing data: n = 1000, x ~ N(0, 2²), y = 0.25·N(0, 1), w* = 0."""
+
+    def build():
+        g = torch.Generator().manual_seed(seed)
+        x = 2.0 * torch.randn(1000, 1, generator=g)
+        y = 0.25 * torch.randn(1000, 1, generator=g)
+        return PowerModel(powers), (x, y)
+
+    truth = min(1 / (2 * k) for k in powers if k > 0)
+    return Case(
+        f"normal crossing {powers}", truth, build,
+        dict(epsilon=1e-4, gamma=1.0, n_steps=10_000, batch_size=100, chains=20),
+    )
+
+
+def dln_case(widths: list[int], rank: int, seed: int = 0) -> Case:
+    """Deep linear network at a teacher of product rank r (Aoyagi 2024). Inputs uniform in
+    [−10, 10], n = 1e5, m = 500, γ = 1, nβ = n/ln n, after Furman & Lau (arXiv 2402.03698).
+
+    At a generic teacher their ε = 5e-7 works; at the origin (rank 0) the potential is flat to
+    high order and the chain needs a larger step, ε = 5e-6, to equilibrate within 10k steps."""
+
+    def build():
+        g = torch.Generator().manual_seed(seed)
+        model = DeepLinear(widths)
+        with torch.no_grad():
+            for layer in model.layers:
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) / math.sqrt(layer.weight.shape[1]))
+            _reduce_rank(model, rank)
+        x = torch.rand(100_000, widths[0], generator=g) * 20 - 10
+        with torch.no_grad():
+            y = model(x)
+        return model, (x, y)
+
+    return Case(
+        f"DLN {widths} r{rank}", true_llc_dln(widths, rank), build,
+        dict(epsilon=5e-6 if rank == 0 else 5e-7, gamma=1.0, n_steps=10_000, batch_size=500, chains=8, burn_in=5000),
+    )
+
+
+def _reduce_rank(model: DeepLinear, rank: int) -> None:
+    """Truncate every layer's SVD to ``rank``: the product has rank ``rank``, and for rank 0 the
+    teacher is the origin, the most singular point of the fibre, where the local λ is Aoyagi's."""
+    for layer in model.layers:
+        u, s, vh = torch.linalg.svd(layer.weight, full_matrices=False)
+        s[rank:] = 0
+        layer.weight.copy_(u @ torch.diag(s) @ vh)
+
+
+REDUCED_RANK_CASES = [([5, 3, 5], 0), ([5, 4, 5], 0), ([4, 3, 8], 0), ([8, 3, 4], 0), ([3, 8, 4], 0)]
+LARGER_DLN_CASES = [([10, 20, 10], 0), ([10, 10, 10, 10], 0), ([10, 10, 10, 10], 10)]
+NORMAL_CROSSING_GRID = [(a, b) for a in range(4) for b in range(a, 4) if b > 0]
+
+
+def suite(quick: bool = False, grid: bool = False) -> list[Case]:
+    """The ground-truth cases: ``quick`` drops the larger networks; ``grid`` adds every normal
+    crossing with powers up to 3."""
+    crossings = NORMAL_CROSSING_GRID if grid else [(0, 1), (0, 2), (0, 3)]
+    dlns = REDUCED_RANK_CASES + ([] if quick else LARGER_DLN_CASES)
+    return [regular_case()] + [normal_crossing_case(p) for p in crossings] + [dln_case(w, r) for w, r in dlns]
+
+
+def run_case(case: Case, **overrides: object) -> dict:
+    model, data = case.build()
+    settings = {**case.settings, **overrides}
+    result = estimate_llc(model, data, loss="mse", **settings)
+    entry = result.entries[0]
+    estimate = entry.llc_mean
+    return {
+        "case": case.name,
+        "true": case.truth,
+        "estimate": estimate,
+        "std": entry.llc_std,
+        "rel_error": None if estimate is None else (estimate - case.truth) / case.truth,
+        "settings": settings,
+    }
