@@ -32,7 +32,7 @@ FULL_BATCH_CHUNK = 8192  # rows of data per chunk of a full-batch evaluation
 def estimate_llc(
     model: nn.Module,
     data: tuple[torch.Tensor, torch.Tensor],
-    params: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]] | None = None,
+    param_sets: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]] | None = None,
     loss: str | LossFn = "cross_entropy",
     config: SGLDConfig | None = None,
     checkpoint_ids: Sequence[int] | None = None,
@@ -40,11 +40,12 @@ def estimate_llc(
     progress: bool = False,
     **settings: object,
 ) -> LLCResult:
-    """Estimate the LLC at each parameter set in ``params`` (default: the model's own weights).
+    """Estimate the LLC at each parameter set in ``param_sets`` (default: the model's own weights).
 
     ``data`` is the training set (inputs, targets); ``loss`` is "cross_entropy", "mse" or a
     callable ``loss(outputs, targets) -> scalar``. SGLD settings come from ``config`` or keyword
-    ``settings`` (see :class:`SGLDConfig`; the original study's names are accepted). Chain c of
+    ``settings`` (see :class:`SGLDConfig`; the original study's names are accepted; ``params`` is
+    a regex choosing which parameters to sample, the rest stay at w*). Chain c of
     parameter set k is seeded by (seed, checkpoint_ids[k], c), so estimating one checkpoint alone
     or batched with others gives the same numbers.
     """
@@ -53,7 +54,7 @@ def estimate_llc(
     n = int(y.shape[0])
     if cfg.batch_size > n:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
-    param_sets = _as_param_sets(model, params)
+    param_sets = _as_param_sets(model, param_sets)
     check_parameter_sets(model, param_sets)
     ids = list(checkpoint_ids) if checkpoint_ids is not None else list(range(len(param_sets)))
     if len(ids) != len(param_sets) or len(set(ids)) != len(ids):

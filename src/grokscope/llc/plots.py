@@ -23,7 +23,7 @@ def plot_llc(result, metrics: list[dict[str, float]] | None = None):
         twin.plot(steps, [r["test_loss"] for r in metrics], color="C2", label="test loss")
         twin.set_yscale("log")
         twin.set_ylabel("loss")
-        twin.legend(loc="upper right")
+        twin.legend(loc="center right")
     ax.legend(loc="upper left")
     settings = result.settings
     ax.set_title(

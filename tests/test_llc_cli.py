@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from grokscope import build_config, train
+
+
+def grokscope(*args):
+    return subprocess.run([sys.executable, "-m", "grokscope.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    sets = ["p=11", "train_frac=0.7", "n_steps=100", "n_checkpoints=2", "embed_dim=4", "hidden_size=8"]
+    return train(build_config("example", sets=sets), tmp_path_factory.mktemp("cli") / "run", progress=False).path
+
+
+def test_llc_writes_json_and_figure(run_dir):
+    result = grokscope("llc", str(run_dir), "--steps", "60", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1", "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    stored = json.loads((run_dir / "results" / "llc.json").read_text())
+    assert printed == stored
+    assert [c["step"] for c in stored["checkpoints"]] == [0, 100]
+    assert stored["settings"]["n_steps"] == 60 and stored["settings"]["nbeta_convention"] == "n/ln n"
+    png = (run_dir / "figures" / "llc.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
+def test_llc_bad_input_is_one_line(run_dir):
+    for args, text in [
+        (["--epsilon", "0"], "epsilon"),
+        (["--batch-size", "100000"], "exceeds"),
+        (["--params", "zzz"], "matches no parameter"),
+        (["--checkpoints", "9"], "out of range"),
+        (["--steps", "10", "--burn-in", "10"], "burn_in"),
+    ]:
+        result = grokscope("llc", str(run_dir), *args)
+        assert result.returncode == 2 and text in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_calibrate_recommends_a_healthy_setting(run_dir):
+    result = grokscope("calibrate", str(run_dir), "--steps", "80", "--chains", "2", "--batch-size", "16")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((run_dir / "results" / "calibration.json").read_text())
+    assert len(report["cells"]) == 25
+    rec = report["recommended"]
+    if rec is not None:
+        chosen = [c for c in report["cells"] if c["epsilon"] == rec["epsilon"] and c["nbeta"] == rec["nbeta"]]
+        assert chosen and chosen[0]["healthy"]
+    assert (run_dir / "figures" / "calibration.png").exists()
+    assert "recommended" in result.stdout

@@ -1,0 +1,210 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from grokscope import CheckpointError, ConfigError, train
+from grokscope.llc import estimate_llc, sgld_config
+from grokscope.llc.sampler import _discard_after_divergence
+from grokscope.llc.sgld import project_out, unit_directions
+from grokscope.llc.validate import DeepLinear, PowerModel
+
+FAST = dict(gamma=5.0, epsilon=1e-3, n_steps=200, batch_size=32, chains=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from grokscope import build_config
+
+    sets = ["p=13", "train_frac=0.7", "embed_dim=6", "hidden_size=16", "n_steps=300", "n_checkpoints=3", "batch_size=32"]
+    return train(build_config("example", sets=sets), tmp_path_factory.mktemp("llc") / "run", progress=False)
+
+
+def _inputs(run):
+    data = run.dataset()
+    return run.new_model(), (data.train_x, data.train_y), [run.state_dict(s) for s in run.steps]
+
+
+def test_batched_equals_alone_bit_for_bit(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    steps = tiny_run.steps
+    together = estimate_llc(model, data, params, checkpoint_ids=steps, **FAST)
+    alone = estimate_llc(model, data, params[2], checkpoint_ids=[steps[2]], **FAST)
+    assert together.entries[2].llc_per_chain == alone.entries[0].llc_per_chain
+    assert together.entries[2].loss_trace == alone.entries[0].loss_trace
+    # and the chains really differ from each other
+    assert len(set(together.entries[2].llc_per_chain)) == FAST["chains"]
+
+
+def test_seed_controls_the_numbers(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    a = estimate_llc(model, data, params[-1], **FAST)
+    b = estimate_llc(model, data, params[-1], **FAST)
+    c = estimate_llc(model, data, params[-1], **{**FAST, "seed": 1})
+    assert a.entries[0].llc_per_chain == b.entries[0].llc_per_chain
+    assert a.entries[0].llc_per_chain != c.entries[0].llc_per_chain
+
+
+def test_hand_batched_and_vmap_paths_agree(tiny_run):
+    model, data, params = _inputs(tiny_run)
+
+    class Wrapped(nn.Module):  # hides batched_logits, so the generic torch.func path is used
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    wrapped = Wrapped(model)
+    prefixed = [{f"inner.{k}": v for k, v in p.items()} for p in params]
+    fast = estimate_llc(model, data, params, **FAST)
+    generic = estimate_llc(wrapped, data, prefixed, **FAST)
+    for a, b in zip(fast.entries, generic.entries):
+        assert a.init_loss == pytest.approx(b.init_loss, rel=1e-5)
+        assert a.llc_mean == pytest.approx(b.llc_mean, rel=2e-3)
+
+
+def test_result_fields_and_json(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    result = estimate_llc(model, data, params, steps=tiny_run.steps, mala=True, **FAST)
+    entry = result.entries[-1]
+    assert entry.step == tiny_run.steps[-1]
+    assert len(entry.llc_per_chain) == 3 and entry.diverged_chains == 0
+    assert entry.llc_std > 0 and entry.llc_sem == pytest.approx(entry.llc_std / np.sqrt(3))
+    assert entry.llc_mean == pytest.approx(np.mean(entry.llc_per_chain))
+    assert 0.9 < entry.r_hat < 1.5 and entry.ess > 1
+    assert 0 <= entry.frac_below_init <= 1 and 0 < entry.mala_acceptance <= 1
+    assert len(entry.loss_trace) == 3 and len(entry.loss_trace[0]) == len(entry.trace_steps) <= 200
+    loaded = json.loads(result.to_json())
+    assert loaded["settings"]["nbeta_convention"] == "n/ln n"
+    n = data[1].shape[0]
+    assert loaded["settings"]["nbeta"] == pytest.approx(n / np.log(n))
+    assert loaded["settings"]["package_version"] and loaded["settings"]["seed"] == 0
+    assert [r["step"] for r in result.rows()] == tiny_run.steps
+    assert result.plot(tiny_run.metrics).axes
+
+
+def test_nbeta_conventions(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    n = data[1].shape[0]
+    m_ln_m = estimate_llc(model, data, params[-1], nbeta="m/ln m", **{**FAST, "n_steps": 20})
+    assert m_ln_m.settings["nbeta"] == pytest.approx(32 / np.log(32)) and m_ln_m.settings["nbeta_convention"] == "m/ln m"
+    fixed = estimate_llc(model, data, params[-1], nbeta=10.0, temp_multiplier=2.0, **{**FAST, "n_steps": 20})
+    assert fixed.settings["nbeta"] == 5.0
+    scaled = estimate_llc(model, data, params[-1], n_multiplier=3.0, **{**FAST, "n_steps": 20})
+    assert scaled.settings["nbeta"] == pytest.approx(3 * n / np.log(3 * n))
+
+
+def test_original_study_names_are_accepted():
+    cfg = sgld_config(gamma=5, epsilon=0.001, n_steps=3000, m=64, restrict_to_orth_grad=True, weight_decay=0.0, num_chains=2)
+    assert (cfg.batch_size, cfg.chains, cfg.burn_in_steps) == (64, 2, 750)
+
+
+def test_llc_falls_with_larger_nbeta_denominator_sanity(tiny_run):
+    # λ̂ of the trained network exceeds that of the initialisation, as in the original study.
+    model, data, params = _inputs(tiny_run)
+    result = estimate_llc(model, data, params, **FAST)
+    assert result.entries[-1].llc_mean > result.entries[0].llc_mean
+
+
+def test_orth_restriction_removes_the_gradient_component(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    settings = {**FAST, "save_samples": 5}
+    anchor = torch.cat([params[1][n].reshape(-1) for n, _ in model.named_parameters()])
+    model.load_state_dict(params[1])
+    loss = nn.functional.cross_entropy(model(data[0]), data[1])
+    grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.parameters()))])
+    unit = grad / grad.norm()
+
+    def along(result):
+        moves = result.samples.reshape(-1, anchor.numel()) - anchor
+        return (moves @ unit).abs().max().item(), moves.norm(dim=1).min().item()
+
+    restricted = along(estimate_llc(model, data, params[1], restrict_to_orth_grad=True, **settings))
+    free = along(estimate_llc(model, data, params[1], **settings))
+    assert restricted[0] < 1e-4 * restricted[1]
+    assert free[0] > 1e-2 * free[1]
+
+
+def test_zero_gradient_skips_the_projection():
+    grad = {"a": torch.zeros(2, 3), "b": torch.zeros(2, 1)}
+    direction = unit_directions(grad)
+    w = {"a": torch.randn(2, 3), "b": torch.randn(2, 1)}
+    anchor = {"a": torch.zeros(2, 3), "b": torch.zeros(2, 1)}
+    projected = project_out(w, anchor, direction)
+    assert all(torch.equal(projected[k], w[k]) for k in w)
+    # end to end: at the origin of a deep linear network the gradient is zero
+    model = DeepLinear([3, 2, 3])
+    params = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    x = torch.randn(200, 3)
+    data = (x, torch.zeros(200, 3))
+    kw = dict(epsilon=1e-3, gamma=1.0, n_steps=100, batch_size=20, chains=2)
+    a = estimate_llc(model, data, params, loss="mse", restrict_to_orth_grad=True, **kw)
+    b = estimate_llc(model, data, params, loss="mse", **kw)
+    assert a.entries[0].llc_per_chain == b.entries[0].llc_per_chain
+
+
+def test_restricted_subset_never_moves(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    result = estimate_llc(model, data, params[-1], params="^embedding", save_samples=3, **FAST)
+    assert result.settings["sampled_parameters"] == ["embedding.weight"]
+    assert result.samples.shape[-1] == params[-1]["embedding.weight"].numel()
+    full = estimate_llc(model, data, params[-1], **FAST)
+    assert result.entries[0].llc_mean < full.entries[0].llc_mean
+
+    class Spy(type(model)):  # records what the forward pass sees of a parameter outside the subset
+        seen: list = []
+
+        def batched_logits(self, params, x):
+            self.seen.append(params["linear2.weight"].detach().clone())
+            return super().batched_logits(params, x)
+
+    spy = Spy(model.cfg, model.p)
+    estimate_llc(spy, data, params[-1], params="^embedding", **FAST)
+    assert len(Spy.seen) > FAST["n_steps"]
+    assert all(torch.equal(s, params[-1]["linear2.weight"].expand_as(s)) for s in Spy.seen)
+
+
+def test_every_chain_diverging_gives_a_null_estimate_with_reason(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    result = estimate_llc(model, data, params[-1], epsilon=50.0, gamma=1.0, n_steps=50, batch_size=32, chains=2)
+    entry = result.entries[0]
+    assert entry.llc_mean is None and entry.diverged_chains == 2 and "diverged" in entry.reason
+    json.loads(result.to_json())  # still valid JSON (no NaN)
+
+
+def test_a_diverged_chain_is_cut_at_its_first_bad_loss():
+    losses = torch.tensor([[1.0, 1.0], [1.0, float("inf")], [1.0, 2.0], [1.0, 1.0]])
+    diverged = _discard_after_divergence(losses)
+    assert diverged.tolist() == [False, True]
+    assert torch.isnan(losses[1:, 1]).all() and torch.isfinite(losses[:, 0]).all()
+
+
+def test_bad_settings_fail_before_sampling(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    for bad, match in [
+        (dict(epsilon=0.0), "epsilon"),
+        (dict(n_steps=0), "n_steps"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(batch_size=10**6), "exceeds"),
+        (dict(burn_in=300, n_steps=300), "burn_in"),
+        (dict(params="nope"), "matches no parameter"),
+        (dict(gamma=-1.0), "gamma"),
+        (dict(device="cuda"), "cuda"),
+        (dict(nbeta=-2.0), "nbeta"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            estimate_llc(model, data, params[-1], **{**FAST, **bad})
+    wrong = dict(params[-1])
+    wrong["linear2.weight"] = torch.zeros(3, 3)
+    with pytest.raises(CheckpointError, match="linear2.weight has shape"):
+        estimate_llc(model, data, wrong, **FAST)
+
+
+def test_power_model_generic_path_runs():
+    x = 2 * torch.randn(300, 1)
+    result = estimate_llc(PowerModel((0, 1)), (x, 0.25 * torch.randn(300, 1)), loss="mse", epsilon=1e-4, n_steps=300, batch_size=50, chains=2)
+    assert result.entries[0].llc_mean is not None
