@@ -95,6 +95,24 @@ def _cmd_validate(args: argparse.Namespace) -> None:
         print(f"{row['case']:<28} {row['true']:8.4g} {estimate:>10} {row['std'] or 0:8.3g} {rel:>8}", flush=True)
 
 
+def _cmd_analyze(args: argparse.Namespace) -> None:
+    import time
+
+    from .analysis import analyze_run, save_analysis
+    from .run import load_run
+
+    run = load_run(args.run)
+    start = time.perf_counter()
+    analysis = analyze_run(run, progress=not args.quiet)
+    written = save_analysis(run, analysis)
+    print(f"key frequencies: {analysis.key_frequencies}; final verdict: {analysis.final_verdict} "
+          f"(formed at step {analysis.circuit_formed_at}); {len(analysis.steps)} checkpoints in {time.perf_counter() - start:.1f} s")
+    last = analysis.checkpoints[-1].circuit
+    print(f"final: gradient symmetricity {last['gradient_symmetricity']:.3f}, distance irrelevance "
+          f"{last['distance_irrelevance']:.3f}, frequency doubling {last['frequency_doubling']}")
+    print(f"wrote {len(written)} files under {run.path}")
+
+
 def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory")
     parser.add_argument("--gamma", type=float, help="localisation strength γ (default 5)")
@@ -143,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--checkpoint", default="last", help="last, or a checkpoint index")
     calibrate.add_argument("--gammas", type=float, nargs="+", help="also vary gamma over these values")
     calibrate.set_defaults(func=_cmd_calibrate)
+
+    analyze = sub.add_parser("analyze", help="Fourier anatomy and Pizza/Clock verdicts at every checkpoint")
+    analyze.add_argument("run", help="run directory")
+    analyze.add_argument("--quiet", action="store_true")
+    analyze.set_defaults(func=_cmd_analyze)
 
     validate = sub.add_parser("validate", help="estimate λ on models with known λ and print the errors")
     validate.add_argument("--quick", action="store_true", help="skip the larger deep linear networks")

@@ -61,7 +61,7 @@ def _weight_decay_at(config: RunConfig, step: int) -> float:
     return 0.0 if step >= tc.n_steps - tc.no_weight_decay_steps else tc.weight_decay
 
 
-def _save_resume_state(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Adam, batches: torch.Generator) -> None:
+def _save_resume_state(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, batches: torch.Generator) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     state = optimizer.state_dict()["state"]
@@ -72,7 +72,7 @@ def _save_resume_state(run_dir: Path, step: int, model: nn.Module, optimizer: to
     save_tensors(run_dir / RESUME_FILE, tensors, metadata={"step": str(step)})
 
 
-def _load_resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Adam, batches: torch.Generator) -> int:
+def _load_resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, batches: torch.Generator) -> int:
     path = run_dir / RESUME_FILE
     tensors = load_tensors(path)
     step = int(read_metadata(path)["step"])
@@ -128,7 +128,8 @@ def _train_locked(config: RunConfig, run_dir: Path, progress: bool) -> float:
     data = make_dataset(config.task, tc.seed).to(device)
     model = build_model(config.model, config.task.p, tc.seed).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer_class = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(trainable, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     batches = generator(tc.seed, "batches")
     checkpoints = set(tc.checkpoint_steps())
 
@@ -154,8 +155,11 @@ def _train_locked(config: RunConfig, run_dir: Path, progress: bool) -> float:
     for step in range(start, tc.n_steps):
         for group in optimizer.param_groups:
             group["weight_decay"] = _weight_decay_at(config, step)
-        index = torch.randint(data.n_train, (tc.batch_size,), generator=batches).to(device)
-        loss = nn.functional.cross_entropy(model(data.train_x[index]), data.train_y[index])
+        if tc.full_batch:
+            loss = nn.functional.cross_entropy(model(data.train_x), data.train_y)
+        else:
+            index = torch.randint(data.n_train, (tc.batch_size,), generator=batches).to(device)
+            loss = nn.functional.cross_entropy(model(data.train_x[index]), data.train_y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

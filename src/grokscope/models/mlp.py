@@ -55,14 +55,20 @@ def batched_logits(params: dict[str, torch.Tensor], x: torch.Tensor, cfg: MLPCon
     n_chains, m, _ = x.shape
     tokens = x.reshape(n_chains, 2 * m, 1).expand(-1, -1, embed.shape[-1])
     pair = torch.gather(embed, 1, tokens).view(n_chains, m, 2 * embed.shape[-1])
+    return logits_from_pair(params, pair, cfg)
+
+
+def logits_from_pair(params: dict[str, torch.Tensor], pair: torch.Tensor, cfg: MLPConfig, pre_unembed: bool = False) -> torch.Tensor:
+    """Logits [B, m, p] from embeddings laid side by side, pair = [E[a] | E[b]] [B, m, 2d];
+    with ``pre_unembed`` the activations the unembedding reads instead."""
     left = "linear1r" if cfg.linear_1_tied else "linear1l"
     first = torch.cat([params[f"{left}.weight"], params["linear1r.weight"]], dim=-1)
     bias = params[f"{left}.bias"] + params["linear1r.bias"]
     hidden = ACTIVATIONS[cfg.activation](_linear(pair, first, bias))
     if cfg.tie_unembed:
         out = _linear(hidden, params["linear2.weight"], params["linear2.bias"])
-        return torch.bmm(out, embed.transpose(1, 2))
-    return _linear(hidden, params["linear2.weight"])
+        return out if pre_unembed else torch.bmm(out, params["embedding.weight"].transpose(1, 2))
+    return hidden if pre_unembed else _linear(hidden, params["linear2.weight"])
 
 
 class MLP(nn.Module):
@@ -90,6 +96,15 @@ class MLP(nn.Module):
     def batched_logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return batched_logits(params, x, self.cfg)
 
+    def unembedding_matrix(self) -> torch.Tensor:
+        """Token-indexed rows of the unembedding: linear2's weight [p, h], or E when tied."""
+        return self.embedding.weight if self.cfg.tie_unembed else self.linear2.weight
+
+    def forward_from_embeddings(self, ea: torch.Tensor, eb: torch.Tensor, pre_unembed: bool = False) -> torch.Tensor:
+        """Logits [m, p] (or the activations the unembedding reads) from token embeddings [m, d]."""
+        params = {k: v.unsqueeze(0) for k, v in self.named_parameters()}
+        return logits_from_pair(params, torch.cat([ea, eb], dim=-1).unsqueeze(0), self.cfg, pre_unembed).squeeze(0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = {k: v.unsqueeze(0) for k, v in self.named_parameters()}
         return batched_logits(params, x.unsqueeze(0), self.cfg).squeeze(0)
@@ -106,7 +121,3 @@ def _init(name: str, shape: tuple[int, ...], cfg: MLPConfig, g: torch.Generator)
     bound = 1.0 / math.sqrt(fan_in)
     tensor = (torch.rand(shape, generator=g) * 2 - 1) * bound
     return tensor * cfg.scale_linear_1 if name.startswith("linear1") else tensor
-
-
-def build_model(cfg: MLPConfig, p: int, seed: int = 0) -> MLP:
-    return MLP(cfg, p, seed)

@@ -1,0 +1,61 @@
+"""One-layer transformer with an attention rate α (Zhong et al. 2023, "The Clock and the Pizza",
+arXiv 2306.17844, §4): two input tokens, no LayerNorm, no causal mask, output read at the last
+position. attention = α · softmax(QKᵀ/√d_head) + (1 − α) · uniform. α = 0 tends to learn Pizza,
+α = 1 Clock.
+
+A plain ``nn.Module``: SGLD batches it with ``torch.func.vmap`` (the generic path).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import TransformerConfig
+from ..seeding import generator
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig, p: int, seed: int = 0):
+        super().__init__()
+        self.cfg, self.p = cfg, p
+        d, heads = cfg.d_model, cfg.n_heads
+        d_head, d_mlp = d // heads, cfg.d_mlp or 4 * d
+        g = generator(seed, "init")
+
+        def normal(*shape: int, fan_in: int) -> nn.Parameter:
+            return nn.Parameter(torch.randn(shape, generator=g) / math.sqrt(fan_in))
+
+        self.embedding = nn.Embedding(p, d)
+        self.embedding.weight = normal(p, d, fan_in=d)
+        self.pos = normal(2, d, fan_in=d)
+        self.W_QKV = normal(d, 3 * d, fan_in=d)  # [W_Q | W_K | W_V], each d -> heads * d_head
+        self.W_O = normal(d, d, fan_in=d)  # concatenated heads -> residual
+        self.W_in, self.b_in = normal(d, d_mlp, fan_in=d), nn.Parameter(torch.zeros(d_mlp))
+        self.W_out, self.b_out = normal(d_mlp, d, fan_in=d_mlp), nn.Parameter(torch.zeros(d))
+        self.unembed = nn.Linear(d, p, bias=False)
+        self.unembed.weight = normal(p, d, fan_in=d)
+
+    def unembedding_matrix(self) -> torch.Tensor:
+        """Token-indexed rows of the unembedding [p, d]."""
+        return self.unembed.weight
+
+    def forward_from_embeddings(self, ea: torch.Tensor, eb: torch.Tensor, pre_unembed: bool = False) -> torch.Tensor:
+        """Logits [m, p] (or the residual stream read by the unembedding) from token embeddings [m, d]."""
+        m, d, heads = ea.shape[0], self.cfg.d_model, self.cfg.n_heads
+        x = torch.stack([ea, eb], dim=1) + self.pos  # [m, 2, d]
+        q, k, v = (x @ self.W_QKV).view(m, 2, 3, heads, d // heads).permute(2, 0, 3, 1, 4)  # [m, heads, 2, d_head]
+        q = q[:, :, -1:]  # only the last position is read out
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // heads)  # [m, heads, 1, 2]
+        alpha = self.cfg.attention_rate
+        pattern = alpha * torch.softmax(scores, dim=-1) + (1 - alpha) / scores.shape[-1]
+        attended = (pattern @ v).reshape(m, d) @ self.W_O
+        resid = x[:, -1] + attended
+        resid = resid + torch.relu(resid @ self.W_in + self.b_in) @ self.W_out + self.b_out
+        return resid if pre_unembed else self.unembed(resid)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embed = self.embedding.weight
+        return self.forward_from_embeddings(embed[x[:, 0]], embed[x[:, 1]])
