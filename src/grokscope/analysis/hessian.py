@@ -11,7 +11,7 @@ from ..seeding import generator
 
 
 def top_hessian_eigenvalues(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: int = 5, iterations: int = 40, seed: int = 0
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: int = 5, iterations: int = 24, seed: int = 0
 ) -> list[float]:
     """The ``count`` largest eigenvalues of ∇²L_n at the model's current weights, descending."""
     params = [p for p in model.parameters() if p.requires_grad]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..tasks import ModularDataset
 from . import plots
 from .circuits import CircuitMetrics, circuit_metrics
@@ -67,8 +68,18 @@ class HessianSpectrum:
         return plots.bars(self.eigenvalues, "top Hessian eigenvalues of the training loss", "rank", "eigenvalue")
 
 
+def require_analysable(model: nn.Module) -> None:
+    """The analyses read a token embedding table and re-run the model from embeddings."""
+    if not (hasattr(model, "embedding") and hasattr(model, "forward_from_embeddings") and hasattr(model, "unembedding_matrix")):
+        raise ConfigError(
+            f"{type(model).__name__} is not supported by the analyses: they need a model with an `embedding` "
+            "table, `forward_from_embeddings(ea, eb)` and `unembedding_matrix()` (grokscope's MLP and transformer)"
+        )
+
+
 @torch.no_grad()
 def fourier_modes(model: nn.Module) -> FourierModes:
+    require_analysable(model)
     embed = mode_magnitudes(model.embedding.weight)
     keys = key_frequencies(embed)
     return FourierModes(embed.tolist(), mode_magnitudes(model.unembedding_matrix()).tolist(), keys,
@@ -77,12 +88,14 @@ def fourier_modes(model: nn.Module) -> FourierModes:
 
 @torch.no_grad()
 def mode_circles(model: nn.Module, keys: list[int] | None = None) -> ModeCircles:
+    require_analysable(model)
     embed = model.embedding.weight
     keys = keys or key_frequencies(mode_magnitudes(embed))
     return ModeCircles(embed.shape[0], {k: mode_circle(embed, k).tolist() for k in keys})
 
 
 def mode_ablation(model: nn.Module, data: ModularDataset) -> ModeAblation:
+    require_analysable(model)
     return ModeAblation(ablation_losses(model, data))
 
 
@@ -92,6 +105,7 @@ def progress(model: nn.Module, data: ModularDataset, keys: list[int] | None = No
 
 
 def hessian_spectrum(model: nn.Module, data: ModularDataset, count: int = 5) -> HessianSpectrum:
+    require_analysable(model)
     return HessianSpectrum(top_hessian_eigenvalues(model, data.train_x, data.train_y, count=count))
 
 

@@ -1,0 +1,107 @@
+"""Pizza/Clock metrics on weights built by hand to realise the logit formulas of REFERENCE §5."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from grokscope import ConfigError
+from grokscope.analysis import circuit, fourier_modes
+from grokscope.analysis.circuits import distance_irrelevance, frequency_doubling, gradient_symmetricity
+
+
+class Formula(nn.Module):
+    """E_j = (cos wj, sin wj), w = 2πk/p; the unembedding reads the same circle."""
+
+    def __init__(self, p: int, k: int):
+        super().__init__()
+        w = 2 * math.pi * k / p
+        j = torch.arange(p, dtype=torch.float32)
+        self.embedding = nn.Embedding(p, 2)
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.stack([torch.cos(w * j), torch.sin(w * j)], 1))
+
+    def unembedding_matrix(self):
+        return self.embedding.weight
+
+    def forward(self, x):
+        e = self.embedding.weight
+        return self.forward_from_embeddings(e[x[:, 0]], e[x[:, 1]])
+
+    def forward_from_embeddings(self, ea, eb, pre_unembed=False):
+        features = self.features(ea, eb)
+        return features if pre_unembed else features @ self.embedding.weight.T
+
+
+class Clock(Formula):
+    """Q_abc = cos(w(a + b − c)): the embeddings multiplied as complex numbers."""
+
+    def features(self, ea, eb):
+        return torch.stack([ea[:, 0] * eb[:, 0] - ea[:, 1] * eb[:, 1], ea[:, 1] * eb[:, 0] + ea[:, 0] * eb[:, 1]], 1)
+
+
+class Pizza(Formula):
+    """Q_abc = |cos(w(a − b)/2)| · cos(w(a + b − c)): from the sum E_a + E_b alone."""
+
+    def features(self, ea, eb):
+        h = ea + eb
+        x, y = h[:, 0], h[:, 1]
+        squared = (x * x + y * y).clamp_min(1e-12)
+        doubled = torch.stack([x * x - y * y, 2 * x * y], 1) / squared.unsqueeze(1)
+        return doubled * (squared.sqrt() / 2).unsqueeze(1)
+
+
+P, K = 31, 5
+
+
+def test_formulas_are_what_they_claim():
+    a, b, c = torch.tensor([3, 7, 20]), torch.tensor([11, 2, 30]), torch.tensor([4, 9, 1])
+    w = 2 * math.pi * K / P
+    clock, pizza = Clock(P, K), Pizza(P, K)
+    x = torch.stack([a, b], 1)
+    expected_clock = torch.cos(w * (a + b - c))
+    expected_pizza = torch.abs(torch.cos(w * (a - b) / 2)) * torch.cos(w * (a + b - c))
+    assert torch.allclose(clock(x)[torch.arange(3), c], expected_clock, atol=1e-5)
+    assert torch.allclose(pizza(x)[torch.arange(3), c], expected_pizza, atol=1e-5)
+
+
+def test_pizza_formula_gets_pizza_verdict():
+    metrics = circuit(Pizza(P, K), P, keys=[K])
+    assert metrics.gradient_symmetricity == pytest.approx(1.0, abs=1e-5)
+    assert metrics.distance_irrelevance == pytest.approx(0.0, abs=1e-5)
+    assert metrics.verdict == "pizza"
+
+
+def test_clock_formula_gets_clock_verdict():
+    metrics = circuit(Clock(P, K), P, keys=[K])
+    # ∂Q/∂E_a · ∂Q/∂E_b reduces to cos(w(a − b)): about 0 over random triples
+    assert abs(metrics.gradient_symmetricity) < 0.3
+    assert metrics.distance_irrelevance == pytest.approx(1.0)
+    assert metrics.verdict == "clock"
+
+
+def test_frequency_doubling_separates_the_formulas():
+    clock, _ = frequency_doubling(Clock(P, K), P, [K])
+    pizza, _ = frequency_doubling(Pizza(P, K), P, [K])
+    assert clock < 1e-4  # a clock's readout holds frequency k only
+    assert pizza > 0.1  # |cos(w(a−b)/2)| cos(w(a+b)) carries 2k as b varies
+
+
+def test_even_p_marks_doubling_as_not_computed():
+    value, notes = frequency_doubling(Clock(30, 7), 30, [7])
+    assert value is None and "p odd" in notes[0]
+    metrics = circuit(Clock(30, 7), 30, keys=[7])
+    assert metrics.frequency_doubling is None and metrics.verdict == "clock"
+
+
+def test_distance_irrelevance_and_symmetricity_are_seeded_and_bounded():
+    model = Clock(P, K)
+    assert gradient_symmetricity(model, P, seed=1) == gradient_symmetricity(model, P, seed=1)
+    di, notes = distance_irrelevance(Pizza(P, K), P)
+    assert 0 <= di < 1e-5 and not notes
+
+
+def test_unsupported_model_is_refused_clearly():
+    with pytest.raises(ConfigError, match="not supported by the analyses"):
+        fourier_modes(nn.Linear(3, 3))
