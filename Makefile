@@ -19,9 +19,13 @@ $(VENV)/.dev-installed: $(VENV)/.core-installed
 	touch $@
 
 demo: $(VENV)/.core-installed
-	$(BIN)/grokscope train --preset example --out runs/demo
+	$(BIN)/grokscope demo --out runs/demo
 
-test: $(VENV)/.dev-installed
+# The report is tested in a real browser: Debian's chromium and chromium-driver.
+/usr/bin/chromedriver:
+	apt-get update -q && apt-get install -y -q chromium chromium-driver
+
+test: $(VENV)/.dev-installed /usr/bin/chromedriver
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.dev-installed

@@ -27,7 +27,8 @@ def _cmd_import_legacy(args: argparse.Namespace) -> None:
 def _sgld_from_args(args: argparse.Namespace):
     from .llc.config import sgld_config
 
-    names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay", "params", "seed", "device")
+    names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay",
+             "params", "seed", "device", "save_samples")
     settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if "steps" in settings:
         settings["n_steps"] = settings.pop("steps")
@@ -113,6 +114,24 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files under {run.path}")
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .errors import GrokscopeError
+    from .report import build_run_report
+
+    path = Path(args.path)
+    if not (path / "config.json").exists():
+        raise GrokscopeError(f"{path} is not a run directory (no config.json); sweep pages need `grokscope sweep`, which this version does not have")
+    print(f"wrote {build_run_report(path)}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, progress=not args.quiet)
+
+
 def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory")
     parser.add_argument("--gamma", type=float, help="localisation strength γ (default 5)")
@@ -127,6 +146,7 @@ def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", help="regex: sample only matching parameters (e.g. embedding)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", help="cpu or cuda")
+    parser.add_argument("--save-samples", dest="save_samples", type=int, help="parameter snapshots kept per chain (for the report's PCA)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("run", help="run directory")
     analyze.add_argument("--quiet", action="store_true")
     analyze.set_defaults(func=_cmd_analyze)
+
+    report = sub.add_parser("report", help="build RUN/report.html from stored results (computes nothing expensive)")
+    report.add_argument("path", help="run directory")
+    report.set_defaults(func=_cmd_report)
+
+    demo = sub.add_parser("demo", help="train the example preset, estimate its LLC, analyse it, write the report")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=_cmd_demo)
 
     validate = sub.add_parser("validate", help="estimate λ on models with known λ and print the errors")
     validate.add_argument("--quick", action="store_true", help="skip the larger deep linear networks")

@@ -104,7 +104,7 @@ def estimate_llc(
         "package_version": __version__,
         "torch_version": torch.__version__,
     }
-    return LLCResult(entries, settings_record, output.samples)
+    return LLCResult(entries, settings_record, output.samples, output.sample_losses)
 
 
 def _as_param_sets(model: nn.Module, params: object) -> list[dict[str, torch.Tensor]]:

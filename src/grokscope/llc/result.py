@@ -42,6 +42,7 @@ class LLCResult:
     entries: list[CheckpointLLC]
     settings: dict[str, Any]
     samples: torch.Tensor | None = field(default=None, repr=False)  # [S, K*C, P] when asked for
+    sample_losses: torch.Tensor | None = field(default=None, repr=False)  # [S, K*C]
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "checkpoints": [_clean(asdict(e)) for e in self.entries]}

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..run import Run
 from ..figures import save_figure
-from ..store import atomic_write_text
+from ..store import atomic_write_text, save_tensors
 from .config import SGLDConfig
 from .estimate import estimate_llc
 from .result import LLCResult
@@ -45,10 +45,22 @@ def run_llc(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bo
     return result
 
 
+SAMPLES_FILE = "llc_samples.safetensors"
+
+
 def save_llc(run: Run, result: LLCResult) -> tuple[Path, Path]:
-    """Write RUN/results/llc.json and RUN/figures/llc.png (atomically)."""
+    """Write RUN/results/llc.json and RUN/figures/llc.png (atomically), and, when samples were
+    saved, the last checkpoint's SGLD snapshots and their losses to RUN/results/llc_samples.safetensors."""
     json_path = run.path / "results" / "llc.json"
     figure_path = run.path / "figures" / "llc.png"
     atomic_write_text(json_path, result.to_json() + "\n")
     save_figure(result.plot(run.metrics), figure_path)
+    if result.samples is not None:
+        chains = result.settings["chains"]
+        last = slice(result.samples.shape[1] - chains, None)
+        save_tensors(
+            run.path / "results" / SAMPLES_FILE,
+            {"samples": result.samples[:, last], "losses": result.sample_losses[:, last]},
+            metadata={"step": str(result.entries[-1].step)},
+        )
     return json_path, figure_path

@@ -32,6 +32,7 @@ class ChainOutput:
     diverged: torch.Tensor  # [B] bool
     mala_acceptance: torch.Tensor | None  # [B] mean acceptance probability
     samples: torch.Tensor | None  # [S, B, P] snapshots after burn-in
+    sample_losses: torch.Tensor | None  # [S, B] the minibatch loss recorded at each snapshot
 
 
 def block_length(n_params: int) -> int:
@@ -124,6 +125,8 @@ def run_chains(
             for t in range(block):
                 loss, grad = objective.losses_and_grads(w, fixed, xs[:, t], ys[:, t])
                 losses[step] = loss
+                if step in snapshots:  # the point whose minibatch loss was just recorded
+                    samples[snapshots[step]] = flatten(w)
                 if mala_sum is not None:
                     grad_u = potential_gradient(grad, w, anchors, nbeta, gamma, wd)
                     u = potential(loss, w, anchors, nbeta, gamma, wd)
@@ -133,8 +136,6 @@ def run_chains(
                 w = step_fn(w, grad, _noise_tree(noise, t, shapes))
                 if directions is not None:
                     w = project_out(w, anchors, directions)
-                if step in snapshots:
-                    samples[snapshots[step]] = flatten(w)
                 step += 1
             bar.update(block)
     finally:
@@ -143,7 +144,9 @@ def run_chains(
     losses = losses.cpu()
     diverged = _discard_after_divergence(losses)
     mala = None if mala_sum is None else (mala_sum / max(cfg.n_steps - 1, 1)).cpu()
-    return ChainOutput(losses, diverged, mala, None if samples is None else samples.cpu())
+    if samples is None:
+        return ChainOutput(losses, diverged, mala, None, None)
+    return ChainOutput(losses, diverged, mala, samples.cpu(), losses[list(snapshots)])
 
 
 def _discard_after_divergence(losses: torch.Tensor) -> torch.Tensor:

@@ -58,11 +58,12 @@ class LocalizedLangevin:
         self.noise_scale = epsilon**0.5
 
     def __call__(self, w: Tree, loss_grad: Tree, noise: Tree) -> Tree:
-        def one(wi: torch.Tensor, pull: torch.Tensor, gi: torch.Tensor, ni: torch.Tensor) -> torch.Tensor:
-            out = torch.add(pull, wi, alpha=self.shrink)
-            return out.add_(gi, alpha=self.grad_scale).add_(ni, alpha=self.noise_scale)
-
-        return tree_map(one, w, self.pull, loss_grad, noise)
+        names = list(w)
+        # one dispatch per pass over all tensors (torch's foreach ops, as torch.optim uses)
+        out = torch._foreach_add([self.pull[n] for n in names], [w[n] for n in names], alpha=self.shrink)
+        torch._foreach_add_(out, [loss_grad[n] for n in names], alpha=self.grad_scale)
+        torch._foreach_add_(out, [noise[n] for n in names], alpha=self.noise_scale)
+        return dict(zip(names, out))
 
 
 def unit_directions(grad: Tree) -> Tree:

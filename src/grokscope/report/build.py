@@ -1,0 +1,253 @@
+"""The run report: one self-contained HTML page (every figure embedded as base64 PNG, no network
+request), built from stored results only. Missing or unreadable results are named, with the
+command that makes them; everything else still renders."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ..errors import GrokscopeError
+from ..figures import save_figure
+from ..llc.runs import SAMPLES_FILE
+from ..store import atomic_write_text, load_tensors, read_json, read_metadata, read_metrics
+from . import figures as report_figures
+
+TEMPLATE = Path(__file__).with_name("page.html")
+ANALYSIS_FIGURES = [
+    ("fourier_magnitudes", "Embedding Fourier mode magnitudes over training"),
+    ("fourier_lines", "Embedding mode magnitudes per frequency (the original study's plot)"),
+    ("fourier_magnitudes_unembed", "Unembedding Fourier mode magnitudes over training"),
+    ("fourier_sparsity", "Share of the embedding's norm in the key frequencies"),
+    ("circles", "Mode circles of the key frequencies at a few checkpoints"),
+    ("ablation", "Keep-one-mode ablation: test loss with the embedding projected onto one frequency"),
+    ("progress_measures", "Progress measures: restricted and excluded loss (Nanda et al. 2023)"),
+]
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    text: str = ""
+    missing: list[str] = field(default_factory=list)
+    tables: list[dict] = field(default_factory=list)
+    figures: list[dict] = field(default_factory=list)
+    pre: list[str] = field(default_factory=list)
+
+
+class RunResults:
+    """Lazy, fault-tolerant access to a run's stored files."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.problems: dict[str, str] = {}
+
+    def json(self, relative: str, command: str) -> Any:
+        file = self.path / relative
+        if not file.exists():
+            self.problems[relative] = f"missing: {relative} (make it with `{command}`)"
+            return None
+        try:
+            return read_json(file)
+        except GrokscopeError as err:
+            self.problems[relative] = f"unreadable: {relative} ({err}); rerun `{command}`"
+            return None
+
+    def note(self, relative: str) -> list[str]:
+        return [self.problems[relative]] if relative in self.problems else []
+
+
+def _png(fig_or_path) -> str:
+    if isinstance(fig_or_path, Path):
+        return base64.b64encode(fig_or_path.read_bytes()).decode()
+    buffer = io.BytesIO()
+    fig_or_path.savefig(buffer, format="png", dpi=100)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figure_file(run_dir: Path, stem: str, caption: str, command: str, section: Section) -> None:
+    path = run_dir / "figures" / f"{stem}.png"
+    if path.exists():
+        section.figures.append({"caption": caption, "data": _png(path)})
+    else:
+        section.missing.append(f"missing: figures/{stem}.png (make it with `{command}`)")
+
+
+def _own_figure(run_dir: Path, stem: str, caption: str, fig, section: Section) -> None:
+    """A figure the report draws: embedded, and saved as figures/<stem>.png too."""
+    data = _png(fig)
+    save_figure(fig, run_dir / "figures" / f"{stem}.png")
+    section.figures.append({"caption": caption, "data": data})
+
+
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    if value is None:
+        return "—"
+    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+
+
+def build_run_report(run_dir: str | Path) -> Path:
+    """Write RUN/report.html from the run's stored results and return its path."""
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "config.json").exists():
+        raise GrokscopeError(f"{run_dir} is not a grokscope run (no config.json); `grokscope report` needs a run directory")
+    results = RunResults(run_dir)
+    config = results.json("config.json", "grokscope train")
+    manifest = results.json("manifest.json", "grokscope train")
+    metrics = read_metrics(run_dir)
+    llc = results.json("results/llc.json", f"grokscope llc {run_dir}")
+    fourier = results.json("results/fourier.json", f"grokscope analyze {run_dir}")
+    circuit = results.json("results/circuit.json", f"grokscope analyze {run_dir}")
+    sections = [
+        _summary(metrics, llc, circuit, fourier, results),
+        _training(run_dir, metrics),
+        _llc(run_dir, llc, results),
+        _health(run_dir, llc, results),
+        _fourier(run_dir, fourier, results),
+        _circuits(run_dir, circuit, results),
+        _hessian(run_dir, fourier, results),
+        _samples(run_dir),
+        _provenance(config, manifest, llc, results),
+    ]
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    html = environment.from_string(TEMPLATE.read_text()).render(
+        title=f"grokscope report: {run_dir.name}",
+        subtitle=f"Run directory {run_dir}",
+        sections=sections,
+    )
+    out = run_dir / "report.html"
+    atomic_write_text(out, html)
+    return out
+
+
+def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
+    section = Section("summary", "Summary")
+    rows = []
+    if metrics:
+        last = metrics[-1]
+        grok = next((int(r["step"]) for r in metrics if r["test_acc"] >= 0.9), None)
+        rows += [["final train accuracy", _fmt(last["train_acc"], ".4f")], ["final test accuracy", _fmt(last["test_acc"], ".4f")],
+                 ["grokking step (test accuracy ≥ 0.9)", _fmt(grok)]]
+    else:
+        section.missing.append("missing: metrics.csv (make it with `grokscope train`)")
+    if llc:
+        valid = [e for e in llc["checkpoints"] if e["llc_mean"] is not None]
+        if valid:
+            peak = max(valid, key=lambda e: e["llc_mean"])
+            rows += [["peak LLC λ̂ (step)", f"{peak['llc_mean']:.1f} ± {peak['llc_std']:.1f} (step {peak['step']})"],
+                     ["final LLC λ̂", f"{valid[-1]['llc_mean']:.1f} ± {valid[-1]['llc_std']:.1f}"]]
+    section.missing += results.note("results/llc.json")
+    if circuit:
+        rows += [["circuit verdict", circuit["final_verdict"]], ["circuit formed at step", _fmt(circuit["circuit_formed_at"])],
+                 ["key frequencies", ", ".join(map(str, circuit["key_frequencies"]))]]
+    section.missing += results.note("results/circuit.json")
+    section.tables.append({"header": None, "rows": rows, "css": "summary"})
+    return section
+
+
+def _training(run_dir: Path, metrics) -> Section:
+    section = Section("training", "Training curves")
+    if metrics:
+        _own_figure(run_dir, "training", "Full-batch train and test loss and accuracy", report_figures.training_curves(metrics), section)
+    else:
+        section.missing.append("missing: metrics.csv (make it with `grokscope train`)")
+    return section
+
+
+def _llc(run_dir: Path, llc, results: RunResults) -> Section:
+    section = Section("llc", "Local learning coefficient over training")
+    section.missing += results.note("results/llc.json")
+    if llc:
+        s = llc["settings"]
+        section.text = (f"λ̂ = nβ (E[L] − L_n(w*)) with nβ = {s['nbeta']:.4g} ({s['nbeta_convention']}), ε = {s['epsilon']}, "
+                        f"γ = {s['gamma']}, {s['n_steps']} steps ({s['burn_in_steps']} burn-in), m = {s['batch_size']}, "
+                        f"{s['chains']} chains per checkpoint; error bars: std over chains.")
+        _figure_file(run_dir, "llc", "λ̂ per checkpoint with train and test loss", f"grokscope llc {run_dir}", section)
+    return section
+
+
+def _health(run_dir: Path, llc, results: RunResults) -> Section:
+    section = Section("health", "SGLD health")
+    section.missing += results.note("results/llc.json")
+    if not llc:
+        return section
+    rows = [[e["step"], _fmt(e["llc_mean"], ".2f"), _fmt(e["llc_std"], ".2f"), _fmt(e["llc_sem"], ".2f"), _fmt(e["r_hat"], ".3f"),
+             _fmt(e["ess"], ".0f"), _fmt(e["frac_below_init"], ".3f"), e["diverged_chains"], _fmt(e.get("mala_acceptance"), ".3f"),
+             e.get("reason") or ""] for e in llc["checkpoints"]]
+    section.tables.append({"header": ["step", "λ̂", "std", "sem", "R-hat", "ESS", "draws < L_n(w*)", "diverged", "MALA", "note"],
+                           "rows": rows, "css": ""})
+    settings = llc["settings"]
+    section.tables.append({"header": ["setting", "value"], "css": "",
+                           "rows": [[k, json.dumps(v) if isinstance(v, (list, dict)) else _fmt(v)] for k, v in settings.items()]})
+    _own_figure(run_dir, "sgld_traces", "SGLD minibatch-loss traces per chain", report_figures.sgld_traces(llc), section)
+    return section
+
+
+def _fourier(run_dir: Path, fourier, results: RunResults) -> Section:
+    section = Section("fourier", "Fourier anatomy")
+    section.missing += results.note("results/fourier.json")
+    if fourier:
+        section.text = f"Key frequencies of the final embedding: {', '.join(map(str, fourier['key_frequencies']))}."
+        for stem, caption in ANALYSIS_FIGURES:
+            _figure_file(run_dir, stem, caption, f"grokscope analyze {run_dir}", section)
+    return section
+
+
+def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
+    section = Section("circuit", "Pizza or Clock")
+    section.missing += results.note("results/circuit.json")
+    if circuit:
+        section.text = (f"Final verdict: {circuit['final_verdict']}, stable from step {_fmt(circuit['circuit_formed_at'])}. "
+                        "Pizza: gradient symmetricity ≥ 0.98 and distance irrelevance ≤ 0.5; Clock: distance irrelevance ≥ 0.7 "
+                        "(Zhong et al. 2023). Below 0.9 test accuracy no circuit is called.")
+        _figure_file(run_dir, "circuit_metrics", "Circuit metrics over training", f"grokscope analyze {run_dir}", section)
+        section.tables.append({"header": ["step", "test acc", "gradient symmetricity", "distance irrelevance", "frequency doubling", "verdict"],
+                               "css": "", "rows": [[c["step"], _fmt(c["test_acc"], ".3f"), _fmt(c["gradient_symmetricity"], ".3f"),
+                                                    _fmt(c["distance_irrelevance"], ".3f"), _fmt(c["frequency_doubling"], ".3f"),
+                                                    c["verdict"]] for c in circuit["checkpoints"]]})
+    return section
+
+
+def _hessian(run_dir: Path, fourier, results: RunResults) -> Section:
+    section = Section("hessian", "Hessian spectrum")
+    section.missing += results.note("results/fourier.json")
+    if fourier:
+        _figure_file(run_dir, "hessian", "Top eigenvalues of the training-loss Hessian at each checkpoint", f"grokscope analyze {run_dir}", section)
+    return section
+
+
+def _samples(run_dir: Path) -> Section:
+    section = Section("samples", "SGLD samples (2-D PCA)")
+    path = run_dir / "results" / SAMPLES_FILE
+    if not path.exists():
+        section.missing.append(f"missing: results/{SAMPLES_FILE} (make it with `grokscope llc {run_dir} --save-samples 20`)")
+        return section
+    try:
+        tensors = load_tensors(path)
+        step = read_metadata(path).get("step", "?")
+    except GrokscopeError as err:
+        section.missing.append(f"unreadable: results/{SAMPLES_FILE} ({err})")
+        return section
+    _own_figure(run_dir, "sgld_pca", "Saved SGLD samples of the last checkpoint, projected on their first two principal components",
+                report_figures.sample_pca(tensors["samples"], tensors["losses"], step), section)
+    return section
+
+
+def _provenance(config, manifest, llc, results: RunResults) -> Section:
+    section = Section("provenance", "Provenance")
+    section.missing += results.note("config.json") + results.note("manifest.json")
+    if manifest:
+        section.tables.append({"header": None, "css": "summary", "rows": [
+            ["package", f"{manifest.get('package')} {manifest.get('version')}"], ["torch", manifest.get("torch_version")],
+            ["config hash", manifest.get("config_hash")], ["training command", manifest.get("command")],
+            ["LLC seed", llc["settings"]["seed"] if llc else "—"]]})
+    if config:
+        section.pre.append(json.dumps(config, indent=2))
+    return section
