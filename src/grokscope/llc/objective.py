@@ -71,6 +71,7 @@ class BatchedObjective:
 
     def __init__(self, model: nn.Module, loss: str | LossFn):
         self.loss = resolve_loss(loss)
+        self.closed_form = hasattr(self.loss, "value_and_output_grad")
         if hasattr(model, "batched_logits"):
             self.forward: Callable[[Tree, torch.Tensor], torch.Tensor] = model.batched_logits
         else:
@@ -87,7 +88,7 @@ class BatchedObjective:
         """Per-chain minibatch loss [B] and its gradient tree; chains do not interact."""
         leaves = {name: t.detach().requires_grad_(True) for name, t in sampled.items()}
         outputs = self.forward({**fixed, **leaves}, x)
-        if hasattr(self.loss, "value_and_output_grad"):
+        if self.closed_form:
             loss, output_grad = self.loss.value_and_output_grad(outputs.detach(), y)
             grads = torch.autograd.grad(outputs, list(leaves.values()), grad_outputs=output_grad)
         else:
