@@ -14,7 +14,12 @@ def test_presets_match_reference():
     nwd = build_config("no-weight-decay")
     assert (nwd.model.embed_dim, nwd.model.hidden_size, nwd.training.weight_decay) == (16, 32, 0.0)
     assert (nwd.training.n_steps, nwd.training.n_checkpoints) == (2000, 40)
-    assert set(PRESETS) == {"example", "no-weight-decay"}
+    assert set(PRESETS) == {"example", "no-weight-decay", "pizza", "clock"}
+    for name, alpha in (("pizza", 0.0), ("clock", 1.0)):
+        cfg = build_config(name)
+        assert (cfg.task.p, cfg.task.train_frac, cfg.model.kind, cfg.model.attention_rate) == (59, 0.8, "transformer", alpha)
+        assert (cfg.training.optimizer, cfg.training.lr, cfg.training.weight_decay) == ("adamw", 1e-3, 2.0)
+        assert cfg.training.betas == (0.9, 0.98) and cfg.training.full_batch
 
 
 def test_checkpoint_schedule_has_init_evenly_spaced_and_final():
@@ -43,6 +48,15 @@ def test_invalid_values_name_field_and_value(sets, field):
     message = str(info.value)
     assert field in message
     assert sets[0].split("=", 1)[1] in message
+
+
+def test_model_kind_fields_are_checked():
+    with pytest.raises(ConfigError, match="model.hidden_size: unknown key"):
+        build_config("pizza", sets=["hidden_size=3"])
+    with pytest.raises(ConfigError, match="d_model=30 must be divisible by n_heads=4"):
+        build_config("clock", sets=["d_model=30"])
+    with pytest.raises(ConfigError, match="model.attention_rate=1.5"):
+        build_config("clock", sets=["attention_rate=1.5"])
 
 
 def test_unknown_key_and_preset_rejected():

@@ -78,11 +78,13 @@ def test_resume_after_kill_gives_the_same_final_weights(tmp_path, tiny_config):
 
 
 def _flat(cfg):
-    out = {}
-    for section in ("task", "model", "training"):
-        for key, value in getattr(cfg, section).model_dump().items():
-            out[f"{section}.{key}"] = str(value).lower() if isinstance(value, bool) else value
-    return out
+    import json
+
+    return {
+        f"{section}.{key}": json.dumps(value)
+        for section in ("task", "model", "training")
+        for key, value in getattr(cfg, section).model_dump().items()
+    }
 
 
 def test_a_second_writer_is_refused(tmp_path, tiny_config):

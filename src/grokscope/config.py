@@ -165,7 +165,9 @@ def _section_of(key: str) -> tuple[str, str]:
 def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        field = ".".join(str(x) for x in e["loc"])
+        # drop the union tag pydantic puts in a model's location ("model.mlp.hidden_size")
+        loc = [x for i, x in enumerate(e["loc"]) if not (i == 1 and e["loc"][0] == "model" and x in ("mlp", "transformer"))]
+        field = ".".join(str(x) for x in loc)
         value = e.get("input")
         message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
