@@ -101,6 +101,18 @@ def test_rerun_with_other_config_is_refused(tmp_path, tiny_config):
         train(tiny_config(seed=9), tmp_path / "r", progress=False)
 
 
+def test_a_run_written_before_newer_config_fields_still_matches(tmp_path, tiny_config):
+    import json
+
+    run = train(tiny_config(), tmp_path / "r", progress=False)
+    stored = json.loads((run.path / "config.json").read_text())
+    for newer in ("optimizer", "betas", "full_batch"):
+        del stored["training"][newer]
+    (run.path / "config.json").write_text(json.dumps(stored))
+    again = train(tiny_config(), tmp_path / "r", progress=False)  # finished: nothing to redo, no error
+    assert again.steps == run.steps
+
+
 def test_load_run_gives_models_that_reproduce_metrics(tmp_path, tiny_config):
     run = load_run(train(tiny_config(), tmp_path / "r", progress=False).path)
     data = run.dataset()

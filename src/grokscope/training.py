@@ -8,7 +8,6 @@ state are saved, so an interrupted run resumes and ends with the same weights as
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .config import RunConfig, check_device
+from .config import RunConfig, check_device, parse_config
 from .errors import ConfigError
 from .models import build_model
 from .run import Run, load_run
@@ -95,8 +94,8 @@ def _prepare_run_dir(config: RunConfig, run_dir: Path) -> bool:
     Returns True when the directory already holds a finished run."""
     config_file = run_dir / "config.json"
     if config_file.exists():
-        existing = read_json(config_file)
-        if existing != json.loads(config.to_json()):
+        existing = parse_config(read_json(config_file))  # defaults of newer fields filled in
+        if existing != config:
             raise ConfigError(
                 f"{run_dir} already holds a run with a different config; use another --out "
                 "or delete it"
