@@ -62,8 +62,9 @@ def test_resume_after_kill_gives_the_same_final_weights(tmp_path, tiny_config):
     args = [sys.executable, "-m", "grokscope.cli", "train", "--quiet", "--out", str(run_dir), "--preset", "example"]
     args += [f"--set={k}={v}" for k, v in _flat(cfg).items()]
     proc = subprocess.Popen(args)
-    deadline = time.time() + 60
-    while len(list_checkpoints(run_dir)) < 4 and time.time() < deadline and proc.poll() is None:
+    for _ in range(6000):  # poll for up to about a minute
+        if len(list_checkpoints(run_dir)) >= 4 or proc.poll() is not None:
+            break
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
