@@ -5,7 +5,6 @@ command that makes them; everything else still renders."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,12 +63,8 @@ class RunResults:
         return [self.problems[relative]] if relative in self.problems else []
 
 
-def _png(fig_or_path) -> str:
-    if isinstance(fig_or_path, Path):
-        return base64.b64encode(fig_or_path.read_bytes()).decode()
-    buffer = io.BytesIO()
-    fig_or_path.savefig(buffer, format="png", dpi=100)
-    return base64.b64encode(buffer.getvalue()).decode()
+def _png(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
 
 
 def _figure_file(run_dir: Path, stem: str, caption: str, command: str, section: Section) -> None:
@@ -81,10 +76,10 @@ def _figure_file(run_dir: Path, stem: str, caption: str, command: str, section: 
 
 
 def _own_figure(run_dir: Path, stem: str, caption: str, fig, section: Section) -> None:
-    """A figure the report draws: embedded, and saved as figures/<stem>.png too."""
-    data = _png(fig)
-    save_figure(fig, run_dir / "figures" / f"{stem}.png")
-    section.figures.append({"caption": caption, "data": data})
+    """A figure the report draws: rendered once, saved as figures/<stem>.png and embedded."""
+    path = run_dir / "figures" / f"{stem}.png"
+    save_figure(fig, path)
+    section.figures.append({"caption": caption, "data": _png(path)})
 
 
 def _fmt(value: Any, spec: str = ".4g") -> str:
