@@ -126,6 +126,15 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {build_run_report(path)}")
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweeps import load_spec, run_sweep
+
+    spec = load_spec(args.spec)
+    outcome = run_sweep(spec, args.out, args.executor, args.address, args.workers, args.threads, progress=not args.quiet)
+    if outcome.failed:
+        raise GrokscopeError(f"{len(outcome.failed)} of {len(outcome.rows)} points failed (see the error column of {outcome.path / 'results.csv'}); rerun to retry them")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -190,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="build RUN/report.html from stored results (computes nothing expensive)")
     report.add_argument("path", help="run directory")
     report.set_defaults(func=_cmd_report)
+
+    sweep = sub.add_parser("sweep", help="train and measure a grid of runs (p, train_frac, sizes, labels, seeds)")
+    sweep.add_argument("spec", help="a YAML/JSON sweep spec, or a built-in one: sweep-p, sweep-frac")
+    sweep.add_argument("--out", required=True, help="sweep directory (rerun the same command to resume)")
+    sweep.add_argument("--executor", default="local", choices=["local", "ray"], help="local worker processes (default) or Ray tasks")
+    sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    sweep.add_argument("--workers", type=int, help="parallel units (default: cores / threads)")
+    sweep.add_argument("--threads", type=int, default=1, help="torch threads per unit (default 1)")
+    sweep.add_argument("--quiet", action="store_true")
+    sweep.set_defaults(func=_cmd_sweep)
 
     demo = sub.add_parser("demo", help="train the example preset, estimate its LLC, analyse it, write the report")
     demo.add_argument("--out", default="runs/demo")

@@ -148,7 +148,7 @@ def _fields(section: str) -> set[str]:
     return {f for cls in classes for f in cls.model_fields}
 
 
-def _section_of(key: str) -> tuple[str, str]:
+def section_of(key: str) -> tuple[str, str]:
     """Map 'hidden_size' or 'model.hidden_size' to ('model', 'hidden_size')."""
     if "." in key:
         section, field = key.split(".", 1)
@@ -204,7 +204,7 @@ def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     if unknown_sections:
         raise ConfigError(f"unknown config section(s) {sorted(unknown_sections)}; allowed: {sorted(SECTIONS)}")
     for key, value in overrides.items():
-        section, field = _section_of(key)
+        section, field = section_of(key)
         merged[section][field] = value
     return merged
 

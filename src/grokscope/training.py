@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from .config import RunConfig, check_device, parse_config
 from .errors import ConfigError
-from .models import build_model
+from .models import batched_forward, build_model
 from .run import Run, load_run
 from .seeding import generator
 from .store import (
@@ -41,7 +42,10 @@ RESUME_FILE = Path("state") / "resume.safetensors"
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Full-batch mean cross-entropy and accuracy."""
-    logits = model(x)
+    return _loss_and_accuracy(model(x), y)
+
+
+def _loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     loss = nn.functional.cross_entropy(logits, y).item()
     acc = (logits.argmax(-1) == y).float().mean().item()
     return loss, acc
@@ -60,32 +64,14 @@ def _weight_decay_at(config: RunConfig, step: int) -> float:
     return 0.0 if step >= tc.n_steps - tc.no_weight_decay_steps else tc.weight_decay
 
 
-def _save_resume_state(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, batches: torch.Generator) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    state = optimizer.state_dict()["state"]
-    for index, name in enumerate(names):
-        for key, value in state.get(index, {}).items():
-            tensors[f"adam.{name}.{key}"] = torch.as_tensor(value)
-    tensors["rng.batches"] = batches.get_state()
-    save_tensors(run_dir / RESUME_FILE, tensors, metadata={"step": str(step)})
-
-
-def _load_resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, batches: torch.Generator) -> int:
-    path = run_dir / RESUME_FILE
-    tensors = load_tensors(path)
-    step = int(read_metadata(path)["step"])
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    state_dict = optimizer.state_dict()
-    state_dict["state"] = {
-        index: {key: tensors[f"adam.{name}.{key}"] for key in ("step", "exp_avg", "exp_avg_sq")}
-        for index, name in enumerate(names)
-        if f"adam.{name}.step" in tensors
-    }
-    optimizer.load_state_dict(state_dict)
-    batches.set_state(tensors["rng.batches"])
-    return step
+def shared_settings(config: RunConfig) -> RunConfig:
+    """What runs must share to be trained together: everything but the seed and the label kind."""
+    return config.model_copy(
+        update={
+            "task": config.task.model_copy(update={"random_labels": False}),
+            "training": config.training.model_copy(update={"seed": 0}),
+        }
+    )
 
 
 def _prepare_run_dir(config: RunConfig, run_dir: Path) -> bool:
@@ -109,67 +95,156 @@ def _prepare_run_dir(config: RunConfig, run_dir: Path) -> bool:
 
 def train(config: RunConfig, out_dir: str | Path, progress: bool = True) -> Run:
     """Train ``config`` into the run directory ``out_dir`` (resuming it if interrupted) and return it."""
-    check_device(config.training.device)
-    run_dir = Path(out_dir).resolve()
-    with RunLock(run_dir):
-        if _prepare_run_dir(config, run_dir):
-            return load_run(run_dir)
-        elapsed = _train_locked(config, run_dir, progress)
-    run = load_run(run_dir)
+    return train_together([config], [out_dir], progress)[0]
+
+
+def train_together(configs: list[RunConfig], out_dirs: list[str | Path], progress: bool = True) -> list[Run]:
+    """Train runs that differ only in seed or label kind as ONE stacked computation.
+
+    Each run's parameters are a slice of tensors stacked along a leading dimension; one forward,
+    backward and Adam step serve them all (Adam is elementwise, so the runs do not interact).
+    Every run keeps its own data split, minibatch generator, checkpoints and resume state, so each
+    directory is an ordinary run, and on the CPU a run's weights are the same, bit for bit, whether
+    it was trained alone or with others (tested). Finished runs are skipped; interrupted ones resume.
+    """
+    if len(configs) != len(out_dirs) or not configs:
+        raise ConfigError("train_together needs one output directory per config (and at least one)")
+    shared = shared_settings(configs[0])
+    if any(shared_settings(c) != shared for c in configs):
+        raise ConfigError("runs trained together may differ only in training.seed and task.random_labels")
+    check_device(configs[0].training.device)
+    run_dirs = [Path(d).resolve() for d in out_dirs]
+    if len(set(run_dirs)) != len(run_dirs):
+        raise ConfigError("train_together: two runs share an output directory")
+    elapsed: dict[Path, float] = {}
+    with ExitStack() as locks:
+        for run_dir in run_dirs:
+            locks.enter_context(RunLock(run_dir))
+        pending = [(c, d) for c, d in zip(configs, run_dirs) if not _prepare_run_dir(c, d)]
+        by_start: dict[int, list[tuple[RunConfig, Path]]] = {}
+        for config, run_dir in pending:
+            by_start.setdefault(_resume_step(run_dir), []).append((config, run_dir))
+        for start, group in sorted(by_start.items()):
+            seconds = _StackedTraining(group, start).run(progress)
+            elapsed.update({run_dir: seconds for _, run_dir in group})
+    runs = [load_run(d) for d in run_dirs]
     if progress:
-        print(run.summary_line(elapsed))
-    return run
+        for run in runs:
+            if run.path in elapsed:
+                print(run.summary_line(elapsed[run.path]))
+    return runs
 
 
-def _train_locked(config: RunConfig, run_dir: Path, progress: bool) -> float:
-    tc = config.training
-    device = torch.device(tc.device)
-    data = make_dataset(config.task, tc.seed).to(device)
-    model = build_model(config.model, config.task.p, tc.seed).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer_class = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_class(trainable, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-    batches = generator(tc.seed, "batches")
-    checkpoints = set(tc.checkpoint_steps())
+def _resume_step(run_dir: Path) -> int:
+    path = run_dir / RESUME_FILE
+    return int(read_metadata(path)["step"]) if path.exists() else 0
 
-    start = 0
-    if (run_dir / RESUME_FILE).exists():
-        start = _load_resume_state(run_dir, model, optimizer, batches)
-    rows = [r for r in read_metrics(run_dir) if r["step"] <= start]
 
-    def record(step: int) -> None:
-        rows.append(metrics_row(model, data, step))
+class _StackedTraining:
+    """The training loop over S >= 1 runs that share every shape and setting but the seed."""
 
-    def save_checkpoint(step: int) -> None:
-        save_tensors(checkpoint_path(run_dir, step), model.state_dict(), metadata={"step": str(step), "config_hash": config.hash()})
-        write_metrics(run_dir, rows)
-        _save_resume_state(run_dir, step, model, optimizer, batches)
+    def __init__(self, group: list[tuple[RunConfig, Path]], start: int):
+        self.configs = [c for c, _ in group]
+        self.run_dirs = [d for _, d in group]
+        self.start = start
+        self.config = self.configs[0]
+        tc = self.config.training
+        device = torch.device(tc.device)
+        p = self.config.task.p
+        models = [build_model(c.model, p, c.training.seed) for c in self.configs]
+        self.forward = batched_forward(models[0])
+        self.trainable = {n: q.requires_grad for n, q in models[0].named_parameters()}
+        self.params = {
+            name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).to(device).requires_grad_(grad)
+            for name, grad in self.trainable.items()
+        }
+        optimizer_class = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer_class(
+            [t for n, t in self.params.items() if self.trainable[n]], lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay
+        )
+        datasets = [make_dataset(c.task, c.training.seed).to(device) for c in self.configs]
+        self.data = {
+            part: torch.stack([getattr(d, part) for d in datasets])
+            for part in ("train_x", "train_y", "test_x", "test_y")
+        }
+        self.batches = [generator(c.training.seed, "batches") for c in self.configs]
+        if start:
+            self._load_resume_states()
+        self.rows = [[r for r in read_metrics(d) if r["step"] <= start] for d in self.run_dirs]
 
-    t0 = time.perf_counter()
-    if start == 0:
-        record(0)
-        save_checkpoint(0)
-    bar = tqdm(total=tc.n_steps, initial=start, desc="train", unit="step", disable=not progress, file=sys.stderr)
-    model.train()
-    for step in range(start, tc.n_steps):
-        for group in optimizer.param_groups:
-            group["weight_decay"] = _weight_decay_at(config, step)
-        if tc.full_batch:
-            loss = nn.functional.cross_entropy(model(data.train_x), data.train_y)
+    def run(self, progress: bool) -> float:
+        tc = self.config.training
+        checkpoints = set(tc.checkpoint_steps())
+        t0 = time.perf_counter()
+        if self.start == 0:
+            self._record(0)
+            self._save_checkpoints(0)
+        bar = tqdm(total=tc.n_steps, initial=self.start, desc=f"train x{len(self.configs)}" if len(self.configs) > 1 else "train",
+                   unit="step", disable=not progress, file=sys.stderr)
+        for step in range(self.start, tc.n_steps):
+            for group in self.optimizer.param_groups:
+                group["weight_decay"] = _weight_decay_at(self.config, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            self._minibatch_loss().backward()
+            self.optimizer.step()
+            done = step + 1
+            if done % tc.eval_every == 0 or done in checkpoints:
+                self._record(done)
+                bar.set_postfix(test_acc=" ".join(f"{rows[-1]['test_acc']:.3f}" for rows in self.rows), refresh=False)
+            if done in checkpoints:
+                self._save_checkpoints(done)
+            bar.update(1)
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        for config, run_dir in zip(self.configs, self.run_dirs):
+            write_manifest(run_dir, config.hash(), complete=True, train_seconds=round(elapsed, 3), trained_together=len(self.configs))
+        return elapsed
+
+    def _minibatch_loss(self) -> torch.Tensor:
+        """Sum over runs of each run's mean cross-entropy: each run's gradient is its own."""
+        x, y = self.data["train_x"], self.data["train_y"]
+        if self.config.training.full_batch:
+            xb, yb = x, y
         else:
-            index = torch.randint(data.n_train, (tc.batch_size,), generator=batches).to(device)
-            loss = nn.functional.cross_entropy(model(data.train_x[index]), data.train_y[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        done = step + 1
-        if done % tc.eval_every == 0 or done in checkpoints:
-            record(done)
-            bar.set_postfix(train_acc=f"{rows[-1]['train_acc']:.3f}", test_acc=f"{rows[-1]['test_acc']:.3f}", refresh=False)
-        if done in checkpoints:
-            save_checkpoint(done)
-        bar.update(1)
-    bar.close()
-    elapsed = time.perf_counter() - t0
-    write_manifest(run_dir, config.hash(), complete=True, train_seconds=round(elapsed, 3))
-    return elapsed
+            n_train, size = x.shape[1], self.config.training.batch_size
+            index = torch.stack([torch.randint(n_train, (size,), generator=g) for g in self.batches]).to(x.device)
+            xb, yb = torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, 2)), torch.gather(y, 1, index)
+        logits = self.forward(self.params, xb)
+        return sum(nn.functional.cross_entropy(logits[s], yb[s]) for s in range(len(self.configs)))
+
+    @torch.no_grad()
+    def _record(self, step: int) -> None:
+        train_logits = self.forward(self.params, self.data["train_x"])
+        test_logits = self.forward(self.params, self.data["test_x"])
+        for s, rows in enumerate(self.rows):
+            train_loss, train_acc = _loss_and_accuracy(train_logits[s], self.data["train_y"][s])
+            test_loss, test_acc = _loss_and_accuracy(test_logits[s], self.data["test_y"][s])
+            rows.append(dict(step=step, train_loss=train_loss, test_loss=test_loss, train_acc=train_acc, test_acc=test_acc))
+
+    def _weights(self, s: int) -> dict[str, torch.Tensor]:
+        return {name: t[s].detach() for name, t in self.params.items()}
+
+    def _save_checkpoints(self, step: int) -> None:
+        for s, (config, run_dir) in enumerate(zip(self.configs, self.run_dirs)):
+            save_tensors(checkpoint_path(run_dir, step), self._weights(s), metadata={"step": str(step), "config_hash": config.hash()})
+            write_metrics(run_dir, self.rows[s])
+            tensors = {f"model.{k}": v for k, v in self._weights(s).items()}
+            for name, param in self.params.items():
+                for key, value in self.optimizer.state.get(param, {}).items():
+                    tensors[f"adam.{name}.{key}"] = value if key == "step" else value[s]
+            tensors["rng.batches"] = self.batches[s].get_state()
+            save_tensors(run_dir / RESUME_FILE, tensors, metadata={"step": str(step)})
+
+    def _load_resume_states(self) -> None:
+        states = [load_tensors(d / RESUME_FILE) for d in self.run_dirs]
+        with torch.no_grad():
+            for name, param in self.params.items():
+                param.copy_(torch.stack([t[f"model.{name}"] for t in states]))
+                if f"adam.{name}.step" in states[0]:
+                    self.optimizer.state[param] = {
+                        "step": states[0][f"adam.{name}.step"].clone(),
+                        **{key: torch.stack([t[f"adam.{name}.{key}"] for t in states]).to(param.device)
+                           for key in ("exp_avg", "exp_avg_sq")},
+                    }
+        for g, tensors in zip(self.batches, states):
+            g.set_state(tensors["rng.batches"])

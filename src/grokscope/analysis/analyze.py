@@ -88,11 +88,16 @@ class RunAnalysis:
         }
 
 
-def analyze_run(run: Run, progress: bool = True, hessian_count: int = 5, seed: int = 0) -> RunAnalysis:
-    """Fourier anatomy, progress measures, Hessian spectrum and Pizza/Clock metrics per checkpoint."""
+def analyze_run(
+    run: Run, progress: bool = True, hessian_count: int = 5, seed: int = 0, final_only: bool = False
+) -> RunAnalysis:
+    """Fourier anatomy, progress measures, Hessian spectrum and Pizza/Clock metrics per checkpoint
+    (only the final checkpoint with ``final_only``, as a sweep's summary does)."""
     steps = run.steps
     if not steps:
         raise ConfigError(f"{run.path} has no checkpoints to analyse; train it first")
+    if final_only:
+        steps = steps[-1:]
     data = run.dataset()
     p = data.p
     final = run.model(steps[-1])

@@ -31,7 +31,7 @@ FULL_BATCH_CHUNK = 8192  # rows of data per chunk of a full-batch evaluation
 
 def estimate_llc(
     model: nn.Module,
-    data: tuple[torch.Tensor, torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor] | Sequence[tuple[torch.Tensor, torch.Tensor]],
     param_sets: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]] | None = None,
     loss: str | LossFn = "cross_entropy",
     config: SGLDConfig | None = None,
@@ -42,30 +42,31 @@ def estimate_llc(
 ) -> LLCResult:
     """Estimate the LLC at each parameter set in ``param_sets`` (default: the model's own weights).
 
-    ``data`` is the training set (inputs, targets); ``loss`` is "cross_entropy", "mse" or a
-    callable ``loss(outputs, targets) -> scalar``. SGLD settings come from ``config`` or keyword
-    ``settings`` (see :class:`SGLDConfig`; the original study's names are accepted; ``params`` is
-    a regex choosing which parameters to sample, the rest stay at w*). Chain c of
-    parameter set k is seeded by (seed, checkpoint_ids[k], c), so estimating one checkpoint alone
-    or batched with others gives the same numbers.
+    ``data`` is the training set (inputs, targets), or one training set per parameter set (of
+    equal size: e.g. the seeds of one sweep point, each with its own split); ``loss`` is
+    "cross_entropy", "mse" or a callable ``loss(outputs, targets) -> scalar``. SGLD settings come
+    from ``config`` or keyword ``settings`` (see :class:`SGLDConfig`; the original study's names
+    are accepted; ``params`` is a regex choosing which parameters to sample, the rest stay at w*).
+    Chain c of parameter set k is seeded by (seed, checkpoint_ids[k], c), so estimating one
+    checkpoint alone or batched with others gives the same numbers.
     """
     cfg = config if config is not None else sgld_config(**settings)
-    x, y = data
-    n = int(y.shape[0])
-    if cfg.batch_size > n:
-        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
     param_sets = _as_param_sets(model, param_sets)
     check_parameter_sets(model, param_sets)
     ids = list(checkpoint_ids) if checkpoint_ids is not None else list(range(len(param_sets)))
-    if len(ids) != len(param_sets) or len(set(ids)) != len(ids):
-        raise ConfigError("checkpoint_ids must give one distinct id per parameter set")
+    shared_data = isinstance(data, tuple)
+    if len(ids) != len(param_sets) or (shared_data and len(set(ids)) != len(ids)):
+        raise ConfigError("checkpoint_ids must give one distinct id per parameter set (of the same data)")
+    device = torch.device(cfg.device)
+    x, y = _stack_data(data, len(param_sets), device)  # [K, n, ...]
+    n = int(y.shape[1])
+    if cfg.batch_size > n:
+        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
     nbeta, convention = cfg.resolve_nbeta(n)
 
-    device = torch.device(cfg.device)
     names = [name for name, _ in model.named_parameters()]
     sampled = select_parameters(names, cfg.params)
     objective = BatchedObjective(model, loss)
-    x, y = x.to(device), y.to(device)
     stacked = {
         name: torch.stack([p[name] for p in param_sets]).to(device=device, dtype=torch.float32) for name in names
     }
@@ -80,8 +81,7 @@ def estimate_llc(
         objective,
         per_chain(anchors),
         per_chain(fixed) if fixed else {},
-        x,
-        y,
+        *(t[0].expand(len(keys), *t.shape[1:]) if shared_data else per_chain(t) for t in (x, y)),
         keys,
         cfg,
         nbeta,
@@ -115,17 +115,29 @@ def _as_param_sets(model: nn.Module, params: object) -> list[dict[str, torch.Ten
     return [dict(p) for p in params]
 
 
+def _stack_data(data: object, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs [K, n, ...] and targets [K, n, ...] for K parameter sets (a shared set is expanded, not copied)."""
+    if isinstance(data, tuple):
+        x, y = data
+        return x.to(device).expand(k, *x.shape), y.to(device).expand(k, *y.shape)
+    sets = list(data)
+    if len(sets) != k:
+        raise ConfigError(f"data: {len(sets)} training sets for {k} parameter sets")
+    if len({tuple(y.shape) for _, y in sets}) != 1:
+        raise ConfigError("data: the training sets of the parameter sets must have the same size")
+    return torch.stack([x for x, _ in sets]).to(device), torch.stack([y for _, y in sets]).to(device)
+
+
 def _full_batch_loss_and_grad(
     objective: BatchedObjective, anchors: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor, want_grad: bool
 ) -> tuple[torch.Tensor, Tree | None]:
-    """L_n(w*) [K] (and the tree of ∇L_n(w*)) over the whole training set, in chunks of rows."""
-    k, n = next(iter(anchors.values())).shape[0], y.shape[0]
+    """L_n(w*) [K] (and the tree of ∇L_n(w*)) over each set's training data x, y [K, n, ...], in chunks of rows."""
+    k, n = y.shape[0], y.shape[1]
     total = torch.zeros(k, dtype=torch.float64)
     grad = tree_map(torch.zeros_like, anchors) if want_grad else None
     for start in range(0, n, FULL_BATCH_CHUNK):
-        xs, ys = x[start : start + FULL_BATCH_CHUNK], y[start : start + FULL_BATCH_CHUNK]
-        weight = ys.shape[0] / n
-        xb, yb = xs.expand(k, *xs.shape), ys.expand(k, *ys.shape)
+        xb, yb = x[:, start : start + FULL_BATCH_CHUNK], y[:, start : start + FULL_BATCH_CHUNK]
+        weight = yb.shape[1] / n
         if want_grad:
             loss, g = objective.losses_and_grads(anchors, fixed, xb, yb)
             grad = tree_map(lambda acc, gi: acc.add_(gi, alpha=weight), grad, g)

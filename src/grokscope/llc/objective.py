@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..models import batched_forward
 from .tree import Tree
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -72,13 +73,7 @@ class BatchedObjective:
     def __init__(self, model: nn.Module, loss: str | LossFn):
         self.loss = resolve_loss(loss)
         self.closed_form = hasattr(self.loss, "value_and_output_grad")
-        if hasattr(model, "batched_logits"):
-            self.forward: Callable[[Tree, torch.Tensor], torch.Tensor] = model.batched_logits
-        else:
-            def single(params: Tree, x: torch.Tensor) -> torch.Tensor:
-                return torch.func.functional_call(model, params, (x,))
-
-            self.forward = torch.func.vmap(single)
+        self.forward = batched_forward(model)
 
     def losses(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-chain loss [B]; every tree holds [B, ...] tensors."""

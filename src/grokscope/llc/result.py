@@ -53,6 +53,17 @@ class LLCResult:
     def rows(self) -> list[dict[str, Any]]:
         return [_clean(e.row()) for e in self.entries]
 
+    def part(self, start: int, stop: int, **settings: Any) -> "LLCResult":
+        """The result of parameter sets start..stop-1 alone (with ``settings`` added)."""
+        chains = self.settings["chains"]
+        cols = slice(start * chains, stop * chains)
+        return LLCResult(
+            self.entries[start:stop],
+            {**self.settings, **settings},
+            None if self.samples is None else self.samples[:, cols],
+            None if self.sample_losses is None else self.sample_losses[:, cols],
+        )
+
     @property
     def llc_means(self) -> list[float | None]:
         return [e.llc_mean for e in self.entries]

@@ -34,15 +34,27 @@ def select_checkpoints(run: Run, which: str) -> list[int]:
 
 def run_llc(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bool = True) -> LLCResult:
     """Estimate the LLC of the chosen checkpoints of ``run`` on its own training set, all at once."""
-    steps = select_checkpoints(run, checkpoints)
-    data = run.dataset()
-    params = [run.state_dict(step) for step in steps]
+    return run_llc_together([run], config, checkpoints, progress)[0]
+
+
+def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "all", progress: bool = True) -> list[LLCResult]:
+    """The LLC of the chosen checkpoints of several runs of one shape (e.g. the seeds of a sweep
+    point) in ONE batched SGLD loop, each run on its own training set. Chains are seeded by
+    (SGLD seed, step, chain) as in :func:`run_llc`, so each run's result equals its result alone."""
+    steps = [select_checkpoints(run, checkpoints) for run in runs]
+    datasets = [run.dataset() for run in runs]
+    data = [(d.train_x, d.train_y) for d, run_steps in zip(datasets, steps) for _ in run_steps]
+    params = [run.state_dict(step) for run, run_steps in zip(runs, steps) for step in run_steps]
+    flat_steps = [step for run_steps in steps for step in run_steps]
     result = estimate_llc(
-        run.new_model(), (data.train_x, data.train_y), params, loss="cross_entropy",
-        config=config, checkpoint_ids=steps, steps=steps, progress=progress,
+        runs[0].new_model(), data if len(runs) > 1 else data[0], params, loss="cross_entropy",
+        config=config, checkpoint_ids=flat_steps, steps=flat_steps, progress=progress,
     )
-    result.settings["run"] = str(run.path)
-    return result
+    parts, start = [], 0
+    for run, run_steps in zip(runs, steps):
+        parts.append(result.part(start, start + len(run_steps), run=str(run.path)))
+        start += len(run_steps)
+    return parts
 
 
 SAMPLES_FILE = "llc_samples.safetensors"

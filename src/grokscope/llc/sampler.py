@@ -93,12 +93,14 @@ def run_chains(
     directions: Tree | None = None,
     progress: bool = True,
 ) -> ChainOutput:
-    """Run one SGLD chain from each point w* in ``anchors`` (name -> [B, ...])."""
+    """Run one SGLD chain from each point w* in ``anchors`` (name -> [B, ...]) on its own
+    training data x, y [B, n, ...]."""
     shapes = {name: tuple(t.shape[1:]) for name, t in anchors.items()}
     n_chains = len(keys)
     n_params = sum(int(torch.Size(s).numel()) for s in shapes.values())
     device = next(iter(anchors.values())).device
-    streams = ChainStreams(keys, len(y), cfg.batch_size, n_params, device)
+    streams = ChainStreams(keys, y.shape[1], cfg.batch_size, n_params, device)
+    rows = torch.arange(n_chains, device=device).view(n_chains, 1, 1)
     gamma, eps, wd = cfg.gamma, cfg.epsilon, cfg.weight_decay
     snapshots = {step: i for i, step in enumerate(_snapshot_steps(cfg))}
     samples = torch.empty(len(snapshots), n_chains, n_params, device=device) if snapshots else None
@@ -121,7 +123,7 @@ def run_chains(
             if step + block < cfg.n_steps:
                 pending = streams.request(min(length, cfg.n_steps - step - block))
             index = index.to(device)
-            xs, ys = x[index], y[index]  # [B, T, m, ...]
+            xs, ys = x[rows, index], y[rows, index]  # chain b's rows of its own data: [B, T, m, ...]
             for t in range(block):
                 loss, grad = objective.losses_and_grads(w, fixed, xs[:, t], ys[:, t])
                 losses[step] = loss

@@ -1,0 +1,76 @@
+"""Where a sweep's units run: worker processes on this machine (default) or tasks on a Ray cluster.
+
+Both yield (task, rows) as units finish. A unit that crashes its worker comes back as failed
+rows naming the crash; the other units go on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Iterator
+
+from ..errors import ConfigError
+from .work import UnitTask, failed_row, run_unit
+
+Rows = list[dict[str, Any]]
+
+
+def _crashed(task: UnitTask, err: BaseException) -> Rows:
+    from .work import failed_row
+
+    return [failed_row(point, f"worker crashed: {type(err).__name__}: {err}") for point in task.points]
+
+
+def default_workers(threads: int) -> int:
+    return max(1, (os.cpu_count() or 1) // threads)
+
+
+def run_local(tasks: list[UnitTask], workers: int) -> Iterator[tuple[UnitTask, Rows]]:
+    """Units in ``workers`` fresh processes (spawned: no forked torch thread pools)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(run_unit, task): task for task in tasks}
+        try:
+            for future in as_completed(futures):
+                task = futures[future]
+                try:
+                    yield task, future.result()
+                except Exception as err:
+                    yield task, _crashed(task, err)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def run_ray(tasks: list[UnitTask], address: str | None, workers: int) -> Iterator[tuple[UnitTask, Rows]]:
+    """Units as Ray tasks: on the cluster at ``address``, on the one this process already joined,
+    or on a local cluster of ``workers`` CPUs started (and stopped) here."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'grokscope[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise ConfigError(f"cannot start or join a Ray cluster at {address or 'localhost'}: {err}") from None
+    try:
+        remote = ray.remote(run_unit)
+        pending = {remote.options(num_cpus=task.threads).remote(task): task for task in tasks}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                task = pending.pop(ref)
+                try:
+                    yield task, ray.get(ref)
+                except Exception as err:
+                    yield task, _crashed(task, err)
+    finally:
+        if started:
+            ray.shutdown()

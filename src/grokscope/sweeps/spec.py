@@ -1,0 +1,176 @@
+"""A sweep specification: a base preset, a grid over config fields, and what to run at each point.
+
+    name: sweep-p
+    preset: example              # any preset
+    set: {n_steps: 1500}         # overrides applied to every point (flat or dotted keys)
+    grid:                        # every combination, in this order
+      p: [17, 23, 29]
+      random_labels: [false, true]
+      seed: [0, 1, 2]
+    llc: {checkpoints: last, sgld: {chains: 4, n_steps: 2000}}   # none | last | all
+    analyses: true               # the final checkpoint's circuit verdict and key frequencies
+
+Everything is validated when the spec is loaded, point by point, before any work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..config import PRESETS, RunConfig, section_of, build_config, format_validation_error
+from ..errors import ConfigError
+from ..llc.config import SGLDConfig, sgld_config
+from ..tasks import make_dataset
+from ..training import shared_settings
+
+
+class LLCPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    checkpoints: Literal["none", "last", "all"] = "last"
+    sgld: dict[str, Any] = Field(default_factory=dict, description="SGLD settings (see grokscope llc)")
+
+    def config(self) -> SGLDConfig:
+        return sgld_config(**self.sgld)
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[\w.-]+$")
+    preset: str = "example"
+    overrides: dict[str, Any] = Field(default_factory=dict, alias="set")
+    grid: dict[str, list[Any]]
+    llc: LLCPlan = LLCPlan()
+    analyses: bool = True
+    batch_seeds: bool = Field(True, description="train and sample points that share every shape together")
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        if value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}; allowed: {', '.join(PRESETS)}")
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_lists(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not grid:
+            raise ValueError("the grid needs at least one field")
+        for key, values in grid.items():
+            if not values:
+                raise ValueError(f"grid.{key} is an empty list")
+            if len({json.dumps(v) for v in values}) != len(values):
+                raise ValueError(f"grid.{key} repeats a value: {values}")
+        return grid
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(by_alias=True), indent=2)
+
+    def work_hash(self) -> str:
+        """Identity of what is done at each point beyond training (LLC plan, analyses)."""
+        plan = {"llc": self.llc.checkpoints, "sgld": self.llc.config().model_dump(), "analyses": self.analyses}
+        return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One grid point: the values that vary, its full config, and its run directory name."""
+
+    values: dict[str, Any]
+    config: RunConfig
+
+    @property
+    def name(self) -> str:
+        text = (value if isinstance(value, str) else json.dumps(value) for value in self.values.values())
+        return "_".join(f"{key}={value}" for key, value in zip(self.values, text)) + "_" + self.config.hash()[:8]
+
+
+BUILTIN_SPECS: dict[str, dict[str, Any]] = {
+    # REFERENCE §1: for networks that generalise the final LLC grows roughly linearly with p, and
+    # random labels give higher LLCs. LLC at every checkpoint, for the curve over training.
+    "sweep-p": {
+        "name": "sweep-p",
+        "preset": "example",
+        "grid": {"p": [17, 23, 29, 37, 43, 53], "random_labels": [False, True], "seed": [0, 1, 2]},
+        "llc": {"checkpoints": "all", "sgld": {"chains": 4, "n_steps": 2000, "batch_size": 64}},
+    },
+    "sweep-frac": {
+        "name": "sweep-frac",
+        "preset": "example",
+        "grid": {"train_frac": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.95], "seed": [0, 1, 2]},
+        "llc": {"checkpoints": "last", "sgld": {"chains": 4, "n_steps": 2000, "batch_size": 64}},
+    },
+}
+
+
+def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
+    """Validate a spec dict, every point's config and the LLC settings, with one readable error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must hold a mapping (name, preset, set, grid, llc, analyses)")
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err).replace("invalid config", f"invalid sweep {source}")) from None
+    for key in [*spec.overrides, *spec.grid]:
+        section_of(key)  # an unknown field fails here, naming the allowed ones
+    sgld = spec.llc.config()
+    for point in sweep_points(spec):
+        if spec.llc.checkpoints != "none":
+            n_train = make_dataset(point.config.task, point.config.training.seed).n_train
+            if sgld.batch_size > n_train:
+                raise ConfigError(
+                    f"sweep point {point.values}: SGLD batch_size={sgld.batch_size} exceeds its {n_train} "
+                    "training pairs; lower llc.sgld.batch_size"
+                )
+    return spec
+
+
+def load_spec(name_or_path: str | Path) -> SweepSpec:
+    """A built-in spec by name (sweep-p, sweep-frac) or a YAML/JSON file."""
+    if str(name_or_path) in BUILTIN_SPECS:
+        return parse_spec(BUILTIN_SPECS[str(name_or_path)], f"spec {name_or_path}")
+    path = Path(name_or_path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"sweep spec not found: {path} (built-in specs: {', '.join(BUILTIN_SPECS)})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"sweep spec {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from None
+    return parse_spec(data, f"spec {path}")
+
+
+def sweep_points(spec: SweepSpec) -> list[SweepPoint]:
+    """Every combination of the grid, in the spec's order, each a validated config."""
+    keys = list(spec.grid)
+    points = []
+    for combo in itertools.product(*(spec.grid[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        sets = [f"{k}={json.dumps(v)}" for k, v in {**spec.overrides, **values}.items()]
+        try:
+            config = build_config(spec.preset, sets=sets)
+        except ConfigError as err:
+            raise ConfigError(f"sweep point {values}: {err}") from None
+        points.append(SweepPoint(values, config))
+    return points
+
+
+def work_units(points: list[SweepPoint], batch_seeds: bool) -> list[list[SweepPoint]]:
+    """Groups of points computed together: those that share every shape and setting but the seed
+    and the label kind (one group per point when ``batch_seeds`` is off), in grid order."""
+    if not batch_seeds:
+        return [[point] for point in points]
+    units: dict[str, list[SweepPoint]] = {}
+    for point in points:
+        units.setdefault(shared_settings(point.config).hash(), []).append(point)
+    return list(units.values())

@@ -1,0 +1,53 @@
+"""DIR/results.csv: one row per finished or failed point, in grid order, rewritten atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from ..store import atomic_write_text
+
+RESULT_COLUMNS = [
+    "status", "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc", "grokking_step",
+    "llc_step", "llc_mean", "llc_std", "llc_r_hat", "llc_diverged_chains",
+    "verdict", "key_frequencies", "gradient_symmetricity", "distance_irrelevance",
+    "batched", "train_seconds", "llc_seconds", "analysis_seconds", "config_hash", "run_dir", "error",
+]
+RESULTS_FILE = "results.csv"
+
+
+def columns(grid_keys: list[str]) -> list[str]:
+    return ["point", *grid_keys, *RESULT_COLUMNS]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.8g}"
+    return str(value)
+
+
+def write_results(sweep_dir: Path, grid_keys: list[str], rows: list[dict[str, Any]]) -> Path:
+    """Write the table in one atomic replace: a reader never sees a half row or a duplicate."""
+    names = [row["point"] for row in rows]
+    if len(set(names)) != len(names):
+        raise ValueError("results table: a point appears twice")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns(grid_keys), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(row.get(key)) for key in columns(grid_keys)})
+    path = Path(sweep_dir) / RESULTS_FILE
+    atomic_write_text(path, buffer.getvalue())
+    return path
+
+
+def read_results(sweep_dir: Path) -> list[dict[str, str]]:
+    """The table's rows as strings (empty cells for missing values)."""
+    with open(Path(sweep_dir) / RESULTS_FILE, newline="") as handle:
+        return list(csv.DictReader(handle))
