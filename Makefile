@@ -15,7 +15,7 @@ $(VENV)/.core-installed: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.core-installed
-	$(PIP) -e '.[dev,bench]'
+	$(PIP) -e '.[dev,bench,ray]'
 	touch $@
 
 demo: $(VENV)/.core-installed

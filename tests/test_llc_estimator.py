@@ -38,6 +38,30 @@ def test_batched_equals_alone_bit_for_bit(tiny_run):
     assert len(set(together.entries[2].llc_per_chain)) == FAST["chains"]
 
 
+def test_runs_sampled_together_on_their_own_data_equal_each_run_alone(tiny_run, tmp_path):
+    from grokscope.llc.runs import run_llc, run_llc_together
+
+    other = train(tiny_run.config.model_copy(update={"training": tiny_run.config.training.model_copy(update={"seed": 1})}),
+                  tmp_path / "seed1", progress=False)
+    assert not torch.equal(other.dataset().train_x, tiny_run.dataset().train_x)  # its own split
+    config = sgld_config(**FAST, save_samples=4)
+    together = run_llc_together([tiny_run, other], config, "all", progress=False)
+    for run, part in zip([tiny_run, other], together):
+        alone = run_llc(run, config, "all", progress=False)
+        assert [e.llc_per_chain for e in part.entries] == [e.llc_per_chain for e in alone.entries]
+        assert [e.init_loss for e in part.entries] == [e.init_loss for e in alone.entries]
+        assert torch.equal(part.samples, alone.samples)
+        assert part.settings["run"] == str(run.path)
+
+
+def test_per_set_training_data_must_match_in_number_and_size(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    with pytest.raises(ConfigError, match=f"2 training sets for {len(params)} parameter sets"):
+        estimate_llc(model, [data, data], params, **FAST)
+    with pytest.raises(ConfigError, match="same size"):
+        estimate_llc(model, [data] * (len(params) - 1) + [(data[0][:-1], data[1][:-1])], params, **FAST)
+
+
 def test_seed_controls_the_numbers(tiny_run):
     model, data, params = _inputs(tiny_run)
     a = estimate_llc(model, data, params[-1], **FAST)

@@ -143,3 +143,52 @@ def test_no_weight_decay_preset_generalises_without_weight_decay(tmp_path):
     ]
     assert sum(acc >= 0.95 for acc in finals) >= 2
     assert min(finals) >= 0.75  # chance is 1/53
+
+
+def test_runs_trained_together_equal_runs_trained_alone_bit_for_bit(tmp_path, tiny_config):
+    from grokscope.training import train_together
+
+    configs = [tiny_config(seed=0), tiny_config(seed=1), tiny_config(seed=2, random_labels=True)]
+    alone = [train(c, tmp_path / f"alone{i}", progress=False) for i, c in enumerate(configs)]
+    together = train_together(configs, [tmp_path / f"together{i}" for i in range(3)], progress=False)
+    for a, t in zip(alone, together):
+        assert a.steps == t.steps
+        for step in a.steps:
+            assert _same_weights(a.state_dict(step), t.state_dict(step))
+        assert (a.path / "metrics.csv").read_text() == (t.path / "metrics.csv").read_text()
+    assert not _same_weights(_final_weights(together[0]), _final_weights(together[1]))
+
+
+def test_only_runs_of_one_shape_train_together(tmp_path, tiny_config):
+    from grokscope import ConfigError
+    from grokscope.training import train_together
+
+    with pytest.raises(ConfigError, match="may differ only in training.seed and task.random_labels"):
+        train_together([tiny_config(), tiny_config(hidden_size=9)], [tmp_path / "a", tmp_path / "b"], progress=False)
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_group_resumes_members_that_stopped_at_different_steps(tmp_path, tiny_config):
+    """A kill between two members' checkpoint writes leaves them at different steps; each resumes."""
+    from grokscope.store import checkpoint_path
+    from grokscope.training import RESUME_FILE, train_together
+
+    configs = [tiny_config(seed=0), tiny_config(seed=1)]
+    reference = train_together(configs, [tmp_path / "ref0", tmp_path / "ref1"], progress=False)
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    train_together(configs, dirs, progress=False)
+    # Rewind member a to its step-15 state and member b to its step-30 state, as an interrupted run leaves them.
+    for run_dir, keep in ((dirs[0], 15), (dirs[1], 30)):
+        config = configs[dirs.index(run_dir)]
+        shorter = config.model_copy(update={"training": config.training.model_copy(update={"n_steps": keep, "n_checkpoints": 1})})
+        partial = train(shorter, tmp_path / f"partial{keep}", progress=False)
+        (run_dir / RESUME_FILE).write_bytes((partial.path / RESUME_FILE).read_bytes())
+        (run_dir / "metrics.csv").write_text((partial.path / "metrics.csv").read_text())
+        for step in (45, 60) if keep == 30 else (30, 45, 60):
+            checkpoint_path(run_dir, step).unlink()
+        manifest = (run_dir / "manifest.json").read_text().replace('"complete": true', '"complete": false')
+        (run_dir / "manifest.json").write_text(manifest)
+    resumed = train_together(configs, dirs, progress=False)
+    for r, ref in zip(resumed, reference):
+        assert r.steps == ref.steps
+        assert _same_weights(_final_weights(r), _final_weights(ref))

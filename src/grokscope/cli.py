@@ -117,13 +117,15 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
 def _cmd_report(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .errors import GrokscopeError
-    from .report import build_run_report
+    from .report import build_run_report, build_sweep_report
 
     path = Path(args.path)
-    if not (path / "config.json").exists():
-        raise GrokscopeError(f"{path} is not a run directory (no config.json); sweep pages need `grokscope sweep`, which this version does not have")
-    print(f"wrote {build_run_report(path)}")
+    if (path / "sweep.json").exists():
+        print(f"wrote {build_sweep_report(path)}")
+    elif (path / "config.json").exists():
+        print(f"wrote {build_run_report(path)}")
+    else:
+        raise GrokscopeError(f"{path} is neither a run directory (config.json) nor a sweep directory (sweep.json)")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
@@ -196,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--quiet", action="store_true")
     analyze.set_defaults(func=_cmd_analyze)
 
-    report = sub.add_parser("report", help="build RUN/report.html from stored results (computes nothing expensive)")
-    report.add_argument("path", help="run directory")
+    report = sub.add_parser("report", help="build report.html for a run or a sweep from stored results (computes nothing expensive)")
+    report.add_argument("path", help="run directory or sweep directory")
     report.set_defaults(func=_cmd_report)
 
     sweep = sub.add_parser("sweep", help="train and measure a grid of runs (p, train_frac, sizes, labels, seeds)")

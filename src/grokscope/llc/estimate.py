@@ -81,7 +81,7 @@ def estimate_llc(
         objective,
         per_chain(anchors),
         per_chain(fixed) if fixed else {},
-        *(t[0].expand(len(keys), *t.shape[1:]) if shared_data else per_chain(t) for t in (x, y)),
+        *(t[0].expand(len(keys), *t.shape[1:]) if shared_data else t.repeat_interleave(chains, dim=0) for t in (x, y)),
         keys,
         cfg,
         nbeta,

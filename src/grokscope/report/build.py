@@ -4,21 +4,16 @@ command that makes them; everything else still renders."""
 
 from __future__ import annotations
 
-import base64
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import jinja2
 
 from ..errors import GrokscopeError
 from ..figures import save_figure
 from ..llc.runs import SAMPLES_FILE
-from ..store import atomic_write_text, load_tensors, read_json, read_metadata, read_metrics
+from ..store import load_tensors, read_json, read_metadata, read_metrics
 from . import figures as report_figures
-
-TEMPLATE = Path(__file__).with_name("page.html")
+from .page import Section, embed_png, fmt, render_page
 ANALYSIS_FIGURES = [
     ("fourier_magnitudes", "Embedding Fourier mode magnitudes over training"),
     ("fourier_lines", "Embedding mode magnitudes per frequency (the original study's plot)"),
@@ -28,17 +23,6 @@ ANALYSIS_FIGURES = [
     ("ablation", "Keep-one-mode ablation: test loss with the embedding projected onto one frequency"),
     ("progress_measures", "Progress measures: restricted and excluded loss (Nanda et al. 2023)"),
 ]
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    text: str = ""
-    missing: list[str] = field(default_factory=list)
-    tables: list[dict] = field(default_factory=list)
-    figures: list[dict] = field(default_factory=list)
-    pre: list[str] = field(default_factory=list)
 
 
 class RunResults:
@@ -63,14 +47,10 @@ class RunResults:
         return [self.problems[relative]] if relative in self.problems else []
 
 
-def _png(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode()
-
-
 def _figure_file(run_dir: Path, stem: str, caption: str, command: str, section: Section) -> None:
     path = run_dir / "figures" / f"{stem}.png"
     if path.exists():
-        section.figures.append({"caption": caption, "data": _png(path)})
+        section.figures.append({"caption": caption, "data": embed_png(path)})
     else:
         section.missing.append(f"missing: figures/{stem}.png (make it with `{command}`)")
 
@@ -79,13 +59,7 @@ def _own_figure(run_dir: Path, stem: str, caption: str, fig, section: Section) -
     """A figure the report draws: rendered once, saved as figures/<stem>.png and embedded."""
     path = run_dir / "figures" / f"{stem}.png"
     save_figure(fig, path)
-    section.figures.append({"caption": caption, "data": _png(path)})
-
-
-def _fmt(value: Any, spec: str = ".4g") -> str:
-    if value is None:
-        return "—"
-    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+    section.figures.append({"caption": caption, "data": embed_png(path)})
 
 
 def build_run_report(run_dir: str | Path) -> Path:
@@ -111,15 +85,7 @@ def build_run_report(run_dir: str | Path) -> Path:
         _samples(run_dir),
         _provenance(config, manifest, llc, results),
     ]
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    html = environment.from_string(TEMPLATE.read_text()).render(
-        title=f"grokscope report: {run_dir.name}",
-        subtitle=f"Run directory {run_dir}",
-        sections=sections,
-    )
-    out = run_dir / "report.html"
-    atomic_write_text(out, html)
-    return out
+    return render_page(run_dir / "report.html", f"grokscope report: {run_dir.name}", f"Run directory {run_dir}", sections)
 
 
 def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
@@ -128,8 +94,8 @@ def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
     if metrics:
         last = metrics[-1]
         grok = next((int(r["step"]) for r in metrics if r["test_acc"] >= 0.9), None)
-        rows += [["final train accuracy", _fmt(last["train_acc"], ".4f")], ["final test accuracy", _fmt(last["test_acc"], ".4f")],
-                 ["grokking step (test accuracy ≥ 0.9)", _fmt(grok)]]
+        rows += [["final train accuracy", fmt(last["train_acc"], ".4f")], ["final test accuracy", fmt(last["test_acc"], ".4f")],
+                 ["grokking step (test accuracy ≥ 0.9)", fmt(grok)]]
     else:
         section.missing.append("missing: metrics.csv (make it with `grokscope train`)")
     if llc:
@@ -140,7 +106,7 @@ def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
                      ["final LLC λ̂", f"{valid[-1]['llc_mean']:.1f} ± {valid[-1]['llc_std']:.1f}"]]
     section.missing += results.note("results/llc.json")
     if circuit:
-        rows += [["circuit verdict", circuit["final_verdict"]], ["circuit formed at step", _fmt(circuit["circuit_formed_at"])],
+        rows += [["circuit verdict", circuit["final_verdict"]], ["circuit formed at step", fmt(circuit["circuit_formed_at"])],
                  ["key frequencies", ", ".join(map(str, circuit["key_frequencies"]))]]
     section.missing += results.note("results/circuit.json")
     section.tables.append({"header": None, "rows": rows, "css": "summary"})
@@ -173,14 +139,14 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
     section.missing += results.note("results/llc.json")
     if not llc:
         return section
-    rows = [[e["step"], _fmt(e["llc_mean"], ".2f"), _fmt(e["llc_std"], ".2f"), _fmt(e["llc_sem"], ".2f"), _fmt(e["r_hat"], ".3f"),
-             _fmt(e["ess"], ".0f"), _fmt(e["frac_below_init"], ".3f"), e["diverged_chains"], _fmt(e.get("mala_acceptance"), ".3f"),
+    rows = [[e["step"], fmt(e["llc_mean"], ".2f"), fmt(e["llc_std"], ".2f"), fmt(e["llc_sem"], ".2f"), fmt(e["r_hat"], ".3f"),
+             fmt(e["ess"], ".0f"), fmt(e["frac_below_init"], ".3f"), e["diverged_chains"], fmt(e.get("mala_acceptance"), ".3f"),
              e.get("reason") or ""] for e in llc["checkpoints"]]
     section.tables.append({"header": ["step", "λ̂", "std", "sem", "R-hat", "ESS", "draws < L_n(w*)", "diverged", "MALA", "note"],
                            "rows": rows, "css": ""})
     settings = llc["settings"]
     section.tables.append({"header": ["setting", "value"], "css": "",
-                           "rows": [[k, json.dumps(v) if isinstance(v, (list, dict)) else _fmt(v)] for k, v in settings.items()]})
+                           "rows": [[k, json.dumps(v) if isinstance(v, (list, dict)) else fmt(v)] for k, v in settings.items()]})
     _own_figure(run_dir, "sgld_traces", "SGLD minibatch-loss traces per chain", report_figures.sgld_traces(llc), section)
     return section
 
@@ -199,13 +165,13 @@ def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
     section = Section("circuit", "Pizza or Clock")
     section.missing += results.note("results/circuit.json")
     if circuit:
-        section.text = (f"Final verdict: {circuit['final_verdict']}, stable from step {_fmt(circuit['circuit_formed_at'])}. "
+        section.text = (f"Final verdict: {circuit['final_verdict']}, stable from step {fmt(circuit['circuit_formed_at'])}. "
                         "Pizza: gradient symmetricity ≥ 0.98 and distance irrelevance ≤ 0.5; Clock: distance irrelevance ≥ 0.7 "
                         "(Zhong et al. 2023). Below 0.9 test accuracy no circuit is called.")
         _figure_file(run_dir, "circuit_metrics", "Circuit metrics over training", f"grokscope analyze {run_dir}", section)
         section.tables.append({"header": ["step", "test acc", "gradient symmetricity", "distance irrelevance", "frequency doubling", "verdict"],
-                               "css": "", "rows": [[c["step"], _fmt(c["test_acc"], ".3f"), _fmt(c["gradient_symmetricity"], ".3f"),
-                                                    _fmt(c["distance_irrelevance"], ".3f"), _fmt(c["frequency_doubling"], ".3f"),
+                               "css": "", "rows": [[c["step"], fmt(c["test_acc"], ".3f"), fmt(c["gradient_symmetricity"], ".3f"),
+                                                    fmt(c["distance_irrelevance"], ".3f"), fmt(c["frequency_doubling"], ".3f"),
                                                     c["verdict"]] for c in circuit["checkpoints"]]})
     return section
 

@@ -117,7 +117,7 @@ def plot_llc_over_training(sweep_dir: Path, rows: list[dict[str, Any]], grid_key
             curves.setdefault(_series_key(row, grid_keys, None), []).append(curve)
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(9.5, 4.6))
     colors = plt.cm.viridis(np.linspace(0, 0.95, len(curves)))
     for (name, members), color in zip(sorted(curves.items()), colors):
         steps = sorted(set.intersection(*(set(s) for s, _ in members)))
@@ -129,7 +129,7 @@ def plot_llc_over_training(sweep_dir: Path, rows: list[dict[str, Any]], grid_key
     ax.set_xlabel("training step")
     ax.set_ylabel("LLC  λ̂ (mean ± std over seeds)")
     ax.set_title("LLC over training")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
 

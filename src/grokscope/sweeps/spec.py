@@ -165,12 +165,16 @@ def sweep_points(spec: SweepSpec) -> list[SweepPoint]:
     return points
 
 
+MAX_UNIT_POINTS = 8  # bounds a unit's memory: its SGLD noise blocks grow with the number of runs
+
+
 def work_units(points: list[SweepPoint], batch_seeds: bool) -> list[list[SweepPoint]]:
     """Groups of points computed together: those that share every shape and setting but the seed
-    and the label kind (one group per point when ``batch_seeds`` is off), in grid order."""
+    and the label kind, at most MAX_UNIT_POINTS each (one point per unit when ``batch_seeds`` is
+    off), in grid order. Grouping never changes a point's numbers, only the time."""
     if not batch_seeds:
         return [[point] for point in points]
-    units: dict[str, list[SweepPoint]] = {}
+    groups: dict[str, list[SweepPoint]] = {}
     for point in points:
-        units.setdefault(shared_settings(point.config).hash(), []).append(point)
-    return list(units.values())
+        groups.setdefault(shared_settings(point.config).hash(), []).append(point)
+    return [group[i : i + MAX_UNIT_POINTS] for group in groups.values() for i in range(0, len(group), MAX_UNIT_POINTS)]

@@ -7,6 +7,7 @@ The unit sets its own torch thread count, so a unit computes the same numbers on
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,8 @@ def _together_or_alone(fn: Callable[[list], list], items: list, errors: dict[int
         if len(live) == 1:
             errors[live[0]] = _error_text(err)
             return {}
+        print(f"grokscope sweep: a batch of {len(live)} points failed ({_error_text(err)}); "
+              "running them one by one", file=sys.stderr)
     results = {}
     for i in live:
         try:
