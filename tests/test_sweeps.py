@@ -174,6 +174,12 @@ def test_a_killed_sweep_completes_on_rerun_without_duplicates(local_sweep, tmp_p
         assert len(list(csv.reader(handle))) == 7  # header + one row per point
 
 
+def test_report_command_builds_the_sweep_page_for_a_sweep_directory(local_sweep):
+    result = subprocess.run([sys.executable, "-m", "grokscope.cli", "report", str(local_sweep.path)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == f"wrote {local_sweep.path / 'report.html'}"
+    assert "grokscope sweep: local" in (local_sweep.path / "report.html").read_text()
+
+
 def test_cli_reports_failures_and_bad_specs_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "grokscope.cli", "sweep", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)

@@ -4,6 +4,8 @@ Adam on cross-entropy, minibatches drawn with replacement from a generator seede
 Weight decay is really switched off for the last ``no_weight_decay_steps`` steps (the original
 study's switch had no effect, REFERENCE §6). After every checkpoint the optimiser and generator
 state are saved, so an interrupted run resumes and ends with the same weights as an uninterrupted one.
+Runs that differ only in seed or label kind can be trained as one stacked computation
+(:func:`train_together`, used by sweeps); :func:`train` is that loop with a single run.
 """
 
 from __future__ import annotations

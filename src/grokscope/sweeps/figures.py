@@ -30,6 +30,8 @@ class LineFit:
     slope: float
     intercept: float
     r2: float
+    x_min: float
+    x_max: float
 
 
 def _series_key(row: dict[str, Any], grid_keys: list[str], x_field: str | None) -> str:
@@ -68,7 +70,7 @@ def line_fits(rows: list[dict[str, Any]], grid_keys: list[str], field: str) -> l
         residual = y - (slope * x + intercept)
         total = ((y - y.mean()) ** 2).sum()
         r2 = 1.0 - (residual**2).sum() / total if total > 0 else 1.0
-        fits.append(LineFit(series, len(x), float(slope), float(intercept), float(r2)))
+        fits.append(LineFit(series, len(x), float(slope), float(intercept), float(r2), float(x.min()), float(x.max())))
     return fits
 
 
@@ -88,7 +90,7 @@ def plot_llc_against(rows: list[dict[str, Any]], grid_keys: list[str], field: st
             ax.scatter(*zip(*left_out), facecolors="none", edgecolors=color, s=40, label=f"{name}: test acc < {GENERALISED_ACCURACY} (not fitted)")
         fit = fits.get(name)
         if fit is not None:
-            grid = np.linspace(min(xs), max(xs), 50)
+            grid = np.linspace(fit.x_min, fit.x_max, 50)  # only where it was fitted
             ax.plot(grid, fit.slope * grid + fit.intercept, color=color, lw=1,
                     label=f"fit: slope {fit.slope:.3g} per unit, R² {fit.r2:.3f}")
     ax.set_xlabel(field)
