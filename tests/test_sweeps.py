@@ -115,7 +115,8 @@ def test_a_point_of_a_sweep_equals_the_same_run_trained_and_sampled_alone(local_
 
 
 def test_ray_executor_gives_the_local_table_value_for_value(local_sweep, tmp_path):
-    ray = pytest.importorskip("ray")
+    import ray  # installed by `make test` (the `ray` extra): this test never skips
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         outcome = run_sweep(parse_spec(TINY), tmp_path / "ray", executor="ray", progress=False)
