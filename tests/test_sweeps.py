@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -124,6 +125,31 @@ def test_ray_executor_gives_the_local_table_value_for_value(local_sweep, tmp_pat
         ray.shutdown()
     assert outcome.ran == 6 and not outcome.failed
     assert _comparable(read_results(tmp_path / "ray")) == _comparable(read_results(local_sweep.path))
+
+
+def test_ray_executor_joins_an_existing_cluster_by_address(local_sweep, tmp_path):
+    """A cluster started with `ray start --head` (as on a real machine), joined through --address."""
+    import re
+    import socket
+
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    started = subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", str(port), "--include-dashboard=false",
+                              "--disable-usage-stats"], capture_output=True, text=True)
+    try:
+        assert started.returncode == 0, started.stderr
+        address = re.search(r"ray start --address='([^']+)'", started.stdout + started.stderr).group(1)
+        spec_file = tmp_path / "tiny.yaml"
+        spec_file.write_text(yaml.safe_dump(TINY))
+        env = {**os.environ, "RAY_AUTH_MODE": "token"}  # `ray start` enables token authentication
+        result = subprocess.run([sys.executable, "-m", "grokscope.cli", "sweep", str(spec_file), "--out", str(tmp_path / "cluster"),
+                                 "--executor", "ray", "--address", address, "--quiet"], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+    assert _comparable(read_results(tmp_path / "cluster")) == _comparable(read_results(local_sweep.path))
 
 
 def test_rerun_skips_finished_points_and_a_failed_point_does_not_stop_the_others(local_sweep, tmp_path):

@@ -59,7 +59,10 @@ def run_ray(tasks: list[UnitTask], address: str | None, workers: int) -> Iterato
             else:
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            raise ConfigError(f"cannot start or join a Ray cluster at {address or 'localhost'}: {err}") from None
+            hint = ""
+            if "auth" in repr(err.__cause__).lower():
+                hint = " (the cluster uses token authentication: export RAY_AUTH_MODE=token with its token in ~/.ray/auth_token)"
+            raise ConfigError(f"cannot start or join a Ray cluster at {address or 'localhost'}: {err}{hint}") from None
     try:
         remote = ray.remote(run_unit)
         pending = {remote.options(num_cpus=task.threads).remote(task): task for task in tasks}
