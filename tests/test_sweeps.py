@@ -52,6 +52,10 @@ def test_spec_expands_to_validated_points_grouped_by_shape():
     assert [len(u) for u in work_units(points, batch_seeds=False)] == [1] * 36
     many_seeds = parse_spec({**TINY, "grid": {"p": [7], "seed": list(range(11))}})
     assert [len(u) for u in work_units(sweep_points(many_seeds), batch_seeds=True)] == [8, 3]
+    # with more workers than groups, the largest units are halved so that no worker idles
+    assert [len(u) for u in work_units(sweep_points(many_seeds), batch_seeds=True, min_units=2)] == [8, 3]
+    assert [len(u) for u in work_units(sweep_points(many_seeds), batch_seeds=True, min_units=3)] == [4, 4, 3]
+    assert [len(u) for u in work_units(points[:2], batch_seeds=True, min_units=4)] == [1, 1]
     assert len(sweep_points(load_spec("sweep-frac"))) == 7 * 3
 
 

@@ -75,7 +75,7 @@ def run_sweep(
                 rows[point.name] = row
         reused = len(rows)
         pending = [p for p in points if p.name not in rows]
-        tasks = unit_tasks(sweep_dir, work_units(pending, spec.batch_seeds), spec, threads)
+        tasks = unit_tasks(sweep_dir, work_units(pending, spec.batch_seeds, min_units=workers), spec, threads)
 
         def table() -> list[dict[str, Any]]:
             return [rows[p.name] for p in points if p.name in rows]

@@ -168,13 +168,19 @@ def sweep_points(spec: SweepSpec) -> list[SweepPoint]:
 MAX_UNIT_POINTS = 8  # bounds a unit's memory: its SGLD noise blocks grow with the number of runs
 
 
-def work_units(points: list[SweepPoint], batch_seeds: bool) -> list[list[SweepPoint]]:
+def work_units(points: list[SweepPoint], batch_seeds: bool, min_units: int = 1) -> list[list[SweepPoint]]:
     """Groups of points computed together: those that share every shape and setting but the seed
     and the label kind, at most MAX_UNIT_POINTS each (one point per unit when ``batch_seeds`` is
-    off), in grid order. Grouping never changes a point's numbers, only the time."""
+    off), in grid order; the largest are halved until there are ``min_units`` (one per worker), so
+    no worker idles. Grouping never changes a point's numbers, only the time."""
     if not batch_seeds:
         return [[point] for point in points]
     groups: dict[str, list[SweepPoint]] = {}
     for point in points:
         groups.setdefault(shared_settings(point.config).hash(), []).append(point)
-    return [group[i : i + MAX_UNIT_POINTS] for group in groups.values() for i in range(0, len(group), MAX_UNIT_POINTS)]
+    units = [group[i : i + MAX_UNIT_POINTS] for group in groups.values() for i in range(0, len(group), MAX_UNIT_POINTS)]
+    while len(units) < min_units and max(map(len, units), default=1) > 1:
+        i = max(range(len(units)), key=lambda k: len(units[k]))
+        half = (len(units[i]) + 1) // 2
+        units[i : i + 1] = [units[i][:half], units[i][half:]]
+    return units
