@@ -96,10 +96,13 @@ class SweepPoint:
 
 BUILTIN_SPECS: dict[str, dict[str, Any]] = {
     # REFERENCE §1: for networks that generalise the final LLC grows roughly linearly with p, and
-    # random labels give higher LLCs. LLC at every checkpoint, for the curve over training.
+    # random labels give higher LLCs. LLC at every checkpoint, for the curve over training. The
+    # `example` preset's weight decay (2e-4) leaves p <= 23 memorising after 1500 steps; 1e-3 makes
+    # networks generalise across the range (docs/sweeps.md).
     "sweep-p": {
         "name": "sweep-p",
         "preset": "example",
+        "set": {"weight_decay": 0.001},
         "grid": {"p": [17, 23, 29, 37, 43, 53], "random_labels": [False, True], "seed": [0, 1, 2]},
         "llc": {"checkpoints": "all", "sgld": {"chains": 4, "n_steps": 2000, "batch_size": 64}},
     },
