@@ -55,9 +55,11 @@ def _loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, fl
 
 def metrics_row(model: nn.Module, data: ModularDataset, step: int) -> dict[str, float]:
     """Full-batch train and test loss and accuracy at ``step``."""
-    train_loss, train_acc = evaluate(model, data.train_x, data.train_y)
-    test_loss, test_acc = evaluate(model, data.test_x, data.test_y)
-    return dict(step=step, train_loss=train_loss, test_loss=test_loss, train_acc=train_acc, test_acc=test_acc)
+    return _row(step, evaluate(model, data.train_x, data.train_y), evaluate(model, data.test_x, data.test_y))
+
+
+def _row(step: int, train: tuple[float, float], test: tuple[float, float]) -> dict[str, float]:
+    return dict(step=step, train_loss=train[0], test_loss=test[0], train_acc=train[1], test_acc=test[1])
 
 
 def _weight_decay_at(config: RunConfig, step: int) -> float:
@@ -219,9 +221,8 @@ class _StackedTraining:
         train_logits = self.forward(self.params, self.data["train_x"])
         test_logits = self.forward(self.params, self.data["test_x"])
         for s, rows in enumerate(self.rows):
-            train_loss, train_acc = _loss_and_accuracy(train_logits[s], self.data["train_y"][s])
-            test_loss, test_acc = _loss_and_accuracy(test_logits[s], self.data["test_y"][s])
-            rows.append(dict(step=step, train_loss=train_loss, test_loss=test_loss, train_acc=train_acc, test_acc=test_acc))
+            rows.append(_row(step, _loss_and_accuracy(train_logits[s], self.data["train_y"][s]),
+                             _loss_and_accuracy(test_logits[s], self.data["test_y"][s])))
 
     def _weights(self, s: int) -> dict[str, torch.Tensor]:
         return {name: t[s].detach() for name, t in self.params.items()}

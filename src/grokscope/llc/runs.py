@@ -47,7 +47,7 @@ def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "al
     params = [run.state_dict(step) for run, run_steps in zip(runs, steps) for step in run_steps]
     flat_steps = [step for run_steps in steps for step in run_steps]
     result = estimate_llc(
-        runs[0].new_model(), data if len(runs) > 1 else data[0], params, loss="cross_entropy",
+        runs[0].new_model(), data, params, loss="cross_entropy",
         config=config, checkpoint_ids=flat_steps, steps=flat_steps, progress=progress,
     )
     parts, start = [], 0
