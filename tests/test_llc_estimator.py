@@ -7,8 +7,9 @@ from torch import nn
 
 from grokscope import CheckpointError, ConfigError, train
 from grokscope.llc import estimate_llc, sgld_config
-from grokscope.llc.sampler import _discard_after_divergence
-from grokscope.llc.sgld import project_out, unit_directions
+from grokscope.llc.estimate import _cut_after_divergence
+from grokscope.llc.kernels import project_out, unit_directions
+from grokscope.llc.observers import DivergenceCut
 from grokscope.llc.validate import DeepLinear, PowerModel
 
 FAST = dict(gamma=5.0, epsilon=1e-3, n_steps=200, batch_size=32, chains=3)
@@ -202,8 +203,12 @@ def test_every_chain_diverging_gives_a_null_estimate_with_reason(tiny_run):
 
 def test_a_diverged_chain_is_cut_at_its_first_bad_loss():
     losses = torch.tensor([[1.0, 1.0], [1.0, float("inf")], [1.0, 2.0], [1.0, 1.0]])
-    diverged = _discard_after_divergence(losses)
-    assert diverged.tolist() == [False, True]
+    cut = DivergenceCut(4, 2, torch.device("cpu"))
+    for step, loss in enumerate(losses):
+        cut.observe(step, None, loss, None, None)
+    recorded = {"losses": losses, **cut.result()}
+    assert recorded["diverged"].tolist() == [False, True] and recorded["first_nonfinite_step"].tolist() == [4, 1]
+    _cut_after_divergence(recorded)
     assert torch.isnan(losses[1:, 1]).all() and torch.isfinite(losses[:, 0]).all()
 
 

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import check_device, format_validation_error
 from ..errors import ConfigError
+from .kernels import KERNELS
 
 NBETA_CONVENTIONS = ("n/ln n", "m/ln m")
 
@@ -20,7 +21,11 @@ class SGLDConfig(BaseModel):
     original study multiplied it by nβ (its ``weight_decay = x`` is ours ``x * nβ``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+    sampler: str = Field("sgld", description="the kernel: sgld (default) or rmsprop_sgld")
+    rmsprop_alpha: float = Field(0.99, gt=0.0, lt=1.0, description="rmsprop_sgld: decay of the squared-gradient average")
+    rmsprop_eps: float = Field(0.1, gt=0.0, description="rmsprop_sgld: added to √V in the preconditioner")
 
     gamma: float = Field(5.0, ge=0.0, validation_alias=AliasChoices("gamma", "localization"))
     epsilon: float = Field(1e-3, gt=0.0, validation_alias=AliasChoices("epsilon", "lr"))
@@ -41,10 +46,13 @@ class SGLDConfig(BaseModel):
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
     save_samples: int = Field(0, ge=0, description="parameter snapshots saved per chain after burn-in")
     mala: bool = Field(False, description="also report the MALA acceptance rate")
+    step_metrics: bool = Field(False, description="record the norms of each step's terms per chain")
     trace_points: int = Field(200, ge=2, description="loss-trace points kept per chain")
 
     @model_validator(mode="after")
     def _consistent(self) -> "SGLDConfig":
+        if self.sampler not in KERNELS:
+            raise ValueError(f"sampler={self.sampler!r} is not one of: {', '.join(KERNELS)}")
         if isinstance(self.nbeta, float) and self.nbeta <= 0:
             raise ValueError(f"nbeta={self.nbeta} must be positive")
         if self.burn_in_steps >= self.n_steps:

@@ -20,10 +20,12 @@ from .. import __version__
 from ..errors import ConfigError
 from .config import SGLDConfig, sgld_config
 from .diagnostics import effective_sample_size, split_rhat
-from .objective import BatchedObjective, LossFn, check_parameter_sets, select_parameters
+from .kernels import ChainSettings, Masked, OrthogonalToGradient, build_kernel, unit_directions
+from .objective import BatchedObjective, LossFn, check_parameter_sets
+from .observers import STEP_METRICS, DivergenceCut, LossTrace, MalaAcceptance, Observer, ProbeLosses, Snapshots, StepNorms
 from .result import CheckpointLLC, LLCResult
-from .sampler import ChainOutput, run_chains
-from .sgld import unit_directions
+from .sampler import run_chains
+from .selection import select
 from .tree import Tree, tree_map
 
 FULL_BATCH_CHUNK = 8192  # rows of data per chunk of a full-batch evaluation
@@ -38,6 +40,11 @@ def estimate_llc(
     checkpoint_ids: Sequence[int] | None = None,
     steps: Sequence[int] | None = None,
     progress: bool = False,
+    masks: Mapping[str, torch.Tensor] | None = None,
+    per_set: Sequence[Mapping[str, float]] | None = None,
+    probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    probe_every: int = 10,
+    probe_per_sample: bool = False,
     **settings: object,
 ) -> LLCResult:
     """Estimate the LLC at each parameter set in ``param_sets`` (default: the model's own weights).
@@ -46,65 +53,161 @@ def estimate_llc(
     equal size: e.g. the seeds of one sweep point, each with its own split); ``loss`` is
     "cross_entropy", "mse" or a callable ``loss(outputs, targets) -> scalar``. SGLD settings come
     from ``config`` or keyword ``settings`` (see :class:`SGLDConfig`; the original study's names
-    are accepted; ``params`` is a regex choosing which parameters to sample, the rest stay at w*).
-    Chain c of parameter set k is seeded by (seed, checkpoint_ids[k], c), so estimating one
-    checkpoint alone or batched with others gives the same numbers.
+    are accepted). What is sampled: ``params`` (a setting: a regex over parameter names, or a comma
+    list of the model's component names such as "head1") or ``masks`` (name -> bool tensor of the
+    parameter's shape); everything else stays at w*.
+
+    ``per_set`` gives parameter set k its own epsilon, gamma, nbeta or weight_decay (e.g. the cells
+    of a calibration grid, all at one checkpoint). ``probes`` (name -> (x, y)) records every
+    ``probe_every`` steps each chain's mean loss on each probe set (and per-sample losses with
+    ``probe_per_sample``). Chain c of parameter set k is seeded by (seed, checkpoint_ids[k], c), so
+    a set estimated alone or batched with others gives the same numbers.
     """
     cfg = config if config is not None else sgld_config(**settings)
     param_sets = _as_param_sets(model, param_sets)
     check_parameter_sets(model, param_sets)
     ids = list(checkpoint_ids) if checkpoint_ids is not None else list(range(len(param_sets)))
     shared_data = isinstance(data, tuple)
-    if len(ids) != len(param_sets) or (shared_data and len(set(ids)) != len(ids)):
+    if len(ids) != len(param_sets) or (shared_data and per_set is None and len(set(ids)) != len(ids)):
         raise ConfigError("checkpoint_ids must give one distinct id per parameter set (of the same data)")
     device = torch.device(cfg.device)
     x, y = _stack_data(data, len(param_sets), device)  # [K, n, ...]
     n = int(y.shape[1])
     if cfg.batch_size > n:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
-    nbeta, convention = cfg.resolve_nbeta(n)
+    set_configs = _per_set_configs(cfg, per_set, len(param_sets))
+    nbetas = [c.resolve_nbeta(n) for c in set_configs]
+    selection = select(model, cfg.params, masks)
+    kernel = build_kernel(cfg)
 
-    names = [name for name, _ in model.named_parameters()]
-    sampled = select_parameters(names, cfg.params)
     objective = BatchedObjective(model, loss)
     stacked = {
-        name: torch.stack([p[name] for p in param_sets]).to(device=device, dtype=torch.float32) for name in names
+        name: torch.stack([p[name] for p in param_sets]).to(device=device, dtype=torch.float32)
+        for name, _ in model.named_parameters()
     }
-    anchors = {name: stacked[name] for name in sampled}
+    anchors = {name: stacked[name] for name in selection.names}
     fixed = {name: t for name, t in stacked.items() if name not in anchors}
+    probe_init = _check_probes(objective, anchors, fixed, probes or {}, probe_every)
     init_loss, init_grad = _full_batch_loss_and_grad(objective, anchors, fixed, x, y, cfg.restrict_to_orth_grad)
 
     chains = cfg.chains
     per_chain = partial(tree_map, lambda t: t.repeat_interleave(chains, dim=0))
     keys = [(cfg.seed, "sgld", k, c) for k in ids for c in range(chains)]
-    output = run_chains(
-        objective,
-        per_chain(anchors),
-        per_chain(fixed) if fixed else {},
-        *(t[0].expand(len(keys), *t.shape[1:]) if shared_data else t.repeat_interleave(chains, dim=0) for t in (x, y)),
-        keys,
-        cfg,
-        nbeta,
-        directions=per_chain(unit_directions(init_grad)) if cfg.restrict_to_orth_grad else None,
-        progress=progress,
+    settings_per_chain = ChainSettings.broadcast(
+        len(keys), device,
+        **{name: [float(getattr(c, name)) for c in set_configs for _ in range(chains)] for name in ("epsilon", "gamma", "weight_decay")},
+        nbeta=[nbeta for nbeta, _ in nbetas for _ in range(chains)],
     )
+    masks_on_device = {name: m.to(device) for name, m in selection.masks.items()}
+    if cfg.restrict_to_orth_grad:
+        masked_grad = {n: g * masks_on_device[n] if n in masks_on_device else g for n, g in init_grad.items()}
+        kernel = OrthogonalToGradient(kernel, per_chain(unit_directions(masked_grad)))
+    if masks_on_device:
+        kernel = Masked(kernel, masks_on_device)
+    state = kernel.init(per_chain(anchors), settings_per_chain)
+    observers = _observers(cfg, kernel, objective, per_chain(fixed) if fixed else {}, probes or {}, probe_every, probe_per_sample,
+                           len(keys), sum(t[0].numel() for t in anchors.values()), device)
+    run_chains(
+        objective, kernel, state, per_chain(fixed) if fixed else {},
+        *(t[0].expand(len(keys), *t.shape[1:]) if shared_data else t.repeat_interleave(chains, dim=0) for t in (x, y)),
+        keys, cfg.n_steps, cfg.batch_size, observers, progress=progress,
+    )
+    recorded = {key: value for observer in observers for key, value in observer.result().items()}
+    _cut_after_divergence(recorded)
     entries = [
-        _summarise(output, k, ids[k], None if steps is None else int(steps[k]), float(init_loss[k]), nbeta, cfg)
+        _summarise(recorded, k, ids[k], None if steps is None else int(steps[k]), float(init_loss[k]), nbetas[k][0], cfg,
+                   None if per_set is None else _set_record(set_configs[k], nbetas[k][0]),
+                   {name: float(values[k]) for name, values in probe_init.items()})
         for k in range(len(param_sets))
     ]
     settings_record = {
         **cfg.model_dump(),
         "burn_in_steps": cfg.burn_in_steps,
-        "nbeta": nbeta,
-        "nbeta_convention": convention,
+        "nbeta": nbetas[0][0],
+        "nbeta_convention": nbetas[0][1],
         "n_train": n,
-        "n_sampled_parameters": sum(t[0].numel() for t in anchors.values()),
-        "sampled_parameters": list(sampled),
+        "sampler": kernel.name,
+        "n_sampled_parameters": selection.record["n_sampled_elements"],
+        "sampled_parameters": list(selection.names),
+        "selection": selection.record,
+        "per_set_settings": per_set is not None,
         "weight_decay_convention": "drift += weight_decay * w (devinterp's; the original study used nbeta * weight_decay * w)",
         "package_version": __version__,
         "torch_version": torch.__version__,
     }
-    return LLCResult(entries, settings_record, output.samples, output.sample_losses)
+    probe_samples = {key.split("/", 1)[1]: value for key, value in recorded.items() if key.startswith("probe_samples/")}
+    return LLCResult(entries, settings_record, recorded.get("samples"), recorded.get("sample_losses"), probe_samples or None)
+
+
+PER_SET_SETTINGS = ("epsilon", "gamma", "nbeta", "weight_decay")
+
+
+def _per_set_configs(cfg: SGLDConfig, per_set: Sequence[Mapping[str, float]] | None, k: int) -> list[SGLDConfig]:
+    """One validated config per parameter set: ``cfg`` with that set's overrides."""
+    if per_set is None:
+        return [cfg] * k
+    if len(per_set) != k:
+        raise ConfigError(f"per_set: {len(per_set)} entries for {k} parameter sets")
+    configs = []
+    for index, override in enumerate(per_set):
+        unknown = sorted(set(override) - set(PER_SET_SETTINGS))
+        if unknown:
+            raise ConfigError(f"per_set[{index}]: {unknown} cannot differ per set; allowed are {', '.join(PER_SET_SETTINGS)}")
+        configs.append(sgld_config(**{**cfg.model_dump(), **override}))
+    return configs
+
+
+def _set_record(cfg: SGLDConfig, nbeta: float) -> dict[str, float]:
+    return {"epsilon": cfg.epsilon, "gamma": cfg.gamma, "nbeta": nbeta, "weight_decay": cfg.weight_decay}
+
+
+def _check_probes(objective: BatchedObjective, anchors: Tree, fixed: Tree, probes: Mapping, every: int) -> dict[str, torch.Tensor]:
+    """Each probe set's mean loss at every w* [K]; a probe set that does not fit is named before sampling."""
+    if probes and every < 1:
+        raise ConfigError(f"probe_every={every} must be at least 1")
+    init = {}
+    for name, probe in probes.items():
+        if not (isinstance(probe, tuple) and len(probe) == 2 and all(isinstance(t, torch.Tensor) for t in probe)) or probe[0].shape[0] != probe[1].shape[0]:
+            raise ConfigError(f"probe set {name!r} must be a pair (x, y) of tensors with the same number of rows")
+        device = next(iter(anchors.values())).device
+        try:
+            with torch.no_grad():
+                init[name] = objective.per_sample_losses(anchors, fixed, probe[0].to(device), probe[1].to(device)).mean(-1).double().cpu()
+        except (RuntimeError, IndexError, ValueError) as err:
+            raise ConfigError(f"probe set {name!r} (x {tuple(probe[0].shape)}, y {tuple(probe[1].shape)}) does not fit the model: "
+                              f"{str(err).splitlines()[0]}") from None
+    return init
+
+
+def _observers(cfg, kernel, objective, fixed, probes, probe_every, probe_per_sample, n_chains, n_params, device) -> list[Observer]:
+    observers: list[Observer] = [LossTrace(cfg.n_steps, n_chains, device), DivergenceCut(cfg.n_steps, n_chains, device)]
+    if cfg.mala:
+        observers.append(MalaAcceptance(kernel, n_chains, device))
+    if cfg.save_samples:
+        observers.append(Snapshots(_snapshot_steps(cfg), n_chains, n_params, device))
+    if cfg.step_metrics:
+        observers.append(StepNorms(kernel, thinned_steps(cfg).tolist(), n_chains, device))
+    if probes:
+        observers.append(ProbeLosses(objective, fixed, probes, probe_every, probe_per_sample, cfg.n_steps, n_chains, device))
+    return observers
+
+
+def thinned_steps(cfg: SGLDConfig) -> np.ndarray:
+    """The steps kept in loss traces and step metrics: at most ``trace_points``, evenly spaced."""
+    return np.unique(np.linspace(0, cfg.n_steps - 1, min(cfg.trace_points, cfg.n_steps)).round().astype(int))
+
+
+def _snapshot_steps(cfg: SGLDConfig) -> list[int]:
+    if not cfg.save_samples:
+        return []
+    burn, span = cfg.burn_in_steps, cfg.n_steps - 1 - cfg.burn_in_steps
+    return sorted({burn + round(i * span / max(cfg.save_samples - 1, 1)) for i in range(cfg.save_samples)})
+
+
+def _cut_after_divergence(recorded: dict[str, torch.Tensor]) -> None:
+    """A diverged chain's draws from its first non-finite loss on become NaN (in place)."""
+    losses, first = recorded["losses"], recorded["first_nonfinite_step"]
+    losses[torch.arange(losses.shape[0]).unsqueeze(1) >= first.unsqueeze(0)] = float("nan")
 
 
 def _as_param_sets(model: nn.Module, params: object) -> list[dict[str, torch.Tensor]]:
@@ -148,19 +251,24 @@ def _full_batch_loss_and_grad(
     return total, grad
 
 
-def _summarise(output: ChainOutput, k: int, checkpoint_id: int, step: int | None, init_loss: float, nbeta: float, cfg: SGLDConfig) -> CheckpointLLC:
+def _summarise(
+    recorded: dict[str, torch.Tensor], k: int, checkpoint_id: int, step: int | None, init_loss: float, nbeta: float,
+    cfg: SGLDConfig, set_settings: dict | None, probe_init: dict[str, float],
+) -> CheckpointLLC:
     chains = cfg.chains
     cols = slice(k * chains, (k + 1) * chains)
-    traces = output.losses[:, cols].T.double().numpy()  # [chains, n_steps]
-    diverged = output.diverged[cols].numpy()
+    traces = recorded["losses"][:, cols].T.double().numpy()  # [chains, n_steps]
+    diverged = recorded["diverged"][cols].numpy()
     post = traces[~diverged, cfg.burn_in_steps :]
     per_chain = [None if diverged[c] else float(nbeta * (traces[c, cfg.burn_in_steps :].mean() - init_loss)) for c in range(chains)]
-    thin = np.unique(np.linspace(0, cfg.n_steps - 1, min(cfg.trace_points, cfg.n_steps)).round().astype(int))
+    thin = thinned_steps(cfg)
     trace = [[None if not math.isfinite(v) else float(v) for v in traces[c, thin]] for c in range(chains)]
-    mala = None if output.mala_acceptance is None else float(output.mala_acceptance[cols][~torch.from_numpy(diverged)].mean())
+    mala = recorded.get("mala_acceptance")
+    mala = None if mala is None or diverged.all() else float(mala[cols][~torch.from_numpy(diverged)].mean())
     base = dict(
         checkpoint_id=checkpoint_id, step=step, init_loss=init_loss, llc_per_chain=per_chain,
-        diverged_chains=int(diverged.sum()), trace_steps=thin.tolist(), loss_trace=trace,
+        diverged_chains=int(diverged.sum()), trace_steps=thin.tolist(), loss_trace=trace, settings=set_settings,
+        step_metrics=_step_metrics(recorded, cols), probe_losses=_probe_losses(recorded, cols, probe_init),
     )
     if post.shape[0] == 0:
         return CheckpointLLC(
@@ -179,3 +287,25 @@ def _summarise(output: ChainOutput, k: int, checkpoint_id: int, step: int | None
         frac_below_init=float((post < init_loss).mean()),
         mala_acceptance=mala,
     )
+
+
+def _step_metrics(recorded: dict[str, torch.Tensor], cols: slice) -> dict | None:
+    """{"steps": [...], metric: [[value per recorded step] per chain]} for one parameter set."""
+    if "step_metrics" not in recorded:
+        return None
+    values = recorded["step_metrics"][:, :, cols].double()  # [S, metrics, chains]
+    out: dict = {"steps": recorded["step_metric_steps"].tolist()}
+    for i, name in enumerate(STEP_METRICS):
+        out[name] = [[float(v) if math.isfinite(v) else None for v in values[:, i, c].tolist()] for c in range(values.shape[2])]
+    return out
+
+
+def _probe_losses(recorded: dict[str, torch.Tensor], cols: slice, probe_init: dict[str, float]) -> dict | None:
+    """{"steps": [...], "init": {probe: L(w*)}, "chains": {probe: [[mean loss per recorded step] per chain]}}."""
+    if "probe_steps" not in recorded:
+        return None
+    chains = {}
+    for name in probe_init:
+        values = recorded[f"probe_loss/{name}"][:, cols].double()
+        chains[name] = [[float(v) if math.isfinite(v) else None for v in values[:, c].tolist()] for c in range(values.shape[1])]
+    return {"steps": recorded["probe_steps"].tolist(), "init": probe_init, "chains": chains}

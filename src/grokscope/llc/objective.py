@@ -7,7 +7,6 @@ gradient w.r.t. the outputs in closed form, so autograd only runs through the mo
 
 from __future__ import annotations
 
-import re
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -24,8 +23,12 @@ class CrossEntropy:
     """Mean cross-entropy per chain: outputs [B, m, C], integer targets [B, m] -> [B]."""
 
     def value(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.per_sample(outputs, targets).mean(-1)
+
+    def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """[B, m]: each example's cross-entropy."""
         log_probs = torch.log_softmax(outputs, dim=-1)
-        return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(-1)
+        return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
     def value_and_output_grad(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and d loss / d outputs = (softmax − onehot) / m."""
@@ -43,6 +46,10 @@ class MeanSquaredError:
     def value(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return (outputs - targets).square().flatten(1).mean(-1)
 
+    def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """[B, m]: each example's squared error, averaged over its own elements."""
+        return (outputs - targets).square().flatten(2).mean(-1)
+
     def value_and_output_grad(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         diff = outputs - targets
         per_chain = diff[0].numel()
@@ -54,6 +61,7 @@ class CustomLoss:
 
     def __init__(self, fn: LossFn):
         self.value = torch.func.vmap(fn)
+        self.per_sample = torch.func.vmap(torch.func.vmap(lambda o, t: fn(o.unsqueeze(0), t.unsqueeze(0))))
 
 
 BUILTIN_LOSSES = {"cross_entropy": CrossEntropy, "mse": MeanSquaredError}
@@ -79,6 +87,12 @@ class BatchedObjective:
         """Per-chain loss [B]; every tree holds [B, ...] tensors."""
         return self.loss.value(self.forward({**fixed, **sampled}, x), y)
 
+    def per_sample_losses(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each chain's loss on each example [B, n] of a data set x [n, ...], y [n, ...] shared by all chains."""
+        chains = next(iter(sampled.values())).shape[0]
+        outputs = self.forward({**fixed, **sampled}, x.expand(chains, *x.shape))
+        return self.loss.per_sample(outputs, y.expand(chains, *y.shape))
+
     def losses_and_grads(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Tree]:
         """Per-chain minibatch loss [B] and its gradient tree; chains do not interact."""
         leaves = {name: t.detach().requires_grad_(True) for name, t in sampled.items()}
@@ -91,20 +105,6 @@ class BatchedObjective:
             grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
             loss = loss.detach()
         return loss, dict(zip(leaves, grads))
-
-
-def select_parameters(names: Sequence[str], pattern: str | None) -> list[str]:
-    """Names matched by the regex ``pattern`` (all names when None); an empty match is an error."""
-    if pattern is None:
-        return list(names)
-    try:
-        regex = re.compile(pattern)
-    except re.error as err:
-        raise ConfigError(f"params={pattern!r} is not a valid regular expression ({err})") from None
-    chosen = [n for n in names if regex.search(n)]
-    if not chosen:
-        raise ConfigError(f"params={pattern!r} matches no parameter; the model has {list(names)}")
-    return chosen
 
 
 def check_parameter_sets(model: nn.Module, param_sets: Sequence[Mapping[str, torch.Tensor]]) -> None:

@@ -30,11 +30,14 @@ class CheckpointLLC:
     trace_steps: list[int]
     loss_trace: list[list[float | None]]
     reason: str | None = None
+    settings: dict[str, float] | None = None  # this set's ε, γ, nβ, wd when they differ per set
+    step_metrics: dict[str, Any] | None = None  # norms of the step's terms per chain (--step-metrics)
+    probe_losses: dict[str, Any] | None = None  # mean loss per chain on each probe set
 
     def row(self) -> dict[str, Any]:
-        """The scalar fields, for tables."""
-        skip = {"llc_per_chain", "trace_steps", "loss_trace"}
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        """The scalar fields (and per-set settings), for tables."""
+        skip = {"llc_per_chain", "trace_steps", "loss_trace", "settings", "step_metrics", "probe_losses"}
+        return {k: v for k, v in asdict(self).items() if k not in skip} | (self.settings or {})
 
 
 @dataclass
@@ -43,6 +46,7 @@ class LLCResult:
     settings: dict[str, Any]
     samples: torch.Tensor | None = field(default=None, repr=False)  # [S, K*C, P] when asked for
     sample_losses: torch.Tensor | None = field(default=None, repr=False)  # [S, K*C]
+    probe_samples: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # probe -> [S, K*C, n] per-sample losses
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "checkpoints": [_clean(asdict(e)) for e in self.entries]}
@@ -62,6 +66,7 @@ class LLCResult:
             {**self.settings, **settings},
             None if self.samples is None else self.samples[:, cols],
             None if self.sample_losses is None else self.sample_losses[:, cols],
+            None if self.probe_samples is None else {name: t[:, cols] for name, t in self.probe_samples.items()},
         )
 
     @property

@@ -96,6 +96,15 @@ class MLP(nn.Module):
     def batched_logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return batched_logits(params, x, self.cfg)
 
+    def components(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Named components as element masks (for weight-refined LLCs, REFERENCE §8): the embedding,
+        the first layer (both input maps) and the output map."""
+        groups = {"embedding": ("embedding.",), "layer1": ("linear1l.", "linear1r."), "output": ("linear2.",)}
+        return {
+            component: {n: torch.ones_like(p, dtype=torch.bool) for n, p in self.named_parameters() if n.startswith(prefixes)}
+            for component, prefixes in groups.items()
+        }
+
     def unembedding_matrix(self) -> torch.Tensor:
         """Token-indexed rows of the unembedding: linear2's weight [p, h], or E when tied."""
         return self.embedding.weight if self.cfg.tie_unembed else self.linear2.weight

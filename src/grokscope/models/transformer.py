@@ -38,6 +38,30 @@ class Transformer(nn.Module):
         self.unembed = nn.Linear(d, p, bias=False)
         self.unembed.weight = normal(p, d, fan_in=d)
 
+    def components(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Named components as element masks (REFERENCE §8): ``embed`` (token and position
+        embeddings), ``head{i}`` (head i's columns of W_Q, W_K, W_V and its rows of W_O), ``attn``
+        (every head), ``mlp`` and ``unembed``."""
+        d, heads = self.cfg.d_model, self.cfg.n_heads
+        d_head = d // heads
+        params = dict(self.named_parameters())
+
+        def whole(*names: str) -> dict[str, torch.Tensor]:
+            return {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
+
+        out = {"embed": whole("embedding.weight", "pos")}
+        for h in range(heads):
+            qkv = torch.zeros(d, 3 * d, dtype=torch.bool)
+            for section in range(3):  # W_Q, W_K, W_V side by side, each [d, heads * d_head]
+                qkv[:, section * d + h * d_head : section * d + (h + 1) * d_head] = True
+            o = torch.zeros(d, d, dtype=torch.bool)
+            o[h * d_head : (h + 1) * d_head] = True  # W_O reads the concatenated heads
+            out[f"head{h}"] = {"W_QKV": qkv, "W_O": o}
+        out["attn"] = whole("W_QKV", "W_O")
+        out["mlp"] = whole("W_in", "b_in", "W_out", "b_out")
+        out["unembed"] = whole("unembed.weight")
+        return out
+
     def unembedding_matrix(self) -> torch.Tensor:
         """Token-indexed rows of the unembedding [p, d]."""
         return self.unembed.weight

@@ -1,0 +1,90 @@
+"""What every sampler kernel shares: per-chain settings, the state, and the terms of one step.
+
+A kernel is a pure pair over an explicit state of [B, ...] tensors (blackjax's
+``SamplingAlgorithm(init, step)``, optax's ``GradientTransformation(init, update)``):
+
+    state = kernel.init(anchors, settings)          # anchors: name -> [B, ...] (w* of each chain)
+    state = kernel.step(state, loss_grad, noise)    # loss_grad, noise: name -> [B, ...]
+
+``kernel.terms(state, loss_grad)`` splits the move the next step would make into its drift terms
+and its noise scale, so observers (MALA acceptance, step norms) work for every kernel:
+
+    w' = w − gradient − localisation − weight_decay + noise_scale ⊙ ξ
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Protocol, Sequence
+
+import torch
+
+from ..tree import Tree
+
+SETTING_NAMES = ("epsilon", "gamma", "nbeta", "weight_decay")
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """ε, γ, nβ and weight decay of each chain: [B] float64 tensors (a scalar broadcasts)."""
+
+    epsilon: torch.Tensor
+    gamma: torch.Tensor
+    nbeta: torch.Tensor
+    weight_decay: torch.Tensor
+
+    @classmethod
+    def broadcast(cls, n_chains: int, device: torch.device | str = "cpu", **values: float | Sequence[float]) -> "ChainSettings":
+        """Settings for ``n_chains`` chains; each value is a number or one number per chain."""
+        missing = sorted(set(SETTING_NAMES) - set(values))
+        if missing:
+            raise ValueError(f"chain settings lack {missing}")
+        tensors = {}
+        for name in SETTING_NAMES:
+            value = torch.as_tensor(values[name], dtype=torch.float64, device=device)
+            if value.dim() == 0:
+                value = value.expand(n_chains)
+            if value.shape != (n_chains,):
+                raise ValueError(f"{name}: {tuple(value.shape)[0] if value.dim() else 1} values for {n_chains} chains")
+            tensors[name] = value.contiguous()
+        return cls(**tensors)
+
+    def per_element(self, name: str, like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Setting ``name`` shaped [B, 1, ..., 1] to broadcast against a [B, ...] tensor."""
+        return getattr(self, name).to(dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def select(self, index: torch.Tensor) -> "ChainSettings":
+        return ChainSettings(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class KernelState:
+    """The position w of every chain, its anchor w* and its settings. Kernels extend it."""
+
+    w: Tree
+    anchor: Tree
+    settings: ChainSettings
+
+
+@dataclass(frozen=True)
+class StepTerms:
+    """The move of one step, w' = w − (gradient + localisation + weight_decay) + noise_scale ⊙ ξ.
+    Trees of [B, ...] tensors; ``noise_scale`` broadcasts against them."""
+
+    gradient: Tree
+    localisation: Tree
+    weight_decay: Tree
+    noise_scale: Tree
+
+    def drift(self) -> Tree:
+        return {n: self.gradient[n] + self.localisation[n] + self.weight_decay[n] for n in self.gradient}
+
+
+class Kernel(Protocol):
+    """A sampler: ``init``, ``step`` and ``terms`` as described in this module's docstring."""
+
+    def init(self, anchors: Tree, settings: ChainSettings) -> KernelState: ...
+
+    def step(self, state: KernelState, loss_grad: Tree, noise: Tree) -> KernelState: ...
+
+    def terms(self, state: KernelState, loss_grad: Tree) -> StepTerms: ...

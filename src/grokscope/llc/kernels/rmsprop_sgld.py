@@ -1,0 +1,64 @@
+"""RMSprop-preconditioned SGLD (REFERENCE §7; Li et al. 2016, arXiv 1512.07666; devinterp's
+``rmsprop_sgld``, which Hitchcock & Hoogland 2025, arXiv 2507.21449, found the most faithful of the
+common samplers on deep linear networks). Per element, with g the minibatch loss gradient:
+
+    V ← αV + (1 − α) g²   (V starts at 0),   G = 1 / (√V + eps)
+    w ← w − (ε/2) [ G ⊙ (nβ g + γ (w − w*)) + wd·w ] + √ε · √G ⊙ ξ
+
+Defaults α = 0.99, eps = 0.1 (devinterp's); no gradient-correction term. devinterp's factory puts
+weight decay inside G (as a prior); here it stays outside, as REFERENCE §7 writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from ..tree import Tree
+from .base import ChainSettings, KernelState, StepTerms
+
+
+@dataclass(frozen=True)
+class RMSpropState(KernelState):
+    square_avg: Tree  # V
+
+
+class RMSpropSGLD:
+    name = "rmsprop_sgld"
+
+    def __init__(self, alpha: float = 0.99, eps: float = 0.1):
+        self.alpha, self.eps = alpha, eps
+
+    def init(self, anchors: Tree, settings: ChainSettings) -> RMSpropState:
+        return RMSpropState(
+            w={n: a.clone() for n, a in anchors.items()}, anchor=anchors, settings=settings,
+            square_avg={n: torch.zeros_like(a) for n, a in anchors.items()},
+        )
+
+    def _preconditioner(self, state: RMSpropState, loss_grad: Tree) -> tuple[Tree, Tree]:
+        """V after this step's gradient, and G = 1 / (√V + eps)."""
+        square_avg = {n: torch.addcmul(v * self.alpha, loss_grad[n], loss_grad[n], value=1 - self.alpha) for n, v in state.square_avg.items()}
+        return square_avg, {n: v.sqrt().add_(self.eps).reciprocal_() for n, v in square_avg.items()}
+
+    def step(self, state: RMSpropState, loss_grad: Tree, noise: Tree) -> RMSpropState:
+        square_avg, g_inv = self._preconditioner(state, loss_grad)
+        terms = self._terms(state, loss_grad, g_inv)
+        w = {}
+        for n, wi in state.w.items():
+            out = wi - terms.gradient[n] - terms.localisation[n] - terms.weight_decay[n]
+            w[n] = out.addcmul_(terms.noise_scale[n], noise[n])
+        return replace(state, w=w, square_avg=square_avg)
+
+    def terms(self, state: RMSpropState, loss_grad: Tree) -> StepTerms:
+        return self._terms(state, loss_grad, self._preconditioner(state, loss_grad)[1])
+
+    def _terms(self, state: RMSpropState, loss_grad: Tree, g_inv: Tree) -> StepTerms:
+        s = state.settings
+        half = {n: 0.5 * s.per_element("epsilon", t, t.dtype) for n, t in state.w.items()}
+        return StepTerms(
+            gradient={n: half[n] * s.per_element("nbeta", g, g.dtype) * g_inv[n] * g for n, g in loss_grad.items()},
+            localisation={n: half[n] * s.per_element("gamma", w, w.dtype) * g_inv[n] * (w - state.anchor[n]) for n, w in state.w.items()},
+            weight_decay={n: half[n] * s.per_element("weight_decay", w, w.dtype) * w for n, w in state.w.items()},
+            noise_scale={n: (2 * half[n] * g_inv[n]).sqrt() for n in state.w},
+        )

@@ -1,0 +1,176 @@
+"""Observers: what the SGLD loop records, each in its own preallocated device buffer.
+
+The loop calls ``observe(step, state, loss, loss_grad, noise)`` on every observer with the state
+whose minibatch loss and gradient were just computed (before the kernel moves it), and reads
+``result()`` (CPU tensors) once at the end. Nothing here syncs with the host inside the loop.
+Adding a measurement is one class with these two methods (devinterp's callbacks, without host syncs).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Protocol, Sequence
+
+import torch
+
+from .kernels import Kernel, KernelState
+from .objective import BatchedObjective
+from .tree import Tree, flatten, per_chain_dot, per_chain_sum
+
+STEP_METRICS = ("gradient", "localisation", "weight_decay", "noise", "distance")
+
+
+class Observer(Protocol):
+    def observe(self, step: int, state: KernelState, loss: torch.Tensor, loss_grad: Tree, noise: Tree) -> None: ...
+
+    def result(self) -> dict[str, torch.Tensor]: ...
+
+
+class LossTrace:
+    """The minibatch loss of every chain at every step: [n_steps, B]."""
+
+    def __init__(self, n_steps: int, n_chains: int, device: torch.device):
+        self.losses = torch.empty(n_steps, n_chains, device=device)
+
+    def observe(self, step, state, loss, loss_grad, noise) -> None:
+        self.losses[step] = loss
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {"losses": self.losses.cpu()}
+
+
+class DivergenceCut:
+    """The first step at which each chain's loss is non-finite (n_steps when never): the chain's
+    draws from there on are discarded. Chains never interact, so one diverging disturbs no other."""
+
+    def __init__(self, n_steps: int, n_chains: int, device: torch.device):
+        self.n_steps = n_steps
+        self.first = torch.full((n_chains,), n_steps, dtype=torch.long, device=device)
+
+    def observe(self, step, state, loss, loss_grad, noise) -> None:
+        torch.minimum(self.first, torch.where(torch.isfinite(loss), self.n_steps, step), out=self.first)
+
+    def result(self) -> dict[str, torch.Tensor]:
+        first = self.first.cpu()
+        return {"first_nonfinite_step": first, "diverged": first < self.n_steps}
+
+
+def potential(loss: torch.Tensor, state: KernelState) -> torch.Tensor:
+    """U(w) per chain [B] = nβ L(w) + (γ/2)||w − w*||² + (wd/2)||w||²: the negative log density
+    of the localised tempered posterior (Lau et al. 2023)."""
+    s, dtype = state.settings, loss.dtype
+    distance = per_chain_sum({n: (w - state.anchor[n]).square() for n, w in state.w.items()})
+    norm = per_chain_sum({n: w.square() for n, w in state.w.items()})
+    return s.nbeta.to(dtype) * loss + 0.5 * s.gamma.to(dtype) * distance + 0.5 * s.weight_decay.to(dtype) * norm
+
+
+def log_proposal(to: Tree, start: Tree, drift: Tree, scale: Tree) -> torch.Tensor:
+    """log q(to | start) per chain, up to a constant, for the Gaussian proposal
+    N(start − drift, diag(scale²)); entries with scale 0 (masked) do not move and are skipped."""
+    total = 0.0
+    for n in to:
+        s = scale[n].expand_as(to[n])
+        moving = s > 0
+        z = torch.where(moving, (to[n] - start[n] + drift[n]) / torch.where(moving, s, 1.0), 0.0)
+        total = total + (-0.5 * z.square() - torch.where(moving, s, 1.0).log()).flatten(1).sum(-1)
+    return total
+
+
+class MalaAcceptance:
+    """Mean Metropolis–Hastings acceptance probability had each move been a MALA proposal
+    (Roberts & Tweedie 1996), for any kernel through its ``terms``. With minibatch potentials this
+    is the approximation devinterp's MalaAcceptanceRate uses; it is noisier than a full-batch one."""
+
+    def __init__(self, kernel: Kernel, n_chains: int, device: torch.device):
+        self.kernel = kernel
+        self.total = torch.zeros(n_chains, device=device)
+        self.count = 0
+        self.previous = None
+
+    def observe(self, step, state, loss, loss_grad, noise) -> None:
+        terms = self.kernel.terms(state, loss_grad)
+        current = (potential(loss, state), state.w, terms.drift(), terms.noise_scale)
+        if self.previous is not None:
+            u_old, w_old, drift_old, scale_old = self.previous
+            u_new, w_new, drift_new, scale_new = current
+            log_ratio = (u_old - u_new) + log_proposal(w_old, w_new, drift_new, scale_new) - log_proposal(w_new, w_old, drift_old, scale_old)
+            self.total += log_ratio.clamp(max=0).exp().nan_to_num(0.0)
+            self.count += 1
+        self.previous = current
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {"mala_acceptance": (self.total / max(self.count, 1)).cpu()}
+
+
+class Snapshots:
+    """Each chain's flattened parameters [S, B, P] (and minibatch loss [S, B]) at chosen steps."""
+
+    def __init__(self, steps: Sequence[int], n_chains: int, n_params: int, device: torch.device):
+        self.index = {step: i for i, step in enumerate(steps)}
+        self.samples = torch.empty(len(steps), n_chains, n_params, device=device)
+        self.losses = torch.empty(len(steps), n_chains, device=device)
+
+    def observe(self, step, state, loss, loss_grad, noise) -> None:
+        if step in self.index:
+            self.samples[self.index[step]] = flatten(state.w)
+            self.losses[self.index[step]] = loss
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {"samples": self.samples.cpu(), "sample_losses": self.losses.cpu()}
+
+
+class StepNorms:
+    """Per chain at chosen steps (REFERENCE §7, devinterp's ``save_metrics``): the norms of the
+    gradient, localisation and weight-decay terms of the move, of the noise actually added, and the
+    distance ‖w − w*‖. Buffer [S, len(STEP_METRICS), B]."""
+
+    def __init__(self, kernel: Kernel, steps: Sequence[int], n_chains: int, device: torch.device):
+        self.kernel, self.steps = kernel, list(steps)
+        self.index = {step: i for i, step in enumerate(steps)}
+        self.values = torch.empty(len(steps), len(STEP_METRICS), n_chains, device=device)
+
+    def observe(self, step, state, loss, loss_grad, noise) -> None:
+        if step not in self.index:
+            return
+        terms = self.kernel.terms(state, loss_grad)
+        noise_added = {n: terms.noise_scale[n] * noise[n] for n in noise}
+        distance = {n: w - state.anchor[n] for n, w in state.w.items()}
+        trees = (terms.gradient, terms.localisation, terms.weight_decay, noise_added, distance)
+        self.values[self.index[step]] = torch.stack([per_chain_dot(t, t).sqrt() for t in trees])
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {"step_metric_steps": torch.tensor(self.steps), "step_metrics": self.values.cpu()}
+
+
+class ProbeLosses:
+    """Every ``every`` steps, each chain's mean loss on each named probe set (e.g. the test pairs,
+    or the pairs of one class), and optionally its per-sample losses: the ground of data-refined
+    LLCs and influence measures (REFERENCE §8). Probe sets are shared by all chains."""
+
+    def __init__(
+        self, objective: BatchedObjective, fixed: Tree, probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+        every: int, per_sample: bool, n_steps: int, n_chains: int, device: torch.device,
+    ):
+        self.objective, self.fixed, self.every, self.per_sample = objective, fixed, every, per_sample
+        self.steps = list(range(0, n_steps, every))
+        self.probes = {name: (x.to(device), y.to(device)) for name, (x, y) in probes.items()}
+        self.means = {name: torch.empty(len(self.steps), n_chains, device=device) for name in probes}
+        self.samples = {
+            name: torch.empty(len(self.steps), n_chains, y.shape[0], device=device) for name, (_, y) in probes.items()
+        } if per_sample else {}
+
+    def observe(self, step, state, loss, loss_grad, noise) -> None:
+        if step % self.every:
+            return
+        row = step // self.every
+        with torch.no_grad():
+            for name, (x, y) in self.probes.items():
+                per_sample = self.objective.per_sample_losses(state.w, self.fixed, x, y)
+                self.means[name][row] = per_sample.mean(-1)
+                if self.per_sample:
+                    self.samples[name][row] = per_sample
+
+    def result(self) -> dict[str, torch.Tensor]:
+        out = {"probe_steps": torch.tensor(self.steps)}
+        out.update({f"probe_loss/{name}": t.cpu() for name, t in self.means.items()})
+        out.update({f"probe_samples/{name}": t.cpu() for name, t in self.samples.items()})
+        return out
