@@ -237,3 +237,102 @@ def test_power_model_generic_path_runs():
     x = 2 * torch.randn(300, 1)
     result = estimate_llc(PowerModel((0, 1)), (x, 0.25 * torch.randn(300, 1)), loss="mse", epsilon=1e-4, n_steps=300, batch_size=50, chains=2)
     assert result.entries[0].llc_mean is not None
+
+
+@pytest.mark.parametrize("sampler", ["sgld", "rmsprop_sgld"])
+def test_alone_equals_batched_for_each_kernel_with_masks_and_per_set_settings(tiny_run, sampler):
+    model, data, params = _inputs(tiny_run)
+    steps = tiny_run.steps
+    masks = {"linear2.weight": torch.rand(model.linear2.weight.shape, generator=torch.Generator().manual_seed(0)) > 0.3,
+             "embedding.weight": torch.ones_like(model.embedding.weight, dtype=torch.bool)}
+    per_set = [dict(epsilon=1e-3, gamma=5.0), dict(epsilon=3e-4, nbeta=40.0), dict(epsilon=2e-3, gamma=2.0, weight_decay=0.01)]
+    settings = {**FAST, "sampler": sampler, "save_samples": 3}
+    params, steps = params[:3], steps[:3]
+    together = estimate_llc(model, data, params, checkpoint_ids=steps, masks=masks, per_set=per_set, **settings)
+    for k in range(3):
+        alone = estimate_llc(model, data, params[k], checkpoint_ids=[steps[k]], masks=masks, **{**settings, **per_set[k]})
+        assert together.entries[k].llc_per_chain == alone.entries[0].llc_per_chain
+        assert together.entries[k].loss_trace == alone.entries[0].loss_trace
+        assert torch.equal(together.part(k, k + 1).samples, alone.samples)
+        assert together.entries[k].settings["epsilon"] == per_set[k]["epsilon"]
+    # masked entries of the sampled tensors never moved
+    names = together.settings["sampled_parameters"]
+    assert names == ["embedding.weight", "linear2.weight"]
+    offset = params[0]["embedding.weight"].numel()
+    frozen = ~masks["linear2.weight"].flatten()
+    for k in range(3):
+        drawn = together.part(k, k + 1).samples[..., offset:]
+        assert torch.equal(drawn[..., frozen], params[k]["linear2.weight"].flatten()[frozen].expand_as(drawn[..., frozen]))
+        assert (drawn[..., ~frozen] != params[k]["linear2.weight"].flatten()[~frozen]).any()
+    assert together.settings["selection"]["masked_elements"] == {"linear2.weight": int(masks["linear2.weight"].sum())}
+    assert together.settings["sampler"] == sampler
+
+
+def test_rmsprop_sgld_gives_a_sensible_llc(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    sgld = estimate_llc(model, data, params[-1], **{**FAST, "n_steps": 400})
+    rms = estimate_llc(model, data, params[-1], sampler="rmsprop_sgld", **{**FAST, "n_steps": 400, "epsilon": 1e-4})
+    assert rms.entries[0].llc_mean > 0 and rms.entries[0].llc_per_chain != sgld.entries[0].llc_per_chain
+    assert rms.settings["rmsprop_alpha"] == 0.99 and rms.settings["rmsprop_eps"] == 0.1
+
+
+def test_step_metrics_record_each_term(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    eps = FAST["epsilon"]
+    result = estimate_llc(model, data, params[-1], step_metrics=True, trace_points=20, **FAST)
+    metrics = result.entries[0].step_metrics
+    assert metrics["steps"] == result.entries[0].trace_steps and len(metrics["steps"]) == 20
+    n_params = result.settings["n_sampled_parameters"]
+    for c in range(FAST["chains"]):
+        assert metrics["distance"][c][0] == 0.0 and metrics["localisation"][c][0] == 0.0  # the chain starts at w*
+        assert metrics["distance"][c][-1] > 0 and metrics["localisation"][c][-1] > 0
+        assert metrics["weight_decay"][c][-1] == 0.0  # no weight decay was asked for
+        # the noise added is √ε ξ with ξ ~ N(0, I_P): its norm is close to √(ε P)
+        assert all(abs(v / np.sqrt(eps * n_params) - 1) < 0.1 for v in metrics["noise"][c])
+        assert all(v > 0 for v in metrics["gradient"][c])
+    loaded = json.loads(result.to_json())
+    assert loaded["checkpoints"][0]["step_metrics"]["noise"] == metrics["noise"]
+
+
+def test_probe_losses_follow_each_chain(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    test = tiny_run.dataset()
+    probes = {"test": (test.test_x, test.test_y), "train": data}
+    result = estimate_llc(model, data, params, probes=probes, probe_every=50, probe_per_sample=True, **FAST)
+    entry = result.entries[-1]
+    probe = entry.probe_losses
+    assert probe["steps"] == [0, 50, 100, 150]
+    model.load_state_dict(params[-1])
+    with torch.no_grad():
+        direct = nn.functional.cross_entropy(model(test.test_x), test.test_y).item()
+    assert probe["init"]["test"] == pytest.approx(direct, rel=1e-5)
+    for c in range(FAST["chains"]):  # step 0 is w* itself
+        assert probe["chains"]["test"][c][0] == pytest.approx(direct, rel=1e-5)
+        assert probe["chains"]["test"][c][-1] != probe["chains"]["test"][c][0]
+    assert probe["init"]["train"] == pytest.approx(entry.init_loss, rel=1e-5)
+    samples = result.part(len(params) - 1, len(params)).probe_samples["test"]
+    assert samples.shape == (4, FAST["chains"], test.test_y.shape[0])
+    assert samples[0, 0].mean().item() == pytest.approx(direct, rel=1e-5)
+
+
+def test_bad_sampler_masks_settings_and_probes_fail_before_sampling(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    params = params[:3]
+    shape = model.linear2.weight.shape
+    for kwargs, match in [
+        (dict(sampler="hmc"), "sgld, rmsprop_sgld"),
+        (dict(params="head0"), "components are \\['embedding', 'layer1', 'output'\\]"),
+        (dict(masks={"linear2.weight": torch.ones(3, 3, dtype=torch.bool)}), "mask of linear2.weight has shape"),
+        (dict(masks={"linear2.weight": torch.zeros(shape, dtype=torch.bool)}), "select no entry"),
+        (dict(masks={"nope": torch.ones(2, dtype=torch.bool)}), "does not have"),
+        (dict(masks={"linear2.weight": torch.ones(shape)}), "bool tensor"),
+        (dict(per_set=[dict(epsilon=1e-3)]), "1 entries for 3 parameter sets"),
+        (dict(per_set=[dict(chains=2)] * 3), "cannot differ per set"),
+        (dict(per_set=[dict(epsilon=-1.0)] * 3), "epsilon"),
+        (dict(probes={"bad": (torch.zeros(5, 3, dtype=torch.long), torch.zeros(5, dtype=torch.long))}), "probe set 'bad'"),
+        (dict(probes={"bad": (torch.zeros(5, 2, dtype=torch.long), torch.zeros(4, dtype=torch.long))}), "same number of rows"),
+        (dict(rmsprop_alpha=1.5), "rmsprop_alpha"),
+        (dict(epsilon=float("inf")), "finite"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            estimate_llc(model, data, params, **{**FAST, **kwargs})

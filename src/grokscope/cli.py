@@ -28,7 +28,7 @@ def _sgld_from_args(args: argparse.Namespace):
     from .llc.config import sgld_config
 
     names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay",
-             "params", "seed", "device", "save_samples")
+             "params", "seed", "device", "save_samples", "sampler", "rmsprop_alpha", "rmsprop_eps", "step_metrics", "mala")
     settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if "steps" in settings:
         settings["n_steps"] = settings.pop("steps")
@@ -63,7 +63,8 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     for e in result.entries:
         mean = "null" if e.llc_mean is None else f"{e.llc_mean:10.3f}"
         print(f"{e.step:>6} {mean:>10} {e.llc_std or 0:8.3f} {e.r_hat or float('nan'):6.3f} {e.diverged_chains:>8}")
-    print(f"nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); wrote {json_path} and {figure_path}")
+    print(f"sampler {result.settings['sampler']}, nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); "
+          f"wrote {json_path} and {figure_path}")
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
@@ -74,7 +75,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
 
     run = load_run(args.run)
     config = _sgld_from_args(args)
-    report = calibrate(run, config, args.checkpoint, gammas=tuple(args.gammas) if args.gammas else None)
+    report = calibrate(run, config, args.checkpoint, gammas=tuple(args.gammas) if args.gammas else None, progress=True)
     atomic_write_json(run.path / "results" / "calibration.json", report)
     save_figure(plot_calibration(report), run.path / "figures" / "calibration.png")
     for cell in report["cells"]:
@@ -144,7 +145,12 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
+    from .llc.kernels import KERNELS
+
     parser.add_argument("run", help="run directory")
+    parser.add_argument("--sampler", choices=list(KERNELS), help="the SGLD kernel (default sgld)")
+    parser.add_argument("--rmsprop-alpha", dest="rmsprop_alpha", type=float, help="rmsprop_sgld: squared-gradient decay (default 0.99)")
+    parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, help="rmsprop_sgld: preconditioner eps (default 0.1)")
     parser.add_argument("--gamma", type=float, help="localisation strength γ (default 5)")
     parser.add_argument("--epsilon", type=float, help="step size ε (default 1e-3)")
     parser.add_argument("--steps", type=int, help="SGLD steps per chain (default 3000)")
@@ -154,10 +160,14 @@ def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nbeta", help="'n/ln n' (default), 'm/ln m', or a number")
     parser.add_argument("--restrict-to-orth-grad", dest="restrict_to_orth_grad", action="store_true", default=None)
     parser.add_argument("--weight-decay", dest="weight_decay", type=float, help="Gaussian prior strength")
-    parser.add_argument("--params", help="regex: sample only matching parameters (e.g. embedding)")
+    parser.add_argument("--params", help="sample only these: component names (MLP: embedding, layer1, output; transformer: "
+                        "embed, head0.., attn, mlp, unembed; comma-separated) or a regex over parameter names")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", help="cpu or cuda")
     parser.add_argument("--save-samples", dest="save_samples", type=int, help="parameter snapshots kept per chain (for the report's PCA)")
+    parser.add_argument("--step-metrics", dest="step_metrics", action="store_true", default=None,
+                        help="record per chain the norms of each step's gradient, localisation, weight-decay and noise terms and |w - w*|")
+    parser.add_argument("--mala", action="store_true", default=None, help="also record the MALA acceptance rate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from .llc.runs import run_llc, save_llc
 from .report import build_run_report
 from .training import train
 
-DEMO_SGLD = dict(gamma=5.0, epsilon=1e-3, n_steps=3000, batch_size=64, chains=4, save_samples=20)
+DEMO_SGLD = dict(gamma=5.0, epsilon=1e-3, n_steps=3000, batch_size=64, chains=4, save_samples=20, step_metrics=True)
 
 
 def run_demo(out: str | Path = "runs/demo", progress: bool = True) -> Path:

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..run import Run
 from .config import SGLDConfig
-from .runs import run_llc
+from .estimate import estimate_llc
+from .runs import select_checkpoints
 
 DEFAULT_EPSILONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 DEFAULT_NBETA_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -59,24 +60,31 @@ def calibrate(
     epsilons: tuple[float, ...] = DEFAULT_EPSILONS,
     nbeta_factors: tuple[float, ...] = DEFAULT_NBETA_FACTORS,
     gammas: tuple[float, ...] | None = None,
+    progress: bool = False,
 ) -> dict:
-    """Estimate λ̂ over the grid for one checkpoint; return the cells and a recommendation."""
-    n = run.dataset().n_train
-    default_nbeta, convention = base.resolve_nbeta(n)
-    cells = []
-    for gamma in gammas or (base.gamma,):
-        for factor in nbeta_factors:
-            for epsilon in epsilons:
-                cfg = base.model_copy(update=dict(epsilon=epsilon, gamma=gamma, nbeta=default_nbeta * factor, temp_multiplier=1.0))
-                entry = run_llc(run, cfg, checkpoint, progress=False).entries[0]
-                cells.append(
-                    Cell(epsilon, default_nbeta * factor, gamma, entry.llc_mean, entry.llc_std, entry.r_hat,
-                         entry.frac_below_init, entry.diverged_chains, health_flags(entry))
-                )
+    """Estimate λ̂ over the grid for one checkpoint, every cell's chains in ONE batched run (each
+    cell's chains are keyed as that cell alone would key them, so a cell's numbers equal its
+    estimate alone); return the cells and a recommendation."""
+    step = select_checkpoints(run, checkpoint)[-1]
+    data = run.dataset()
+    default_nbeta, convention = base.resolve_nbeta(data.n_train)
+    grid = [dict(epsilon=e, gamma=g, nbeta=default_nbeta * f) for g in gammas or (base.gamma,) for f in nbeta_factors for e in epsilons]
+    result = estimate_llc(
+        run.new_model(), (data.train_x, data.train_y), [run.state_dict(step)] * len(grid), loss="cross_entropy",
+        config=base.model_copy(update=dict(temp_multiplier=1.0)), checkpoint_ids=[step] * len(grid), steps=[step] * len(grid),
+        per_set=grid, progress=progress,
+    )
+    cells = [
+        Cell(cell["epsilon"], cell["nbeta"], cell["gamma"], entry.llc_mean, entry.llc_std, entry.r_hat,
+             entry.frac_below_init, entry.diverged_chains, health_flags(entry))
+        for cell, entry in zip(grid, result.entries)
+    ]
     return {
         "checkpoint": checkpoint,
+        "step": step,
         "default_nbeta": default_nbeta,
         "nbeta_convention": convention,
+        "sampler": base.sampler,
         "cells": [asdict(c) | {"healthy": c.healthy} for c in cells],
         "recommended": recommend(cells, default_nbeta, base.gamma),
     }

@@ -127,7 +127,9 @@ def _llc(run_dir: Path, llc, results: RunResults) -> Section:
     section.missing += results.note("results/llc.json")
     if llc:
         s = llc["settings"]
-        section.text = (f"λ̂ = nβ (E[L] − L_n(w*)) with nβ = {s['nbeta']:.4g} ({s['nbeta_convention']}), ε = {s['epsilon']}, "
+        rmsprop = f" (α = {s.get('rmsprop_alpha')}, eps = {s.get('rmsprop_eps')})" if s.get("sampler") == "rmsprop_sgld" else ""
+        section.text = (f"Sampler {s.get('sampler', 'sgld')}{rmsprop}. "
+                        f"λ̂ = nβ (E[L] − L_n(w*)) with nβ = {s['nbeta']:.4g} ({s['nbeta_convention']}), ε = {s['epsilon']}, "
                         f"γ = {s['gamma']}, {s['n_steps']} steps ({s['burn_in_steps']} burn-in), m = {s['batch_size']}, "
                         f"{s['chains']} chains per checkpoint; error bars: std over chains.")
         _figure_file(run_dir, "llc", "λ̂ per checkpoint with train and test loss", f"grokscope llc {run_dir}", section)
@@ -148,6 +150,11 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
     section.tables.append({"header": ["setting", "value"], "css": "",
                            "rows": [[k, json.dumps(v) if isinstance(v, (list, dict)) else fmt(v)] for k, v in settings.items()]})
     _own_figure(run_dir, "sgld_traces", "SGLD minibatch-loss traces per chain", report_figures.sgld_traces(llc), section)
+    if any(e.get("step_metrics") for e in llc["checkpoints"]):
+        _own_figure(run_dir, "sgld_step_metrics", "Norms of each step's terms per chain (grokscope llc --step-metrics)",
+                    report_figures.step_metrics(llc), section)
+    else:
+        section.missing.append(f"not recorded: step metrics (make them with `grokscope llc {run_dir} --step-metrics`)")
     return section
 
 

@@ -41,6 +41,27 @@ def sgld_traces(llc: dict, count: int = 4):
     return fig
 
 
+def step_metrics(llc: dict, count: int = 4):
+    """Norms of each SGLD step's terms per chain (thin lines) at a few checkpoints: what moves a
+    chain, and how far it has gone from w* (REFERENCE §7)."""
+    entries = [e for e in llc["checkpoints"] if e.get("step_metrics")]
+    chosen = [entries[round(i * (len(entries) - 1) / max(count - 1, 1))] for i in range(min(count, len(entries)))]
+    fig, axes = plt.subplots(1, len(chosen), figsize=(3.3 * len(chosen), 3.2), squeeze=False)
+    colours = dict(gradient="C0", localisation="C1", weight_decay="C2", noise="C3", distance="k")
+    for ax, entry in zip(axes[0], chosen):
+        metrics = entry["step_metrics"]
+        for name, colour in colours.items():
+            for c, values in enumerate(metrics[name]):
+                series = [np.nan if v is None or v <= 0 else v for v in values]
+                ax.plot(metrics["steps"], series, color=colour, lw=0.7, alpha=0.8, label=name if c == 0 else None)
+        ax.set(title=f"step {entry['step']}", xlabel="SGLD step", yscale="log")
+    axes[0][0].set_ylabel("norm per chain")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("SGLD step terms: |gradient|, |localisation|, |weight decay|, |noise| and |w − w*|")
+    fig.tight_layout()
+    return fig
+
+
 def sample_pca(samples: torch.Tensor, losses: torch.Tensor, step: str):
     """2-D PCA of saved SGLD samples [S, C, P] (all chains pooled), coloured by their loss."""
     points = samples.reshape(-1, samples.shape[-1]).double()

@@ -1,0 +1,128 @@
+"""Kernels against straightforward per-parameter implementations of their formulas (REFERENCE §2, §7)."""
+
+import torch
+
+from grokscope.llc.kernels import KERNELS, ChainSettings, Masked, RMSpropSGLD, SGLD, project_out, unit_directions
+from grokscope.llc.observers import MalaAcceptance, potential
+
+
+def _tree(seed, shapes=((3, 4, 2), (3, 5))):
+    g = torch.Generator().manual_seed(seed)
+    return {f"p{i}": torch.randn(s, generator=g) for i, s in enumerate(shapes)}
+
+
+SETTINGS = dict(epsilon=[1e-3, 3e-3, 1e-2], gamma=[5.0, 1.0, 0.0], nbeta=[120.0, 50.0, 10.0], weight_decay=[0.0, 0.01, 0.1])
+
+
+def _chain(tree, b):
+    return {n: t[b] for n, t in tree.items()}
+
+
+def test_sgld_step_is_lau_et_al_per_chain():
+    w0, grad, noise = _tree(0), _tree(1), _tree(2)
+    settings = ChainSettings.broadcast(3, **SETTINGS)
+    kernel = SGLD()
+    state = kernel.init(w0, settings)
+    anchor = {n: t.clone() for n, t in w0.items()}
+    state = kernel.step(state, grad, noise)  # first step from w* ...
+    state = kernel.step(state, grad, noise)  # ... and one from elsewhere
+    for b in range(3):
+        eps, gamma, nbeta, wd = (SETTINGS[k][b] for k in ("epsilon", "gamma", "nbeta", "weight_decay"))
+        for n in w0:
+            w = anchor[n][b]
+            for _ in range(2):
+                w = w - eps / 2 * (nbeta * grad[n][b] + gamma * (w - anchor[n][b]) + wd * w) + eps**0.5 * noise[n][b]
+            assert torch.allclose(state.w[n][b], w, rtol=1e-5, atol=1e-6)
+
+
+def test_rmsprop_sgld_equals_the_reference_formula_element_by_element():
+    alpha, eps_rms = 0.99, 0.1
+    w0 = _tree(0)
+    grads = [_tree(10 + t) for t in range(4)]
+    noises = [_tree(20 + t) for t in range(4)]
+    kernel = RMSpropSGLD(alpha, eps_rms)
+    state = kernel.init(w0, ChainSettings.broadcast(3, **SETTINGS))
+    for g, xi in zip(grads, noises):
+        state = kernel.step(state, g, xi)
+    for b in range(3):
+        eps, gamma, nbeta, wd = (SETTINGS[k][b] for k in ("epsilon", "gamma", "nbeta", "weight_decay"))
+        for n in w0:
+            for index in range(w0[n][b].numel()):  # one scalar parameter at a time, in float64
+                anchor = w0[n][b].flatten()[index].item()
+                w, v = anchor, 0.0
+                for g_t, xi_t in zip(grads, noises):
+                    g, xi = g_t[n][b].flatten()[index].item(), xi_t[n][b].flatten()[index].item()
+                    v = alpha * v + (1 - alpha) * g * g
+                    G = 1 / (v**0.5 + eps_rms)
+                    w = w - eps / 2 * (G * (nbeta * g + gamma * (w - anchor)) + wd * w) + eps**0.5 * G**0.5 * xi
+                got = state.w[n][b].flatten()[index].item()
+                assert abs(got - w) <= 1e-5 * max(1.0, abs(w)), (n, b, index, got, w)
+
+
+def test_kernels_terms_reassemble_the_step():
+    w0, grad, noise = _tree(0), _tree(1), _tree(2)
+    for kernel in (SGLD(), RMSpropSGLD()):
+        state = kernel.init(w0, ChainSettings.broadcast(3, **SETTINGS))
+        state = kernel.step(state, grad, noise)  # away from w*, so every term is non-zero
+        terms = kernel.terms(state, grad)
+        moved = kernel.step(state, grad, noise)
+        for n in w0:
+            expected = state.w[n] - terms.drift()[n] + terms.noise_scale[n] * noise[n]
+            assert torch.allclose(moved.w[n], expected, rtol=1e-5, atol=1e-6), kernel.name
+
+
+def test_masked_entries_never_move_for_any_kernel():
+    w0, grad, noise = _tree(0), _tree(1), _tree(2)
+    mask = {"p0": torch.rand(4, 2, generator=torch.Generator().manual_seed(5)) > 0.5}
+    for name in KERNELS:
+        inner = SGLD() if name == "sgld" else RMSpropSGLD()
+        kernel = Masked(inner, mask)
+        state = kernel.init(w0, ChainSettings.broadcast(3, **SETTINGS))
+        for _ in range(5):
+            state = kernel.step(state, grad, noise)
+        frozen = ~mask["p0"].expand(3, -1, -1)
+        assert torch.equal(state.w["p0"][frozen], w0["p0"][frozen])
+        assert (state.w["p0"][~frozen] != w0["p0"][~frozen]).all()
+        assert not torch.equal(state.w["p1"], w0["p1"])  # tensors without a mask move freely
+
+
+def test_projection_leaves_no_component_along_the_direction():
+    w, anchor, grad = _tree(0), _tree(1), _tree(2)
+    direction = unit_directions(grad)
+    projected = project_out(w, anchor, direction)
+    along = sum(((projected[n] - anchor[n]) * direction[n]).flatten(1).sum(-1) for n in w)
+    assert along.abs().max() < 1e-5
+
+
+def test_mala_accepts_small_steps_on_a_gaussian_and_rejects_huge_ones():
+    # U(w) = ½||w||² (nβ = 1, L = ½||w||², γ = 0, w* = 0): exact potential and gradient.
+    g = torch.Generator().manual_seed(0)
+
+    def acceptance(kernel, eps, steps):
+        settings = ChainSettings.broadcast(512, epsilon=eps, gamma=0.0, nbeta=1.0, weight_decay=0.0)
+        state = kernel.init({"x": torch.zeros(512, 10)}, settings)
+        state = type(state)(**{**state.__dict__, "w": {"x": torch.randn(512, 10, generator=g)}})
+        observer = MalaAcceptance(kernel, 512, torch.device("cpu"))
+        for step in range(steps):
+            loss = 0.5 * state.w["x"].square().sum(-1)
+            observer.observe(step, state, loss, state.w, None)
+            state = kernel.step(state, state.w, {"x": torch.randn(512, 10, generator=g)})
+        return observer.result()["mala_acceptance"].mean().item()
+
+    assert acceptance(SGLD(), 1e-3, 2) > 0.99
+    assert acceptance(SGLD(), 3.5, 2) < 0.2
+    # RMSprop's preconditioner changes from step to step (so even small moves are not exactly
+    # reversible) and shrinks large steps on its own: once V has settled, small ε is accepted
+    # almost always and a huge ε clearly less often.
+    assert acceptance(RMSpropSGLD(), 1e-3, 50) > 0.95
+    assert acceptance(RMSpropSGLD(), 3.5, 50) < 0.7
+
+
+def test_potential_uses_each_chains_settings():
+    w = {"x": torch.ones(2, 3)}
+    anchor = {"x": torch.zeros(2, 3)}
+    settings = ChainSettings.broadcast(2, epsilon=1e-3, gamma=[2.0, 0.0], nbeta=[10.0, 1.0], weight_decay=[0.0, 4.0])
+    state = SGLD().init(anchor, settings)
+    state = type(state)(**{**state.__dict__, "w": w})
+    u = potential(torch.tensor([1.0, 1.0]), state)
+    assert u.tolist() == [10.0 + 0.5 * 2.0 * 3, 1.0 + 0.5 * 4.0 * 3]
