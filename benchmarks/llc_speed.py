@@ -9,6 +9,8 @@ FLOP floor = forward+backward FLOPs per chain-step × chain-steps / float32 matm
     python benchmarks/llc_speed.py                      # the full workload (devinterp: ~35 min)
     python benchmarks/llc_speed.py --devinterp-checkpoints 4   # devinterp on 4 evenly spaced
                                                         # checkpoints, scaled to all (marked)
+    python benchmarks/llc_speed.py --variants-only      # per-step cost of rmsprop_sgld, step metrics
+                                                        # and MALA relative to plain sgld
 """
 
 from __future__ import annotations
@@ -45,12 +47,33 @@ def mlp_flops_per_chain_step(p: int, d: int, h: int, m: int) -> float:
     return 3 * forward
 
 
-def run_grokscope(run, chains: int) -> float:
+def run_grokscope(run, chains: int, **extra: object) -> float:
     data = run.dataset()
     params = [run.state_dict(s) for s in run.steps]
     start = time.perf_counter()
-    estimate_llc(run.new_model(), (data.train_x, data.train_y), params, checkpoint_ids=run.steps, chains=chains, **SETTINGS)
+    estimate_llc(run.new_model(), (data.train_x, data.train_y), params, checkpoint_ids=run.steps, chains=chains, **{**SETTINGS, **extra})
     return time.perf_counter() - start
+
+
+# (label, extra settings): the kernels and observers whose per-step cost is printed relative to plain sgld
+VARIANTS = [
+    ("sgld", {}),
+    ("rmsprop_sgld", dict(sampler="rmsprop_sgld", epsilon=1e-4)),
+    ("sgld + step metrics", dict(step_metrics=True)),
+    ("sgld + MALA", dict(mala=True)),
+]
+
+
+def variant_costs(run, chains: int = 4, steps: int = 1000) -> None:
+    """Per chain-step cost of each kernel/observer variant on the workload's checkpoints."""
+    k = len(run.steps)
+    print(f"\n| variant ({k} checkpoints × {chains} chains × {steps} steps) | time | µs per chain-step | relative to sgld |")
+    print("| --- | --- | --- | --- |")
+    base = None
+    for label, extra in VARIANTS:
+        seconds = run_grokscope(run, chains, n_steps=steps, burn_in=steps // 4, **extra)
+        base = base or seconds
+        print(f"| {label} | {seconds:.1f} s | {1e6 * seconds / (k * chains * steps):.0f} | {seconds / base:.2f}× |", flush=True)
 
 
 def run_devinterp(run, steps: list[int], chains: int) -> float:
@@ -86,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/bench-example", help="where the example preset is trained (reused)")
     parser.add_argument("--devinterp-checkpoints", default="all", help="'all', or N evenly spaced checkpoints, scaled up")
+    parser.add_argument("--variants-only", action="store_true", help="only the per-step cost of each kernel and observer")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -104,7 +128,10 @@ def main() -> None:
         dv_steps = [run.steps[round(i * (k - 1) / max(count - 1, 1))] for i in range(count)]
     scale = k / len(dv_steps)
 
-    run_grokscope(run, 1)  # warm-up (first-call overheads)
+    run_grokscope(run, 1, n_steps=100, burn_in=25)  # warm-up (first-call overheads)
+    if args.variants_only:
+        variant_costs(run)
+        return
     rows = []
     for chains in (1, 4):
         ours = run_grokscope(run, chains)
@@ -118,6 +145,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for chains, ours, theirs, floor in rows:
         print(f"| {chains} | {ours:.1f} s | {theirs:.0f} s | {theirs / ours:.1f}× | {floor:.2f} s | {ours / floor:.1f}× |")
+    variant_costs(run)
 
 
 if __name__ == "__main__":

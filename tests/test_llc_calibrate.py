@@ -19,3 +19,22 @@ def test_unhealthy_cells_break_the_flat_region():
 
 def test_no_healthy_cell_means_no_recommendation():
     assert recommend([cell(1e-3, None, ["diverged"])], 100.0, 5.0) is None
+
+
+def test_the_batched_grid_gives_each_cell_its_estimate_alone(tmp_path):
+    from grokscope import build_config, train
+    from grokscope.llc import sgld_config
+    from grokscope.llc.calibrate import calibrate
+    from grokscope.llc.runs import run_llc
+
+    sets = ["p=13", "train_frac=0.7", "embed_dim=6", "hidden_size=16", "n_steps=200", "n_checkpoints=2", "batch_size=32"]
+    run = train(build_config("example", sets=sets), tmp_path / "run", progress=False)
+    base = sgld_config(n_steps=120, batch_size=32, chains=2)
+    for sampler in ("sgld", "rmsprop_sgld"):
+        base = base.model_copy(update={"sampler": sampler})
+        report = calibrate(run, base, "last", epsilons=(3e-4, 3e-3), nbeta_factors=(0.5, 2.0), gammas=(1.0, 5.0))
+        assert len(report["cells"]) == 8 and report["sampler"] == sampler
+        for cell in report["cells"]:
+            alone = run_llc(run, base.model_copy(update={k: cell[k] for k in ("epsilon", "nbeta", "gamma")}), "last", progress=False).entries[0]
+            assert (cell["llc_mean"], cell["llc_std"], cell["r_hat"]) == (alone.llc_mean, alone.llc_std, alone.r_hat)
+        assert len({c["llc_mean"] for c in report["cells"]}) == 8  # the cells really differ

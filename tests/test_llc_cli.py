@@ -52,3 +52,33 @@ def test_calibrate_recommends_a_healthy_setting(run_dir):
         assert chosen and chosen[0]["healthy"]
     assert (run_dir / "figures" / "calibration.png").exists()
     assert "recommended" in result.stdout
+
+
+def test_llc_with_another_sampler_a_component_and_step_metrics(run_dir):
+    result = grokscope("llc", str(run_dir), "--steps", "60", "--chains", "2", "--batch-size", "16", "--checkpoints", "-1",
+                       "--sampler", "rmsprop_sgld", "--rmsprop-alpha", "0.9", "--epsilon", "1e-4", "--params", "layer1",
+                       "--step-metrics", "--mala")
+    assert result.returncode == 0, result.stderr
+    assert "sampler rmsprop_sgld" in result.stdout
+    stored = json.loads((run_dir / "results" / "llc.json").read_text())
+    settings, entry = stored["settings"], stored["checkpoints"][0]
+    assert (settings["sampler"], settings["rmsprop_alpha"], settings["rmsprop_eps"]) == ("rmsprop_sgld", 0.9, 0.1)
+    assert settings["selection"]["components"] == ["layer1"]
+    assert settings["sampled_parameters"] == ["linear1l.weight", "linear1l.bias", "linear1r.weight", "linear1r.bias"]
+    assert set(entry["step_metrics"]) == {"steps", "gradient", "localisation", "weight_decay", "noise", "distance"}
+    assert 0 < entry["mala_acceptance"] <= 1
+
+    from grokscope.report import build_run_report
+
+    html = build_run_report(run_dir).read_text()
+    assert "Sampler rmsprop_sgld (α = 0.9, eps = 0.1)" in html
+    assert "Norms of each step&#39;s terms per chain" in html or "Norms of each step's terms per chain" in html
+
+
+def test_unknown_sampler_or_component_lists_the_choices(run_dir):
+    result = grokscope("llc", str(run_dir), "--sampler", "hmc")
+    assert result.returncode == 2 and "sgld" in result.stderr and "rmsprop_sgld" in result.stderr
+    result = grokscope("llc", str(run_dir), "--params", "head3")
+    assert result.returncode == 2 and "'embedding', 'layer1', 'output'" in result.stderr and "Traceback" not in result.stderr
+    result = grokscope("llc", str(run_dir), "--epsilon", "inf")
+    assert result.returncode == 2 and "finite" in result.stderr and "Traceback" not in result.stderr

@@ -91,7 +91,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
 
     print(f"{'case':<28} {'true':>8} {'estimate':>10} {'± std':>8} {'rel err':>8}")
     for case in suite(quick=args.quick, grid=args.grid):
-        row = run_case(case, device=args.device)
+        row = run_case(case, device=args.device, sampler=args.sampler)
         estimate = "diverged" if row["estimate"] is None else f"{row['estimate']:10.4g}"
         rel = "" if row["rel_error"] is None else f"{100 * row['rel_error']:+7.1f}%"
         print(f"{row['case']:<28} {row['true']:8.4g} {estimate:>10} {row['std'] or 0:8.3g} {rel:>8}", flush=True)
@@ -172,6 +172,7 @@ def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
+    from .llc.kernels import KERNELS
 
     parser = argparse.ArgumentParser(prog="grokscope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--quick", action="store_true", help="skip the larger deep linear networks")
     validate.add_argument("--grid", action="store_true", help="every normal crossing with powers up to 3")
     validate.add_argument("--device", default="cpu")
+    validate.add_argument("--sampler", default="sgld", choices=list(KERNELS), help="the SGLD kernel (default sgld)")
     validate.set_defaults(func=_cmd_validate)
     return parser
 
