@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False)
 
 
 class TaskConfig(_Strict):
@@ -87,6 +87,13 @@ class TrainingConfig(_Strict):
         if self.no_weight_decay_steps > self.n_steps:
             raise ValueError(f"no_weight_decay_steps={self.no_weight_decay_steps} exceeds n_steps={self.n_steps}")
         return self
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError("each beta must lie in [0, 1)")
+        return betas
 
     def checkpoint_steps(self) -> list[int]:
         """Steps at which weights are saved: 0 (initialisation), evenly spaced, and the final step."""

@@ -48,12 +48,16 @@ class SGLD:
         )
 
     def step(self, state: SGLDState, loss_grad: Tree, noise: Tree) -> SGLDState:
-        w = {}
-        for n, wi in state.w.items():
-            out = torch.addcmul(state.pull[n], wi, state.shrink[n])
-            out.addcmul_(loss_grad[n], state.grad_scale[n])
-            w[n] = out.addcmul_(noise[n], state.noise_scale[n])
-        return replace(state, w=w)
+        names = list(state.w)
+
+        def column(tree: Tree) -> list[torch.Tensor]:
+            return [tree[n] for n in names]
+
+        # one dispatch per pass over all tensors (torch's foreach ops, as torch.optim uses)
+        out = torch._foreach_addcmul(column(state.pull), column(state.w), column(state.shrink))
+        torch._foreach_addcmul_(out, column(loss_grad), column(state.grad_scale))
+        torch._foreach_addcmul_(out, column(noise), column(state.noise_scale))
+        return replace(state, w=dict(zip(names, out)))
 
     def terms(self, state: SGLDState, loss_grad: Tree) -> StepTerms:
         s = state.settings
