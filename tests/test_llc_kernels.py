@@ -126,3 +126,14 @@ def test_potential_uses_each_chains_settings():
     state = type(state)(**{**state.__dict__, "w": w})
     u = potential(torch.tensor([1.0, 1.0]), state)
     assert u.tolist() == [10.0 + 0.5 * 2.0 * 3, 1.0 + 0.5 * 4.0 * 3]
+
+
+def test_chain_settings_broadcast_scalars_and_refuse_wrong_lengths():
+    from grokscope import ConfigError
+
+    settings = ChainSettings.broadcast(3, epsilon=1e-3, gamma=[1.0, 2.0, 3.0], nbeta=10.0, weight_decay=0.0)
+    assert settings.epsilon.tolist() == [1e-3] * 3 and settings.gamma.tolist() == [1.0, 2.0, 3.0]
+    import pytest
+
+    with pytest.raises(ConfigError, match="gamma: 2 values for 3 chains"):
+        ChainSettings.broadcast(3, epsilon=1e-3, gamma=[1.0, 2.0], nbeta=10.0, weight_decay=0.0)

@@ -14,11 +14,12 @@ and its noise scale, so observers (MALA acceptance, step norms) work for every k
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import torch
 
+from ...errors import ConfigError
 from ..tree import Tree
 
 SETTING_NAMES = ("epsilon", "gamma", "nbeta", "weight_decay")
@@ -38,23 +39,20 @@ class ChainSettings:
         """Settings for ``n_chains`` chains; each value is a number or one number per chain."""
         missing = sorted(set(SETTING_NAMES) - set(values))
         if missing:
-            raise ValueError(f"chain settings lack {missing}")
+            raise ConfigError(f"chain settings lack {missing}")
         tensors = {}
         for name in SETTING_NAMES:
             value = torch.as_tensor(values[name], dtype=torch.float64, device=device)
             if value.dim() == 0:
                 value = value.expand(n_chains)
             if value.shape != (n_chains,):
-                raise ValueError(f"{name}: {tuple(value.shape)[0] if value.dim() else 1} values for {n_chains} chains")
+                raise ConfigError(f"{name}: {value.numel()} values for {n_chains} chains (give one per chain, or one number)")
             tensors[name] = value.contiguous()
         return cls(**tensors)
 
     def per_element(self, name: str, like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Setting ``name`` shaped [B, 1, ..., 1] to broadcast against a [B, ...] tensor."""
         return getattr(self, name).to(dtype).view(-1, *([1] * (like.dim() - 1)))
-
-    def select(self, index: torch.Tensor) -> "ChainSettings":
-        return ChainSettings(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
 @dataclass(frozen=True)
