@@ -43,7 +43,7 @@ def main() -> None:
     t_looped = time.perf_counter() - start
     same = batched == looped
     print(f"{cells} cells × {args.chains} chains × {args.steps} steps at the last checkpoint")
-    print(f"| calibrate | wall time | speed-up |\n| --- | --- | --- |")
+    print("| calibrate | wall time | speed-up |\n| --- | --- | --- |")
     print(f"| cell by cell (one run_llc per cell) | {t_looped:.1f} s | 1.0× |")
     print(f"| one batched run | {t_batched:.1f} s | {t_looped / t_batched:.1f}× |")
     print(f"every cell's λ̂ identical both ways: {same}")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from grokscope import build_config, load_run, train
+from grokscope import build_config, train
 from grokscope.llc import estimate_llc
 
 SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=3000, burn_in=750, batch_size=64)

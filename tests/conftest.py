@@ -1,5 +1,3 @@
-import json
-
 import pytest
 import torch
 
@@ -28,6 +26,6 @@ def tiny_config():
 
     def make(**overrides):
         sets = {**TINY, **overrides}
-        return build_config("example", sets=[f"{k}={json.dumps(v)}" for k, v in sets.items()])
+        return build_config("example", overrides=sets)
 
     return make

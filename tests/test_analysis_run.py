@@ -100,7 +100,7 @@ def test_run_without_checkpoints_is_refused(tmp_path, tiny_config):
 def test_transformer_trains_and_works_with_llc_and_analyses(tmp_path, tiny_config):
     from grokscope.llc import estimate_llc
 
-    cfg = build_config("pizza", sets=["p=7", "d_model=8", "n_heads=2", "n_steps=30", "n_checkpoints=2", "eval_every=5"])
+    cfg = build_config("pizza", overrides={"p": 7, "d_model": 8, "n_heads": 2, "n_steps": 30, "n_checkpoints": 2, "eval_every": 5})
     run = train(cfg, tmp_path / "t", progress=False)
     data = run.dataset()
     result = estimate_llc(run.new_model(), (data.train_x, data.train_y), [run.state_dict(s) for s in run.steps],

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -14,8 +15,8 @@ def test_invalid_config_is_one_clear_line_and_writes_nothing(tmp_path):
 
 
 def test_train_cli_prints_summary(tmp_path):
-    sets = ["p=7", "train_frac=0.6", "n_steps=20", "n_checkpoints=2", "hidden_size=4", "embed_dim=2"]
-    result = grokscope("train", "--out", str(tmp_path / "r"), *[f"--set={s}" for s in sets])
+    sets = {"p": 7, "train_frac": 0.6, "n_steps": 20, "n_checkpoints": 2, "hidden_size": 4, "embed_dim": 2}
+    result = grokscope("train", "--out", str(tmp_path / "r"), *[f"--set={k}={json.dumps(v)}" for k, v in sets.items()])
     assert result.returncode == 0, result.stderr
     assert "test_acc" in result.stdout and "first at step" in result.stdout
     assert "train:" in result.stderr  # the progress bar

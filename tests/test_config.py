@@ -3,6 +3,7 @@ import json
 import pytest
 
 from grokscope import ConfigError, build_config
+from grokscope.cli import parse_set_options
 from grokscope.config import PRESETS
 
 
@@ -44,7 +45,7 @@ def test_checkpoint_schedule_has_init_evenly_spaced_and_final():
 )
 def test_invalid_values_name_field_and_value(sets, field):
     with pytest.raises(ConfigError) as info:
-        build_config("example", sets=sets)
+        build_config("example", overrides=parse_set_options(sets))
     message = str(info.value)
     assert field in message
     assert sets[0].split("=", 1)[1] in message
@@ -52,16 +53,16 @@ def test_invalid_values_name_field_and_value(sets, field):
 
 def test_model_kind_fields_are_checked():
     with pytest.raises(ConfigError, match="model.hidden_size: unknown key"):
-        build_config("pizza", sets=["hidden_size=3"])
+        build_config("pizza", overrides={"hidden_size": 3})
     with pytest.raises(ConfigError, match="d_model=30 must be divisible by n_heads=4"):
-        build_config("clock", sets=["d_model=30"])
+        build_config("clock", overrides={"d_model": 30})
     with pytest.raises(ConfigError, match="model.attention_rate=1.5"):
-        build_config("clock", sets=["attention_rate=1.5"])
+        build_config("clock", overrides={"attention_rate": 1.5})
 
 
 def test_unknown_key_and_preset_rejected():
     with pytest.raises(ConfigError, match="unknown config key 'hiden_size'"):
-        build_config("example", sets=["hiden_size=3"])
+        build_config("example", overrides={"hiden_size": 3})
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         build_config("nope")
 
@@ -69,7 +70,7 @@ def test_unknown_key_and_preset_rejected():
 def test_config_file_set_and_seed_override_in_order(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"model": {"hidden_size": 7}, "p": 13, "seed": 4}))
-    cfg = build_config("no-weight-decay", config_file=path, sets=["hidden_size=9"], seed=5)
+    cfg = build_config("no-weight-decay", config_file=path, overrides={"hidden_size": 9}, seed=5)
     assert (cfg.task.p, cfg.model.hidden_size, cfg.model.embed_dim, cfg.training.seed) == (13, 9, 16, 5)
 
 

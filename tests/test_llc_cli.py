@@ -13,8 +13,8 @@ def grokscope(*args):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    sets = ["p=11", "train_frac=0.7", "n_steps=100", "n_checkpoints=2", "embed_dim=4", "hidden_size=8"]
-    return train(build_config("example", sets=sets), tmp_path_factory.mktemp("cli") / "run", progress=False).path
+    sets = {"p": 11, "train_frac": 0.7, "n_steps": 100, "n_checkpoints": 2, "embed_dim": 4, "hidden_size": 8}
+    return train(build_config("example", overrides=sets), tmp_path_factory.mktemp("cli") / "run", progress=False).path
 
 
 def test_llc_writes_json_and_figure(run_dir):

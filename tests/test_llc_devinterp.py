@@ -22,8 +22,8 @@ def test_same_llc_as_devinterp(tmp_path, sampler):
     from devinterp.slt.sampler import estimate_learning_coeff_with_summary
     from torch.utils.data import DataLoader, TensorDataset
 
-    sets = ["p=23", "train_frac=0.8", "n_steps=600", "n_checkpoints=2", "embed_dim=8", "hidden_size=24"]
-    run = train(build_config("example", sets=sets), tmp_path / "run", progress=False)
+    sets = {"p": 23, "train_frac": 0.8, "n_steps": 600, "n_checkpoints": 2, "embed_dim": 8, "hidden_size": 24}
+    run = train(build_config("example", overrides=sets), tmp_path / "run", progress=False)
     data = run.dataset()
     model = run.model(run.steps[-1])
     n = data.n_train

@@ -19,8 +19,8 @@ FAST = dict(gamma=5.0, epsilon=1e-3, n_steps=200, batch_size=32, chains=3)
 def tiny_run(tmp_path_factory):
     from grokscope import build_config
 
-    sets = ["p=13", "train_frac=0.7", "embed_dim=6", "hidden_size=16", "n_steps=300", "n_checkpoints=3", "batch_size=32"]
-    return train(build_config("example", sets=sets), tmp_path_factory.mktemp("llc") / "run", progress=False)
+    sets = {"p": 13, "train_frac": 0.7, "embed_dim": 6, "hidden_size": 16, "n_steps": 300, "n_checkpoints": 3, "batch_size": 32}
+    return train(build_config("example", overrides=sets), tmp_path_factory.mktemp("llc") / "run", progress=False)
 
 
 def _inputs(run):

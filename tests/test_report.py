@@ -10,12 +10,12 @@ from grokscope.llc.runs import run_llc, save_llc
 from grokscope.report import build_run_report
 from grokscope.report.browser import check_page, chromium_available
 
-SETS = ["p=11", "train_frac=0.7", "embed_dim=6", "hidden_size=16", "n_steps=300", "n_checkpoints=3", "batch_size=32"]
+SETS = {"p": 11, "train_frac": 0.7, "embed_dim": 6, "hidden_size": 16, "n_steps": 300, "n_checkpoints": 3, "batch_size": 32}
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    run = train(build_config("example", sets=SETS), tmp_path_factory.mktemp("rep") / "run", progress=False)
+    run = train(build_config("example", overrides=SETS), tmp_path_factory.mktemp("rep") / "run", progress=False)
     save_llc(run, run_llc(run, sgld_config(n_steps=200, batch_size=32, chains=2, save_samples=10), progress=False))
     save_analysis(run, analyze_run(run, progress=False))
     return run
@@ -36,7 +36,7 @@ def test_full_report_is_self_contained(full_run):
 
 
 def test_missing_and_corrupt_results_are_named(tmp_path):
-    run = train(build_config("example", sets=SETS), tmp_path / "bare", progress=False)
+    run = train(build_config("example", overrides=SETS), tmp_path / "bare", progress=False)
     html = build_run_report(run.path).read_text()
     assert "missing: results/llc.json (make it with `grokscope llc" in html
     assert "missing: results/fourier.json (make it with `grokscope analyze" in html
@@ -48,7 +48,7 @@ def test_missing_and_corrupt_results_are_named(tmp_path):
 
 
 def test_text_from_files_is_escaped(tmp_path):
-    run = train(build_config("example", sets=SETS), tmp_path / "run<b>x", progress=False)
+    run = train(build_config("example", overrides=SETS), tmp_path / "run<b>x", progress=False)
     manifest = json.loads((run.path / "manifest.json").read_text())
     manifest["command"] = "grokscope train <script>alert(1)</script>"
     (run.path / "manifest.json").write_text(json.dumps(manifest))

@@ -11,12 +11,14 @@ import pytest
 import yaml
 
 from grokscope import ConfigError
-from grokscope.store import checkpoint_path
+from grokscope.layout import RunPaths, SweepPaths
 from grokscope.sweeps import BUILTIN_SPECS, load_spec, parse_spec, run_sweep, sweep_points
 from grokscope.sweeps.figures import line_fits
 from grokscope.sweeps.spec import work_units
-from grokscope.sweeps.table import RESULTS_FILE, read_results
-from grokscope.sweeps.work import POINT_FILE, TIMING_COLUMNS
+from grokscope.sweeps.table import read_results
+from grokscope.sweeps.work import TIMING_COLUMNS
+
+POINT_FILE, RESULTS_FILE = RunPaths.SWEEP_POINT, SweepPaths.RESULTS
 
 TINY = {
     "name": "tiny",
@@ -168,7 +170,7 @@ def test_rerun_skips_finished_points_and_a_failed_point_does_not_stop_the_others
     run_dir = copy / "runs" / broken.name
     (run_dir / POINT_FILE).unlink()
     (run_dir / "results" / "llc.json").unlink()
-    last = checkpoint_path(run_dir, 120)
+    last = RunPaths(run_dir).checkpoint(120)
     last.write_bytes(last.read_bytes()[:100])
     outcome = run_sweep(parse_spec(TINY), copy, workers=2, progress=False)
     assert (outcome.reused, outcome.ran) == (5, 1)

@@ -1,4 +1,3 @@
-import os
 import signal
 import subprocess
 import sys
@@ -170,8 +169,8 @@ def test_only_runs_of_one_shape_train_together(tmp_path, tiny_config):
 
 def test_a_group_resumes_members_that_stopped_at_different_steps(tmp_path, tiny_config):
     """A kill between two members' checkpoint writes leaves them at different steps; each resumes."""
-    from grokscope.store import checkpoint_path
-    from grokscope.training import RESUME_FILE, train_together
+    from grokscope.layout import RunPaths
+    from grokscope.training import train_together
 
     configs = [tiny_config(seed=0), tiny_config(seed=1)]
     reference = train_together(configs, [tmp_path / "ref0", tmp_path / "ref1"], progress=False)
@@ -182,10 +181,10 @@ def test_a_group_resumes_members_that_stopped_at_different_steps(tmp_path, tiny_
         config = configs[dirs.index(run_dir)]
         shorter = config.model_copy(update={"training": config.training.model_copy(update={"n_steps": keep, "n_checkpoints": 1})})
         partial = train(shorter, tmp_path / f"partial{keep}", progress=False)
-        (run_dir / RESUME_FILE).write_bytes((partial.path / RESUME_FILE).read_bytes())
+        RunPaths(run_dir).resume.write_bytes(RunPaths(partial.path).resume.read_bytes())
         (run_dir / "metrics.csv").write_text((partial.path / "metrics.csv").read_text())
         for step in (45, 60) if keep == 30 else (30, 45, 60):
-            checkpoint_path(run_dir, step).unlink()
+            RunPaths(run_dir).checkpoint(step).unlink()
         manifest = (run_dir / "manifest.json").read_text().replace('"complete": true', '"complete": false')
         (run_dir / "manifest.json").write_text(manifest)
     resumed = train_together(configs, dirs, progress=False)

@@ -1,6 +1,6 @@
 """grokscope: watch a small network learn a + b mod p, and measure what happens."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .config import PRESETS, MLPConfig, RunConfig, TaskConfig, TrainingConfig, build_config
 from .errors import CheckpointError, ConfigError, GrokscopeError
@@ -8,6 +8,7 @@ from .run import Run, load_run
 from .training import train
 
 __all__ = [
+    "__version__",
     "PRESETS",
     "CheckpointError",
     "ConfigError",

@@ -8,12 +8,31 @@ import sys
 from .errors import GrokscopeError
 
 
+def parse_set_options(items: list[str]) -> dict[str, object]:
+    """``--set key=value`` options as typed overrides: a value is JSON when it parses as JSON
+    (numbers, true/false, lists), a string otherwise."""
+    import json
+
+    from .errors import ConfigError
+
+    overrides: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, text = (part.strip() for part in item.split("=", 1))
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    return overrides
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from .config import build_config
     from .training import train
 
-    config = build_config(args.preset, args.config, args.set, args.seed)
-    train(config, args.out, progress=not args.quiet)
+    config = build_config(args.preset, args.config, parse_set_options(args.set), args.seed)
+    train(config, args.out, progress=not args.quiet, command=args.command_line)
 
 
 def _cmd_import_legacy(args: argparse.Namespace) -> None:
@@ -76,8 +95,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
     run = load_run(args.run)
     config = _sgld_from_args(args)
     report = calibrate(run, config, args.checkpoint, gammas=tuple(args.gammas) if args.gammas else None, progress=True)
-    atomic_write_json(run.path / "results" / "calibration.json", report)
-    save_figure(plot_calibration(report), run.path / "figures" / "calibration.png")
+    atomic_write_json(run.paths.calibration, report)
+    save_figure(plot_calibration(report), run.paths.figure("calibration"))
     for cell in report["cells"]:
         mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.3f}"
         flags = ", ".join(cell["flags"]) or "healthy"
@@ -116,26 +135,26 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
+    from .layout import RunPaths, SweepPaths
     from .report import build_run_report, build_sweep_report
 
-    path = Path(args.path)
-    if (path / "sweep.json").exists():
-        print(f"wrote {build_sweep_report(path)}")
-    elif (path / "config.json").exists():
-        print(f"wrote {build_run_report(path)}")
+    run, sweep = RunPaths(args.path), SweepPaths(args.path)
+    if sweep.is_sweep():
+        print(f"wrote {build_sweep_report(sweep.root)}")
+    elif run.is_run():
+        print(f"wrote {build_run_report(run.root)}")
     else:
-        raise GrokscopeError(f"{path} is neither a run directory (config.json) nor a sweep directory (sweep.json)")
+        raise GrokscopeError(f"{args.path} is neither a run directory ({run.CONFIG}) nor a sweep directory ({sweep.SPEC})")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
+    from .layout import SweepPaths
     from .sweeps import load_spec, run_sweep
 
     spec = load_spec(args.spec)
     outcome = run_sweep(spec, args.out, args.executor, args.address, args.workers, args.threads, progress=not args.quiet)
     if outcome.failed:
-        raise GrokscopeError(f"{len(outcome.failed)} of {len(outcome.rows)} points failed (see the error column of {outcome.path / 'results.csv'}); rerun to retry them")
+        raise GrokscopeError(f"{len(outcome.failed)} of {len(outcome.rows)} points failed (see the error column of {SweepPaths(outcome.path).results}); rerun to retry them")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -173,6 +192,7 @@ def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
     from .llc.kernels import KERNELS
+    from .sweeps.executors import EXECUTORS
 
     parser = argparse.ArgumentParser(prog="grokscope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="train and measure a grid of runs (p, train_frac, sizes, labels, seeds)")
     sweep.add_argument("spec", help="a YAML/JSON sweep spec, or a built-in one: sweep-p, sweep-frac")
     sweep.add_argument("--out", required=True, help="sweep directory (rerun the same command to resume)")
-    sweep.add_argument("--executor", default="local", choices=["local", "ray"], help="local worker processes (default) or Ray tasks")
+    sweep.add_argument("--executor", default="local", choices=list(EXECUTORS), help="local worker processes (default) or Ray tasks")
     sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sweep.add_argument("--workers", type=int, help="parallel units (default: cores / threads)")
     sweep.add_argument("--threads", type=int, default=1, help="torch threads per unit (default 1)")
@@ -238,16 +258,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import shlex
+
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = "grokscope " + shlex.join(argv)
     try:
         args.func(args)
     except GrokscopeError as err:
         print(f"grokscope: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("grokscope: interrupted; rerun the same command to resume", file=sys.stderr)
+        if args.command in RESUMABLE:
+            print("grokscope: interrupted; rerun the same command to resume", file=sys.stderr)
+        else:
+            print(f"grokscope: interrupted; `grokscope {args.command}` does not resume: rerun it to start again", file=sys.stderr)
         return 130
     return 0
+
+
+RESUMABLE = ("train", "sweep", "demo")  # commands whose rerun continues where an interrupted one stopped
 
 
 if __name__ == "__main__":

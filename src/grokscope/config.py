@@ -9,15 +9,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Mapping, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .store import read_text
+from .models import MODELS
+from .models.mlp import MLPConfig  # noqa: F401  (re-exported)
+from .models.transformer import TransformerConfig  # noqa: F401  (re-exported: users import it from here)
+from .strict import Strict as _Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False)
 
 
 class TaskConfig(_Strict):
@@ -31,37 +34,7 @@ class TaskConfig(_Strict):
     )
 
 
-class MLPConfig(_Strict):
-    """The reference MLP of the original study (REFERENCE §1)."""
-
-    kind: Literal["mlp"] = "mlp"
-    embed_dim: int = Field(12, ge=1)
-    hidden_size: int = Field(48, ge=1)
-    activation: Literal["gelu", "relu", "quad"] = "gelu"
-    linear_1_tied: bool = False
-    tie_unembed: bool = False
-    scale_embed: float = Field(1.0, gt=0.0)
-    scale_linear_1: float = Field(1.0, gt=0.0)
-    freeze_middle: bool = False
-
-
-class TransformerConfig(_Strict):
-    """One-layer transformer with attention rate α (Zhong et al. 2023; REFERENCE §1)."""
-
-    kind: Literal["transformer"] = "transformer"
-    d_model: int = Field(128, ge=1)
-    n_heads: int = Field(4, ge=1)
-    d_mlp: int | None = Field(None, ge=1, description="MLP width; default 4 * d_model")
-    attention_rate: float = Field(1.0, ge=0.0, le=1.0, description="α: 0 = uniform attention, 1 = softmax")
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> "TransformerConfig":
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        return self
-
-
-ModelConfig = Annotated[Union[MLPConfig, TransformerConfig], Field(discriminator="kind")]
+ModelConfig = Annotated[Union[tuple(config for config, _ in MODELS.values())], Field(discriminator="kind")]
 
 
 class TrainingConfig(_Strict):
@@ -147,7 +120,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-SECTIONS = {"task": TaskConfig, "model": (MLPConfig, TransformerConfig), "training": TrainingConfig}
+SECTIONS = {"task": TaskConfig, "model": tuple(config for config, _ in MODELS.values()), "training": TrainingConfig}
 
 
 def _fields(section: str) -> set[str]:
@@ -173,7 +146,7 @@ def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         # drop the union tag pydantic puts in a model's location ("model.mlp.hidden_size")
-        loc = [x for i, x in enumerate(e["loc"]) if not (i == 1 and e["loc"][0] == "model" and x in ("mlp", "transformer"))]
+        loc = [x for i, x in enumerate(e["loc"]) if not (i == 1 and e["loc"][0] == "model" and x in MODELS)]
         field = ".".join(str(x) for x in loc)
         value = e.get("input")
         message = e["msg"].removeprefix("Value error, ")
@@ -188,6 +161,8 @@ def format_validation_error(err: ValidationError) -> str:
 
 def parse_config(data: dict[str, Any]) -> RunConfig:
     """Validate a nested dict into a RunConfig, raising ConfigError with a readable message."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config: expected a JSON object of task/model/training sections, got {type(data).__name__}")
     model = data.get("model", {})
     if isinstance(model, dict) and "kind" not in model:
         data = {**data, "model": {**model, "kind": "mlp"}}
@@ -195,13 +170,6 @@ def parse_config(data: dict[str, Any]) -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -219,19 +187,20 @@ def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 def build_config(
     preset: str | None = "example",
     config_file: str | Path | None = None,
-    sets: list[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     seed: int | None = None,
 ) -> RunConfig:
-    """Compose preset <- config file <- --set key=value <- --seed, then validate."""
+    """Compose preset <- config file <- ``overrides`` (flat "hidden_size" or dotted "model.hidden_size"
+    keys with typed values) <- ``seed``, then validate."""
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
     data = apply_overrides(PRESETS.get(preset or "example", {}), {})
     if config_file is not None:
         path = Path(config_file)
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
         try:
-            loaded = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
+            loaded = json.loads(read_text(path, ConfigError))
         except json.JSONDecodeError as err:
             raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
         if not isinstance(loaded, dict):
@@ -243,12 +212,7 @@ def build_config(
                 raise ConfigError(f"config file {path}: section {section!r} must be an object")
             flat.update({f"{section}.{k}": v for k, v in values.items()})
         data = apply_overrides(data, flat)
-    overrides: dict[str, Any] = {}
-    for item in sets or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        key, text = item.split("=", 1)
-        overrides[key.strip()] = _parse_value(text.strip())
+    overrides = dict(overrides or {})
     if seed is not None:
         overrides["training.seed"] = seed
     return parse_config(apply_overrides(data, overrides))

@@ -1,16 +1,14 @@
-"""Saving matplotlib figures (headless, atomic)."""
+"""Saving matplotlib figures (atomic). No backend is forced: matplotlib picks a headless one where
+there is no display, and a notebook keeps its own."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .store import atomic_write_bytes  # noqa: E402
+from .store import atomic_write_bytes
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:

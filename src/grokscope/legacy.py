@@ -19,7 +19,8 @@ from .config import RunConfig, parse_config
 from .errors import CheckpointError, ConfigError
 from .models import build_model
 from .run import Run, load_run
-from .store import RunLock, atomic_write_text, check_shapes, checkpoint_path, save_tensors, write_manifest, write_metrics
+from .layout import RunPaths
+from .store import read_text, RunLock, atomic_write_text, check_shapes, save_tensors, write_manifest, write_metrics
 from .tasks import make_dataset
 from .training import metrics_row
 
@@ -74,7 +75,10 @@ def _load_legacy_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"legacy checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"legacy checkpoint {path} holds pickled Python objects, not only tensors; grokscope reads "
+                              "plain tensor state_dicts and never runs code stored in a file (re-save it as a state_dict)") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read legacy checkpoint {path}: {str(err).splitlines()[0]}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"legacy checkpoint {path} is not a state_dict of tensors")
@@ -84,11 +88,11 @@ def _load_legacy_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def import_legacy(params_json: str | Path, checkpoint_dir: str | Path, out_dir: str | Path) -> Run:
     """Convert a legacy run into a grokscope run directory and return it."""
     try:
-        params = json.loads(Path(params_json).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"params file not found: {params_json}") from None
+        params = json.loads(read_text(Path(params_json), ConfigError))
     except json.JSONDecodeError as err:
         raise ConfigError(f"params file {params_json} is not valid JSON: {err}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"params file {params_json} must hold a JSON object, not {type(params).__name__}")
     for required in ("p", "train_frac", "hidden_size", "embed_dim", "n_batches", "n_save_model_checkpoints"):
         if required not in params:
             raise ConfigError(f"params file {params_json} lacks the field {required!r}")
@@ -99,7 +103,7 @@ def import_legacy(params_json: str | Path, checkpoint_dir: str | Path, out_dir: 
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
     run_dir = Path(out_dir).resolve()
-    if (run_dir / "config.json").exists():
+    if RunPaths(run_dir).config.exists():
         raise ConfigError(f"{run_dir} already holds a run; choose another --out")
     data = make_dataset(config.task, tc.seed)
     states = []
@@ -112,11 +116,11 @@ def import_legacy(params_json: str | Path, checkpoint_dir: str | Path, out_dir: 
         states.append((k * interval, state))
 
     with RunLock(run_dir):
-        atomic_write_text(run_dir / "config.json", config.to_json() + "\n")
+        atomic_write_text(RunPaths(run_dir).config, config.to_json() + "\n")
         rows = []
         for step, state in states:
             model.load_state_dict(state)
-            save_tensors(checkpoint_path(run_dir, step), state, metadata={"step": str(step), "config_hash": config.hash()})
+            save_tensors(RunPaths(run_dir).checkpoint(step), state, metadata={"step": str(step), "config_hash": config.hash()})
             rows.append(metrics_row(model, data, step))
         write_metrics(run_dir, rows)
         write_manifest(run_dir, config.hash(), complete=True, imported_from=str(Path(params_json).resolve()))

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from .config import RunConfig, parse_config
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
+from .layout import RunPaths
+from .thresholds import GENERALISED_TEST_ACCURACY
 from .models import build_model
 from .store import list_checkpoints, load_tensors, read_json, read_metrics
 from .tasks import ModularDataset, make_dataset
@@ -22,6 +24,10 @@ class Run:
     path: Path
     config: RunConfig
     metrics: list[dict[str, float]]
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths(self.path)
 
     @property
     def steps(self) -> list[int]:
@@ -54,7 +60,7 @@ class Run:
     def metric(self, column: str) -> list[float]:
         return [row[column] for row in self.metrics]
 
-    def grokking_step(self, threshold: float = 0.9) -> int | None:
+    def grokking_step(self, threshold: float = GENERALISED_TEST_ACCURACY) -> int | None:
         """First evaluated step at which test accuracy reached ``threshold``."""
         return next((int(r["step"]) for r in self.metrics if r["test_acc"] >= threshold), None)
 
@@ -65,7 +71,7 @@ class Run:
         grok = self.grokking_step()
         text = (
             f"{self.path}: step {int(last['step'])}, train_acc {last['train_acc']:.4f}, "
-            f"test_acc {last['test_acc']:.4f}, test_acc>=0.9 first at step "
+            f"test_acc {last['test_acc']:.4f}, test_acc>={GENERALISED_TEST_ACCURACY} first at step "
             f"{grok if grok is not None else 'never'}"
         )
         return text + (f", {seconds:.1f} s" if seconds is not None else "")
@@ -74,7 +80,11 @@ class Run:
 def load_run(path: str | Path) -> Run:
     """Read a run directory written by :func:`grokscope.train` or ``grokscope import-legacy``."""
     run_dir = Path(path).resolve()
-    if not (run_dir / "config.json").exists():
-        raise CheckpointError(f"{run_dir} is not a grokscope run (no config.json)")
-    config = parse_config(read_json(run_dir / "config.json"))
+    paths = RunPaths(run_dir)
+    if not paths.is_run():
+        raise CheckpointError(f"{run_dir} is not a grokscope run (no {paths.CONFIG})")
+    try:
+        config = parse_config(read_json(paths.config))
+    except ConfigError as err:
+        raise ConfigError(f"{paths.config}: {err}") from None
     return Run(run_dir, config, read_metrics(run_dir))

@@ -1,10 +1,5 @@
 """The run directory on disk: atomic writes, a writer lock, safetensors checkpoints, metrics, manifest.
-
-Layout (docs/ARCHITECTURE.md)::
-
-    RUN/config.json  manifest.json  metrics.csv  checkpoints/step_000060.safetensors
-        state/resume.safetensors  results/*.json  figures/*.png  .lock
-"""
+File names come from :mod:`grokscope.layout`."""
 
 from __future__ import annotations
 
@@ -13,8 +8,6 @@ import fcntl
 import io
 import json
 import os
-import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,11 +17,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from . import __version__
+from .version import __version__
 from .errors import CheckpointError, RunLockedError
+from .layout import CHECKPOINT_PATTERN, RunPaths
 
-CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)\.safetensors$")
 METRIC_COLUMNS = ["step", "train_loss", "test_loss", "train_acc", "test_acc"]
 
 
@@ -60,7 +52,7 @@ class RunLock:
     """An exclusive, non-blocking lock on a run directory, released by the OS if the process dies."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / ".lock"
+        self.path = RunPaths(run_dir).lock
         self._handle: Any = None
 
     def __enter__(self) -> "RunLock":
@@ -123,13 +115,9 @@ def check_shapes(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int
             )
 
 
-def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:06d}.safetensors"
-
-
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of every checkpoint in the run, by step."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
+    folder = RunPaths(run_dir).checkpoints
     if not folder.is_dir():
         return []
     found = []
@@ -146,39 +134,71 @@ def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (int(row[k]) if k == "step" else f"{row[k]:.8g}") for k in METRIC_COLUMNS})
-    atomic_write_text(Path(run_dir) / "metrics.csv", buffer.getvalue())
+    atomic_write_text(RunPaths(run_dir).metrics, buffer.getvalue())
+
+
+def read_text(path: Path, error: type[Exception] = CheckpointError) -> str:
+    """A text file's contents, or one ``error`` naming the file (missing, a directory, not UTF-8)."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"missing file: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a directory, not a file") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise error(f"cannot read {path} ({err.strerror})") from None
+
+
+def read_csv_rows(path: Path, columns: list[str]) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header holding ``columns``; a short, long or headerless row is
+    named by file and line."""
+    rows = []
+    reader = csv.DictReader(io.StringIO(read_text(path)))
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise CheckpointError(f"{path}: the header lacks {missing} (not a grokscope table, or damaged)")
+    for line, row in enumerate(reader, start=2):
+        if None in row or any(row[c] is None for c in columns):
+            raise CheckpointError(f"{path}, line {line}: {len(row) - (None in row)} cells where the header has "
+                                  f"{len(reader.fieldnames)} (a cut-short or damaged row)")
+        rows.append(row)
+    return rows
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    path = Path(run_dir) / "metrics.csv"
+    path = RunPaths(run_dir).metrics
     if not path.exists():
         return []
-    with open(path, newline="") as handle:
-        return [
-            {k: (int(v) if k == "step" else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(handle)
-        ]
+    rows = []
+    for line, row in enumerate(read_csv_rows(path, METRIC_COLUMNS), start=2):
+        try:
+            rows.append({k: (int(row[k]) if k == "step" else float(row[k])) for k in METRIC_COLUMNS})
+        except ValueError:
+            raise CheckpointError(f"{path}, line {line}: not a number in {dict((k, row[k]) for k in METRIC_COLUMNS)}") from None
+    return rows
 
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"missing file: {path}") from None
+        return json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON ({err})") from None
 
 
-def write_manifest(run_dir: Path, config_hash: str, complete: bool, **extra: object) -> None:
-    """Provenance of a run: package and torch versions, config hash, command line, completeness."""
+def write_manifest(run_dir: Path, config_hash: str, complete: bool, command: str | None = None, **extra: object) -> None:
+    """Provenance of a run: package and torch versions, config hash, the command that made it
+    (as its caller states it: the CLI line, a sweep point, or the Python API), completeness."""
     atomic_write_json(
-        Path(run_dir) / "manifest.json",
+        RunPaths(run_dir).manifest,
         {
             "package": "grokscope",
             "version": __version__,
             "torch_version": torch.__version__,
             "config_hash": config_hash,
-            "command": " ".join(sys.argv),
+            "command": command,
             "complete": complete,
             **extra,
         },

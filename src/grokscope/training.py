@@ -20,14 +20,15 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import RunConfig, check_device, parse_config
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
+from .memory import check_memory, training_bytes
+from .layout import RunPaths
 from .models import batched_forward, build_model
 from .run import Run, load_run
 from .seeding import generator
 from .store import (
     RunLock,
     atomic_write_text,
-    checkpoint_path,
     load_tensors,
     read_json,
     read_metadata,
@@ -37,8 +38,6 @@ from .store import (
     write_metrics,
 )
 from .tasks import ModularDataset, make_dataset
-
-RESUME_FILE = Path("state") / "resume.safetensors"
 
 
 @torch.no_grad()
@@ -78,31 +77,86 @@ def shared_settings(config: RunConfig) -> RunConfig:
     )
 
 
-def _prepare_run_dir(config: RunConfig, run_dir: Path) -> bool:
-    """Write config/manifest for a new run; check an existing one holds the same config.
+def check_out_dir(run_dir: Path) -> None:
+    """The output directory must be a directory (or not exist yet), and nothing above it a file."""
+    for path in [run_dir, *run_dir.parents]:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--out {run_dir}: {path} is a file, not a directory")
 
-    Returns True when the directory already holds a finished run."""
-    config_file = run_dir / "config.json"
-    if config_file.exists():
-        existing = parse_config(read_json(config_file))  # defaults of newer fields filled in
+
+def check_trainable(config: RunConfig, runs: int = 1) -> None:
+    """What can be checked before a run directory is written: the memory the training needs
+    (estimated), and a split with pairs on both sides."""
+    check_memory(training_bytes(config, runs), f"training p={config.task.p}", "lower p (or the model's width)")
+    make_dataset(config.task, config.training.seed)  # refuses an empty training or test set
+
+
+def _prepare_run_dir(config: RunConfig, run_dir: Path, command: str) -> int | None:
+    """Write config/manifest for a new run, or check what an existing one holds before resuming it.
+
+    Returns the step to resume from, or None when the directory already holds a finished run."""
+    paths = RunPaths(run_dir)
+    if paths.config.exists():
+        existing = parse_config(read_json(paths.config))  # defaults of newer fields filled in
         if existing != config:
             raise ConfigError(
                 f"{run_dir} already holds a run with a different config; use another --out "
                 "or delete it"
             )
-        manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
-        return bool(manifest.get("complete"))
-    atomic_write_text(config_file, config.to_json() + "\n")
-    write_manifest(run_dir, config.hash(), complete=False)
-    return False
+        manifest = read_json(paths.manifest) if paths.manifest.exists() else {}
+        if manifest.get("complete"):
+            _check_complete(config, paths)
+            return None
+        return _check_resumable(config, paths)
+    atomic_write_text(paths.config, config.to_json() + "\n")
+    write_manifest(run_dir, config.hash(), complete=False, command=command)
+    return 0
 
 
-def train(config: RunConfig, out_dir: str | Path, progress: bool = True) -> Run:
-    """Train ``config`` into the run directory ``out_dir`` (resuming it if interrupted) and return it."""
-    return train_together([config], [out_dir], progress)[0]
+def _check_complete(config: RunConfig, paths: RunPaths) -> None:
+    missing = [step for step in config.training.checkpoint_steps() if not paths.checkpoint(step).exists()]
+    if missing:
+        raise CheckpointError(f"{paths.root} is marked complete but {len(missing)} checkpoints are missing "
+                              f"(e.g. {paths.checkpoint(missing[0])}); delete the run directory to train it again")
+    read_metrics(paths.root)  # names the file when it is unreadable
 
 
-def train_together(configs: list[RunConfig], out_dirs: list[str | Path], progress: bool = True) -> list[Run]:
+def _check_resumable(config: RunConfig, paths: RunPaths) -> int:
+    """The step an interrupted run resumes from, after checking that what it resumes is whole: the
+    resume state, every earlier checkpoint, and the metrics rows up to that step."""
+    if not paths.resume.exists():
+        return 0  # killed before its first checkpoint: start again (the same seed gives the same run)
+    try:
+        start = int(read_metadata(paths.resume)["step"])
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{paths.resume} has no valid step in its header; delete the run directory to train it again") from None
+    shapes = {k: tuple(v.shape) for k, v in build_model(config.model, config.task.p, config.training.seed).state_dict().items()}
+    for step in [s for s in config.training.checkpoint_steps() if s <= start]:
+        load_tensors(paths.checkpoint(step), shapes)  # names a missing, truncated or mismatched file
+    have = {int(r["step"]) for r in read_metrics(paths.root)}
+    needed = {s for s in evaluation_steps(config) if s <= start}
+    if needed - have:
+        lost = sorted(needed - have)
+        raise CheckpointError(f"{paths.metrics} lacks the rows of steps {lost[0]}–{lost[-1]} that resuming from step {start} "
+                              "needs (deleted or cut short?); delete the run directory to train it again")
+    return start
+
+
+def evaluation_steps(config: RunConfig) -> list[int]:
+    """Steps with a metrics row: 0, every eval_every steps, and every checkpoint."""
+    tc = config.training
+    return sorted({0, *range(tc.eval_every, tc.n_steps + 1, tc.eval_every), *tc.checkpoint_steps()})
+
+
+def train(config: RunConfig, out_dir: str | Path, progress: bool = True, command: str | None = None) -> Run:
+    """Train ``config`` into the run directory ``out_dir`` (resuming it if interrupted) and return it.
+    ``command`` is what the manifest records as the command that made the run."""
+    return train_together([config], [out_dir], progress, command)[0]
+
+
+def train_together(
+    configs: list[RunConfig], out_dirs: list[str | Path], progress: bool = True, command: str | None = None
+) -> list[Run]:
     """Train runs that differ only in seed or label kind as ONE stacked computation.
 
     Each run's parameters are a slice of tensors stacked along a leading dimension; one forward,
@@ -120,28 +174,28 @@ def train_together(configs: list[RunConfig], out_dirs: list[str | Path], progres
     run_dirs = [Path(d).resolve() for d in out_dirs]
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("train_together: two runs share an output directory")
+    for run_dir in run_dirs:
+        check_out_dir(run_dir)
+    check_trainable(configs[0], len(configs))  # before anything is written
+    command = command or "grokscope.train() (Python API)"
     elapsed: dict[Path, float] = {}
     with ExitStack() as locks:
         for run_dir in run_dirs:
             locks.enter_context(RunLock(run_dir))
-        pending = [(c, d) for c, d in zip(configs, run_dirs) if not _prepare_run_dir(c, d)]
+        starts = {d: _prepare_run_dir(c, d, command) for c, d in zip(configs, run_dirs)}
         by_start: dict[int, list[tuple[RunConfig, Path]]] = {}
-        for config, run_dir in pending:
-            by_start.setdefault(_resume_step(run_dir), []).append((config, run_dir))
+        for config, run_dir in zip(configs, run_dirs):
+            if starts[run_dir] is not None:
+                by_start.setdefault(starts[run_dir], []).append((config, run_dir))
         for start, group in sorted(by_start.items()):
             seconds = _StackedTraining(group, start).run(progress)
             elapsed.update({run_dir: seconds for _, run_dir in group})
     runs = [load_run(d) for d in run_dirs]
     if progress:
         for run in runs:
-            if run.path in elapsed:
-                print(run.summary_line(elapsed[run.path]))
+            finished = "" if run.path in elapsed else " (already complete: nothing to do)"
+            print(run.summary_line(elapsed.get(run.path)) + finished)
     return runs
-
-
-def _resume_step(run_dir: Path) -> int:
-    path = run_dir / RESUME_FILE
-    return int(read_metadata(path)["step"]) if path.exists() else 0
 
 
 class _StackedTraining:
@@ -174,7 +228,7 @@ class _StackedTraining:
         self.batches = [generator(c.training.seed, "batches") for c in self.configs]
         if start:
             self._load_resume_states()
-        self.rows = [[r for r in read_metrics(d) if r["step"] <= start] for d in self.run_dirs]
+        self.rows = [[r for r in read_metrics(d) if r["step"] <= start] if start else [] for d in self.run_dirs]
 
     def run(self, progress: bool) -> float:
         tc = self.config.training
@@ -201,7 +255,9 @@ class _StackedTraining:
         bar.close()
         elapsed = time.perf_counter() - t0
         for config, run_dir in zip(self.configs, self.run_dirs):
-            write_manifest(run_dir, config.hash(), complete=True, train_seconds=round(elapsed, 3), trained_together=len(self.configs))
+            command = read_json(RunPaths(run_dir).manifest).get("command")
+            write_manifest(run_dir, config.hash(), complete=True, command=command, train_seconds=round(elapsed, 3),
+                           trained_together=len(self.configs))
         return elapsed
 
     def _minibatch_loss(self) -> torch.Tensor:
@@ -229,17 +285,22 @@ class _StackedTraining:
 
     def _save_checkpoints(self, step: int) -> None:
         for s, (config, run_dir) in enumerate(zip(self.configs, self.run_dirs)):
-            save_tensors(checkpoint_path(run_dir, step), self._weights(s), metadata={"step": str(step), "config_hash": config.hash()})
+            save_tensors(RunPaths(run_dir).checkpoint(step), self._weights(s), metadata={"step": str(step), "config_hash": config.hash()})
             write_metrics(run_dir, self.rows[s])
             tensors = {f"model.{k}": v for k, v in self._weights(s).items()}
             for name, param in self.params.items():
                 for key, value in self.optimizer.state.get(param, {}).items():
                     tensors[f"adam.{name}.{key}"] = value if key == "step" else value[s]
             tensors["rng.batches"] = self.batches[s].get_state()
-            save_tensors(run_dir / RESUME_FILE, tensors, metadata={"step": str(step)})
+            save_tensors(RunPaths(run_dir).resume, tensors, metadata={"step": str(step)})
 
     def _load_resume_states(self) -> None:
-        states = [load_tensors(d / RESUME_FILE) for d in self.run_dirs]
+        states = [load_tensors(RunPaths(d).resume) for d in self.run_dirs]
+        for run_dir, tensors in zip(self.run_dirs, states):
+            needed = {f"model.{name}" for name in self.params} | {"rng.batches"}
+            if needed - set(tensors):
+                raise CheckpointError(f"{RunPaths(run_dir).resume} lacks {sorted(needed - set(tensors))}; "
+                                      "delete the run directory to train it again")
         with torch.no_grad():
             for name, param in self.params.items():
                 param.copy_(torch.stack([t[f"model.{name}"] for t in states]))

@@ -9,17 +9,14 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 
-import torch
 from tqdm import tqdm
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ConfigError
 from ..run import Run
-from .circuits import circuit_metrics
-from .fourier import ablation_losses, key_frequencies, mode_magnitudes, neuron_frequencies, progress_measures, sparsity
-from .hessian import top_hessian_eigenvalues
-
-GENERALISED_ACCURACY = 0.9  # below this test accuracy no circuit has formed: the verdict is "unclear"
+from ..thresholds import GENERALISED_TEST_ACCURACY
+from .fourier import key_frequencies, mode_magnitudes
+from .registry import ANALYSES, Checkpoint
 
 
 @dataclass
@@ -99,38 +96,14 @@ def analyze_run(
     if final_only:
         steps = steps[-1:]
     data = run.dataset()
-    p = data.p
     final = run.model(steps[-1])
     keys = key_frequencies(mode_magnitudes(final.embedding.weight.detach()))
     accuracy = {int(r["step"]): r["test_acc"] for r in run.metrics}
     results = []
     for step in tqdm(steps, desc="analyze", unit="ckpt", disable=not progress, file=sys.stderr):
-        model = run.model(step)
-        with torch.no_grad():
-            embed_mags = mode_magnitudes(model.embedding.weight)
-            unembed_mags = mode_magnitudes(model.unembedding_matrix())
-        measures = progress_measures(model, data, keys)
-        metrics = circuit_metrics(model, p, keys, seed=seed)
-        acc = accuracy.get(step)
-        circuit = metrics.to_dict()
-        if acc is not None and acc < GENERALISED_ACCURACY and circuit["verdict"] != "unclear":
-            circuit["notes"] = circuit["notes"] + [f"test accuracy {acc:.2f} < {GENERALISED_ACCURACY}: no circuit yet"]
-            circuit["verdict"] = "unclear"
-        results.append(
-            CheckpointAnalysis(
-                step=step,
-                test_acc=acc,
-                embedding_magnitudes=embed_mags.tolist(),
-                unembedding_magnitudes=unembed_mags.tolist(),
-                neuron_frequencies=neuron_frequencies(model),
-                sparsity=sparsity(embed_mags, keys),
-                ablation_losses=ablation_losses(model, data),
-                restricted_loss=measures.restricted_loss,
-                excluded_loss=measures.excluded_loss,
-                hessian_top=top_hessian_eigenvalues(model, data.train_x, data.train_y, count=hessian_count, seed=seed),
-                circuit=circuit,
-            )
-        )
+        checkpoint = Checkpoint(run.model(step), data, data.p, keys, accuracy.get(step), seed, hessian_count)
+        fields = {name: value for analysis in ANALYSES.values() for name, value in analysis.compute(checkpoint).items()}
+        results.append(CheckpointAnalysis(step=step, test_acc=checkpoint.test_acc, **fields))
     settings = {"package_version": __version__, "seed": seed, "hessian_count": hessian_count,
-                "generalised_accuracy": GENERALISED_ACCURACY, "run": str(run.path)}
-    return RunAnalysis(p, run.config.model.kind, keys, results, settings)
+                "generalised_accuracy": GENERALISED_TEST_ACCURACY, "analyses": list(ANALYSES), "run": str(run.path)}
+    return RunAnalysis(data.p, run.config.model.kind, keys, results, settings)

@@ -20,9 +20,7 @@ from torch import nn
 from ..seeding import generator
 from .fourier import fourier_basis
 
-PIZZA_SYMMETRICITY = 0.98
-PIZZA_MAX_DISTANCE_IRRELEVANCE = 0.5
-CLOCK_MIN_DISTANCE_IRRELEVANCE = 0.7
+from ..thresholds import CLOCK_MIN_DISTANCE_IRRELEVANCE, PIZZA_MAX_DISTANCE_IRRELEVANCE, PIZZA_SYMMETRICITY
 
 
 @dataclass
@@ -66,11 +64,11 @@ def distance_irrelevance(model: nn.Module, p: int) -> tuple[float, list[str]]:
     pairs. A logit that does not vary at all does not depend on the distance: 1, with a note."""
     pairs = _all_pairs(p)
     correct = model(pairs)[torch.arange(p * p), (pairs[:, 0] + pairs[:, 1]) % p].double()
-    overall = correct.std()
+    overall = correct.std(correction=0)  # population std, as Zhong et al.: a perfect Clock reads exactly 1
     if overall <= 1e-5 * correct.abs().mean().clamp_min(1e-30):  # float32 noise on a constant
         return 1.0, ["the correct logit is the same for every pair; distance irrelevance set to 1"]
     distance = (pairs[:, 0] - pairs[:, 1]) % p
-    within = torch.stack([correct[distance == d].std() for d in range(p)])
+    within = torch.stack([correct[distance == d].std(correction=0) for d in range(p)])
     return float(within.mean() / overall), []
 
 

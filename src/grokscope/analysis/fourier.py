@@ -131,7 +131,9 @@ def progress_measures(model: nn.Module, data: ModularDataset, keys: list[int]) -
         angle = 2 * math.pi * k * total / p
         directions += [torch.cos(angle), torch.sin(angle)]
     basis = torch.stack(directions, dim=1)
-    basis = basis / basis.norm(dim=0, keepdim=True)  # orthonormal over the full grid
+    norms = basis.norm(dim=0)
+    # sin(2π·(p/2)·(a+b)/p) = sin(π(a+b)) vanishes for even p: its rounding noise is not a direction
+    basis = basis[:, norms > 1e-6 * p] / norms[norms > 1e-6 * p]  # orthonormal over the full grid
     centred = logits.double() - logits.double().mean(0)
     key_part = basis @ (basis.T @ centred)
     restricted = logits.double().mean(0) + key_part

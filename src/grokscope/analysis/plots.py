@@ -5,7 +5,6 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .. import figures  # noqa: F401  (selects the headless backend)
 
 
 def bars(values, title: str, xlabel: str, ylabel: str, highlight=(), log: bool = False):

@@ -17,7 +17,7 @@ from ..run import Run
 from ..store import atomic_write_bytes, atomic_write_json
 from . import plots
 from .analyze import RunAnalysis
-from .circuits import CLOCK_MIN_DISTANCE_IRRELEVANCE, PIZZA_MAX_DISTANCE_IRRELEVANCE, PIZZA_SYMMETRICITY
+from ..thresholds import CLOCK_MIN_DISTANCE_IRRELEVANCE, PIZZA_MAX_DISTANCE_IRRELEVANCE, PIZZA_SYMMETRICITY
 from .fourier import mode_circle
 
 CIRCLE_CHECKPOINTS = 4
@@ -118,7 +118,7 @@ def save_animation(run: Run, analysis: RunAnalysis) -> list[Path]:
     frames = animation_frames(run, analysis)
     gif = io.BytesIO()
     frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=400, loop=0)
-    written = [run.path / "figures" / "evolution.gif"]
+    written = [run.paths.figure("evolution", "gif")]
     atomic_write_bytes(written[0], gif.getvalue())
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg:
@@ -128,18 +128,18 @@ def save_animation(run: Run, analysis: RunAnalysis) -> list[Path]:
             out = Path(tmp) / "evolution.mp4"
             subprocess.run([ffmpeg, "-loglevel", "error", "-framerate", "2.5", "-i", str(Path(tmp) / "frame_%04d.png"),
                             "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p", str(out)], check=True)
-            written.append(run.path / "figures" / "evolution.mp4")
+            written.append(run.paths.figure("evolution", "mp4"))
             atomic_write_bytes(written[1], out.read_bytes())
     return written
 
 
 def save_analysis(run: Run, analysis: RunAnalysis) -> list[Path]:
     """Write results/fourier.json, results/circuit.json, every figure and the animation."""
-    written = [run.path / "results" / "fourier.json", run.path / "results" / "circuit.json"]
+    written = [run.paths.fourier, run.paths.circuit]
     atomic_write_json(written[0], analysis.fourier_json())
     atomic_write_json(written[1], analysis.circuit_json())
     for stem, fig in analysis_figures(run, analysis).items():
-        path = run.path / "figures" / f"{stem}.png"
+        path = run.paths.figure(stem)
         save_figure(fig, path)
         written.append(path)
     return written + save_animation(run, analysis)

@@ -13,19 +13,11 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..tasks import ModularDataset
+from ..training import evaluate
 from . import plots
-from .circuits import CircuitMetrics, circuit_metrics
-from .fourier import (
-    ProgressMeasures,
-    ablation_losses,
-    key_frequencies,
-    mode_circle,
-    mode_magnitudes,
-    neuron_frequencies,
-    progress_measures,
-    sparsity,
-)
-from .hessian import top_hessian_eigenvalues
+from .circuits import CircuitMetrics
+from .fourier import ProgressMeasures, key_frequencies, mode_circle, mode_magnitudes
+from .registry import ANALYSES, Checkpoint
 
 
 @dataclass
@@ -77,38 +69,53 @@ def require_analysable(model: nn.Module) -> None:
         )
 
 
-@torch.no_grad()
-def fourier_modes(model: nn.Module) -> FourierModes:
+def _checkpoint(model: nn.Module, data: ModularDataset | None, keys: list[int] | None = None,
+                test_acc: float | None = None, count: int = 5) -> Checkpoint:
     require_analysable(model)
-    embed = mode_magnitudes(model.embedding.weight)
-    keys = key_frequencies(embed)
-    return FourierModes(embed.tolist(), mode_magnitudes(model.unembedding_matrix()).tolist(), keys,
-                        sparsity(embed, keys), neuron_frequencies(model))
+    p = model.embedding.weight.shape[0]
+    if keys is None:
+        with torch.no_grad():
+            keys = key_frequencies(mode_magnitudes(model.embedding.weight))
+    return Checkpoint(model, data, p, keys, test_acc, hessian_count=count)
+
+
+def fourier_modes(model: nn.Module) -> FourierModes:
+    c = _checkpoint(model, None)
+    fields = ANALYSES["fourier"].compute(c)
+    return FourierModes(fields["embedding_magnitudes"], fields["unembedding_magnitudes"], c.keys, fields["sparsity"],
+                        fields["neuron_frequencies"])
 
 
 @torch.no_grad()
 def mode_circles(model: nn.Module, keys: list[int] | None = None) -> ModeCircles:
-    require_analysable(model)
-    embed = model.embedding.weight
-    keys = keys or key_frequencies(mode_magnitudes(embed))
-    return ModeCircles(embed.shape[0], {k: mode_circle(embed, k).tolist() for k in keys})
+    c = _checkpoint(model, None, keys)
+    return ModeCircles(c.p, {k: mode_circle(model.embedding.weight, k).tolist() for k in c.keys})
 
 
 def mode_ablation(model: nn.Module, data: ModularDataset) -> ModeAblation:
-    require_analysable(model)
-    return ModeAblation(ablation_losses(model, data))
+    return ModeAblation(ANALYSES["ablation"].compute(_checkpoint(model, data))["ablation_losses"])
 
 
 def progress(model: nn.Module, data: ModularDataset, keys: list[int] | None = None) -> ProgressMeasures:
-    keys = keys or fourier_modes(model).key_frequencies
-    return progress_measures(model, data, keys)
+    return ProgressMeasures(**ANALYSES["progress"].compute(_checkpoint(model, data, keys)))
 
 
 def hessian_spectrum(model: nn.Module, data: ModularDataset, count: int = 5) -> HessianSpectrum:
-    require_analysable(model)
-    return HessianSpectrum(top_hessian_eigenvalues(model, data.train_x, data.train_y, count=count))
+    return HessianSpectrum(ANALYSES["hessian"].compute(_checkpoint(model, data, count=count))["hessian_top"])
 
 
-def circuit(model: nn.Module, p: int, keys: list[int] | None = None) -> CircuitMetrics:
-    keys = keys or fourier_modes(model).key_frequencies
-    return circuit_metrics(model, p, keys)
+def circuit(model: nn.Module, data: ModularDataset | int, keys: list[int] | None = None) -> CircuitMetrics:
+    """The circuit metrics and verdict exactly as ``grokscope analyze`` gives them: with the run's
+    dataset the verdict is gated on its test accuracy; with only p, on the accuracy over all p²
+    pairs (noted), since a network that has not generalised has no circuit yet."""
+    if isinstance(data, ModularDataset):
+        test_acc = evaluate(model, data.test_x, data.test_y)[1]
+        note = None
+    else:
+        pairs = torch.cartesian_prod(torch.arange(data), torch.arange(data))
+        test_acc = evaluate(model, pairs, pairs.sum(-1) % data)[1]
+        note = f"gated on the accuracy over all {data}² pairs ({test_acc:.3f}); pass the run's dataset to gate on its test pairs"
+    result = ANALYSES["circuit"].compute(_checkpoint(model, None, keys, test_acc))["circuit"]
+    if note:
+        result["notes"] = result["notes"] + [note]
+    return CircuitMetrics(**result)

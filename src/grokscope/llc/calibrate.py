@@ -119,7 +119,6 @@ def plot_calibration(report: dict):
     """Heatmap of λ̂ over (ε, nβ) for the first γ, with unhealthy cells hatched."""
     import matplotlib.pyplot as plt
 
-    from .. import figures  # noqa: F401
 
     cells = [c for c in report["cells"] if c["gamma"] == report["cells"][0]["gamma"]]
     epsilons = sorted({c["epsilon"] for c in cells})

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ConfigError
 from .config import SGLDConfig, sgld_config
 from .diagnostics import effective_sample_size, split_rhat

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from .. import figures  # noqa: F401  (selects the headless backend)
 
 
 def plot_llc(result, metrics: list[dict[str, float]] | None = None):

@@ -57,23 +57,19 @@ def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "al
     return parts
 
 
-SAMPLES_FILE = "llc_samples.safetensors"
-
-
 def save_llc(run: Run, result: LLCResult) -> tuple[Path, Path]:
     """Write RUN/results/llc.json and RUN/figures/llc.png (atomically), and, when samples were
     saved, the last checkpoint's SGLD snapshots and their losses to RUN/results/llc_samples.safetensors
     (samples of an earlier estimate are removed, so the report never draws them beside these results)."""
-    json_path = run.path / "results" / "llc.json"
-    figure_path = run.path / "figures" / "llc.png"
+    json_path, figure_path = run.paths.llc, run.paths.figure("llc")
     atomic_write_text(json_path, result.to_json() + "\n")
     save_figure(result.plot(run.metrics), figure_path)
-    (run.path / "results" / SAMPLES_FILE).unlink(missing_ok=True)
+    run.paths.llc_samples.unlink(missing_ok=True)
     if result.samples is not None:
         chains = result.settings["chains"]
         last = slice(result.samples.shape[1] - chains, None)
         save_tensors(
-            run.path / "results" / SAMPLES_FILE,
+            run.paths.llc_samples,
             {"samples": result.samples[:, last], "losses": result.sample_losses[:, last]},
             metadata={"step": str(result.entries[-1].step)},
         )

@@ -7,14 +7,20 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..config import MLPConfig, TransformerConfig
-from .mlp import MLP
-from .transformer import Transformer
+from .mlp import MLP, MLPConfig
+from .transformer import Transformer, TransformerConfig
+
+# kind -> (its config class, its module). Adding a model is one module (config + nn.Module) plus one
+# line here: the run config's model union, `--set` keys and error messages are derived from it.
+MODELS: dict[str, tuple[type, type[nn.Module]]] = {
+    "mlp": (MLPConfig, MLP),
+    "transformer": (TransformerConfig, Transformer),
+}
 
 
-def build_model(cfg: MLPConfig | TransformerConfig, p: int, seed: int = 0) -> nn.Module:
-    """A freshly initialised model, seeded by ``seed``."""
-    return (MLP if cfg.kind == "mlp" else Transformer)(cfg, p, seed)
+def build_model(cfg, p: int, seed: int = 0) -> nn.Module:
+    """A freshly initialised model of ``cfg.kind``, seeded by ``seed``."""
+    return MODELS[cfg.kind][1](cfg, p, seed)
 
 
 BatchedForward = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
@@ -33,4 +39,4 @@ def batched_forward(model: nn.Module) -> BatchedForward:
     return torch.func.vmap(single)
 
 
-__all__ = ["MLP", "Transformer", "batched_forward", "build_model"]
+__all__ = ["MLP", "MODELS", "MLPConfig", "Transformer", "TransformerConfig", "batched_forward", "build_model"]

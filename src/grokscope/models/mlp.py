@@ -12,17 +12,34 @@ from __future__ import annotations
 
 import math
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
-from ..config import MLPConfig
 from ..seeding import generator
+from ..strict import Strict
 
 ACTIVATIONS = {
     "gelu": nn.functional.gelu,
     "relu": torch.relu,
     "quad": torch.square,
 }
+
+
+class MLPConfig(Strict):
+    """The reference MLP of the original study (REFERENCE §1)."""
+
+    kind: Literal["mlp"] = "mlp"
+    embed_dim: int = Field(12, ge=1)
+    hidden_size: int = Field(48, ge=1)
+    activation: Literal["gelu", "relu", "quad"] = "gelu"
+    linear_1_tied: bool = False
+    tie_unembed: bool = False
+    scale_embed: float = Field(1.0, gt=0.0)
+    scale_linear_1: float = Field(1.0, gt=0.0)
+    freeze_middle: bool = False
 
 
 def parameter_shapes(cfg: MLPConfig, p: int) -> dict[str, tuple[int, ...]]:

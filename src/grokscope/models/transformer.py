@@ -10,19 +10,38 @@ from __future__ import annotations
 
 import math
 
+from typing import Literal
+
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
-from ..config import TransformerConfig
 from ..seeding import generator
+from ..strict import Strict
+
+
+class TransformerConfig(Strict):
+    """One-layer transformer with attention rate α (Zhong et al. 2023; REFERENCE §1)."""
+
+    kind: Literal["transformer"] = "transformer"
+    d_model: int = Field(128, ge=1)
+    n_heads: int = Field(4, ge=1)
+    d_mlp: int | None = Field(None, ge=1, description="MLP width; default 4 * d_model")
+    attention_rate: float = Field(1.0, ge=0.0, le=1.0, description="α: 0 = uniform attention, 1 = softmax")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TransformerConfig":
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        return self
 
 
 class Transformer(nn.Module):
     def __init__(self, cfg: TransformerConfig, p: int, seed: int = 0):
         super().__init__()
         self.cfg, self.p = cfg, p
-        d, heads = cfg.d_model, cfg.n_heads
-        d_head, d_mlp = d // heads, cfg.d_mlp or 4 * d
+        d = cfg.d_model
+        d_mlp = cfg.d_mlp or 4 * d
         g = generator(seed, "init")
 
         def normal(*shape: int, fan_in: int) -> nn.Parameter:

@@ -10,19 +10,12 @@ from typing import Any
 
 from ..errors import GrokscopeError
 from ..figures import save_figure
-from ..llc.runs import SAMPLES_FILE
+from ..analysis.registry import figures_of
+from ..layout import RunPaths
+from ..thresholds import CLOCK_MIN_DISTANCE_IRRELEVANCE, GENERALISED_TEST_ACCURACY, PIZZA_MAX_DISTANCE_IRRELEVANCE, PIZZA_SYMMETRICITY
 from ..store import load_tensors, read_json, read_metadata, read_metrics
 from . import figures as report_figures
 from .page import Section, embed_png, fmt, render_page
-ANALYSIS_FIGURES = [
-    ("fourier_magnitudes", "Embedding Fourier mode magnitudes over training"),
-    ("fourier_lines", "Embedding mode magnitudes per frequency (the original study's plot)"),
-    ("fourier_magnitudes_unembed", "Unembedding Fourier mode magnitudes over training"),
-    ("fourier_sparsity", "Share of the embedding's norm in the key frequencies"),
-    ("circles", "Mode circles of the key frequencies at a few checkpoints"),
-    ("ablation", "Keep-one-mode ablation: test loss with the embedding projected onto one frequency"),
-    ("progress_measures", "Progress measures: restricted and excluded loss (Nanda et al. 2023)"),
-]
 
 
 class RunResults:
@@ -48,16 +41,16 @@ class RunResults:
 
 
 def _figure_file(run_dir: Path, stem: str, caption: str, command: str, section: Section) -> None:
-    path = run_dir / "figures" / f"{stem}.png"
+    path = RunPaths(run_dir).figure(stem)
     if path.exists():
         section.figures.append({"caption": caption, "data": embed_png(path)})
     else:
-        section.missing.append(f"missing: figures/{stem}.png (make it with `{command}`)")
+        section.missing.append(f"missing: {path.relative_to(run_dir)} (make it with `{command}`)")
 
 
 def _own_figure(run_dir: Path, stem: str, caption: str, fig, section: Section) -> None:
     """A figure the report draws: rendered once, saved as figures/<stem>.png and embedded."""
-    path = run_dir / "figures" / f"{stem}.png"
+    path = RunPaths(run_dir).figure(stem)
     save_figure(fig, path)
     section.figures.append({"caption": caption, "data": embed_png(path)})
 
@@ -65,27 +58,43 @@ def _own_figure(run_dir: Path, stem: str, caption: str, fig, section: Section) -
 def build_run_report(run_dir: str | Path) -> Path:
     """Write RUN/report.html from the run's stored results and return its path."""
     run_dir = Path(run_dir).resolve()
-    if not (run_dir / "config.json").exists():
-        raise GrokscopeError(f"{run_dir} is not a grokscope run (no config.json); `grokscope report` needs a run directory")
+    paths = RunPaths(run_dir)
+    if not paths.is_run():
+        raise GrokscopeError(f"{run_dir} is not a grokscope run (no {paths.CONFIG}); `grokscope report` needs a run directory")
     results = RunResults(run_dir)
-    config = results.json("config.json", "grokscope train")
-    manifest = results.json("manifest.json", "grokscope train")
-    metrics = read_metrics(run_dir)
-    llc = results.json("results/llc.json", f"grokscope llc {run_dir}")
-    fourier = results.json("results/fourier.json", f"grokscope analyze {run_dir}")
-    circuit = results.json("results/circuit.json", f"grokscope analyze {run_dir}")
-    sections = [
-        _summary(metrics, llc, circuit, fourier, results),
-        _training(run_dir, metrics),
-        _llc(run_dir, llc, results),
-        _health(run_dir, llc, results),
-        _fourier(run_dir, fourier, results),
-        _circuits(run_dir, circuit, results),
-        _hessian(run_dir, fourier, results),
-        _samples(run_dir),
-        _provenance(config, manifest, llc, results),
+    config = results.json(paths.CONFIG, "grokscope train")
+    manifest = results.json(paths.MANIFEST, "grokscope train")
+    try:
+        metrics = read_metrics(run_dir)
+    except GrokscopeError as err:
+        metrics, results.problems[paths.METRICS] = [], f"unreadable: {paths.METRICS} ({err})"
+    llc = results.json(paths.LLC, f"grokscope llc {run_dir}")
+    fourier = results.json(paths.FOURIER, f"grokscope analyze {run_dir}")
+    circuit = results.json(paths.CIRCUIT, f"grokscope analyze {run_dir}")
+    builders = [
+        ("summary", "Summary", lambda: _summary(metrics, llc, circuit, fourier, results), [paths.LLC, paths.CIRCUIT]),
+        ("training", "Training curves", lambda: _training(run_dir, metrics, results), [paths.METRICS]),
+        ("llc", "Local learning coefficient over training", lambda: _llc(run_dir, llc, results), [paths.LLC]),
+        ("health", "SGLD health", lambda: _health(run_dir, llc, results), [paths.LLC]),
+        ("fourier", "Fourier anatomy", lambda: _fourier(run_dir, fourier, results), [paths.FOURIER]),
+        ("circuit", "Pizza or Clock", lambda: _circuits(run_dir, circuit, results), [paths.CIRCUIT]),
+        ("hessian", "Hessian spectrum", lambda: _hessian(run_dir, fourier, results), [paths.FOURIER]),
+        ("samples", "SGLD samples (2-D PCA)", lambda: _samples(run_dir), [paths.LLC_SAMPLES]),
+        ("provenance", "Provenance", lambda: _provenance(config, manifest, llc, results), [paths.CONFIG, paths.MANIFEST]),
     ]
-    return render_page(run_dir / "report.html", f"grokscope report: {run_dir.name}", f"Run directory {run_dir}", sections)
+    sections = [_guarded(build, section_id, title, files, run_dir) for section_id, title, build, files in builders]
+    return render_page(paths.report, f"grokscope report: {run_dir.name}", f"Run directory {run_dir}", sections)
+
+
+def _guarded(build, section_id: str, title: str, files: list[str], run_dir: Path) -> Section:
+    """A section, or, when a stored file has an unexpected structure, the section naming that file."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        section = Section(section_id, title)
+        section.missing.append(f"unreadable: {' or '.join(files)} has an unexpected structure ({type(err).__name__}: {err}); "
+                               f"rerun the command that makes it (files in {run_dir})")
+        return section
 
 
 def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
@@ -93,38 +102,38 @@ def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
     rows = []
     if metrics:
         last = metrics[-1]
-        grok = next((int(r["step"]) for r in metrics if r["test_acc"] >= 0.9), None)
+        grok = next((int(r["step"]) for r in metrics if r["test_acc"] >= GENERALISED_TEST_ACCURACY), None)
         rows += [["final train accuracy", fmt(last["train_acc"], ".4f")], ["final test accuracy", fmt(last["test_acc"], ".4f")],
-                 ["grokking step (test accuracy ≥ 0.9)", fmt(grok)]]
+                 [f"grokking step (test accuracy ≥ {GENERALISED_TEST_ACCURACY})", fmt(grok)]]
     else:
-        section.missing.append("missing: metrics.csv (make it with `grokscope train`)")
+        section.missing.append(f"missing: {RunPaths.METRICS} (make it with `grokscope train`)")
     if llc:
         valid = [e for e in llc["checkpoints"] if e["llc_mean"] is not None]
         if valid:
             peak = max(valid, key=lambda e: e["llc_mean"])
             rows += [["peak LLC λ̂ (step)", f"{peak['llc_mean']:.1f} ± {peak['llc_std']:.1f} (step {peak['step']})"],
                      ["final LLC λ̂", f"{valid[-1]['llc_mean']:.1f} ± {valid[-1]['llc_std']:.1f}"]]
-    section.missing += results.note("results/llc.json")
+    section.missing += results.note(RunPaths.LLC)
     if circuit:
         rows += [["circuit verdict", circuit["final_verdict"]], ["circuit formed at step", fmt(circuit["circuit_formed_at"])],
                  ["key frequencies", ", ".join(map(str, circuit["key_frequencies"]))]]
-    section.missing += results.note("results/circuit.json")
+    section.missing += results.note(RunPaths.CIRCUIT)
     section.tables.append({"header": None, "rows": rows, "css": "summary"})
     return section
 
 
-def _training(run_dir: Path, metrics) -> Section:
+def _training(run_dir: Path, metrics, results: RunResults) -> Section:
     section = Section("training", "Training curves")
     if metrics:
         _own_figure(run_dir, "training", "Full-batch train and test loss and accuracy", report_figures.training_curves(metrics), section)
     else:
-        section.missing.append("missing: metrics.csv (make it with `grokscope train`)")
+        section.missing += results.note(RunPaths.METRICS) or [f"missing: {RunPaths.METRICS} (make it with `grokscope train`)"]
     return section
 
 
 def _llc(run_dir: Path, llc, results: RunResults) -> Section:
     section = Section("llc", "Local learning coefficient over training")
-    section.missing += results.note("results/llc.json")
+    section.missing += results.note(RunPaths.LLC)
     if llc:
         s = llc["settings"]
         rmsprop = f" (α = {s.get('rmsprop_alpha')}, eps = {s.get('rmsprop_eps')})" if s.get("sampler") == "rmsprop_sgld" else ""
@@ -138,7 +147,7 @@ def _llc(run_dir: Path, llc, results: RunResults) -> Section:
 
 def _health(run_dir: Path, llc, results: RunResults) -> Section:
     section = Section("health", "SGLD health")
-    section.missing += results.note("results/llc.json")
+    section.missing += results.note(RunPaths.LLC)
     if not llc:
         return section
     rows = [[e["step"], fmt(e["llc_mean"], ".2f"), fmt(e["llc_std"], ".2f"), fmt(e["llc_sem"], ".2f"), fmt(e["r_hat"], ".3f"),
@@ -160,22 +169,24 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
 
 def _fourier(run_dir: Path, fourier, results: RunResults) -> Section:
     section = Section("fourier", "Fourier anatomy")
-    section.missing += results.note("results/fourier.json")
+    section.missing += results.note(RunPaths.FOURIER)
     if fourier:
         section.text = f"Key frequencies of the final embedding: {', '.join(map(str, fourier['key_frequencies']))}."
-        for stem, caption in ANALYSIS_FIGURES:
+        for stem, caption in figures_of("fourier"):
             _figure_file(run_dir, stem, caption, f"grokscope analyze {run_dir}", section)
     return section
 
 
 def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
     section = Section("circuit", "Pizza or Clock")
-    section.missing += results.note("results/circuit.json")
+    section.missing += results.note(RunPaths.CIRCUIT)
     if circuit:
         section.text = (f"Final verdict: {circuit['final_verdict']}, stable from step {fmt(circuit['circuit_formed_at'])}. "
-                        "Pizza: gradient symmetricity ≥ 0.98 and distance irrelevance ≤ 0.5; Clock: distance irrelevance ≥ 0.7 "
-                        "(Zhong et al. 2023). Below 0.9 test accuracy no circuit is called.")
-        _figure_file(run_dir, "circuit_metrics", "Circuit metrics over training", f"grokscope analyze {run_dir}", section)
+                        f"Pizza: gradient symmetricity ≥ {PIZZA_SYMMETRICITY} and distance irrelevance ≤ {PIZZA_MAX_DISTANCE_IRRELEVANCE}; "
+                        f"Clock: distance irrelevance ≥ {CLOCK_MIN_DISTANCE_IRRELEVANCE} (the metrics are Zhong et al. 2023's, the cut-offs "
+                        f"ours). Below {GENERALISED_TEST_ACCURACY} test accuracy no circuit is called.")
+        for stem, caption in figures_of("circuit"):
+            _figure_file(run_dir, stem, caption, f"grokscope analyze {run_dir}", section)
         section.tables.append({"header": ["step", "test acc", "gradient symmetricity", "distance irrelevance", "frequency doubling", "verdict"],
                                "css": "", "rows": [[c["step"], fmt(c["test_acc"], ".3f"), fmt(c["gradient_symmetricity"], ".3f"),
                                                     fmt(c["distance_irrelevance"], ".3f"), fmt(c["frequency_doubling"], ".3f"),
@@ -185,23 +196,24 @@ def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
 
 def _hessian(run_dir: Path, fourier, results: RunResults) -> Section:
     section = Section("hessian", "Hessian spectrum")
-    section.missing += results.note("results/fourier.json")
+    section.missing += results.note(RunPaths.FOURIER)
     if fourier:
-        _figure_file(run_dir, "hessian", "Top eigenvalues of the training-loss Hessian at each checkpoint", f"grokscope analyze {run_dir}", section)
+        for stem, caption in figures_of("hessian"):
+            _figure_file(run_dir, stem, caption, f"grokscope analyze {run_dir}", section)
     return section
 
 
 def _samples(run_dir: Path) -> Section:
     section = Section("samples", "SGLD samples (2-D PCA)")
-    path = run_dir / "results" / SAMPLES_FILE
+    path = RunPaths(run_dir).llc_samples
     if not path.exists():
-        section.missing.append(f"missing: results/{SAMPLES_FILE} (make it with `grokscope llc {run_dir} --save-samples 20`)")
+        section.missing.append(f"missing: {RunPaths.LLC_SAMPLES} (make it with `grokscope llc {run_dir} --save-samples 20`)")
         return section
     try:
         tensors = load_tensors(path)
         step = read_metadata(path).get("step", "?")
     except GrokscopeError as err:
-        section.missing.append(f"unreadable: results/{SAMPLES_FILE} ({err})")
+        section.missing.append(f"unreadable: {RunPaths.LLC_SAMPLES} ({err})")
         return section
     _own_figure(run_dir, "sgld_pca", "Saved SGLD samples of the last checkpoint, projected on their first two principal components",
                 report_figures.sample_pca(tensors["samples"], tensors["losses"], step), section)
@@ -210,7 +222,7 @@ def _samples(run_dir: Path) -> Section:
 
 def _provenance(config, manifest, llc, results: RunResults) -> Section:
     section = Section("provenance", "Provenance")
-    section.missing += results.note("config.json") + results.note("manifest.json")
+    section.missing += results.note(RunPaths.CONFIG) + results.note(RunPaths.MANIFEST)
     if manifest:
         section.tables.append({"header": None, "css": "summary", "rows": [
             ["package", f"{manifest.get('package')} {manifest.get('version')}"], ["torch", manifest.get("torch_version")],

@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .. import figures  # noqa: F401  (headless backend)
 
 
 def training_curves(metrics: list[dict[str, float]]):

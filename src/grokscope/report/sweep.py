@@ -10,7 +10,9 @@ from ..errors import GrokscopeError
 from ..store import read_json
 from ..sweeps.figures import axis_fields
 from ..sweeps.spec import parse_spec, sweep_points
-from ..sweeps.table import RESULTS_FILE, read_results
+from ..layout import SweepPaths
+from ..thresholds import GENERALISED_TEST_ACCURACY
+from ..sweeps.table import read_results
 from .page import Section, embed_png, fmt, render_page
 
 SHOWN_COLUMNS = [
@@ -30,22 +32,22 @@ def _number(text: str) -> str:
 def build_sweep_report(sweep_dir: str | Path) -> Path:
     """Write DIR/report.html for the sweep in ``sweep_dir`` and return its path."""
     sweep_dir = Path(sweep_dir).resolve()
-    if not (sweep_dir / "sweep.json").exists():
+    if not SweepPaths(sweep_dir).is_sweep():
         raise GrokscopeError(f"{sweep_dir} is not a sweep directory (no sweep.json); make one with `grokscope sweep`")
-    rerun = f"grokscope sweep {sweep_dir / 'sweep.json'} --out {sweep_dir}"
+    rerun = f"grokscope sweep {SweepPaths(sweep_dir).spec} --out {sweep_dir}"
     summary, table, figures, provenance = (Section("summary", "Summary"), Section("results", "Results"),
                                            Section("figures", "Figures"), Section("provenance", "Provenance"))
     try:
-        spec_data = read_json(sweep_dir / "sweep.json")
+        spec_data = read_json(SweepPaths(sweep_dir).spec)
         spec = parse_spec(spec_data, "sweep.json")
     except GrokscopeError as err:
         summary.missing.append(f"unreadable: sweep.json ({err})")
         spec_data, spec = None, None
     rows = []
-    if (sweep_dir / RESULTS_FILE).exists():
+    if SweepPaths(sweep_dir).results.exists():
         rows = read_results(sweep_dir)
     else:
-        summary.missing.append(f"missing: {RESULTS_FILE} (make it with `{rerun}`)")
+        summary.missing.append(f"missing: {SweepPaths.RESULTS} (make it with `{rerun}`)")
 
     if spec is not None:
         names = {r["point"] for r in rows}
@@ -66,15 +68,15 @@ def build_sweep_report(sweep_dir: str | Path) -> Path:
         keys = list(spec.grid)
         table.tables.append({"header": ["point", *keys, *(title for _, title in SHOWN_COLUMNS)], "css": "",
                              "rows": [[r["point"], *(r[k] for k in keys), *(_number(r[c]) for c, _ in SHOWN_COLUMNS)] for r in rows]})
-        table.text = f"Every point is an ordinary run directory under {sweep_dir / 'runs'}; `grokscope report` on one builds its page."
+        table.text = f"Every point is an ordinary run directory under {SweepPaths(sweep_dir).runs}; `grokscope report` on one builds its page."
     if spec_data is not None:
         provenance.pre.append(json.dumps(spec_data, indent=2))
-    return render_page(sweep_dir / "report.html", f"grokscope sweep: {sweep_dir.name}", f"Sweep directory {sweep_dir}",
+    return render_page(SweepPaths(sweep_dir).report, f"grokscope sweep: {sweep_dir.name}", f"Sweep directory {sweep_dir}",
                        [summary, figures, table, provenance])
 
 
 def _fits(sweep_dir: Path, section: Section) -> None:
-    path = sweep_dir / "fits.json"
+    path = SweepPaths(sweep_dir).fits
     try:
         fits = read_json(path) if path.exists() else {}
     except GrokscopeError as err:
@@ -88,11 +90,11 @@ def _fits(sweep_dir: Path, section: Section) -> None:
 
 def _figures(sweep_dir: Path, spec, rerun: str, section: Section) -> None:
     stems = [(f"llc_vs_{field}", f"Final LLC against {field}: mean ± std over seeds, least-squares line over networks that "
-              "generalise (hollow: test accuracy < 0.9, not fitted)") for field in axis_fields(spec.grid)]
+              f"generalise (hollow: test accuracy < {GENERALISED_TEST_ACCURACY}, not fitted)") for field in axis_fields(spec.grid)]
     if spec.llc.checkpoints == "all":
         stems.append(("llc_over_training", "LLC over training, mean ± std across seeds"))
     for stem, caption in stems:
-        path = sweep_dir / "figures" / f"{stem}.png"
+        path = SweepPaths(sweep_dir).figure(stem)
         if path.exists():
             section.figures.append({"caption": caption, "data": embed_png(path)})
         else:

@@ -16,13 +16,12 @@ from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..store import RunLock, atomic_write_json, atomic_write_text
-from .executors import default_workers, run_local, run_ray
+from .executors import EXECUTORS, default_workers
 from .figures import axis_fields, line_fits, save_sweep_figures
+from ..layout import SweepPaths
 from .spec import SweepSpec, sweep_points, work_units
 from .table import write_results
-from .work import RUNS_DIR, finished_row, unit_tasks
-
-EXECUTORS = ("local", "ray")
+from .work import finished_row, unit_tasks
 
 
 @dataclass
@@ -41,7 +40,7 @@ class SweepOutcome:
     def summary(self) -> str:
         return (
             f"{len(self.rows)} points: {self.ran} run now, {self.reused} reused, {len(self.failed)} failed; "
-            f"{self.seconds:.1f} s; table {self.path / 'results.csv'}"
+            f"{self.seconds:.1f} s; table {SweepPaths(self.path).results}"
         )
 
 
@@ -67,10 +66,10 @@ def run_sweep(
     keys = list(spec.grid)
     start = time.perf_counter()
     with RunLock(sweep_dir):
-        atomic_write_text(sweep_dir / "sweep.json", spec.to_json() + "\n")
+        atomic_write_text(SweepPaths(sweep_dir).spec, spec.to_json() + "\n")
         rows: dict[str, dict[str, Any]] = {}
         for point in points:
-            row = finished_row(sweep_dir / RUNS_DIR / point.name, point, spec.work_hash())
+            row = finished_row(SweepPaths(sweep_dir).run(point.name).root, point, spec.work_hash())
             if row is not None:
                 rows[point.name] = row
         reused = len(rows)
@@ -82,7 +81,7 @@ def run_sweep(
 
         write_results(sweep_dir, keys, table())
         bar = tqdm(total=len(pending), desc=f"sweep {spec.name}", unit="point", disable=not progress, file=sys.stderr)
-        units = run_local(tasks, workers) if executor == "local" else run_ray(tasks, address, workers)
+        units = EXECUTORS[executor](tasks, address, workers)
         for _, unit_rows in units:
             rows.update({row["point"]: row for row in unit_rows})
             write_results(sweep_dir, keys, table())
@@ -91,7 +90,7 @@ def run_sweep(
         bar.close()
         figures = save_sweep_figures(sweep_dir, spec.grid, table())
         fits = {f: [asdict(fit) for fit in line_fits(table(), keys, f)] for f in axis_fields(spec.grid)}
-        atomic_write_json(sweep_dir / "fits.json", fits)
+        atomic_write_json(SweepPaths(sweep_dir).fits, fits)
     outcome = SweepOutcome(sweep_dir, table(), reused, len(pending), time.perf_counter() - start, figures)
     if progress:
         _print_summary(outcome, fits)

@@ -18,8 +18,6 @@ Rows = list[dict[str, Any]]
 
 
 def _crashed(task: UnitTask, err: BaseException) -> Rows:
-    from .work import failed_row
-
     return [failed_row(point, f"worker crashed: {type(err).__name__}: {err}") for point in task.points]
 
 
@@ -27,7 +25,7 @@ def default_workers(threads: int) -> int:
     return max(1, (os.cpu_count() or 1) // threads)
 
 
-def run_local(tasks: list[UnitTask], workers: int) -> Iterator[tuple[UnitTask, Rows]]:
+def run_local(tasks: list[UnitTask], address: str | None, workers: int) -> Iterator[tuple[UnitTask, Rows]]:
     """Units in ``workers`` fresh processes (spawned: no forked torch thread pools)."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -77,3 +75,8 @@ def run_ray(tasks: list[UnitTask], address: str | None, workers: int) -> Iterato
     finally:
         if started:
             ray.shutdown()
+
+
+# name -> executor(tasks, address, workers). Adding one is a function with that signature plus one
+# line here; `grokscope sweep --executor` takes its choices from this.
+EXECUTORS = {"local": run_local, "ray": run_ray}

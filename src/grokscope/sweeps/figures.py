@@ -17,8 +17,9 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..analysis.analyze import GENERALISED_ACCURACY
+from ..thresholds import GENERALISED_TEST_ACCURACY
 from ..figures import save_figure
+from ..layout import RunPaths, SweepPaths
 
 NOT_AN_AXIS = ("seed", "random_labels")
 
@@ -40,7 +41,7 @@ def _series_key(row: dict[str, Any], grid_keys: list[str], x_field: str | None) 
 
 
 def _counts_for_fit(row: dict[str, Any]) -> bool:
-    return bool(row.get("random_labels")) or (row.get("final_test_acc") or 0.0) >= GENERALISED_ACCURACY
+    return bool(row.get("random_labels")) or (row.get("final_test_acc") or 0.0) >= GENERALISED_TEST_ACCURACY
 
 
 def _done(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -87,7 +88,7 @@ def plot_llc_against(rows: list[dict[str, Any]], grid_keys: list[str], field: st
         ax.errorbar(xs, means, yerr=stds, fmt="o", color=color, capsize=3, label=f"{name} (mean ± std over seeds)")
         left_out = [(float(r[field]), r["llc_mean"]) for x in xs for r in by_x[x] if not _counts_for_fit(r)]
         if left_out:
-            ax.scatter(*zip(*left_out), facecolors="none", edgecolors=color, s=40, label=f"{name}: test acc < {GENERALISED_ACCURACY} (not fitted)")
+            ax.scatter(*zip(*left_out), facecolors="none", edgecolors=color, s=40, label=f"{name}: test acc < {GENERALISED_TEST_ACCURACY} (not fitted)")
         fit = fits.get(name)
         if fit is not None:
             grid = np.linspace(fit.x_min, fit.x_max, 50)  # only where it was fitted
@@ -102,7 +103,7 @@ def plot_llc_against(rows: list[dict[str, Any]], grid_keys: list[str], field: st
 
 
 def _llc_curve(run_dir: Path) -> tuple[list[int], list[float]] | None:
-    path = run_dir / "results" / "llc.json"
+    path = RunPaths(run_dir).llc
     if not path.exists():
         return None
     entries = [e for e in json.loads(path.read_text())["checkpoints"] if e["llc_mean"] is not None]
@@ -142,12 +143,12 @@ def save_sweep_figures(sweep_dir: Path, grid: dict[str, list[Any]], rows: list[d
     written = []
     for field in axis_fields(grid):
         if _done(rows):
-            path = sweep_dir / "figures" / f"llc_vs_{field}.png"
+            path = SweepPaths(sweep_dir).figure(f"llc_vs_{field}")
             save_figure(plot_llc_against(rows, keys, field), path)
             written.append(path)
     over_training = plot_llc_over_training(sweep_dir, rows, keys)
     if over_training is not None:
-        path = sweep_dir / "figures" / "llc_over_training.png"
+        path = SweepPaths(sweep_dir).figure("llc_over_training")
         save_figure(over_training, path)
         written.append(path)
     return written

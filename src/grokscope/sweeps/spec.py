@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..config import PRESETS, RunConfig, section_of, build_config, format_validation_error
+from ..store import read_text
 from ..errors import ConfigError
 from ..llc.config import SGLDConfig, sgld_config
 from ..tasks import make_dataset
@@ -142,10 +143,9 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
     if str(name_or_path) in BUILTIN_SPECS:
         return parse_spec(BUILTIN_SPECS[str(name_or_path)], f"spec {name_or_path}")
     path = Path(name_or_path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"sweep spec not found: {path} (built-in specs: {', '.join(BUILTIN_SPECS)})") from None
+    if not path.exists():
+        raise ConfigError(f"sweep spec not found: {path} (built-in specs: {', '.join(BUILTIN_SPECS)})")
+    text = read_text(path, ConfigError)
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
@@ -159,9 +159,8 @@ def sweep_points(spec: SweepSpec) -> list[SweepPoint]:
     points = []
     for combo in itertools.product(*(spec.grid[k] for k in keys)):
         values = dict(zip(keys, combo))
-        sets = [f"{k}={json.dumps(v)}" for k, v in {**spec.overrides, **values}.items()]
         try:
-            config = build_config(spec.preset, sets=sets)
+            config = build_config(spec.preset, overrides={**spec.overrides, **values})
         except ConfigError as err:
             raise ConfigError(f"sweep point {values}: {err}") from None
         points.append(SweepPoint(values, config))

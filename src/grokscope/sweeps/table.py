@@ -7,7 +7,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..store import atomic_write_text
+from ..layout import SweepPaths
+from ..store import atomic_write_text, read_csv_rows
 
 RESULT_COLUMNS = [
     "status", "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc", "grokking_step",
@@ -15,7 +16,6 @@ RESULT_COLUMNS = [
     "verdict", "key_frequencies", "gradient_symmetricity", "distance_irrelevance",
     "batched", "train_seconds", "llc_seconds", "analysis_seconds", "config_hash", "run_dir", "error",
 ]
-RESULTS_FILE = "results.csv"
 
 
 def columns(grid_keys: list[str]) -> list[str]:
@@ -42,12 +42,11 @@ def write_results(sweep_dir: Path, grid_keys: list[str], rows: list[dict[str, An
     writer.writeheader()
     for row in rows:
         writer.writerow({key: _cell(row.get(key)) for key in columns(grid_keys)})
-    path = Path(sweep_dir) / RESULTS_FILE
+    path = SweepPaths(sweep_dir).results
     atomic_write_text(path, buffer.getvalue())
     return path
 
 
 def read_results(sweep_dir: Path) -> list[dict[str, str]]:
     """The table's rows as strings (empty cells for missing values)."""
-    with open(Path(sweep_dir) / RESULTS_FILE, newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_csv_rows(SweepPaths(sweep_dir).results, ["point", "status"])

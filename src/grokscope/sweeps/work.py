@@ -19,13 +19,12 @@ from ..analysis import analyze_run
 from ..llc.config import sgld_config
 from ..llc.result import LLCResult
 from ..llc.runs import run_llc_together, save_llc
+from ..layout import RunPaths, SweepPaths
 from ..run import Run
 from ..store import atomic_write_json, read_json
 from ..training import train_together
 from .spec import SweepPoint
 
-POINT_FILE = Path("results") / "sweep_point.json"
-RUNS_DIR = "runs"
 TIMING_COLUMNS = ("train_seconds", "llc_seconds", "analysis_seconds")
 
 
@@ -42,12 +41,12 @@ class UnitTask:
     threads: int
 
     def run_dir(self, point: SweepPoint) -> Path:
-        return Path(self.sweep_dir) / RUNS_DIR / point.name
+        return SweepPaths(self.sweep_dir).run(point.name).root
 
 
 def finished_row(run_dir: Path, point: SweepPoint, work_hash: str) -> dict[str, Any] | None:
     """The stored row of a point finished with this config and this plan, else None."""
-    path = run_dir / POINT_FILE
+    path = RunPaths(run_dir).sweep_point
     if not path.exists():
         return None
     try:
@@ -129,7 +128,7 @@ def run_unit(task: UnitTask) -> list[dict[str, Any]]:
             continue
         row = _row(point, runs[i], llc.get(i), summary, len(runs), timings)
         row["analysis_seconds"] = round(time.perf_counter() - start, 3)
-        atomic_write_json(task.run_dir(point) / POINT_FILE, {"config_hash": point.config.hash(), "work_hash": task.work_hash, "row": row})
+        atomic_write_json(RunPaths(task.run_dir(point)).sweep_point, {"config_hash": point.config.hash(), "work_hash": task.work_hash, "row": row})
         rows.append(row)
     return rows
 
@@ -151,7 +150,7 @@ def _base_row(point: SweepPoint) -> dict[str, Any]:
         "point": point.name,
         **point.values,
         "config_hash": point.config.hash(),
-        "run_dir": str(Path(RUNS_DIR) / point.name),
+        "run_dir": str(Path(SweepPaths.RUNS) / point.name),
     }
 
 

@@ -1,0 +1,94 @@
+"""The analyses, listed once. ``grokscope analyze`` runs every entry at every checkpoint, the
+notebook functions (:mod:`grokscope.analysis.single`) are the same entries applied to one model,
+and the report shows each entry's figures in its section. Adding an analysis is one function here
+(or in its own module) plus one line in ANALYSES, and its fields in ``CheckpointAnalysis``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..tasks import ModularDataset
+from ..thresholds import GENERALISED_TEST_ACCURACY
+from .circuits import circuit_metrics
+from .fourier import ablation_losses, mode_magnitudes, neuron_frequencies, progress_measures, sparsity
+from .hessian import top_hessian_eigenvalues
+
+
+@dataclass
+class Checkpoint:
+    """What an analysis of one model reads: the model, its data (train/test split), the run's key
+    frequencies and the model's test accuracy (None when unknown)."""
+
+    model: nn.Module
+    data: ModularDataset | None
+    p: int
+    keys: list[int]
+    test_acc: float | None
+    seed: int = 0
+    hessian_count: int = 5
+
+
+@dataclass(frozen=True)
+class Analysis:
+    name: str
+    section: str  # the report section showing it
+    compute: Callable[[Checkpoint], dict]  # -> fields of a CheckpointAnalysis
+    figures: tuple[tuple[str, str], ...]  # (figure stem, caption)
+
+
+@torch.no_grad()
+def fourier(c: Checkpoint) -> dict:
+    embed = mode_magnitudes(c.model.embedding.weight)
+    return {"embedding_magnitudes": embed.tolist(), "unembedding_magnitudes": mode_magnitudes(c.model.unembedding_matrix()).tolist(),
+            "neuron_frequencies": neuron_frequencies(c.model), "sparsity": sparsity(embed, c.keys)}
+
+
+def ablation(c: Checkpoint) -> dict:
+    return {"ablation_losses": ablation_losses(c.model, c.data)}
+
+
+def progress(c: Checkpoint) -> dict:
+    measures = progress_measures(c.model, c.data, c.keys)
+    return {"restricted_loss": measures.restricted_loss, "excluded_loss": measures.excluded_loss}
+
+
+def hessian(c: Checkpoint) -> dict:
+    return {"hessian_top": top_hessian_eigenvalues(c.model, c.data.train_x, c.data.train_y, count=c.hessian_count, seed=c.seed)}
+
+
+def circuit(c: Checkpoint) -> dict:
+    """Zhong et al.'s metrics and our verdict; below GENERALISED_TEST_ACCURACY no circuit is called."""
+    result = circuit_metrics(c.model, c.p, c.keys, seed=c.seed).to_dict()
+    if c.test_acc is not None and c.test_acc < GENERALISED_TEST_ACCURACY and result["verdict"] != "unclear":
+        result["notes"] = result["notes"] + [f"test accuracy {c.test_acc:.2f} < {GENERALISED_TEST_ACCURACY}: no circuit yet"]
+        result["verdict"] = "unclear"
+    return {"circuit": result}
+
+
+ANALYSES: dict[str, Analysis] = {
+    a.name: a
+    for a in [
+        Analysis("fourier", "fourier", fourier, (
+            ("fourier_magnitudes", "Embedding Fourier mode magnitudes over training"),
+            ("fourier_lines", "Embedding mode magnitudes per frequency (the original study's plot)"),
+            ("fourier_magnitudes_unembed", "Unembedding Fourier mode magnitudes over training"),
+            ("fourier_sparsity", "Share of the embedding's norm in the key frequencies"),
+            ("circles", "Mode circles of the key frequencies at a few checkpoints"))),
+        Analysis("ablation", "fourier", ablation, (
+            ("ablation", "Keep-one-mode ablation: test loss with the embedding projected onto one frequency"),)),
+        Analysis("progress", "fourier", progress, (
+            ("progress_measures", "Progress measures: restricted and excluded loss (Nanda et al. 2023)"),)),
+        Analysis("hessian", "hessian", hessian, (
+            ("hessian", "Top eigenvalues of the training-loss Hessian at each checkpoint"),)),
+        Analysis("circuit", "circuit", circuit, (("circuit_metrics", "Circuit metrics over training"),)),
+    ]
+}
+
+
+def figures_of(section: str) -> list[tuple[str, str]]:
+    """(stem, caption) of every figure the analyses of a report section draw."""
+    return [figure for a in ANALYSES.values() if a.section == section for figure in a.figures]
