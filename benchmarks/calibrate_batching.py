@@ -15,7 +15,7 @@ import torch
 from grokscope import build_config, train
 from grokscope.llc import sgld_config
 from grokscope.llc.calibrate import DEFAULT_EPSILONS, DEFAULT_NBETA_FACTORS, calibrate
-from grokscope.llc.runs import run_llc
+from grokscope.llc.stored import run_llc
 
 
 def cell_by_cell(run, base) -> list:

@@ -81,6 +81,45 @@ def test_clock_formula_gets_clock_verdict():
     assert metrics.verdict == "clock"
 
 
+class RadialClock(Clock):
+    """A Clock whose input tokens sit at different radii r_j (the readout keeps the unit circle), so
+    its correct logit r_a·r_b varies from pair to pair; the plain Clock's is constant, where distance
+    irrelevance falls back to 1."""
+
+    def __init__(self, p: int, k: int):
+        super().__init__(p, k)
+        self.readout = self.embedding.weight.detach().clone()
+        radii = 1 + 0.5 * torch.rand(p, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            self.embedding.weight.mul_(radii.unsqueeze(1))
+
+    def unembedding_matrix(self):
+        return self.readout
+
+    def forward_from_embeddings(self, ea, eb, pre_unembed=False):
+        features = self.features(ea, eb)
+        return features if pre_unembed else features @ self.readout.T
+
+
+def test_a_clock_with_token_dependent_radii_reads_as_a_clock():
+    metrics = circuit(RadialClock(P, K), P, keys=[K])
+    assert metrics.distance_irrelevance > 0.9 and metrics.distance_irrelevance <= 1.0
+    assert not any("same for every pair" in note for note in metrics.notes)  # not through the fallback
+    assert metrics.verdict == "clock"
+
+
+def test_distance_irrelevance_is_the_population_ratio():
+    # Zhong et al. divide population standard deviations: a logit that ignores a − b reads exactly 1
+    metrics = circuit(RadialClock(P, K), P, keys=[K])
+    model = RadialClock(P, K)
+    pairs = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    with torch.no_grad():
+        correct = model(pairs)[torch.arange(P * P), (pairs[:, 0] + pairs[:, 1]) % P].double()
+    distance = (pairs[:, 0] - pairs[:, 1]) % P
+    within = torch.stack([correct[distance == d].std(correction=0) for d in range(P)]).mean()
+    assert metrics.distance_irrelevance == pytest.approx(float(within / correct.std(correction=0)), rel=1e-9)
+
+
 def test_frequency_doubling_separates_the_formulas():
     clock, _ = frequency_doubling(Clock(P, K), P, [K])
     pizza, _ = frequency_doubling(Pizza(P, K), P, [K])

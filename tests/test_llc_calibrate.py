@@ -25,7 +25,7 @@ def test_the_batched_grid_gives_each_cell_its_estimate_alone(tmp_path):
     from grokscope import build_config, train
     from grokscope.llc import sgld_config
     from grokscope.llc.calibrate import calibrate
-    from grokscope.llc.runs import run_llc
+    from grokscope.llc.stored import run_llc
 
     sets = {"p": 13, "train_frac": 0.7, "embed_dim": 6, "hidden_size": 16, "n_steps": 200, "n_checkpoints": 2, "batch_size": 32}
     run = train(build_config("example", overrides=sets), tmp_path / "run", progress=False)

@@ -40,7 +40,7 @@ def test_batched_equals_alone_bit_for_bit(tiny_run):
 
 
 def test_runs_sampled_together_on_their_own_data_equal_each_run_alone(tiny_run, tmp_path):
-    from grokscope.llc.runs import run_llc, run_llc_together
+    from grokscope.llc.stored import run_llc, run_llc_together
 
     other = train(tiny_run.config.model_copy(update={"training": tiny_run.config.training.model_copy(update={"seed": 1})}),
                   tmp_path / "seed1", progress=False)
@@ -128,7 +128,7 @@ def test_original_study_names_are_accepted():
     assert (cfg.batch_size, cfg.chains, cfg.burn_in_steps) == (64, 2, 750)
 
 
-def test_llc_falls_with_larger_nbeta_denominator_sanity(tiny_run):
+def test_trained_network_has_a_higher_llc_than_its_initialisation(tiny_run):
     # λ̂ of the trained network exceeds that of the initialisation, as in the original study.
     model, data, params = _inputs(tiny_run)
     result = estimate_llc(model, data, params, **FAST)

@@ -30,3 +30,9 @@ def test_two_layers_equal_reduced_rank_regression_for_all_small_widths():
 def test_rank_out_of_range():
     with pytest.raises(ValueError, match="rank"):
         true_llc_dln([3, 2, 3], 3)
+
+
+def test_integer_learning_coefficients_are_exact():
+    # computed in rationals: an integer λ is that integer, not 45.99999999999999
+    assert true_llc_dln([10, 10, 10, 10], 5) == 46
+    assert true_llc_dln([10, 10, 10, 10], 0) == 33.5

@@ -6,9 +6,9 @@ import pytest
 from grokscope import build_config, train
 from grokscope.analysis import analyze_run, save_analysis
 from grokscope.llc import sgld_config
-from grokscope.llc.runs import run_llc, save_llc
+from grokscope.llc.stored import run_llc, save_llc
 from grokscope.report import build_run_report
-from grokscope.report.browser import check_page, chromium_available
+from browser import NO_CHROMIUM, check_page, chromium_available
 
 SETS = {"p": 11, "train_frac": 0.7, "embed_dim": 6, "hidden_size": 16, "n_steps": 300, "n_checkpoints": 3, "batch_size": 32}
 
@@ -57,7 +57,7 @@ def test_text_from_files_is_escaped(tmp_path):
     assert "run<b>x" not in html and "run&lt;b&gt;x" in html
 
 
-@pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium and chromium-driver (make test installs them)")
+@pytest.mark.skipif(not chromium_available(), reason=NO_CHROMIUM)
 def test_report_in_headless_chromium(full_run, tmp_path):
     page = build_run_report(full_run.path)
     shot = tmp_path / "report.png"

@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from grokscope import ConfigError
+from browser import NO_CHROMIUM, check_page, chromium_available
 from grokscope.layout import RunPaths, SweepPaths
 from grokscope.sweeps import BUILTIN_SPECS, load_spec, parse_spec, run_sweep, sweep_points
-from grokscope.sweeps.figures import line_fits
+from grokscope.sweeps.fits import line_fits
 from grokscope.sweeps.spec import work_units
 from grokscope.sweeps.table import read_results
 from grokscope.sweeps.work import TIMING_COLUMNS
@@ -111,7 +112,7 @@ def test_local_sweep_writes_a_row_per_point_runs_and_figures(local_sweep):
 def test_a_point_of_a_sweep_equals_the_same_run_trained_and_sampled_alone(local_sweep, tmp_path):
     from grokscope import train
     from grokscope.llc import sgld_config
-    from grokscope.llc.runs import run_llc
+    from grokscope.llc.stored import run_llc
 
     point = sweep_points(parse_spec(TINY))[3]
     alone = train(point.config, tmp_path / "alone", progress=False)
@@ -121,6 +122,7 @@ def test_a_point_of_a_sweep_equals_the_same_run_trained_and_sampled_alone(local_
     assert float(row["llc_mean"]) == pytest.approx(estimate.entries[-1].llc_mean, rel=1e-7)
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_local_table_value_for_value(local_sweep, tmp_path):
     import ray  # installed by `make test` (the `ray` extra): this test never skips
 
@@ -133,6 +135,7 @@ def test_ray_executor_gives_the_local_table_value_for_value(local_sweep, tmp_pat
     assert _comparable(read_results(tmp_path / "ray")) == _comparable(read_results(local_sweep.path))
 
 
+@pytest.mark.slow
 def test_ray_executor_joins_an_existing_cluster_by_address(local_sweep, tmp_path):
     """A cluster started with `ray start --head` (as on a real machine), joined through --address."""
     import re
@@ -158,6 +161,7 @@ def test_ray_executor_joins_an_existing_cluster_by_address(local_sweep, tmp_path
     assert _comparable(read_results(tmp_path / "cluster")) == _comparable(read_results(local_sweep.path))
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_points_and_a_failed_point_does_not_stop_the_others(local_sweep, tmp_path):
     import shutil
 
@@ -182,6 +186,7 @@ def test_rerun_skips_finished_points_and_a_failed_point_does_not_stop_the_others
     assert all(r["status"] == "done" for r in rows if r["point"] != broken.name)
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_completes_on_rerun_without_duplicates(local_sweep, tmp_path):
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(yaml.safe_dump(TINY))
@@ -239,19 +244,22 @@ def test_builtin_specs_are_valid():
         assert load_spec(name).name == name
 
 
-def test_sweep_page_shows_table_fits_and_figures_and_opens_in_chromium(local_sweep, tmp_path):
+def test_sweep_page_shows_table_fits_and_figures(local_sweep):
     from grokscope.report import build_sweep_report
-    from grokscope.report.browser import check_page, chromium_available
 
-    page = build_sweep_report(local_sweep.path)
-    html = page.read_text()
+    html = build_sweep_report(local_sweep.path).read_text()
     for point in sweep_points(parse_spec(TINY)):
         assert point.name in html
     assert "6 done, 0 failed, 0 not yet run" in html and "least-squares line" in html
     assert html.count("data:image/png;base64,") == 2 and "http://" not in html and "https://" not in html
-    if chromium_available():
-        check = check_page(page, tmp_path / "sweep.png")
-        assert check.images == check.images_decoded == 2 and check.console_errors == []
+
+
+@pytest.mark.skipif(not chromium_available(), reason=NO_CHROMIUM)
+def test_sweep_page_opens_in_chromium(local_sweep, tmp_path):
+    from grokscope.report import build_sweep_report
+
+    check = check_page(build_sweep_report(local_sweep.path), tmp_path / "sweep.png")
+    assert check.images == check.images_decoded == 2 and check.console_errors == []
 
 
 def test_sweep_page_names_missing_figures_and_points_not_yet_run(local_sweep, tmp_path):

@@ -54,6 +54,7 @@ def test_no_weight_decay_tail_really_switches_it_off(tmp_path, tiny_config):
     assert not _same_weights(_final_weights(tail), _final_weights(with_wd))
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_final_weights(tmp_path, tiny_config):
     cfg = tiny_config(n_steps=4000, n_checkpoints=40, eval_every=50)
     reference = train(cfg, tmp_path / "ref", progress=False)

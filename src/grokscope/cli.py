@@ -44,7 +44,7 @@ def _cmd_import_legacy(args: argparse.Namespace) -> None:
 
 
 def _sgld_from_args(args: argparse.Namespace):
-    from .llc.config import sgld_config
+    from .llc.config import NBETA_CONVENTIONS, sgld_config
 
     names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay",
              "params", "seed", "device", "save_samples", "sampler", "rmsprop_alpha", "rmsprop_eps", "step_metrics", "mala")
@@ -52,7 +52,7 @@ def _sgld_from_args(args: argparse.Namespace):
     if "steps" in settings:
         settings["n_steps"] = settings.pop("steps")
     if args.nbeta is not None:
-        settings["nbeta"] = args.nbeta if args.nbeta in ("n/ln n", "m/ln m") else _number(args.nbeta, "--nbeta")
+        settings["nbeta"] = args.nbeta if args.nbeta in NBETA_CONVENTIONS else _number(args.nbeta, "--nbeta")
     return sgld_config(**settings)
 
 
@@ -68,7 +68,7 @@ def _number(text: str, flag: str) -> float:
 def _cmd_llc(args: argparse.Namespace) -> None:
     import json
 
-    from .llc.runs import run_llc, save_llc
+    from .llc.stored import run_llc, save_llc
     from .run import load_run
 
     run = load_run(args.run)
@@ -80,14 +80,16 @@ def _cmd_llc(args: argparse.Namespace) -> None:
         return
     print(f"{'step':>6} {'llc_mean':>10} {'llc_std':>8} {'r_hat':>6} {'diverged':>8}")
     for e in result.entries:
-        mean = "null" if e.llc_mean is None else f"{e.llc_mean:10.3f}"
-        print(f"{e.step:>6} {mean:>10} {e.llc_std or 0:8.3f} {e.r_hat or float('nan'):6.3f} {e.diverged_chains:>8}")
+        if e.llc_mean is None:
+            print(f"{e.step:>6} {'null':>10}  {e.reason}")
+            continue
+        print(f"{e.step:>6} {e.llc_mean:10.3f} {e.llc_std:8.3f} {e.r_hat or float('nan'):6.3f} {e.diverged_chains:>8}")
     print(f"sampler {result.settings['sampler']}, nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); "
           f"wrote {json_path} and {figure_path}")
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
-    from .figures import save_figure
+    from .png import save_figure
     from .llc.calibrate import calibrate, plot_calibration
     from .run import load_run
     from .store import atomic_write_json
@@ -160,7 +162,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(args.out, progress=not args.quiet)
+    run_demo(args.out, progress=not args.quiet, command=args.command_line)
 
 
 def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:

@@ -155,7 +155,8 @@ def format_validation_error(err: ValidationError) -> str:
         elif not field:  # a check across fields: its message names them
             lines.append(message)
         else:
-            lines.append(f"{field}={value!r}: {message}")
+            shown = repr(value)
+            lines.append(f"{field}={shown if len(shown) <= 80 else shown[:77] + '...'}: {message}")
     return "invalid config: " + "; ".join(lines)
 
 

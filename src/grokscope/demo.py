@@ -9,17 +9,17 @@ from pathlib import Path
 from .analysis import analyze_run, save_analysis
 from .config import build_config
 from .llc.config import sgld_config
-from .llc.runs import run_llc, save_llc
+from .llc.stored import run_llc, save_llc
 from .report import build_run_report
 from .training import train
 
 DEMO_SGLD = dict(gamma=5.0, epsilon=1e-3, n_steps=3000, batch_size=64, chains=4, save_samples=20, step_metrics=True)
 
 
-def run_demo(out: str | Path = "runs/demo", progress: bool = True) -> Path:
+def run_demo(out: str | Path = "runs/demo", progress: bool = True, command: str = "grokscope.demo.run_demo() (Python API)") -> Path:
     timings = {}
     start = time.perf_counter()
-    run = train(build_config("example"), out, progress=progress)
+    run = train(build_config("example"), out, progress=progress, command=command)
     timings["train"] = time.perf_counter() - start
 
     mark = time.perf_counter()

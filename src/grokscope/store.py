@@ -7,11 +7,13 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
@@ -44,8 +46,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def json_safe(value: Any) -> Any:
+    """NaN and inf become None (JSON has no such numbers), so files stay valid JSON for any reader."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.floating, np.integer)):
+        return json_safe(value.item())
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 class RunLock:
@@ -102,7 +117,7 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 
 def check_shapes(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], source: str) -> None:
-    """Raise CheckpointError naming ``source`` when keys or shapes differ from ``expected``."""
+    """Raise CheckpointError naming ``source`` when keys, shapes or dtypes (float32 weights) differ from ``expected``."""
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
@@ -113,6 +128,9 @@ def check_shapes(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int
                 f"checkpoint {source} does not fit the model: {name} has shape "
                 f"{tuple(tensors[name].shape)}, expected {tuple(shape)}"
             )
+        if tensors[name].dtype != torch.float32:
+            raise CheckpointError(f"checkpoint {source}: {name} is stored as {tensors[name].dtype}, expected float32 weights "
+                                  "(a damaged or hand-edited file)")
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:

@@ -1,7 +1,7 @@
 """Fourier anatomy, progress measures, Hessian spectrum and Pizza/Clock circuits (REFERENCE §4-5)."""
 
 from .analyze import RunAnalysis, analyze_run
-from .report_figures import save_analysis
+from .run_figures import save_analysis
 from .single import circuit, fourier_modes, hessian_spectrum, mode_ablation, mode_circles, progress
 
 __all__ = [

@@ -35,7 +35,7 @@ class CircuitMetrics:
         return asdict(self)
 
     def plot(self):
-        from .plots import bars
+        from .charts import bars
 
         values = [self.gradient_symmetricity, self.distance_irrelevance, self.frequency_doubling or 0.0]
         fig = bars(values, f"verdict: {self.verdict}", "", "value")

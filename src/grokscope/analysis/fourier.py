@@ -111,7 +111,7 @@ class ProgressMeasures:
     excluded_loss: float  # logits without the key-frequency components, training pairs
 
     def plot(self):
-        from .plots import bars
+        from .charts import bars
 
         fig = bars([self.restricted_loss, self.excluded_loss], "progress measures", "", "loss", log=True)
         fig.axes[0].set_xticks(range(2), ["restricted (all pairs)", "excluded (train pairs)"])

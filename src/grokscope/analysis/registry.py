@@ -31,6 +31,11 @@ class Checkpoint:
     seed: int = 0
     hessian_count: int = 5
 
+    @property
+    def finite(self) -> bool:
+        """False when the weights hold NaN or inf (a diverged training): the numbers are then NaN."""
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
 
 @dataclass(frozen=True)
 class Analysis:
@@ -57,12 +62,16 @@ def progress(c: Checkpoint) -> dict:
 
 
 def hessian(c: Checkpoint) -> dict:
+    if not c.finite:  # Lanczos cannot run on NaN
+        return {"hessian_top": [float("nan")] * c.hessian_count}
     return {"hessian_top": top_hessian_eigenvalues(c.model, c.data.train_x, c.data.train_y, count=c.hessian_count, seed=c.seed)}
 
 
 def circuit(c: Checkpoint) -> dict:
     """Zhong et al.'s metrics and our verdict; below GENERALISED_TEST_ACCURACY no circuit is called."""
     result = circuit_metrics(c.model, c.p, c.keys, seed=c.seed).to_dict()
+    if not c.finite:
+        return {"circuit": {**result, "verdict": "unclear", "notes": result["notes"] + ["non-finite weights: no circuit"]}}
     if c.test_acc is not None and c.test_acc < GENERALISED_TEST_ACCURACY and result["verdict"] != "unclear":
         result["notes"] = result["notes"] + [f"test accuracy {c.test_acc:.2f} < {GENERALISED_TEST_ACCURACY}: no circuit yet"]
         result["verdict"] = "unclear"

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..tasks import ModularDataset
 from ..training import evaluate
-from . import plots
+from . import charts
 from .circuits import CircuitMetrics
 from .fourier import ProgressMeasures, key_frequencies, mode_circle, mode_magnitudes
 from .registry import ANALYSES, Checkpoint
@@ -29,7 +29,7 @@ class FourierModes:
     neuron_frequencies: list[int] | None
 
     def plot(self):
-        return plots.bars(self.embedding, f"embedding mode magnitudes (key {self.key_frequencies})", "frequency k",
+        return charts.bars(self.embedding, f"embedding mode magnitudes (key {self.key_frequencies})", "frequency k",
                           "magnitude", highlight=self.key_frequencies)
 
 
@@ -41,7 +41,7 @@ class ModeCircles:
     def plot(self):
         import numpy as np
 
-        return plots.circles({k: np.array(v) for k, v in self.coordinates.items()}, self.p)
+        return charts.circles({k: np.array(v) for k, v in self.coordinates.items()}, self.p)
 
 
 @dataclass
@@ -49,7 +49,7 @@ class ModeAblation:
     test_losses: list[float]  # index k: embedding kept to {constant, cos k, sin k}; k = 0: constant only
 
     def plot(self):
-        return plots.bars(self.test_losses, "test loss keeping one embedding mode", "kept frequency k", "test loss", log=True)
+        return charts.bars(self.test_losses, "test loss keeping one embedding mode", "kept frequency k", "test loss", log=True)
 
 
 @dataclass
@@ -57,7 +57,7 @@ class HessianSpectrum:
     eigenvalues: list[float]
 
     def plot(self):
-        return plots.bars(self.eigenvalues, "top Hessian eigenvalues of the training loss", "rank", "eigenvalue")
+        return charts.bars(self.eigenvalues, "top Hessian eigenvalues of the training loss", "rank", "eigenvalue")
 
 
 def require_analysable(model: nn.Module) -> None:

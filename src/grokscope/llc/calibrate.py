@@ -14,7 +14,7 @@ import numpy as np
 from ..run import Run
 from .config import SGLDConfig
 from .estimate import estimate_llc
-from .runs import select_checkpoints
+from .stored import select_checkpoints
 
 DEFAULT_EPSILONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 DEFAULT_NBETA_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)

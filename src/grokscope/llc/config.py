@@ -11,7 +11,8 @@ from ..config import check_device, format_validation_error
 from ..errors import ConfigError
 from .kernels import KERNELS
 
-NBETA_CONVENTIONS = ("n/ln n", "m/ln m")
+# nβ = size / ln(size), where size is the training-set size n or the minibatch size m
+NBETA_CONVENTIONS = {"n/ln n": "n", "m/ln m": "m"}
 
 
 class SGLDConfig(BaseModel):
@@ -29,14 +30,14 @@ class SGLDConfig(BaseModel):
 
     gamma: float = Field(5.0, ge=0.0, validation_alias=AliasChoices("gamma", "localization"))
     epsilon: float = Field(1e-3, gt=0.0, validation_alias=AliasChoices("epsilon", "lr"))
-    n_steps: int = Field(3000, ge=1, validation_alias=AliasChoices("n_steps", "steps", "num_steps"))
+    n_steps: int = Field(3000, ge=1, validation_alias=AliasChoices("n_steps", "num_steps"))  # not "steps": estimate_llc's checkpoint labels
     batch_size: int = Field(64, ge=1, validation_alias=AliasChoices("batch_size", "m"))
     burn_in: int | None = Field(
         None, ge=0, validation_alias=AliasChoices("burn_in", "num_burnin_steps"),
         description="steps discarded before averaging; default: the first 25%",
     )
     chains: int = Field(4, ge=1, validation_alias=AliasChoices("chains", "num_chains"))
-    nbeta: Literal["n/ln n", "m/ln m"] | float = Field("n/ln n", description="n/ln n (default), m/ln m (devinterp's), or a number")
+    nbeta: Literal[tuple(NBETA_CONVENTIONS)] | float = Field("n/ln n", description="n/ln n (default), m/ln m (devinterp's), or a number")
     temp_multiplier: float = Field(1.0, gt=0.0, description="nβ is divided by this")
     n_multiplier: float = Field(1.0, gt=0.0, description="n is replaced by n_multiplier * n")
     restrict_to_orth_grad: bool = False
@@ -68,7 +69,7 @@ class SGLDConfig(BaseModel):
         if isinstance(self.nbeta, float):
             value, convention = self.nbeta, "fixed"
         else:
-            size = self.n_multiplier * (n if self.nbeta == "n/ln n" else self.batch_size)
+            size = self.n_multiplier * {"n": n, "m": self.batch_size}[NBETA_CONVENTIONS[self.nbeta]]
             if size <= 1:
                 raise ConfigError(f"nbeta={self.nbeta!r} is undefined for a size of {size}; give nbeta as a number")
             value, convention = size / math.log(size), self.nbeta

@@ -9,6 +9,7 @@ is the full-batch training loss. Every chain of every parameter set steps togeth
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Mapping, Sequence
 
@@ -24,8 +25,9 @@ from .kernels import ChainSettings, Masked, OrthogonalToGradient, build_kernel, 
 from .objective import BatchedObjective, LossFn, check_parameter_sets
 from .observers import STEP_METRICS, DivergenceCut, LossTrace, MalaAcceptance, Observer, ProbeLosses, Snapshots, StepNorms
 from .result import CheckpointLLC, LLCResult
-from .sampler import run_chains
-from .selection import select
+from ..memory import USABLE_FRACTION, available_bytes, gigabytes
+from .sampler import block_length, run_chains
+from .selection import Selection, select
 from .tree import Tree, tree_map
 
 FULL_BATCH_CHUNK = 8192  # rows of data per chunk of a full-batch evaluation
@@ -70,6 +72,10 @@ def estimate_llc(
     shared_data = isinstance(data, tuple)
     if len(ids) != len(param_sets) or (shared_data and per_set is None and len(set(ids)) != len(ids)):
         raise ConfigError("checkpoint_ids must give one distinct id per parameter set (of the same data)")
+    if steps is not None and (isinstance(steps, (int, float)) or len(steps) != len(param_sets)):
+        raise ConfigError(f"steps={steps!r}: steps are the training steps of the parameter sets (one label per set); "
+                          "the number of SGLD steps is n_steps")
+    labels = [int(step) for step in steps] if steps is not None else [None] * len(param_sets)
     device = torch.device(cfg.device)
     x, y = _stack_data(data, len(param_sets), device)  # [K, n, ...]
     n = int(y.shape[1])
@@ -78,7 +84,6 @@ def estimate_llc(
     set_configs = _per_set_configs(cfg, per_set, len(param_sets))
     nbetas = [c.resolve_nbeta(n) for c in set_configs]
     selection = select(model, cfg.params, masks)
-    kernel = build_kernel(cfg)
 
     objective = BatchedObjective(model, loss)
     stacked = {
@@ -89,44 +94,25 @@ def estimate_llc(
     fixed = {name: t for name, t in stacked.items() if name not in anchors}
     probe_init = _check_probes(objective, anchors, fixed, probes or {}, probe_every)
     init_loss, init_grad = _full_batch_loss_and_grad(objective, anchors, fixed, x, y, cfg.restrict_to_orth_grad)
+    finite = [all(bool(torch.isfinite(t[k]).all()) for t in stacked.values()) for k in range(len(param_sets))]
 
-    chains = cfg.chains
-    per_chain = partial(tree_map, lambda t: t.repeat_interleave(chains, dim=0))
-    keys = [(cfg.seed, "sgld", k, c) for k in ids for c in range(chains)]
-    settings_per_chain = ChainSettings.broadcast(
-        len(keys), device,
-        **{name: [float(getattr(c, name)) for c in set_configs for _ in range(chains)] for name in ("epsilon", "gamma", "weight_decay")},
-        nbeta=[nbeta for nbeta, _ in nbetas for _ in range(chains)],
-    )
-    masks_on_device = {name: m.to(device) for name, m in selection.masks.items()}
-    if cfg.restrict_to_orth_grad:
-        masked_grad = {n: g * masks_on_device[n] if n in masks_on_device else g for n, g in init_grad.items()}
-        kernel = OrthogonalToGradient(kernel, per_chain(unit_directions(masked_grad)))
-    if masks_on_device:
-        kernel = Masked(kernel, masks_on_device)
-    state = kernel.init(per_chain(anchors), settings_per_chain)
-    observers = _observers(cfg, kernel, objective, per_chain(fixed) if fixed else {}, probes or {}, probe_every, probe_per_sample,
-                           len(keys), sum(t[0].numel() for t in anchors.values()), device)
-    run_chains(
-        objective, kernel, state, per_chain(fixed) if fixed else {},
-        *(t[0].expand(len(keys), *t.shape[1:]) if shared_data else t.repeat_interleave(chains, dim=0) for t in (x, y)),
-        keys, cfg.n_steps, cfg.batch_size, observers, progress=progress,
-    )
-    recorded = {key: value for observer in observers for key, value in observer.result().items()}
-    _cut_after_divergence(recorded)
-    entries = [
-        _summarise(recorded, k, ids[k], None if steps is None else int(steps[k]), float(init_loss[k]), nbetas[k][0], cfg,
-                   None if per_set is None else _set_record(set_configs[k], nbetas[k][0]),
-                   {name: float(values[k]) for name, values in probe_init.items()})
-        for k in range(len(param_sets))
-    ]
+    job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, shared_data, ids, set_configs, nbetas, selection,
+               probes or {}, probe_every, probe_per_sample, device, progress)
+    n_params = sum(t[0].numel() for t in anchors.values())
+    entries: dict[int, CheckpointLLC] = {}
+    parts: dict[int, dict[str, torch.Tensor]] = {}
+    for indices in _batches([k for k in range(len(param_sets)) if finite[k]], job.bytes_per_set(n_params), cfg, device):
+        for k, (entry, tensors) in zip(indices, job.sample(indices, labels, init_loss, probe_init)):
+            entries[k], parts[k] = entry, tensors
+    for k in (k for k in range(len(param_sets)) if not finite[k]):
+        entries[k] = _non_finite_entry(cfg, ids[k], labels[k], float(init_loss[k]))
+    order = range(len(param_sets))
     settings_record = {
         **cfg.model_dump(),
         "burn_in_steps": cfg.burn_in_steps,
         "nbeta": nbetas[0][0],
         "nbeta_convention": nbetas[0][1],
         "n_train": n,
-        "sampler": kernel.name,
         "n_sampled_parameters": selection.record["n_sampled_elements"],
         "sampled_parameters": list(selection.names),
         "selection": selection.record,
@@ -135,8 +121,131 @@ def estimate_llc(
         "package_version": __version__,
         "torch_version": torch.__version__,
     }
-    probe_samples = {key.split("/", 1)[1]: value for key, value in recorded.items() if key.startswith("probe_samples/")}
-    return LLCResult(entries, settings_record, recorded.get("samples"), recorded.get("sample_losses"), probe_samples or None)
+    return LLCResult([entries[k] for k in order], settings_record, *_merge_tensors([parts.get(k) for k in order], cfg.chains))
+
+
+@dataclass
+class _Job:
+    """Everything one estimate shares across its batches of parameter sets ([K, ...] trees and data)."""
+
+    cfg: SGLDConfig
+    objective: BatchedObjective
+    anchors: Tree
+    fixed: Tree
+    init_grad: Tree | None
+    x: torch.Tensor
+    y: torch.Tensor
+    shared_data: bool
+    ids: list[int]
+    set_configs: list[SGLDConfig]
+    nbetas: list[tuple[float, str]]
+    selection: Selection
+    probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+    probe_every: int
+    probe_per_sample: bool
+    device: torch.device
+    progress: bool
+
+    def bytes_per_set(self, n_params: int) -> float:
+        """An estimate of the memory one parameter set's chains take in the loop (float32; int64 indices)."""
+        cfg, chains = self.cfg, self.cfg.chains
+        block = block_length(n_params)
+        x_row = self.x[0, 0].numel() + self.y[0, 0].numel()
+        with torch.no_grad():  # one chain's outputs on one minibatch, for the activations
+            one = {n: t[:1] for n, t in {**self.anchors, **self.fixed}.items()}
+            outputs = self.objective.forward(one, self.x[:1, : cfg.batch_size]).numel()
+        per_chain = (
+            2 * block * n_params * 4  # noise: the block in use and the next one
+            + 2 * block * cfg.batch_size * (1 + x_row) * 8  # minibatch indices and the gathered rows
+            + 10 * n_params * 4  # position, anchor, pull, gradient, kernel state and temporaries
+            + 8 * outputs * 4  # activations of the forward and backward pass
+            + cfg.n_steps * 4 + cfg.save_samples * (n_params + 1) * 4
+            + (0 if self.shared_data else self.y.shape[1] * x_row * 8)  # the set's own data, per chain
+            + sum(p[1].shape[0] * (8 * outputs / cfg.batch_size + (cfg.n_steps // self.probe_every + 1) * 4)
+                  for p in self.probes.values())
+        )
+        return chains * per_chain
+
+    def sample(self, indices: list[int], labels, init_loss, probe_init) -> list[tuple[CheckpointLLC, dict]]:
+        """Run the chains of parameter sets ``indices`` together; their entries and saved tensors."""
+        cfg, chains = self.cfg, self.cfg.chains
+        subset = partial(tree_map, lambda t: t[indices].repeat_interleave(chains, dim=0))
+        keys = [(cfg.seed, "sgld", self.ids[k], c) for k in indices for c in range(chains)]
+        settings = ChainSettings.broadcast(
+            len(keys), self.device,
+            **{name: [float(getattr(self.set_configs[k], name)) for k in indices for _ in range(chains)]
+               for name in ("epsilon", "gamma", "weight_decay")},
+            nbeta=[self.nbetas[k][0] for k in indices for _ in range(chains)],
+        )
+        kernel = build_kernel(cfg)
+        masks = {name: m.to(self.device) for name, m in self.selection.masks.items()}
+        if cfg.restrict_to_orth_grad:
+            masked_grad = {n: g * masks[n] if n in masks else g for n, g in self.init_grad.items()}
+            kernel = OrthogonalToGradient(kernel, subset(unit_directions(masked_grad)))
+        if masks:
+            kernel = Masked(kernel, masks)
+        anchors = subset(self.anchors)
+        fixed = subset(self.fixed) if self.fixed else {}
+        observers = _observers(cfg, kernel, self.objective, fixed, self.probes, self.probe_every, self.probe_per_sample,
+                               len(keys), sum(t[0].numel() for t in anchors.values()), self.device)
+        if self.shared_data:
+            x, y = (t[0].expand(len(keys), *t.shape[1:]) for t in (self.x, self.y))
+        else:
+            x, y = (t[indices].repeat_interleave(chains, dim=0) for t in (self.x, self.y))
+        run_chains(self.objective, kernel, kernel.init(anchors, settings), fixed, x, y, keys, cfg.n_steps, cfg.batch_size,
+                   observers, progress=self.progress)
+        recorded = {key: value for observer in observers for key, value in observer.result().items()}
+        _cut_after_divergence(recorded)
+        out = []
+        for j, k in enumerate(indices):
+            entry = _summarise(recorded, j, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
+                               None if self.set_configs[k] is cfg else _set_record(self.set_configs[k], self.nbetas[k][0]),
+                               {name: float(values[k]) for name, values in probe_init.items()})
+            cols = slice(j * chains, (j + 1) * chains)
+            tensors = {key: value[:, cols] for key, value in recorded.items()
+                       if key in ("samples", "sample_losses") or key.startswith("probe_samples/")}
+            out.append((entry, tensors))
+        return out
+
+
+def _batches(indices: list[int], bytes_per_set: float, cfg: SGLDConfig, device: torch.device) -> list[list[int]]:
+    """Parameter sets in batches whose chains fit in memory (chains never interact, so a batch's
+    numbers do not depend on the split); one set's chains that do not fit are refused."""
+    if not indices:
+        return []
+    budget = USABLE_FRACTION * available_bytes(device)
+    if bytes_per_set > budget:
+        raise ConfigError(f"the {cfg.chains} chains of one parameter set need about {gigabytes(bytes_per_set)} of memory and "
+                          f"{gigabytes(budget)} is usable; lower --chains (or --batch-size, --save-samples)")
+    size = max(1, int(budget // bytes_per_set))
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+
+def _non_finite_entry(cfg: SGLDConfig, checkpoint_id: int, step: int | None, init_loss: float) -> CheckpointLLC:
+    where = f"step {step}" if step is not None else f"parameter set {checkpoint_id}"
+    return CheckpointLLC(
+        checkpoint_id=checkpoint_id, step=step, llc_mean=None, llc_std=None, llc_sem=None, llc_per_chain=[None] * cfg.chains,
+        init_loss=init_loss, r_hat=None, ess=None, frac_below_init=None, diverged_chains=0, mala_acceptance=None,
+        trace_steps=[], loss_trace=[], reason=f"non-finite weights at {where}: not sampled (the training diverged there)",
+    )
+
+
+def _merge_tensors(parts: list[dict | None], chains: int) -> tuple:
+    """Samples, their losses and per-sample probe losses of every set, in order (NaN for sets not sampled)."""
+    present = [p for p in parts if p]
+    if not present:
+        return None, None, None
+
+    def stacked(key: str) -> torch.Tensor | None:
+        if key not in present[0]:
+            return None
+        like = present[0][key]
+        blank = torch.full((like.shape[0], chains, *like.shape[2:]), float("nan"))
+        return torch.cat([p[key] if p else blank for p in parts], dim=1)
+
+    probe_keys = [key for key in present[0] if key.startswith("probe_samples/")]
+    probe_samples = {key.split("/", 1)[1]: stacked(key) for key in probe_keys} or None
+    return stacked("samples"), stacked("sample_losses"), probe_samples
 
 
 PER_SET_SETTINGS = ("epsilon", "gamma", "nbeta", "weight_decay")

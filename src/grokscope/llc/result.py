@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
+
+from ..store import json_safe
 
 
 @dataclass
@@ -49,13 +49,13 @@ class LLCResult:
     probe_samples: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # probe -> [S, K*C, n] per-sample losses
 
     def to_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings, "checkpoints": [_clean(asdict(e)) for e in self.entries]}
+        return {"settings": self.settings, "checkpoints": [json_safe(asdict(e)) for e in self.entries]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     def rows(self) -> list[dict[str, Any]]:
-        return [_clean(e.row()) for e in self.entries]
+        return [json_safe(e.row()) for e in self.entries]
 
     def part(self, start: int, stop: int, **settings: Any) -> "LLCResult":
         """The result of parameter sets start..stop-1 alone (with ``settings`` added)."""
@@ -75,19 +75,6 @@ class LLCResult:
 
     def plot(self, metrics: list[dict[str, float]] | None = None):
         """λ̂ per checkpoint with ±std error bars; train/test loss on a second axis when given."""
-        from .plots import plot_llc
+        from .curve import plot_llc
 
         return plot_llc(self, metrics)
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become None (so files stay valid JSON for any reader)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (np.floating, np.integer)):
-        return _clean(value.item())
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value

@@ -32,15 +32,20 @@ def model_components(model: nn.Module) -> dict[str, Masks]:
 
 
 def select(model: nn.Module, params: str | None = None, masks: Mapping[str, torch.Tensor] | None = None) -> Selection:
-    """Resolve ``params`` (None: everything; a comma list of component names; otherwise a regex over
+    """Resolve ``params`` (None: every trainable parameter; a comma list of component names; otherwise a regex over
     parameter names) or explicit ``masks`` (name -> bool tensor of the parameter's shape)."""
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
     if params is not None and masks is not None:
         raise ConfigError("give params (a regex or component names) or masks, not both")
     if masks is not None:
         return _from_masks(dict(masks), shapes, "masks")
-    if params is None:
-        return _from_masks({}, shapes, None, everything=True)
+    if params is None:  # every trainable parameter: layers frozen in training (freeze_middle) stay at w*
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        frozen = [n for n in shapes if n not in trainable]
+        if not trainable:
+            raise ConfigError("the model has no trainable parameter to sample; name some with params")
+        return Selection(trainable, {}, {"params": None, "n_sampled_elements": sum(_numel(shapes[n]) for n in trainable),
+                                         "frozen_not_sampled": frozen})
     components = model_components(model)
     parts = [part.strip() for part in params.split(",")]
     if all(part in components for part in parts):
@@ -64,9 +69,7 @@ def _from_regex(pattern: str, shapes: dict[str, tuple], components: dict[str, Ma
     return Selection(chosen, {}, {"params": pattern, "n_sampled_elements": sum(_numel(shapes[n]) for n in chosen)})
 
 
-def _from_masks(masks: Masks, shapes: dict[str, tuple], source: list[str] | str | None, everything: bool = False) -> Selection:
-    if everything:
-        return Selection(list(shapes), {}, {"params": None, "n_sampled_elements": sum(_numel(s) for s in shapes.values())})
+def _from_masks(masks: Masks, shapes: dict[str, tuple], source: list[str] | str) -> Selection:
     unknown = sorted(set(masks) - set(shapes))
     if unknown:
         raise ConfigError(f"masks name {unknown}, which the model does not have; it has {list(shapes)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Sequence
 
 
@@ -26,12 +27,13 @@ def true_llc_dln(widths: Sequence[int], rank: int) -> float:
             continue
         a = total - (math.ceil(total / ell) - 1) * ell
         pairs = sum(chosen[i] * chosen[j] for i in range(k) for j in range(i + 1, k))
-        return (
-            (rank * (widths[0] + widths[-1]) - rank**2) / 2
-            + a * (ell - a) / (4 * ell)
-            - (ell * (ell - 1) / 4) * (total / ell) ** 2
-            + pairs / 2
+        exact = (  # in rationals, so an integer λ reads as one (46, not 45.99999999999999)
+            Fraction(rank * (widths[0] + widths[-1]) - rank**2, 2)
+            + Fraction(a * (ell - a), 4 * ell)
+            - Fraction(ell - 1, 4 * ell) * total**2
+            + Fraction(pairs, 2)
         )
+        return float(exact)
     raise AssertionError(f"no index set satisfies Aoyagi's conditions for {widths}, rank {rank}")
 
 

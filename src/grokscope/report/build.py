@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GrokscopeError
-from ..figures import save_figure
+from ..png import save_figure
 from ..analysis.registry import figures_of
 from ..layout import RunPaths
 from ..thresholds import CLOCK_MIN_DISTANCE_IRRELEVANCE, GENERALISED_TEST_ACCURACY, PIZZA_MAX_DISTANCE_IRRELEVANCE, PIZZA_SYMMETRICITY
 from ..store import load_tensors, read_json, read_metadata, read_metrics
-from . import figures as report_figures
+from . import own_figures
 from .page import Section, embed_png, fmt, render_page
 
 
@@ -125,7 +125,7 @@ def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
 def _training(run_dir: Path, metrics, results: RunResults) -> Section:
     section = Section("training", "Training curves")
     if metrics:
-        _own_figure(run_dir, "training", "Full-batch train and test loss and accuracy", report_figures.training_curves(metrics), section)
+        _own_figure(run_dir, "training", "Full-batch train and test loss and accuracy", own_figures.training_curves(metrics), section)
     else:
         section.missing += results.note(RunPaths.METRICS) or [f"missing: {RunPaths.METRICS} (make it with `grokscope train`)"]
     return section
@@ -158,10 +158,10 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
     settings = llc["settings"]
     section.tables.append({"header": ["setting", "value"], "css": "",
                            "rows": [[k, json.dumps(v) if isinstance(v, (list, dict)) else fmt(v)] for k, v in settings.items()]})
-    _own_figure(run_dir, "sgld_traces", "SGLD minibatch-loss traces per chain", report_figures.sgld_traces(llc), section)
+    _own_figure(run_dir, "sgld_traces", "SGLD minibatch-loss traces per chain", own_figures.sgld_traces(llc), section)
     if any(e.get("step_metrics") for e in llc["checkpoints"]):
         _own_figure(run_dir, "sgld_step_metrics", "Norms of each step's terms per chain (grokscope llc --step-metrics)",
-                    report_figures.step_metrics(llc), section)
+                    own_figures.step_metrics(llc), section)
     else:
         section.missing.append(f"not recorded: step metrics (make them with `grokscope llc {run_dir} --step-metrics`)")
     return section
@@ -216,7 +216,7 @@ def _samples(run_dir: Path) -> Section:
         section.missing.append(f"unreadable: {RunPaths.LLC_SAMPLES} ({err})")
         return section
     _own_figure(run_dir, "sgld_pca", "Saved SGLD samples of the last checkpoint, projected on their first two principal components",
-                report_figures.sample_pca(tensors["samples"], tensors["losses"], step), section)
+                own_figures.sample_pca(tensors["samples"], tensors["losses"], step), section)
     return section
 
 

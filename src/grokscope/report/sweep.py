@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import GrokscopeError
 from ..store import read_json
-from ..sweeps.figures import axis_fields
+from ..sweeps.fits import axis_fields
 from ..sweeps.spec import parse_spec, sweep_points
 from ..layout import SweepPaths
 from ..thresholds import GENERALISED_TEST_ACCURACY

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..errors import ConfigError
 from ..store import RunLock, atomic_write_json, atomic_write_text
 from .executors import EXECUTORS, default_workers
-from .figures import axis_fields, line_fits, save_sweep_figures
+from .fits import axis_fields, line_fits, save_sweep_figures
 from ..layout import SweepPaths
 from .spec import SweepSpec, sweep_points, work_units
 from .table import write_results

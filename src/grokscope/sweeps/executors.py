@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Iterator
 
@@ -25,10 +27,23 @@ def default_workers(threads: int) -> int:
     return max(1, (os.cpu_count() or 1) // threads)
 
 
+def exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    """In a worker: exit as soon as the sweep process that spawned it is gone (even SIGKILLed, when
+    nothing can tell the workers), instead of living on as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def run_local(tasks: list[UnitTask], address: str | None, workers: int) -> Iterator[tuple[UnitTask, Rows]]:
-    """Units in ``workers`` fresh processes (spawned: no forked torch thread pools)."""
+    """Units in ``workers`` fresh processes (spawned: no forked torch thread pools), each of which
+    exits when this process dies."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_unit, task): task for task in tasks}
         try:
             for future in as_completed(futures):

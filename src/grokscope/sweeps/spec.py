@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from ..errors import ConfigError
 from ..llc.config import SGLDConfig, sgld_config
 from ..tasks import make_dataset
 from ..training import shared_settings
+
+MAX_POINTS = 10_000  # a grid larger than this is refused before any point is validated
 
 
 class LLCPlan(BaseModel):
@@ -71,6 +74,10 @@ class SweepSpec(BaseModel):
                 raise ValueError(f"grid.{key} is an empty list")
             if len({json.dumps(v) for v in values}) != len(values):
                 raise ValueError(f"grid.{key} repeats a value: {values}")
+        points = math.prod(len(values) for values in grid.values())
+        if points > MAX_POINTS:
+            raise ValueError(f"the grid has {points:,} points, more than the {MAX_POINTS:,} one sweep takes "
+                             "(each is a training run); split it into several sweeps or thin the grid")
         return grid
 
     def to_json(self) -> str:

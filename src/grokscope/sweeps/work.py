@@ -18,7 +18,7 @@ import torch
 from ..analysis import analyze_run
 from ..llc.config import sgld_config
 from ..llc.result import LLCResult
-from ..llc.runs import run_llc_together, save_llc
+from ..llc.stored import run_llc_together, save_llc
 from ..layout import RunPaths, SweepPaths
 from ..run import Run
 from ..store import atomic_write_json, read_json
@@ -94,7 +94,8 @@ def run_unit(task: UnitTask) -> list[dict[str, Any]]:
 
     start = time.perf_counter()
     runs = _together_or_alone(
-        lambda pts: train_together([p.config for p in pts], [task.run_dir(p) for p in pts], progress=False), points, errors
+        lambda pts: train_together([p.config for p in pts], [task.run_dir(p) for p in pts], progress=False,
+                                   command=f"grokscope sweep --out {task.sweep_dir} (a point of the sweep)"), points, errors
     )
     timings["train_seconds"] = time.perf_counter() - start
 

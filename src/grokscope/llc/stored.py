@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..run import Run
-from ..figures import save_figure
+from ..png import save_figure
 from ..store import atomic_write_text, save_tensors
 from .config import SGLDConfig
 from .estimate import estimate_llc

@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from ..figures import save_figure
+from ..png import save_figure
 from ..run import Run
 from ..store import atomic_write_bytes, atomic_write_json
-from . import plots
+from . import charts
 from .analyze import RunAnalysis
 from ..thresholds import CLOCK_MIN_DISTANCE_IRRELEVANCE, PIZZA_MAX_DISTANCE_IRRELEVANCE, PIZZA_SYMMETRICITY
 from .fourier import mode_circle
@@ -31,29 +31,29 @@ def analysis_figures(run: Run, analysis: RunAnalysis) -> dict[str, plt.Figure]:
     embed = np.array([c.embedding_magnitudes for c in analysis.checkpoints]).T
     ablation = np.array([c.ablation_losses for c in analysis.checkpoints]).T
     figs = {
-        "fourier_magnitudes": plots.heatmap_over_training(steps, embed, "embedding mode magnitudes", "frequency k", "magnitude"),
-        "fourier_magnitudes_unembed": plots.heatmap_over_training(
+        "fourier_magnitudes": charts.heatmap_over_training(steps, embed, "embedding mode magnitudes", "frequency k", "magnitude"),
+        "fourier_magnitudes_unembed": charts.heatmap_over_training(
             steps, np.array([c.unembedding_magnitudes for c in analysis.checkpoints]).T,
             "unembedding mode magnitudes", "frequency k", "magnitude"),
-        "fourier_lines": plots.lines_over_training(
+        "fourier_lines": charts.lines_over_training(
             steps, {f"k={k}": embed[k].tolist() for k in range(1, embed.shape[0])},
             f"embedding mode magnitudes (key: {keys})", "magnitude"),
-        "fourier_sparsity": plots.lines_over_training(
+        "fourier_sparsity": charts.lines_over_training(
             steps, {"share of ‖E‖² in key frequencies": [c.sparsity for c in analysis.checkpoints]},
             f"Fourier sparsity of the embedding (key frequencies {keys})", "share"),
-        "ablation": plots.heatmap_over_training(steps, ablation, "test loss keeping one embedding mode (k=0: constant only)",
+        "ablation": charts.heatmap_over_training(steps, ablation, "test loss keeping one embedding mode (k=0: constant only)",
                                                 "kept frequency k", "test loss", log=True),
-        "progress_measures": plots.lines_over_training(
+        "progress_measures": charts.lines_over_training(
             steps,
             {"train loss": _at(run, steps, "train_loss"), "test loss": _at(run, steps, "test_loss"),
              "restricted loss": [c.restricted_loss for c in analysis.checkpoints],
              "excluded loss": [c.excluded_loss for c in analysis.checkpoints]},
             "progress measures (Nanda et al. 2023)", "loss", log=True),
-        "hessian": plots.lines_over_training(
+        "hessian": charts.lines_over_training(
             steps, {f"λ{i + 1}": [c.hessian_top[i] if i < len(c.hessian_top) else None for c in analysis.checkpoints]
                     for i in range(len(analysis.checkpoints[0].hessian_top))},
             "top Hessian eigenvalues of the training loss", "eigenvalue", log=True),
-        "circuit_metrics": plots.lines_over_training(
+        "circuit_metrics": charts.lines_over_training(
             steps,
             {"gradient symmetricity": [c.circuit["gradient_symmetricity"] for c in analysis.checkpoints],
              "distance irrelevance": [c.circuit["distance_irrelevance"] for c in analysis.checkpoints],
@@ -82,7 +82,7 @@ def _circles_grid(run: Run, analysis: RunAnalysis) -> plt.Figure:
     fig, axes = plt.subplots(len(chosen), len(keys), figsize=(2.6 * len(keys), 2.6 * len(chosen)), squeeze=False)
     for row, step in zip(axes, chosen):
         embed = run.model(step).embedding.weight.detach()
-        plots.circles({k: mode_circle(embed, k).numpy() for k in keys}, analysis.p, axes=row)
+        charts.circles({k: mode_circle(embed, k).numpy() for k in keys}, analysis.p, axes=row)
         row[0].set_ylabel(f"step {step}")
     fig.suptitle("embedding mode circles of the key frequencies (colour: j·k mod p)")
     fig.tight_layout()
@@ -99,7 +99,7 @@ def animation_frames(run: Run, analysis: RunAnalysis) -> list[Image.Image]:
         embed = run.model(checkpoint.step).embedding.weight.detach()
         fig = plt.figure(figsize=(3 * len(keys), 5.4))
         grid = fig.add_gridspec(2, len(keys))
-        plots.circles({k: mode_circle(embed, k).numpy() for k in keys}, analysis.p,
+        charts.circles({k: mode_circle(embed, k).numpy() for k in keys}, analysis.p,
                       axes=[fig.add_subplot(grid[0, i]) for i in range(len(keys))])
         ax = fig.add_subplot(grid[1, :])
         mags = checkpoint.embedding_magnitudes

@@ -25,13 +25,16 @@ def training_curves(metrics: list[dict[str, float]]):
 
 def sgld_traces(llc: dict, count: int = 4):
     """Thinned minibatch-loss traces of every chain at a few checkpoints, with L_n(w*) dashed."""
-    entries = llc["checkpoints"]
+    entries = [e for e in llc["checkpoints"] if e["loss_trace"]]  # entries not sampled (non-finite weights) have none
+    if not entries:
+        raise ValueError("no checkpoint has a loss trace")
     chosen = [entries[round(i * (len(entries) - 1) / max(count - 1, 1))] for i in range(min(count, len(entries)))]
     fig, axes = plt.subplots(1, len(chosen), figsize=(3.3 * len(chosen), 3), squeeze=False)
     for ax, entry in zip(axes[0], chosen):
         for trace in entry["loss_trace"]:
             ax.plot(entry["trace_steps"], [np.nan if v is None else v for v in trace], lw=0.8)
-        ax.axhline(entry["init_loss"], ls="--", color="k", lw=0.8)
+        if entry["init_loss"] is not None:
+            ax.axhline(entry["init_loss"], ls="--", color="k", lw=0.8)
         ax.axvline(llc["settings"]["burn_in_steps"], color="grey", lw=0.6)
         ax.set(title=f"step {entry['step']}", xlabel="SGLD step")
     axes[0][0].set_ylabel("minibatch loss")

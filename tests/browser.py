@@ -22,6 +22,9 @@ class PageCheck:
     title: str
 
 
+NO_CHROMIUM = "SKIPPED: needs Debian's chromium and chromium-driver (make test installs them)"
+
+
 def chromium_available() -> bool:
     return bool(shutil.which("chromium") and shutil.which("chromedriver"))
 

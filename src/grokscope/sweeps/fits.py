@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..thresholds import GENERALISED_TEST_ACCURACY
-from ..figures import save_figure
+from ..png import save_figure
 from ..layout import RunPaths, SweepPaths
 
 NOT_AN_AXIS = ("seed", "random_labels")

@@ -1,0 +1,362 @@
+"""Nothing crashes on its own output: each case found by trying the tool as a new user would gets a
+one-line error naming the file or field, or a flagged result, and never a half-made directory."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from cli_helper import run_cli
+
+from grokscope import CheckpointError, ConfigError, build_config, load_run, train
+from grokscope.layout import RunPaths, SweepPaths
+from grokscope.llc import estimate_llc
+from grokscope.store import save_tensors
+
+
+def one_line_error(result, *texts):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("grokscope: error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for text in texts:
+        assert text in lines[0], (text, lines[0])
+
+
+@pytest.fixture
+def run(tmp_path, tiny_config):
+    return train(tiny_config(), tmp_path / "run", progress=False)
+
+
+def _interrupted(tmp_path, tiny_config, keep=30):
+    """A run directory as a kill after step ``keep``'s checkpoint leaves it."""
+    config = tiny_config()
+    run_dir = tmp_path / "interrupted"
+    train(config, run_dir, progress=False)
+    shorter = config.model_copy(update={"training": config.training.model_copy(update={"n_steps": keep, "n_checkpoints": 2})})
+    partial = train(shorter, tmp_path / "partial", progress=False)
+    paths = RunPaths(run_dir)
+    paths.resume.write_bytes(RunPaths(partial.path).resume.read_bytes())
+    paths.metrics.write_text(RunPaths(partial.path).metrics.read_text())
+    for step in config.training.checkpoint_steps():
+        if step > keep:
+            paths.checkpoint(step).unlink()
+    paths.manifest.write_text(paths.manifest.read_text().replace('"complete": true', '"complete": false'))
+    return config, run_dir
+
+
+# 1. non-finite weights: a flagged result, and analyze and report still work
+
+
+def test_non_finite_weights_are_flagged_by_llc_analyze_and_report(run):
+    last = run.steps[-1]
+    weights = run.state_dict(last)
+    weights["linear2.weight"][0, 0] = float("nan")
+    save_tensors(run.paths.checkpoint(last), weights)
+    result = run_cli("llc", run.path, "--steps", "30", "--batch-size", "8", "--chains", "2")
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(run.paths.llc.read_text())["checkpoints"][-1]
+    assert entry["llc_mean"] is None and entry["reason"].startswith(f"non-finite weights at step {last}")
+    assert json.loads(run.paths.llc.read_text())["checkpoints"][0]["llc_mean"] is not None  # the others are sampled
+    assert run_cli("analyze", run.path, "--quiet").returncode == 0
+    circuit = json.loads(run.paths.circuit.read_text())
+    assert circuit["checkpoints"][-1]["verdict"] == "unclear" and "non-finite weights: no circuit" in circuit["checkpoints"][-1]["notes"]
+    assert run_cli("report", run.path).returncode == 0
+    html = run.paths.report.read_text()
+    assert f"non-finite weights at step {last}" in html and "unexpected structure" not in html
+
+
+def test_a_non_finite_set_does_not_change_the_others(run):
+    model, data = run.new_model(), run.dataset()
+    params = [run.state_dict(s) for s in run.steps]
+    settings = dict(n_steps=30, batch_size=8, chains=2)
+    clean = estimate_llc(model, (data.train_x, data.train_y), params, **settings)
+    params[1]["embedding.weight"][0, 0] = float("inf")
+    flagged = estimate_llc(model, (data.train_x, data.train_y), params, **settings)
+    assert flagged.entries[1].llc_mean is None and "non-finite weights" in flagged.entries[1].reason
+    for k in (0, 2, 3):
+        assert flagged.entries[k].llc_per_chain == clean.entries[k].llc_per_chain
+    json.loads(flagged.to_json())
+
+
+# 2. non-finite settings are refused before any work
+
+
+@pytest.mark.parametrize("flag, value", [("--epsilon", "inf"), ("--gamma", "inf"), ("--weight-decay", "inf"),
+                                         ("--nbeta", "inf"), ("--nbeta", "nan")])
+def test_non_finite_sgld_settings_are_refused(run, flag, value):
+    one_line_error(run_cli("llc", run.path, flag, value), "finite")
+    assert not run.paths.llc.exists()
+
+
+@pytest.mark.parametrize("setting, field", [("lr=1e999", "training.lr"), ("scale_embed=Infinity", "model.scale_embed"),
+                                            ("weight_decay=NaN", "training.weight_decay"), ("betas=[0.9, 1.5]", "training.betas")])
+def test_non_finite_or_out_of_range_training_settings_are_refused(tmp_path, setting, field):
+    one_line_error(run_cli("train", "--set", setting, "--out", tmp_path / "r"), field)
+    assert not (tmp_path / "r").exists()
+
+
+# 3. memory: estimated first, then split or refused
+
+
+def test_sets_that_do_not_fit_together_are_split_with_the_same_numbers(run, monkeypatch):
+    import grokscope.llc.estimate as estimate
+
+    model, data = run.new_model(), run.dataset()
+    params = [run.state_dict(s) for s in run.steps]
+    settings = dict(n_steps=30, batch_size=8, chains=2, save_samples=2)
+    whole = estimate_llc(model, (data.train_x, data.train_y), params, **settings)
+    loops = []
+    monkeypatch.setattr(estimate._Job, "bytes_per_set", lambda self, n: 1e6)
+    monkeypatch.setattr(estimate, "available_bytes", lambda device: 2.5e6 / estimate.USABLE_FRACTION)  # two sets a batch
+    real_run_chains = estimate.run_chains
+    monkeypatch.setattr(estimate, "run_chains", lambda *a, **k: loops.append(len(a[6])) or real_run_chains(*a, **k))
+    split = estimate_llc(model, (data.train_x, data.train_y), params, **settings)
+    assert len(params) == 5 and loops == [4, 4, 2]  # 5 parameter sets x 2 chains, two sets a batch
+    assert [e.llc_per_chain for e in split.entries] == [e.llc_per_chain for e in whole.entries]
+    assert torch.equal(split.samples, whole.samples)
+
+
+def test_chains_that_cannot_fit_are_refused_with_the_estimate(run, monkeypatch):
+    import grokscope.llc.estimate as estimate
+
+    monkeypatch.setattr(estimate, "available_bytes", lambda device: 1e5)
+    one_line_error(run_cli("llc", run.path, "--chains", "2000"), "GB of memory", "lower --chains")
+
+
+def test_a_training_too_big_for_memory_is_refused_before_writing(tmp_path):
+    one_line_error(run_cli("train", "--set", "p=2000", "--out", tmp_path / "big"), "GB of memory", "lower p")
+    assert not (tmp_path / "big").exists()
+
+
+# 4. resume checks what it resumes
+
+
+def test_resume_with_metrics_deleted_is_refused(tmp_path, tiny_config):
+    config, run_dir = _interrupted(tmp_path, tiny_config)
+    RunPaths(run_dir).metrics.unlink()
+    with pytest.raises(CheckpointError, match="metrics.csv lacks the rows of steps 0–30"):
+        train(config, run_dir, progress=False)
+
+
+def test_resume_with_a_truncated_earlier_checkpoint_is_refused(tmp_path, tiny_config):
+    config, run_dir = _interrupted(tmp_path, tiny_config)
+    path = RunPaths(run_dir).checkpoint(15)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=f"{path}.*truncated"):
+        train(config, run_dir, progress=False)
+
+
+def test_resume_without_state_restarts_without_duplicate_rows(tmp_path, tiny_config):
+    config, run_dir = _interrupted(tmp_path, tiny_config)
+    reference = train(config, tmp_path / "reference", progress=False)
+    import shutil
+
+    shutil.rmtree(RunPaths(run_dir).resume.parent)
+    resumed = train(config, run_dir, progress=False)
+    steps = [int(r["step"]) for r in resumed.metrics]
+    assert steps == sorted(set(steps)) == [int(r["step"]) for r in reference.metrics]
+    assert all(torch.equal(resumed.state_dict(resumed.steps[-1])[k], v) for k, v in reference.state_dict(reference.steps[-1]).items())
+
+
+def test_a_complete_run_without_its_checkpoints_is_refused(run):
+    import shutil
+
+    shutil.rmtree(run.paths.checkpoints)
+    one_line_error(run_cli("train", "--out", run.path, "--preset", "example", *_sets(run)), "marked complete", "checkpoints are missing")
+
+
+def test_a_finished_run_rerun_says_so(run):
+    result = run_cli("train", "--out", run.path, "--preset", "example", *_sets(run))
+    assert result.returncode == 0 and "already complete" in result.stdout
+
+
+def _sets(run):
+    return [f"--set={s}.{k}={json.dumps(v)}" for s in ("task", "model", "training")
+            for k, v in getattr(run.config, s).model_dump().items()]
+
+
+# 5. bad files are named, not tracebacks
+
+
+@pytest.mark.parametrize("content", ["garbage\nnot,a,table\n", "step,train_loss,test_loss,train_acc,test_acc\n0,1.0,2.0\n",
+                                     "step,train_loss,test_loss,train_acc,test_acc\n0,x,2.0,0.5,0.5\n"])
+def test_a_damaged_metrics_file_is_named_by_every_command(run, content):
+    run.paths.metrics.write_text(content)
+    for args in (["llc", run.path, "--steps", "20", "--batch-size", "8"], ["analyze", run.path, "--quiet"]):
+        one_line_error(run_cli(*args), "metrics.csv")
+    assert run_cli("report", run.path).returncode == 0
+    assert "unreadable: metrics.csv" in run.paths.report.read_text()
+
+
+@pytest.mark.parametrize("content", [b"\x89\xff\xfe binary", b"[1, 2, 3]"])
+def test_a_damaged_config_is_named(run, content):
+    run.paths.config.write_bytes(content)
+    one_line_error(run_cli("llc", run.path), "config.json")
+
+
+def test_results_of_the_wrong_structure_are_named_in_the_report(run):
+    run.paths.llc.parent.mkdir(parents=True, exist_ok=True)
+    run.paths.llc.write_text(json.dumps({"settings": [], "checkpoints": [{"step": 1}]}))
+    run.paths.circuit.write_text(json.dumps([1, 2]))
+    assert run_cli("report", run.path).returncode == 0
+    html = run.paths.report.read_text()
+    assert "unreadable: results/llc.json has an unexpected structure" in html
+    assert "unreadable: results/circuit.json has an unexpected structure" in html
+
+
+def test_a_resume_file_missing_a_key_is_named(tmp_path, tiny_config):
+    from safetensors.torch import load_file, save_file
+
+    config, run_dir = _interrupted(tmp_path, tiny_config)
+    path = RunPaths(run_dir).resume
+    tensors = load_file(path)
+    del tensors["rng.batches"]
+    save_file(tensors, path, metadata={"step": "30"})
+    with pytest.raises(CheckpointError, match=f"{path} lacks \\['rng.batches'\\]"):
+        train(config, run_dir, progress=False)
+
+
+def test_bad_paths_and_encodings_are_named(tmp_path):
+    (tmp_path / "latin1.json").write_bytes('{"p": "\xe9"}'.encode("latin-1"))
+    one_line_error(run_cli("train", "--config", tmp_path / "latin1.json", "--out", tmp_path / "a"), "latin1.json", "UTF-8")
+    one_line_error(run_cli("train", "--config", tmp_path, "--out", tmp_path / "b"), "is a directory")
+    (tmp_path / "file").write_text("x")
+    one_line_error(run_cli("train", "--out", tmp_path / "file"), "is a file")
+    one_line_error(run_cli("train", "--out", tmp_path / "file" / "run"), "is a file")
+    (tmp_path / "spec.yaml").write_bytes(b"name: \xff\xfe")
+    one_line_error(run_cli("sweep", tmp_path / "spec.yaml", "--out", tmp_path / "s"), "spec.yaml", "UTF-8")
+    (tmp_path / "params.json").write_bytes(b"\xff")
+    one_line_error(run_cli("import-legacy", tmp_path / "params.json", tmp_path, "--out", tmp_path / "l"), "params.json")
+    for name in ("a", "b", "s", "l"):
+        assert not (tmp_path / name).exists()
+
+
+# 6. a checkpoint whose dtype was changed
+
+
+def test_a_checkpoint_with_another_dtype_is_refused(run):
+    weights = {k: v.to(torch.int32) for k, v in run.state_dict(run.steps[-1]).items()}
+    save_tensors(run.paths.checkpoint(run.steps[-1]), weights)
+    with pytest.raises(CheckpointError, match="stored as torch.int32, expected float32"):
+        run.state_dict(run.steps[-1])
+
+
+# 7. checks run before anything is written; the corrected rerun is accepted
+
+
+def test_an_empty_split_writes_nothing_and_the_corrected_rerun_trains(tmp_path, tiny_config):
+    one_line_error(run_cli("train", "--set", "train_frac=0.001", "--set", "p=11", "--out", tmp_path / "r"), "training")
+    assert not (tmp_path / "r").exists()
+    train(tiny_config(), tmp_path / "r", progress=False)
+
+
+# 8. a killed sweep leaves no live worker
+
+
+@pytest.mark.slow
+def test_sweep_workers_exit_when_the_sweep_is_killed(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"name": "k", "preset": "example", "set": {"n_steps": 4000, "p": 23, "n_checkpoints": 2},
+                                "grid": {"seed": [0, 1]}, "llc": {"checkpoints": "none"}, "analyses": False}))
+    proc = subprocess.Popen([sys.executable, "-m", "grokscope.cli", "sweep", str(spec), "--out", str(tmp_path / "s"),
+                             "--workers", "2", "--quiet"])
+    workers = []
+    for _ in range(600):
+        workers = _children(proc.pid)
+        if len(workers) >= 2:
+            break
+        time.sleep(0.05)
+    assert workers, "no worker started"
+    proc.send_signal(signal.SIGKILL)  # the sweep process only: nothing can tell its workers
+    proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and "resource_tracker" not in open(f"/proc/{entry}/cmdline").read():
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# 9. a huge grid is refused at once
+
+
+def test_a_huge_grid_is_refused_before_validation(tmp_path):
+    spec = tmp_path / "huge.json"
+    spec.write_text(json.dumps({"name": "h", "preset": "example", "grid": {"p": list(range(3, 803)), "seed": list(range(800))}}))
+    start = time.perf_counter()
+    one_line_error(run_cli("sweep", spec, "--out", tmp_path / "s"), "640,000 points")
+    assert time.perf_counter() - start < 5 and not (tmp_path / "s").exists()
+
+
+# 10. samples of an earlier estimate are not shown beside later results
+
+
+def test_a_later_llc_without_samples_removes_the_earlier_samples(run):
+    assert run_cli("llc", run.path, "--steps", "20", "--batch-size", "8", "--save-samples", "3").returncode == 0
+    assert run.paths.llc_samples.exists()
+    assert run_cli("llc", run.path, "--steps", "20", "--batch-size", "8").returncode == 0
+    assert not run.paths.llc_samples.exists()
+    run_cli("report", run.path)
+    assert "missing: results/llc_samples.safetensors" in run.paths.report.read_text()
+
+
+# 11. wording
+
+
+def test_interrupting_llc_says_it_restarts_and_train_says_it_resumes(run, monkeypatch):
+    import grokscope.llc.stored as stored
+    import grokscope.training as training
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stored, "run_llc", interrupt)
+    result = run_cli("llc", run.path)
+    assert result.returncode == 130 and "does not resume" in result.stderr and "to resume" not in result.stderr
+    monkeypatch.setattr(training, "train", interrupt)
+    result = run_cli("train", "--out", run.path.parent / "other")
+    assert result.returncode == 130 and "rerun the same command to resume" in result.stderr
+
+
+class Payload:
+    """An object a state_dict should not hold."""
+
+
+def test_the_legacy_refusal_never_suggests_unsafe_loading(tmp_path):
+    from grokscope.legacy import _load_legacy_state_dict
+
+    torch.save({"w": torch.zeros(2), "x": Payload()}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError) as info:
+        _load_legacy_state_dict(tmp_path / "bad.pt")
+    assert "pickled Python objects" in str(info.value) and "weights_only" not in str(info.value)
+
+
+def test_the_manifest_records_the_command_that_made_the_run(tmp_path, tiny_config):
+    api = train(tiny_config(), tmp_path / "api", progress=False)
+    assert json.loads(api.paths.manifest.read_text())["command"] == "grokscope.train() (Python API)"
+    run_cli("train", "--set", "n_steps=20", "--set", "p=11", "--set", "n_checkpoints=2", "--out", tmp_path / "cli")
+    assert json.loads(RunPaths(tmp_path / "cli").manifest.read_text())["command"].startswith("grokscope train --set n_steps=20")
