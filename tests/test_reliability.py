@@ -12,8 +12,8 @@ import pytest
 import torch
 from cli_helper import run_cli
 
-from grokscope import CheckpointError, ConfigError, build_config, load_run, train
-from grokscope.layout import RunPaths, SweepPaths
+from grokscope import CheckpointError, train
+from grokscope.layout import RunPaths
 from grokscope.llc import estimate_llc
 from grokscope.store import save_tensors
 

@@ -19,7 +19,7 @@ from grokscope.sweeps.spec import work_units
 from grokscope.sweeps.table import read_results
 from grokscope.sweeps.work import TIMING_COLUMNS
 
-POINT_FILE, RESULTS_FILE = RunPaths.SWEEP_POINT, SweepPaths.RESULTS
+POINT_FILE, RESULTS_FILE = RunPaths.sweep_point, SweepPaths.results
 
 TINY = {
     "name": "tiny",

@@ -146,7 +146,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
     elif run.is_run():
         print(f"wrote {build_run_report(run.root)}")
     else:
-        raise GrokscopeError(f"{args.path} is neither a run directory ({run.CONFIG}) nor a sweep directory ({sweep.SPEC})")
+        raise GrokscopeError(f"{args.path} is neither a run directory ({RunPaths.config}) nor a sweep directory ({SweepPaths.spec})")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:

@@ -82,7 +82,7 @@ def load_run(path: str | Path) -> Run:
     run_dir = Path(path).resolve()
     paths = RunPaths(run_dir)
     if not paths.is_run():
-        raise CheckpointError(f"{run_dir} is not a grokscope run (no {paths.CONFIG})")
+        raise CheckpointError(f"{run_dir} is not a grokscope run (no {RunPaths.config})")
     try:
         config = parse_config(read_json(paths.config))
     except ConfigError as err:

@@ -60,27 +60,27 @@ def build_run_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir).resolve()
     paths = RunPaths(run_dir)
     if not paths.is_run():
-        raise GrokscopeError(f"{run_dir} is not a grokscope run (no {paths.CONFIG}); `grokscope report` needs a run directory")
+        raise GrokscopeError(f"{run_dir} is not a grokscope run (no {RunPaths.config}); `grokscope report` needs a run directory")
     results = RunResults(run_dir)
-    config = results.json(paths.CONFIG, "grokscope train")
-    manifest = results.json(paths.MANIFEST, "grokscope train")
+    config = results.json(RunPaths.config, "grokscope train")
+    manifest = results.json(RunPaths.manifest, "grokscope train")
     try:
         metrics = read_metrics(run_dir)
     except GrokscopeError as err:
-        metrics, results.problems[paths.METRICS] = [], f"unreadable: {paths.METRICS} ({err})"
-    llc = results.json(paths.LLC, f"grokscope llc {run_dir}")
-    fourier = results.json(paths.FOURIER, f"grokscope analyze {run_dir}")
-    circuit = results.json(paths.CIRCUIT, f"grokscope analyze {run_dir}")
+        metrics, results.problems[RunPaths.metrics] = [], f"unreadable: {RunPaths.metrics} ({err})"
+    llc = results.json(RunPaths.llc, f"grokscope llc {run_dir}")
+    fourier = results.json(RunPaths.fourier, f"grokscope analyze {run_dir}")
+    circuit = results.json(RunPaths.circuit, f"grokscope analyze {run_dir}")
     builders = [
-        ("summary", "Summary", lambda: _summary(metrics, llc, circuit, fourier, results), [paths.LLC, paths.CIRCUIT]),
-        ("training", "Training curves", lambda: _training(run_dir, metrics, results), [paths.METRICS]),
-        ("llc", "Local learning coefficient over training", lambda: _llc(run_dir, llc, results), [paths.LLC]),
-        ("health", "SGLD health", lambda: _health(run_dir, llc, results), [paths.LLC]),
-        ("fourier", "Fourier anatomy", lambda: _fourier(run_dir, fourier, results), [paths.FOURIER]),
-        ("circuit", "Pizza or Clock", lambda: _circuits(run_dir, circuit, results), [paths.CIRCUIT]),
-        ("hessian", "Hessian spectrum", lambda: _hessian(run_dir, fourier, results), [paths.FOURIER]),
-        ("samples", "SGLD samples (2-D PCA)", lambda: _samples(run_dir), [paths.LLC_SAMPLES]),
-        ("provenance", "Provenance", lambda: _provenance(config, manifest, llc, results), [paths.CONFIG, paths.MANIFEST]),
+        ("summary", "Summary", lambda: _summary(metrics, llc, circuit, fourier, results), [RunPaths.llc, RunPaths.circuit]),
+        ("training", "Training curves", lambda: _training(run_dir, metrics, results), [RunPaths.metrics]),
+        ("llc", "Local learning coefficient over training", lambda: _llc(run_dir, llc, results), [RunPaths.llc]),
+        ("health", "SGLD health", lambda: _health(run_dir, llc, results), [RunPaths.llc]),
+        ("fourier", "Fourier anatomy", lambda: _fourier(run_dir, fourier, results), [RunPaths.fourier]),
+        ("circuit", "Pizza or Clock", lambda: _circuits(run_dir, circuit, results), [RunPaths.circuit]),
+        ("hessian", "Hessian spectrum", lambda: _hessian(run_dir, fourier, results), [RunPaths.fourier]),
+        ("samples", "SGLD samples (2-D PCA)", lambda: _samples(run_dir), [RunPaths.llc_samples]),
+        ("provenance", "Provenance", lambda: _provenance(config, manifest, llc, results), [RunPaths.config, RunPaths.manifest]),
     ]
     sections = [_guarded(build, section_id, title, files, run_dir) for section_id, title, build, files in builders]
     return render_page(paths.report, f"grokscope report: {run_dir.name}", f"Run directory {run_dir}", sections)
@@ -106,18 +106,18 @@ def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
         rows += [["final train accuracy", fmt(last["train_acc"], ".4f")], ["final test accuracy", fmt(last["test_acc"], ".4f")],
                  [f"grokking step (test accuracy ≥ {GENERALISED_TEST_ACCURACY})", fmt(grok)]]
     else:
-        section.missing.append(f"missing: {RunPaths.METRICS} (make it with `grokscope train`)")
+        section.missing.append(f"missing: {RunPaths.metrics} (make it with `grokscope train`)")
     if llc:
         valid = [e for e in llc["checkpoints"] if e["llc_mean"] is not None]
         if valid:
             peak = max(valid, key=lambda e: e["llc_mean"])
             rows += [["peak LLC λ̂ (step)", f"{peak['llc_mean']:.1f} ± {peak['llc_std']:.1f} (step {peak['step']})"],
                      ["final LLC λ̂", f"{valid[-1]['llc_mean']:.1f} ± {valid[-1]['llc_std']:.1f}"]]
-    section.missing += results.note(RunPaths.LLC)
+    section.missing += results.note(RunPaths.llc)
     if circuit:
         rows += [["circuit verdict", circuit["final_verdict"]], ["circuit formed at step", fmt(circuit["circuit_formed_at"])],
                  ["key frequencies", ", ".join(map(str, circuit["key_frequencies"]))]]
-    section.missing += results.note(RunPaths.CIRCUIT)
+    section.missing += results.note(RunPaths.circuit)
     section.tables.append({"header": None, "rows": rows, "css": "summary"})
     return section
 
@@ -127,13 +127,13 @@ def _training(run_dir: Path, metrics, results: RunResults) -> Section:
     if metrics:
         _own_figure(run_dir, "training", "Full-batch train and test loss and accuracy", own_figures.training_curves(metrics), section)
     else:
-        section.missing += results.note(RunPaths.METRICS) or [f"missing: {RunPaths.METRICS} (make it with `grokscope train`)"]
+        section.missing += results.note(RunPaths.metrics) or [f"missing: {RunPaths.metrics} (make it with `grokscope train`)"]
     return section
 
 
 def _llc(run_dir: Path, llc, results: RunResults) -> Section:
     section = Section("llc", "Local learning coefficient over training")
-    section.missing += results.note(RunPaths.LLC)
+    section.missing += results.note(RunPaths.llc)
     if llc:
         s = llc["settings"]
         rmsprop = f" (α = {s.get('rmsprop_alpha')}, eps = {s.get('rmsprop_eps')})" if s.get("sampler") == "rmsprop_sgld" else ""
@@ -147,7 +147,7 @@ def _llc(run_dir: Path, llc, results: RunResults) -> Section:
 
 def _health(run_dir: Path, llc, results: RunResults) -> Section:
     section = Section("health", "SGLD health")
-    section.missing += results.note(RunPaths.LLC)
+    section.missing += results.note(RunPaths.llc)
     if not llc:
         return section
     rows = [[e["step"], fmt(e["llc_mean"], ".2f"), fmt(e["llc_std"], ".2f"), fmt(e["llc_sem"], ".2f"), fmt(e["r_hat"], ".3f"),
@@ -169,7 +169,7 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
 
 def _fourier(run_dir: Path, fourier, results: RunResults) -> Section:
     section = Section("fourier", "Fourier anatomy")
-    section.missing += results.note(RunPaths.FOURIER)
+    section.missing += results.note(RunPaths.fourier)
     if fourier:
         section.text = f"Key frequencies of the final embedding: {', '.join(map(str, fourier['key_frequencies']))}."
         for stem, caption in figures_of("fourier"):
@@ -179,7 +179,7 @@ def _fourier(run_dir: Path, fourier, results: RunResults) -> Section:
 
 def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
     section = Section("circuit", "Pizza or Clock")
-    section.missing += results.note(RunPaths.CIRCUIT)
+    section.missing += results.note(RunPaths.circuit)
     if circuit:
         section.text = (f"Final verdict: {circuit['final_verdict']}, stable from step {fmt(circuit['circuit_formed_at'])}. "
                         f"Pizza: gradient symmetricity ≥ {PIZZA_SYMMETRICITY} and distance irrelevance ≤ {PIZZA_MAX_DISTANCE_IRRELEVANCE}; "
@@ -196,7 +196,7 @@ def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
 
 def _hessian(run_dir: Path, fourier, results: RunResults) -> Section:
     section = Section("hessian", "Hessian spectrum")
-    section.missing += results.note(RunPaths.FOURIER)
+    section.missing += results.note(RunPaths.fourier)
     if fourier:
         for stem, caption in figures_of("hessian"):
             _figure_file(run_dir, stem, caption, f"grokscope analyze {run_dir}", section)
@@ -207,13 +207,13 @@ def _samples(run_dir: Path) -> Section:
     section = Section("samples", "SGLD samples (2-D PCA)")
     path = RunPaths(run_dir).llc_samples
     if not path.exists():
-        section.missing.append(f"missing: {RunPaths.LLC_SAMPLES} (make it with `grokscope llc {run_dir} --save-samples 20`)")
+        section.missing.append(f"missing: {RunPaths.llc_samples} (make it with `grokscope llc {run_dir} --save-samples 20`)")
         return section
     try:
         tensors = load_tensors(path)
         step = read_metadata(path).get("step", "?")
     except GrokscopeError as err:
-        section.missing.append(f"unreadable: {RunPaths.LLC_SAMPLES} ({err})")
+        section.missing.append(f"unreadable: {RunPaths.llc_samples} ({err})")
         return section
     _own_figure(run_dir, "sgld_pca", "Saved SGLD samples of the last checkpoint, projected on their first two principal components",
                 own_figures.sample_pca(tensors["samples"], tensors["losses"], step), section)
@@ -222,7 +222,7 @@ def _samples(run_dir: Path) -> Section:
 
 def _provenance(config, manifest, llc, results: RunResults) -> Section:
     section = Section("provenance", "Provenance")
-    section.missing += results.note(RunPaths.CONFIG) + results.note(RunPaths.MANIFEST)
+    section.missing += results.note(RunPaths.config) + results.note(RunPaths.manifest)
     if manifest:
         section.tables.append({"header": None, "css": "summary", "rows": [
             ["package", f"{manifest.get('package')} {manifest.get('version')}"], ["torch", manifest.get("torch_version")],

@@ -47,7 +47,7 @@ def build_sweep_report(sweep_dir: str | Path) -> Path:
     if SweepPaths(sweep_dir).results.exists():
         rows = read_results(sweep_dir)
     else:
-        summary.missing.append(f"missing: {SweepPaths.RESULTS} (make it with `{rerun}`)")
+        summary.missing.append(f"missing: {SweepPaths.results} (make it with `{rerun}`)")
 
     if spec is not None:
         names = {r["point"] for r in rows}

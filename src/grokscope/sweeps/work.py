@@ -151,7 +151,7 @@ def _base_row(point: SweepPoint) -> dict[str, Any]:
         "point": point.name,
         **point.values,
         "config_hash": point.config.hash(),
-        "run_dir": str(Path(SweepPaths.RUNS) / point.name),
+        "run_dir": str(Path(SweepPaths.runs) / point.name),
     }
 
 
