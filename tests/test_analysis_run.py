@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -113,3 +114,32 @@ def test_transformer_trains_and_works_with_llc_and_analyses(tmp_path, tiny_confi
     assert all(e.llc_mean is not None for e in result.entries)
     analysis = analyze_run(run, progress=False)
     assert analysis.model_kind == "transformer" and len(analysis.checkpoints) == len(run.steps)
+
+
+def test_progress_measures_skip_the_vanishing_sine_of_frequency_p_over_2(tmp_path, tiny_config):
+    # for even p, sin(2π·(p/2)·(a+b)/p) is zero up to rounding: normalising it would add a garbage
+    # direction; the restricted loss must equal the one over cos/sin of k = 1 and cos of k = p/2 only
+    from grokscope.analysis.fourier import progress_measures
+
+    p = 12
+    run = train(tiny_config(p=p, n_steps=30, n_checkpoints=1), tmp_path / "even", progress=False)
+    model, data = run.model(run.steps[-1]), run.dataset()
+    grid = torch.cartesian_prod(torch.arange(p), torch.arange(p))
+    total = grid.sum(-1).double()
+    basis = torch.stack([torch.cos(2 * math.pi * total / p), torch.sin(2 * math.pi * total / p), torch.cos(math.pi * total)], 1)
+    basis = basis / basis.norm(dim=0)
+    with torch.no_grad():
+        logits = model(grid).double()
+    restricted = logits.mean(0) + basis @ (basis.T @ (logits - logits.mean(0)))
+    expected = float(torch.nn.functional.cross_entropy(restricted, grid.sum(-1) % p))
+    assert progress_measures(model, data, [1, p // 2]).restricted_loss == pytest.approx(expected, rel=1e-9)
+
+
+def test_plotting_modules_leave_the_matplotlib_backend_alone():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; import grokscope.png, grokscope.report.build, grokscope.analysis, grokscope.sweeps.fits; "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "MPLBACKEND": "svg"})
+    assert out.stdout.strip() == "svg", out.stderr

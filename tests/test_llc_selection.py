@@ -92,3 +92,17 @@ def test_unknown_component_lists_the_ones_that_exist():
         select(_transformer(), "head7")
     with pytest.raises(ConfigError, match="not both"):
         select(_transformer(), "attn", {"W_O": torch.ones(8, 8, dtype=torch.bool)})
+
+
+def test_layers_frozen_in_training_are_not_sampled_by_default():
+    model = MLP(MLPConfig(embed_dim=4, hidden_size=8, freeze_middle=True), P)
+    selection = select(model)
+    assert selection.names == ["embedding.weight", "linear2.weight"]
+    assert selection.record["frozen_not_sampled"] == ["linear1l.weight", "linear1l.bias", "linear1r.weight", "linear1r.bias"]
+    assert select(model, "layer1").names == ["linear1l.weight", "linear1l.bias", "linear1r.weight", "linear1r.bias"]  # when asked
+
+
+def test_steps_are_labels_not_the_number_of_sgld_steps():
+    model = MLP(MLPConfig(embed_dim=4, hidden_size=8), P)
+    with pytest.raises(ConfigError, match="the number of SGLD steps is n_steps"):
+        estimate_llc(model, _pairs(), steps=3000, n_steps=10, batch_size=8)

@@ -43,6 +43,9 @@ class _Directory:
     def __hash__(self) -> int:
         return hash((type(self), self.root))
 
+    def figure(self, stem: str, suffix: str = "png") -> Path:
+        return self.root / "figures" / f"{stem}.{suffix}"
+
 
 class RunPaths(_Directory):
     config = Entry("config.json")
@@ -63,9 +66,6 @@ class RunPaths(_Directory):
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"step_{step:06d}.safetensors"
 
-    def figure(self, stem: str, suffix: str = "png") -> Path:
-        return self.figures / f"{stem}.{suffix}"
-
     def is_run(self) -> bool:
         return self.config.exists()
 
@@ -80,9 +80,6 @@ class SweepPaths(_Directory):
 
     def run(self, point: str) -> RunPaths:
         return RunPaths(self.runs / point)
-
-    def figure(self, stem: str) -> Path:
-        return self.figures / f"{stem}.png"
 
     def is_sweep(self) -> bool:
         return self.spec.exists()
