@@ -8,7 +8,11 @@ from torch import nn
 
 from grokscope import ConfigError
 from grokscope.analysis import circuit, fourier_modes
-from grokscope.analysis.circuits import distance_irrelevance, frequency_doubling, gradient_symmetricity
+from grokscope.analysis.circuits import (
+    distance_irrelevance,
+    frequency_doubling,
+    gradient_symmetricity,
+)
 
 
 class Formula(nn.Module):

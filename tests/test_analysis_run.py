@@ -7,7 +7,14 @@ import torch
 from PIL import Image
 
 from grokscope import ConfigError, build_config, load_run, train
-from grokscope.analysis import analyze_run, fourier_modes, mode_ablation, mode_circles, progress, save_analysis
+from grokscope.analysis import (
+    analyze_run,
+    fourier_modes,
+    mode_ablation,
+    mode_circles,
+    progress,
+    save_analysis,
+)
 from grokscope.analysis.fourier import fourier_basis, keep_one_mode, mode_magnitudes
 
 

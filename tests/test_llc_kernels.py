@@ -2,7 +2,15 @@
 
 import torch
 
-from grokscope.llc.kernels import KERNELS, ChainSettings, Masked, RMSpropSGLD, SGLD, project_out, unit_directions
+from grokscope.llc.kernels import (
+    KERNELS,
+    SGLD,
+    ChainSettings,
+    Masked,
+    RMSpropSGLD,
+    project_out,
+    unit_directions,
+)
 from grokscope.llc.observers import MalaAcceptance, potential
 
 

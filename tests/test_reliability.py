@@ -186,7 +186,8 @@ def _sets(run):
                                      "step,train_loss,test_loss,train_acc,test_acc\n0,x,2.0,0.5,0.5\n"])
 def test_a_damaged_metrics_file_is_named_by_every_command(run, content):
     run.paths.metrics.write_text(content)
-    for args in (["llc", run.path, "--steps", "20", "--batch-size", "8"], ["analyze", run.path, "--quiet"]):
+    for args in (["llc", run.path, "--steps", "20", "--batch-size", "8"], ["analyze", run.path, "--quiet"],
+                 ["train", "--out", run.path, "--preset", "example", *_sets(run)]):
         one_line_error(run_cli(*args), "metrics.csv")
     assert run_cli("report", run.path).returncode == 0
     assert "unreadable: metrics.csv" in run.paths.report.read_text()

@@ -2,13 +2,13 @@ import json
 import re
 
 import pytest
+from browser import NO_CHROMIUM, check_page, chromium_available
 
 from grokscope import build_config, train
 from grokscope.analysis import analyze_run, save_analysis
 from grokscope.llc import sgld_config
 from grokscope.llc.stored import run_llc, save_llc
 from grokscope.report import build_run_report
-from browser import NO_CHROMIUM, check_page, chromium_available
 
 SETS = {"p": 11, "train_frac": 0.7, "embed_dim": 6, "hidden_size": 16, "n_steps": 300, "n_checkpoints": 3, "batch_size": 32}
 

@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from browser import NO_CHROMIUM, check_page, chromium_available
 
 from grokscope import ConfigError
-from browser import NO_CHROMIUM, check_page, chromium_available
 from grokscope.layout import RunPaths, SweepPaths
-from grokscope.sweeps import BUILTIN_SPECS, load_spec, parse_spec, run_sweep, sweep_points
+from grokscope.sweeps import (
+    BUILTIN_SPECS,
+    load_spec,
+    parse_spec,
+    run_sweep,
+    sweep_points,
+)
 from grokscope.sweeps.fits import line_fits
 from grokscope.sweeps.spec import work_units
 from grokscope.sweeps.table import read_results
@@ -275,3 +281,17 @@ def test_sweep_page_names_missing_figures_and_points_not_yet_run(local_sweep, tm
     html = build_sweep_report(copy).read_text()
     assert "missing: figures/llc_vs_p.png" in html
     assert "1 points not yet run" in html and "grokscope sweep" in html
+
+
+def test_a_cut_short_results_table_is_named(local_sweep, tmp_path):
+    import shutil
+
+    from cli_helper import run_cli
+
+    copy = tmp_path / "copy"
+    shutil.copytree(local_sweep.path, copy)
+    lines = (copy / RESULTS_FILE).read_text().splitlines()
+    (copy / RESULTS_FILE).write_text("\n".join(lines[:-1] + [lines[-1].split(",", 3)[0]]) + "\n")  # a half-written row
+    result = run_cli("report", copy)
+    assert result.returncode == 2 and f"{copy / RESULTS_FILE}, line {len(lines)}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -89,8 +89,8 @@ def _cmd_llc(args: argparse.Namespace) -> None:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
-    from .png import save_figure
     from .llc.calibrate import calibrate, plot_calibration
+    from .png import save_figure
     from .run import load_run
     from .store import atomic_write_json
 

@@ -14,13 +14,11 @@ from typing import Annotated, Any, Literal, Mapping, Union
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .store import read_text
 from .models import MODELS
 from .models.mlp import MLPConfig  # noqa: F401  (re-exported)
 from .models.transformer import TransformerConfig  # noqa: F401  (re-exported: users import it from here)
+from .store import read_text
 from .strict import Strict as _Strict
-
-
 
 
 class TaskConfig(_Strict):

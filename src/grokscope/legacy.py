@@ -17,10 +17,18 @@ import torch
 
 from .config import RunConfig, parse_config
 from .errors import CheckpointError, ConfigError
+from .layout import RunPaths
 from .models import build_model
 from .run import Run, load_run
-from .layout import RunPaths
-from .store import read_text, RunLock, atomic_write_text, check_shapes, save_tensors, write_manifest, write_metrics
+from .store import (
+    RunLock,
+    atomic_write_text,
+    check_shapes,
+    read_text,
+    save_tensors,
+    write_manifest,
+    write_metrics,
+)
 from .tasks import make_dataset
 from .training import metrics_row
 

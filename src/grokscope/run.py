@@ -11,10 +11,10 @@ from torch import nn
 from .config import RunConfig, parse_config
 from .errors import CheckpointError, ConfigError
 from .layout import RunPaths
-from .thresholds import GENERALISED_TEST_ACCURACY
 from .models import build_model
 from .store import list_checkpoints, load_tensors, read_json, read_metrics
 from .tasks import ModularDataset, make_dataset
+from .thresholds import GENERALISED_TEST_ACCURACY
 
 
 @dataclass

@@ -19,9 +19,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from .version import __version__
 from .errors import CheckpointError, RunLockedError
 from .layout import CHECKPOINT_PATTERN, RunPaths
+from .version import __version__
 
 METRIC_COLUMNS = ["step", "train_loss", "test_loss", "train_acc", "test_acc"]
 

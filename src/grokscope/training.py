@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from .config import RunConfig, check_device, parse_config
 from .errors import CheckpointError, ConfigError
-from .memory import check_memory, training_bytes
 from .layout import RunPaths
+from .memory import check_memory, training_bytes
 from .models import batched_forward, build_model
 from .run import Run, load_run
 from .seeding import generator

@@ -2,7 +2,14 @@
 
 from .analyze import RunAnalysis, analyze_run
 from .run_figures import save_analysis
-from .single import circuit, fourier_modes, hessian_spectrum, mode_ablation, mode_circles, progress
+from .single import (
+    circuit,
+    fourier_modes,
+    hessian_spectrum,
+    mode_ablation,
+    mode_circles,
+    progress,
+)
 
 __all__ = [
     "RunAnalysis", "analyze_run", "save_analysis",

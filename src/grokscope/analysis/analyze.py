@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
-from ..version import __version__
 from ..errors import ConfigError
 from ..run import Run
 from ..thresholds import GENERALISED_TEST_ACCURACY
+from ..version import __version__
 from .fourier import key_frequencies, mode_magnitudes
 from .registry import ANALYSES, Checkpoint
 

@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-
 def bars(values, title: str, xlabel: str, ylabel: str, highlight=(), log: bool = False):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     colours = ["C3" if k in highlight else "C0" for k in range(len(values))]

@@ -18,9 +18,12 @@ import torch
 from torch import nn
 
 from ..seeding import generator
+from ..thresholds import (
+    CLOCK_MIN_DISTANCE_IRRELEVANCE,
+    PIZZA_MAX_DISTANCE_IRRELEVANCE,
+    PIZZA_SYMMETRICITY,
+)
 from .fourier import fourier_basis
-
-from ..thresholds import CLOCK_MIN_DISTANCE_IRRELEVANCE, PIZZA_MAX_DISTANCE_IRRELEVANCE, PIZZA_SYMMETRICITY
 
 
 @dataclass

@@ -14,7 +14,13 @@ from torch import nn
 from ..tasks import ModularDataset
 from ..thresholds import GENERALISED_TEST_ACCURACY
 from .circuits import circuit_metrics
-from .fourier import ablation_losses, mode_magnitudes, neuron_frequencies, progress_measures, sparsity
+from .fourier import (
+    ablation_losses,
+    mode_magnitudes,
+    neuron_frequencies,
+    progress_measures,
+    sparsity,
+)
 from .hessian import top_hessian_eigenvalues
 
 

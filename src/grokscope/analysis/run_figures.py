@@ -15,9 +15,13 @@ from PIL import Image
 from ..png import save_figure
 from ..run import Run
 from ..store import atomic_write_bytes, atomic_write_json
+from ..thresholds import (
+    CLOCK_MIN_DISTANCE_IRRELEVANCE,
+    PIZZA_MAX_DISTANCE_IRRELEVANCE,
+    PIZZA_SYMMETRICITY,
+)
 from . import charts
 from .analyze import RunAnalysis
-from ..thresholds import CLOCK_MIN_DISTANCE_IRRELEVANCE, PIZZA_MAX_DISTANCE_IRRELEVANCE, PIZZA_SYMMETRICITY
 from .fourier import mode_circle
 
 CIRCLE_CHECKPOINTS = 4

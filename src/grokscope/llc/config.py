@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from ..config import check_device, format_validation_error
 from ..errors import ConfigError

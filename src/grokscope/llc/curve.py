@@ -5,7 +5,6 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 
-
 def plot_llc(result, metrics: list[dict[str, float]] | None = None):
     """λ̂ against the training step with error bars, and train/test loss on a second axis
     (the original study's plot)."""

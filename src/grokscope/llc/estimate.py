@@ -17,15 +17,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..version import __version__
 from ..errors import ConfigError
+from ..memory import USABLE_FRACTION, available_bytes, gigabytes
+from ..version import __version__
 from .config import SGLDConfig, sgld_config
 from .diagnostics import effective_sample_size, split_rhat
-from .kernels import ChainSettings, Masked, OrthogonalToGradient, build_kernel, unit_directions
+from .kernels import (
+    ChainSettings,
+    Masked,
+    OrthogonalToGradient,
+    build_kernel,
+    unit_directions,
+)
 from .objective import BatchedObjective, LossFn, check_parameter_sets
-from .observers import STEP_METRICS, DivergenceCut, LossTrace, MalaAcceptance, Observer, ProbeLosses, Snapshots, StepNorms
+from .observers import (
+    STEP_METRICS,
+    DivergenceCut,
+    LossTrace,
+    MalaAcceptance,
+    Observer,
+    ProbeLosses,
+    Snapshots,
+    StepNorms,
+)
 from .result import CheckpointLLC, LLCResult
-from ..memory import USABLE_FRACTION, available_bytes, gigabytes
 from .sampler import block_length, run_chains
 from .selection import Selection, select
 from .tree import Tree, tree_map

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..run import Run
 from ..png import save_figure
+from ..run import Run
 from ..store import atomic_write_text, save_tensors
 from .config import SGLDConfig
 from .estimate import estimate_llc

@@ -11,7 +11,6 @@ The forward pass is written once, over parameter sets stacked along a leading ba
 from __future__ import annotations
 
 import math
-
 from typing import Literal
 
 import torch

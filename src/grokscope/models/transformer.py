@@ -9,7 +9,6 @@ A plain ``nn.Module``: SGLD batches it with ``torch.func.vmap`` (the generic pat
 from __future__ import annotations
 
 import math
-
 from typing import Literal
 
 import torch

@@ -8,12 +8,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import GrokscopeError
-from ..png import save_figure
 from ..analysis.registry import figures_of
+from ..errors import GrokscopeError
 from ..layout import RunPaths
-from ..thresholds import CLOCK_MIN_DISTANCE_IRRELEVANCE, GENERALISED_TEST_ACCURACY, PIZZA_MAX_DISTANCE_IRRELEVANCE, PIZZA_SYMMETRICITY
+from ..png import save_figure
 from ..store import load_tensors, read_json, read_metadata, read_metrics
+from ..thresholds import (
+    CLOCK_MIN_DISTANCE_IRRELEVANCE,
+    GENERALISED_TEST_ACCURACY,
+    PIZZA_MAX_DISTANCE_IRRELEVANCE,
+    PIZZA_SYMMETRICITY,
+)
 from . import own_figures
 from .page import Section, embed_png, fmt, render_page
 

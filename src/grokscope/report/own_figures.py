@@ -7,7 +7,6 @@ import numpy as np
 import torch
 
 
-
 def training_curves(metrics: list[dict[str, float]]):
     steps = [r["step"] for r in metrics]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))

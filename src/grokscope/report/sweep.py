@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 from ..errors import GrokscopeError
+from ..layout import SweepPaths
 from ..store import read_json
 from ..sweeps.fits import axis_fields
 from ..sweeps.spec import parse_spec, sweep_points
-from ..layout import SweepPaths
-from ..thresholds import GENERALISED_TEST_ACCURACY
 from ..sweeps.table import read_results
+from ..thresholds import GENERALISED_TEST_ACCURACY
 from .page import Section, embed_png, fmt, render_page
 
 SHOWN_COLUMNS = [
@@ -39,7 +39,7 @@ def build_sweep_report(sweep_dir: str | Path) -> Path:
                                            Section("figures", "Figures"), Section("provenance", "Provenance"))
     try:
         spec_data = read_json(SweepPaths(sweep_dir).spec)
-        spec = parse_spec(spec_data, "sweep.json")
+        spec = parse_spec(spec_data, SweepPaths.spec)
     except GrokscopeError as err:
         summary.missing.append(f"unreadable: sweep.json ({err})")
         spec_data, spec = None, None
@@ -80,7 +80,7 @@ def _fits(sweep_dir: Path, section: Section) -> None:
     try:
         fits = read_json(path) if path.exists() else {}
     except GrokscopeError as err:
-        section.missing.append(f"unreadable: fits.json ({err})")
+        section.missing.append(f"unreadable: {SweepPaths.fits} ({err})")
         return
     rows = [[f"LLC against {field}", fit["series"], fit["n_points"], fmt(fit["slope"]), fmt(fit["intercept"]), fmt(fit["r2"], ".3f")]
             for field, field_fits in fits.items() for fit in field_fits]

@@ -15,10 +15,10 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import ConfigError
+from ..layout import SweepPaths
 from ..store import RunLock, atomic_write_json, atomic_write_text
 from .executors import EXECUTORS, default_workers
 from .fits import axis_fields, line_fits, save_sweep_figures
-from ..layout import SweepPaths
 from .spec import SweepSpec, sweep_points, work_units
 from .table import write_results
 from .work import finished_row, unit_tasks

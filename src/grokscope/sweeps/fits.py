@@ -17,9 +17,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..thresholds import GENERALISED_TEST_ACCURACY
-from ..png import save_figure
 from ..layout import RunPaths, SweepPaths
+from ..png import save_figure
+from ..store import read_json
+from ..thresholds import GENERALISED_TEST_ACCURACY
 
 NOT_AN_AXIS = ("seed", "random_labels")
 
@@ -106,7 +107,7 @@ def _llc_curve(run_dir: Path) -> tuple[list[int], list[float]] | None:
     path = RunPaths(run_dir).llc
     if not path.exists():
         return None
-    entries = [e for e in json.loads(path.read_text())["checkpoints"] if e["llc_mean"] is not None]
+    entries = [e for e in read_json(path)["checkpoints"] if e["llc_mean"] is not None]
     return [e["step"] for e in entries], [e["llc_mean"] for e in entries]
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,10 +26,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import PRESETS, RunConfig, section_of, build_config, format_validation_error
-from ..store import read_text
+from ..config import (
+    PRESETS,
+    RunConfig,
+    build_config,
+    format_validation_error,
+    section_of,
+)
 from ..errors import ConfigError
 from ..llc.config import SGLDConfig, sgld_config
+from ..store import read_text
 from ..tasks import make_dataset
 from ..training import shared_settings
 

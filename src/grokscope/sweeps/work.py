@@ -16,10 +16,10 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..analysis import analyze_run
+from ..layout import RunPaths, SweepPaths
 from ..llc.config import sgld_config
 from ..llc.result import LLCResult
 from ..llc.stored import run_llc_together, save_llc
-from ..layout import RunPaths, SweepPaths
 from ..run import Run
 from ..store import atomic_write_json, read_json
 from ..training import train_together
