@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # constraints.txt pins torch to the CPU build on disk; the package itself asks for a range.
 PIP := $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast notebook bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(VENV)/.dev-installed /usr/bin/chromedriver
 # The working loop: everything but the tests marked slow (real clusters, kills, scientific validations).
 test-fast: $(VENV)/.dev-installed /usr/bin/chromedriver
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The tutorials in notebooks/, in JupyterLab.
+notebook: $(VENV)/.core-installed
+	$(PIP) -e '.[notebook]'
+	$(BIN)/jupyter lab notebooks/
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/llc_speed.py

@@ -8,12 +8,16 @@ healthy ε in the flat region at the default nβ.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Mapping
 
 import numpy as np
+import torch
+from torch import nn
 
 from ..run import Run
 from .config import SGLDConfig
 from .estimate import estimate_llc
+from .objective import LossFn
 from .stored import select_checkpoints
 
 DEFAULT_EPSILONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
@@ -62,17 +66,35 @@ def calibrate(
     gammas: tuple[float, ...] | None = None,
     progress: bool = False,
 ) -> dict:
-    """Estimate λ̂ over the grid for one checkpoint, every cell's chains in ONE batched run (each
-    cell's chains are keyed as that cell alone would key them, so a cell's numbers equal its
-    estimate alone); return the cells and a recommendation."""
+    """:func:`calibrate_llc` at one checkpoint of a stored run, on its training set."""
     step = select_checkpoints(run, checkpoint)[-1]
     data = run.dataset()
-    default_nbeta, convention = base.resolve_nbeta(data.n_train)
+    report = calibrate_llc(run.new_model(), (data.train_x, data.train_y), run.state_dict(step), base, epsilons, nbeta_factors,
+                           gammas, checkpoint_id=step, progress=progress)
+    return {"checkpoint": checkpoint, "step": step, **report}
+
+
+def calibrate_llc(
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    params: Mapping[str, torch.Tensor] | None,
+    base: SGLDConfig,
+    epsilons: tuple[float, ...] = DEFAULT_EPSILONS,
+    nbeta_factors: tuple[float, ...] = DEFAULT_NBETA_FACTORS,
+    gammas: tuple[float, ...] | None = None,
+    loss: str | LossFn = "cross_entropy",
+    checkpoint_id: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Estimate λ̂ at ``params`` (default: the model's weights) over the ε × nβ (× γ) grid, every
+    cell's chains in ONE batched run (each cell's chains are keyed as that cell alone would key
+    them, so a cell's numbers equal its estimate alone); return the cells and a recommendation."""
+    default_nbeta, convention = base.resolve_nbeta(int(data[1].shape[0]))
     grid = [dict(epsilon=e, gamma=g, nbeta=default_nbeta * f) for g in gammas or (base.gamma,) for f in nbeta_factors for e in epsilons]
+    weights = dict(params) if params is not None else {n: p.detach() for n, p in model.named_parameters()}
     result = estimate_llc(
-        run.new_model(), (data.train_x, data.train_y), [run.state_dict(step)] * len(grid), loss="cross_entropy",
-        config=base.model_copy(update=dict(temp_multiplier=1.0)), checkpoint_ids=[step] * len(grid), steps=[step] * len(grid),
-        per_set=grid, progress=progress,
+        model, data, [weights] * len(grid), loss=loss, config=base.model_copy(update=dict(temp_multiplier=1.0)),
+        checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, progress=progress,
     )
     cells = [
         Cell(cell["epsilon"], cell["nbeta"], cell["gamma"], entry.llc_mean, entry.llc_std, entry.r_hat,
@@ -80,8 +102,6 @@ def calibrate(
         for cell, entry in zip(grid, result.entries)
     ]
     return {
-        "checkpoint": checkpoint,
-        "step": step,
         "default_nbeta": default_nbeta,
         "nbeta_convention": convention,
         "sampler": base.sampler,
