@@ -9,6 +9,7 @@ is the full-batch training loss. Every chain of every parameter set steps togeth
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import Mapping, Sequence
@@ -116,7 +117,11 @@ def estimate_llc(
     n_params = sum(t[0].numel() for t in anchors.values())
     entries: dict[int, CheckpointLLC] = {}
     parts: dict[int, dict[str, torch.Tensor]] = {}
-    for indices in _batches([k for k in range(len(param_sets)) if finite[k]], job.bytes_per_set(n_params), cfg, device):
+    batches = _batches([k for k in range(len(param_sets)) if finite[k]], job.bytes_per_set(n_params), cfg, device)
+    if progress and len(batches) > 1:
+        print(f"sampling {sum(map(len, batches))} parameter sets in {len(batches)} batches that fit in memory "
+              "(the same numbers as one batch)", file=sys.stderr)
+    for indices in batches:
         for k, (entry, tensors) in zip(indices, job.sample(indices, labels, init_loss, probe_init)):
             entries[k], parts[k] = entry, tensors
     for k in (k for k in range(len(param_sets)) if not finite[k]):
