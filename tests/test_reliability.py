@@ -274,9 +274,10 @@ def test_sweep_workers_exit_when_the_sweep_is_killed(tmp_path):
     assert workers, "no worker started"
     proc.send_signal(signal.SIGKILL)  # the sweep process only: nothing can tell its workers
     proc.wait()
-    deadline = time.time() + 15
-    while time.time() < deadline and any(_alive(pid) for pid in workers):
-        time.sleep(0.2)
+    for _ in range(600):  # wait (up to a generous minute) for the workers to notice and exit
+        if not any(_alive(pid) for pid in workers):
+            break
+        time.sleep(0.1)
     assert not any(_alive(pid) for pid in workers)
 
 
@@ -305,12 +306,16 @@ def _alive(pid: int) -> bool:
 # 9. a huge grid is refused at once
 
 
-def test_a_huge_grid_is_refused_before_validation(tmp_path):
+def test_a_huge_grid_is_refused_before_validation(tmp_path, monkeypatch):
+    import grokscope.sweeps.spec as spec_module
+
+    validated = []
+    real_build = spec_module.build_config
+    monkeypatch.setattr(spec_module, "build_config", lambda *a, **k: validated.append(1) or real_build(*a, **k))
     spec = tmp_path / "huge.json"
     spec.write_text(json.dumps({"name": "h", "preset": "example", "grid": {"p": list(range(3, 803)), "seed": list(range(800))}}))
-    start = time.perf_counter()
     one_line_error(run_cli("sweep", spec, "--out", tmp_path / "s"), "640,000 points")
-    assert time.perf_counter() - start < 5 and not (tmp_path / "s").exists()
+    assert validated == [] and not (tmp_path / "s").exists()  # refused before a single point was built
 
 
 # 10. samples of an earlier estimate are not shown beside later results

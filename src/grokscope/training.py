@@ -233,6 +233,7 @@ class _StackedTraining:
     def run(self, progress: bool) -> float:
         tc = self.config.training
         checkpoints = set(tc.checkpoint_steps())
+        evaluated = set(evaluation_steps(self.config))
         t0 = time.perf_counter()
         if self.start == 0:
             self._record(0)
@@ -246,7 +247,7 @@ class _StackedTraining:
             self._minibatch_loss().backward()
             self.optimizer.step()
             done = step + 1
-            if done % tc.eval_every == 0 or done in checkpoints:
+            if done in evaluated:
                 self._record(done)
                 bar.set_postfix(test_acc=" ".join(f"{rows[-1]['test_acc']:.3f}" for rows in self.rows), refresh=False)
             if done in checkpoints:

@@ -6,6 +6,7 @@ and the report shows each entry's figures in its section. Adding an analysis is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import torch
@@ -37,7 +38,7 @@ class Checkpoint:
     seed: int = 0
     hessian_count: int = 5
 
-    @property
+    @cached_property
     def finite(self) -> bool:
         """False when the weights hold NaN or inf (a diverged training): the numbers are then NaN."""
         return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())

@@ -112,8 +112,8 @@ def estimate_llc(
     init_loss, init_grad = _full_batch_loss_and_grad(objective, anchors, fixed, x, y, cfg.restrict_to_orth_grad)
     finite = [all(bool(torch.isfinite(t[k]).all()) for t in stacked.values()) for k in range(len(param_sets))]
 
-    job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, shared_data, ids, set_configs, nbetas, selection,
-               probes or {}, probe_every, probe_per_sample, device, progress)
+    job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, shared_data, ids, set_configs, per_set is not None,
+               nbetas, selection, probes or {}, probe_every, probe_per_sample, device, progress)
     n_params = sum(t[0].numel() for t in anchors.values())
     entries: dict[int, CheckpointLLC] = {}
     parts: dict[int, dict[str, torch.Tensor]] = {}
@@ -158,6 +158,7 @@ class _Job:
     shared_data: bool
     ids: list[int]
     set_configs: list[SGLDConfig]
+    per_set: bool  # whether the sets have settings of their own (then each entry records them)
     nbetas: list[tuple[float, str]]
     selection: Selection
     probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
@@ -219,7 +220,7 @@ class _Job:
         out = []
         for j, k in enumerate(indices):
             entry = _summarise(recorded, j, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
-                               None if self.set_configs[k] is cfg else _set_record(self.set_configs[k], self.nbetas[k][0]),
+                               _set_record(self.set_configs[k], self.nbetas[k][0]) if self.per_set else None,
                                {name: float(values[k]) for name, values in probe_init.items()})
             cols = slice(j * chains, (j + 1) * chains)
             tensors = {key: value[:, cols] for key, value in recorded.items()

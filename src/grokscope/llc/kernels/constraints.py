@@ -13,17 +13,28 @@ from ..tree import Tree, per_chain_dot, scale_per_chain, tree_map
 from .base import ChainSettings, Kernel, KernelState, StepTerms
 
 
-class Masked:
+class _Constraint:
+    """A kernel wrapped by a constraint: the inner kernel's name, state and start, its step then
+    the constraint (``step``, in each subclass)."""
+
+    def __init__(self, inner: Kernel):
+        self.inner, self.name = inner, inner.name
+
+    def init(self, anchors: Tree, settings: ChainSettings) -> KernelState:
+        return self.inner.init(anchors, settings)
+
+    def terms(self, state: KernelState, loss_grad: Tree) -> StepTerms:
+        return self.inner.terms(state, loss_grad)
+
+
+class Masked(_Constraint):
     """Only the entries where ``masks[name]`` is True move; the others stay at w* exactly.
     Masks are bool tensors of the parameter's shape, or [B, ...] for one mask per chain; tensors
     without a mask move freely."""
 
     def __init__(self, inner: Kernel, masks: dict[str, torch.Tensor]):
-        self.inner, self.masks = inner, masks
-        self.name = inner.name
-
-    def init(self, anchors: Tree, settings: ChainSettings) -> KernelState:
-        return self.inner.init(anchors, settings)
+        super().__init__(inner)
+        self.masks = masks
 
     def step(self, state: KernelState, loss_grad: Tree, noise: Tree) -> KernelState:
         new = self.inner.step(state, loss_grad, noise)
@@ -39,23 +50,17 @@ class Masked:
         return StepTerms(*(masked(getattr(terms, f)) for f in ("gradient", "localisation", "weight_decay", "noise_scale")))
 
 
-class OrthogonalToGradient:
+class OrthogonalToGradient(_Constraint):
     """After each step, remove the component of (w − w*) along the unit gradient of L_n at w*
     (the original study's ``restrict_to_orth_grad``): chains explore the level set's tangent."""
 
     def __init__(self, inner: Kernel, directions: Tree):
-        self.inner, self.directions = inner, directions
-        self.name = inner.name
-
-    def init(self, anchors: Tree, settings: ChainSettings) -> KernelState:
-        return self.inner.init(anchors, settings)
+        super().__init__(inner)
+        self.directions = directions
 
     def step(self, state: KernelState, loss_grad: Tree, noise: Tree) -> KernelState:
         new = self.inner.step(state, loss_grad, noise)
         return replace(new, w=project_out(new.w, state.anchor, self.directions))
-
-    def terms(self, state: KernelState, loss_grad: Tree) -> StepTerms:
-        return self.inner.terms(state, loss_grad)
 
 
 def unit_directions(grad: Tree) -> Tree:
