@@ -57,10 +57,11 @@ def run_grokscope(run, chains: int, **extra: object) -> float:
 
 # (label, extra settings): the kernels and observers whose per-step cost is printed relative to plain sgld
 VARIANTS = [
-    ("sgld", {}),
-    ("rmsprop_sgld", dict(sampler="rmsprop_sgld", epsilon=1e-4)),
-    ("sgld + step metrics", dict(step_metrics=True)),
-    ("sgld + MALA", dict(mala=True)),
+    ("sgld", dict(mala=False)),
+    ("rmsprop_sgld", dict(sampler="rmsprop_sgld", epsilon=1e-4, mala=False)),
+    ("sgld + step metrics", dict(step_metrics=True, mala=False)),
+    ("sgld + MALA on every 20th move (the default)", {}),
+    ("sgld + MALA on every move", dict(mala_every=1)),
 ]
 
 

@@ -1,24 +1,46 @@
-from grokscope.llc.calibrate import Cell, recommend
+from grokscope.llc.calibrate import Cell, _flag_not_flat, recommend
+from grokscope.thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
 
 
-def cell(eps, llc, flags=()):
-    return Cell(eps, 100.0, 5.0, llc, 1.0, 1.0, 0.0, 0, list(flags))
+def cell(eps, llc, mala=0.9, flags=(), diverged=0, per_chain=None):
+    per_chain = per_chain if per_chain is not None else [None if llc is None else llc + d for d in (-0.1, 0.0, 0.1)]
+    return Cell(eps, 100.0, 5.0, llc, 1.0, per_chain, 1.0, 500.0, 500.0, mala, 0.0, 0.0, diverged, list(flags))
 
 
-def test_recommends_largest_healthy_epsilon_in_flat_region():
-    cells = [cell(1e-4, 50.0), cell(3e-4, 52.0), cell(1e-3, 55.0), cell(3e-3, 90.0), cell(1e-2, None, ["diverged"])]
+def test_recommends_the_largest_healthy_epsilon():
+    cells = [cell(1e-4, 50.0, 0.97), cell(2e-4, 51.0, 0.95), cell(4e-4, 52.0, 0.9), cell(8e-4, 80.0, 0.6, ["MALA acceptance 0.60 < 0.8"]),
+             cell(1.6e-3, None, None, ["diverged"], diverged=4)]
     rec = recommend(cells, 100.0, 5.0)
-    assert rec["epsilon"] == 1e-3 and rec["flat_region_epsilons"] == [1e-4, 3e-4, 1e-3]
+    assert rec["epsilon"] == 4e-4 and rec["healthy"] and rec["why"] == "the largest step size of the first run of healthy cells"
 
 
-def test_unhealthy_cells_break_the_flat_region():
-    cells = [cell(1e-4, 50.0), cell(3e-4, 51.0, ["draws below L_n(w*)"]), cell(1e-3, 52.0), cell(3e-3, 53.0), cell(1e-2, 54.0)]
+def test_past_the_first_jump_no_epsilon_is_trusted_even_on_a_second_plateau():
+    cells = [cell(1e-4, 50.0, flags=["flatness not checked"]), cell(2e-4, 51.0), cell(4e-4, 52.0), cell(8e-4, 300.0, flags=["not flat"]),
+             cell(1.6e-3, 305.0), cell(3.2e-3, 306.0)]
+    assert recommend(cells, 100.0, 5.0)["epsilon"] == 4e-4
+
+
+def test_without_a_healthy_cell_the_least_bad_is_chosen_and_marked():
+    cells = [cell(1e-4, 50.0, 0.97, ["chains disagree: R-hat 1.2 > 1.05"]), cell(2e-4, 55.0, 0.85, ["few effective draws: ESS 40 < 100"]),
+             cell(4e-4, 90.0, 0.5, ["MALA acceptance 0.50 < 0.8"])]
     rec = recommend(cells, 100.0, 5.0)
-    assert rec["flat_region_epsilons"] == [1e-3, 3e-3, 1e-2]
+    assert rec["epsilon"] == 2e-4 and not rec["healthy"] and rec["flags"] == ["few effective draws: ESS 40 < 100"]
+    rec = recommend([cell(1e-4, 90.0, 0.5, ["MALA"]), cell(2e-4, 95.0, 0.3, ["MALA"])], 100.0, 5.0)
+    assert rec["epsilon"] == 1e-4 and not rec["healthy"] and "none with MALA acceptance in band" in rec["why"]
 
 
-def test_no_healthy_cell_means_no_recommendation():
-    assert recommend([cell(1e-3, None, ["diverged"])], 100.0, 5.0) is None
+def test_a_jump_from_the_smaller_neighbour_is_flagged_not_flat():
+    step = 1 + 2 * FLAT_TOLERANCE
+    cells = [cell(1e-4, 50.0), cell(2e-4, 50.0 * (1 + FLAT_TOLERANCE / 2)), cell(4e-4, 50.0 * (1 + FLAT_TOLERANCE / 2) * step)]
+    _flag_not_flat(cells)
+    assert [c.flags[0].split(":")[0] if c.flags else None for c in cells] == ["flatness not checked", None, "not flat"]
+    assert MALA_MIN_ACCEPTANCE < 0.9  # the helper's healthy acceptance lies in the band
+
+
+def test_a_jump_within_the_paired_chain_noise_is_not_flagged():
+    noisy = [cell(1e-4, 50.0, per_chain=[40.0, 50.0, 60.0]), cell(2e-4, 56.0, per_chain=[60.0, 48.0, 60.0])]
+    _flag_not_flat(noisy)  # +12%, but the paired differences (20, -2, 0) do not tell it from noise
+    assert noisy[0].flags and not noisy[1].flags
 
 
 def test_the_batched_grid_gives_each_cell_its_estimate_alone(tmp_path):
@@ -36,5 +58,6 @@ def test_the_batched_grid_gives_each_cell_its_estimate_alone(tmp_path):
         assert len(report["cells"]) == 8 and report["sampler"] == sampler
         for cell in report["cells"]:
             alone = run_llc(run, base.model_copy(update={k: cell[k] for k in ("epsilon", "nbeta", "gamma")}), "last", progress=False).entries[0]
-            assert (cell["llc_mean"], cell["llc_std"], cell["r_hat"]) == (alone.llc_mean, alone.llc_std, alone.r_hat)
+            assert (cell["llc_mean"], cell["llc_std"], cell["r_hat"], cell["mala_acceptance"]) == (
+                alone.llc_mean, alone.llc_std, alone.r_hat, alone.mala_acceptance)
         assert len({c["llc_mean"] for c in report["cells"]}) == 8  # the cells really differ

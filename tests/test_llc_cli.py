@@ -36,23 +36,44 @@ def test_llc_bad_input_is_one_line(run_dir):
         assert result.returncode == 2 and text in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
 
 
-def test_calibrate_recommends_a_healthy_setting(run_dir):
+def test_calibrate_brackets_then_prints_the_grid_and_the_choice(run_dir):
     result = grokscope("calibrate", str(run_dir), "--steps", "80", "--chains", "2", "--batch-size", "16")
     assert result.returncode == 0, result.stderr
     report = json.loads((run_dir / "results" / "calibration.json").read_text())
-    assert len(report["cells"]) == 25
+    bracket = report["bracket"]
+    assert len(bracket["epsilons"]) == len(bracket["mala_acceptance"]) == 9
+    assert sorted(c["epsilon"] for c in report["cells"]) == pytest.approx([bracket["epsilon"] * 2.0**j for j in range(-5, 2)])
     rec = report["recommended"]
-    assert rec is not None  # at these small step sizes some cells are healthy
-    chosen = [c for c in report["cells"] if c["epsilon"] == rec["epsilon"] and c["nbeta"] == rec["nbeta"]]
-    assert chosen and chosen[0]["healthy"]
+    chosen = [c for c in report["cells"] if c["epsilon"] == rec["epsilon"]]
+    assert len(chosen) == 1 and chosen[0]["healthy"] == rec["healthy"] and chosen[0]["flags"] == rec["flags"]
+    assert all(c["healthy"] == (not c["flags"]) for c in report["cells"])
     assert (run_dir / "figures" / "calibration.png").exists()
-    assert "recommended" in result.stdout
+    assert "chosen: epsilon=" in result.stdout and f"{rec['epsilon']:.3g}" in result.stdout
+
+
+def test_llc_auto_records_the_evidence_and_the_report_draws_it(run_dir):
+    result = grokscope("llc", str(run_dir), "--auto", "--steps", "80", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1")
+    assert result.returncode == 0, result.stderr
+    stored = json.loads((run_dir / "results" / "llc.json").read_text())
+    calibration = stored["settings"]["calibration"]
+    assert stored["settings"]["epsilon"] == calibration["recommended"]["epsilon"]
+    assert stored["settings"]["sampler"] == "sgld"  # AUTO_SAMPLER, as no --sampler was given
+    assert calibration["checkpoint_id"] == stored["checkpoints"][-1]["step"]
+    for entry in stored["checkpoints"]:
+        assert isinstance(entry["flags"], list) and entry["mala_acceptance"] is not None
+        if not calibration["recommended"]["healthy"]:
+            assert any(flag.startswith("auto: no healthy step size") for flag in entry["flags"])
+    assert "chosen: epsilon=" in result.stdout
+    report = grokscope("report", str(run_dir))
+    assert report.returncode == 0, report.stderr
+    page = (run_dir / "report.html").read_text()
+    assert "--auto: chosen ε" in page and "health flags" in page
 
 
 def test_llc_with_another_sampler_a_component_and_step_metrics(run_dir):
     result = grokscope("llc", str(run_dir), "--steps", "60", "--chains", "2", "--batch-size", "16", "--checkpoints", "-1",
                        "--sampler", "rmsprop_sgld", "--rmsprop-alpha", "0.9", "--epsilon", "1e-4", "--params", "layer1",
-                       "--step-metrics", "--mala")
+                       "--step-metrics", "--mala-every", "5")
     assert result.returncode == 0, result.stderr
     assert "sampler rmsprop_sgld" in result.stdout
     stored = json.loads((run_dir / "results" / "llc.json").read_text())
@@ -77,3 +98,19 @@ def test_unknown_sampler_or_component_lists_the_choices(run_dir):
     assert result.returncode == 2 and "'embedding', 'layer1', 'output'" in result.stderr and "Traceback" not in result.stderr
     result = grokscope("llc", str(run_dir), "--epsilon", "inf")
     assert result.returncode == 2 and "finite" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validate_one_case_as_json_with_the_llc_flags():
+    result = grokscope("validate", "--case", "dln:2,1,2:1", "--epsilon", "1e-6", "--steps", "200", "--chains", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert set(row) >= {"true", "estimate", "std", "relative_error", "settings", "flags"}
+    assert row["true"] == 1.5 and row["settings"]["epsilon"] == 1e-6 and row["settings"]["n_steps"] == 200
+    assert row["relative_error"] == pytest.approx((row["estimate"] - 1.5) / 1.5)
+
+
+@pytest.mark.parametrize("spec, words", [("dln:5,3:9", "rank=9"), ("dln:5,x,5:1", "invalid literal"), ("nope:1", "use dln:WIDTHS:RANK"),
+                                          ("crossing:0,0", "not both 0")])
+def test_validate_refuses_a_bad_case_clearly(spec, words):
+    result = grokscope("validate", "--case", spec, "--epsilon", "1e-6")
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, result.stderr

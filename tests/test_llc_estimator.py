@@ -100,7 +100,7 @@ def test_result_fields_and_json(tiny_run):
     assert len(entry.llc_per_chain) == 3 and entry.diverged_chains == 0
     assert entry.llc_std > 0 and entry.llc_sem == pytest.approx(entry.llc_std / np.sqrt(3))
     assert entry.llc_mean == pytest.approx(np.mean(entry.llc_per_chain))
-    assert 0.9 < entry.r_hat < 1.5 and entry.ess > 1
+    assert 0.9 < entry.r_hat < 1.5 and entry.ess_bulk > 1 and entry.ess_tail > 1 and isinstance(entry.flags, list)
     assert 0 <= entry.frac_below_init <= 1 and 0 < entry.mala_acceptance <= 1
     assert len(entry.loss_trace) == 3 and len(entry.loss_trace[0]) == len(entry.trace_steps) <= 200
     loaded = json.loads(result.to_json())
@@ -205,7 +205,7 @@ def test_a_diverged_chain_is_cut_at_its_first_bad_loss():
     losses = torch.tensor([[1.0, 1.0], [1.0, float("inf")], [1.0, 2.0], [1.0, 1.0]])
     cut = DivergenceCut(4, 2, torch.device("cpu"))
     for step, loss in enumerate(losses):
-        cut.observe(step, None, loss, None, None)
+        cut.observe(step, None, loss, None, None, None)
     recorded = {"losses": losses, **cut.result()}
     assert recorded["diverged"].tolist() == [False, True] and recorded["first_nonfinite_step"].tolist() == [4, 1]
     _cut_after_divergence(recorded)

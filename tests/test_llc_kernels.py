@@ -106,15 +106,20 @@ def test_mala_accepts_small_steps_on_a_gaussian_and_rejects_huge_ones():
     # U(w) = ½||w||² (nβ = 1, L = ½||w||², γ = 0, w* = 0): exact potential and gradient.
     g = torch.Generator().manual_seed(0)
 
+    class Gaussian:  # the objective's losses_and_grads for L(w) = ½||w||², whatever the batch
+        @staticmethod
+        def losses_and_grads(w, fixed, x, y):
+            return 0.5 * w["x"].square().sum(-1), {"x": w["x"].clone()}
+
     def acceptance(kernel, eps, steps):
         settings = ChainSettings.broadcast(512, epsilon=eps, gamma=0.0, nbeta=1.0, weight_decay=0.0)
         state = kernel.init({"x": torch.zeros(512, 10)}, settings)
         state = type(state)(**{**state.__dict__, "w": {"x": torch.randn(512, 10, generator=g)}})
-        observer = MalaAcceptance(kernel, 512, torch.device("cpu"))
+        observer = MalaAcceptance(kernel, Gaussian(), {}, start=0, every=1, n_chains=512, device=torch.device("cpu"))
         for step in range(steps):
-            loss = 0.5 * state.w["x"].square().sum(-1)
-            observer.observe(step, state, loss, state.w, None)
-            state = kernel.step(state, state.w, {"x": torch.randn(512, 10, generator=g)})
+            loss, grad = Gaussian.losses_and_grads(state.w, {}, None, None)
+            observer.observe(step, state, loss, grad, None, (None, None))
+            state = kernel.step(state, grad, {"x": torch.randn(512, 10, generator=g)})
         return observer.result()["mala_acceptance"].mean().item()
 
     assert acceptance(SGLD(), 1e-3, 2) > 0.99

@@ -44,16 +44,23 @@ def _cmd_import_legacy(args: argparse.Namespace) -> None:
 
 
 def _sgld_from_args(args: argparse.Namespace):
-    from .llc.config import NBETA_CONVENTIONS, sgld_config
+    from .llc.config import sgld_config
+
+    return sgld_config(**_sgld_settings(args))
+
+
+def _sgld_settings(args: argparse.Namespace) -> dict:
+    """The SGLD settings given on the command line (and only those)."""
+    from .llc.config import NBETA_CONVENTIONS
 
     names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay",
-             "params", "seed", "device", "save_samples", "sampler", "rmsprop_alpha", "rmsprop_eps", "step_metrics", "mala")
+             "params", "seed", "device", "save_samples", "sampler", "rmsprop_alpha", "rmsprop_eps", "step_metrics", "mala", "mala_every")
     settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if "steps" in settings:
         settings["n_steps"] = settings.pop("steps")
     if args.nbeta is not None:
         settings["nbeta"] = args.nbeta if args.nbeta in NBETA_CONVENTIONS else _number(args.nbeta, "--nbeta")
-    return sgld_config(**settings)
+    return settings
 
 
 def _number(text: str, flag: str) -> float:
@@ -68,54 +75,95 @@ def _number(text: str, flag: str) -> float:
 def _cmd_llc(args: argparse.Namespace) -> None:
     import json
 
+    from .llc.auto import AUTO_SAMPLER
     from .llc.stored import run_llc, save_llc
     from .run import load_run
 
     run = load_run(args.run)
+    if args.auto and args.sampler is None:
+        args.sampler = AUTO_SAMPLER
     config = _sgld_from_args(args)
-    result = run_llc(run, config, args.checkpoints, progress=not args.json)
+    result = run_llc(run, config, args.checkpoints, progress=not args.json, auto_at=args.auto_at if args.auto else None)
     json_path, figure_path = save_llc(run, result)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return
-    print(f"{'step':>6} {'llc_mean':>10} {'llc_std':>8} {'r_hat':>6} {'diverged':>8}")
+    if args.auto:
+        _print_calibration(result.settings["calibration"])
+    print(f"{'step':>6} {'llc_mean':>10} {'llc_std':>8} {'r_hat':>6} {'MALA':>6}  health")
     for e in result.entries:
         if e.llc_mean is None:
             print(f"{e.step:>6} {'null':>10}  {e.reason}")
             continue
-        print(f"{e.step:>6} {e.llc_mean:10.3f} {e.llc_std:8.3f} {e.r_hat or float('nan'):6.3f} {e.diverged_chains:>8}")
+        print(f"{e.step:>6} {e.llc_mean:10.3f} {e.llc_std:8.3f} {_num(e.r_hat, '6.3f')} {_num(e.mala_acceptance, '6.3f')}  "
+              f"{'; '.join(e.flags) or 'healthy'}")
     print(f"sampler {result.settings['sampler']}, nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); "
           f"wrote {json_path} and {figure_path}")
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
-    from .llc.calibrate import calibrate, plot_calibration
+    from .llc.calibrate import calibrate
+    from .llc.curve import plot_calibration
     from .png import save_figure
     from .run import load_run
     from .store import atomic_write_json
 
     run = load_run(args.run)
     config = _sgld_from_args(args)
-    report = calibrate(run, config, args.checkpoint, gammas=tuple(args.gammas) if args.gammas else None, progress=True)
+    report = calibrate(run, config, args.checkpoint, epsilons=args.epsilons, nbeta_factors=args.nbeta_factors,
+                       gammas=args.gammas, progress=True)
     atomic_write_json(run.paths.calibration, report)
     save_figure(plot_calibration(report), run.paths.figure("calibration"))
+    _print_calibration(report)
+
+
+def _num(value: float | None, spec: str) -> str:
+    return format(float("nan") if value is None else value, spec)
+
+
+def _print_calibration(report: dict) -> None:
+    """The evidence of a step-size calibration: the bracket, every grid cell with its flags, the choice."""
+    bracket = report.get("bracket")
+    if bracket:
+        pairs = ", ".join(f"{e:g}: {_num(a, '.2f')}" for e, a in zip(bracket["epsilons"], bracket["mala_acceptance"]))
+        print(f"bracket ({bracket['n_steps']} steps), MALA acceptance per epsilon: {pairs} -> grid around {bracket['epsilon']:g}")
     for cell in report["cells"]:
-        mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.3f}"
-        flags = ", ".join(cell["flags"]) or "healthy"
-        print(f"eps={cell['epsilon']:<8g} nbeta={cell['nbeta']:<10.4g} gamma={cell['gamma']:<6g} llc={mean:<10} {flags}")
+        mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.4g}"
+        print(f"eps={cell['epsilon']:<10.3g} nbeta={cell['nbeta']:<10.4g} gamma={cell['gamma']:<6g} llc={mean:<10} "
+              f"MALA={_num(cell['mala_acceptance'], '.3f')}  {'; '.join(cell['flags']) or 'healthy'}")
     rec = report["recommended"]
-    print("recommended: " + ("none (no healthy cell)" if rec is None else f"epsilon={rec['epsilon']:g} nbeta={rec['nbeta']:.4g} gamma={rec['gamma']:g}"))
+    print(f"chosen: epsilon={rec['epsilon']:.3g} nbeta={rec['nbeta']:.4g} gamma={rec['gamma']:g} ({rec['why']})"
+          + ("" if rec["healthy"] else " -- UNHEALTHY: " + "; ".join(rec["flags"])))
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
-    from .llc.validate import run_case, suite
+    import json
 
-    print(f"{'case':<28} {'true':>8} {'estimate':>10} {'± std':>8} {'rel err':>8}")
-    for case in suite(quick=args.quick, grid=args.grid):
-        row = run_case(case, device=args.device, sampler=args.sampler)
+    from .llc.auto import AUTO_SAMPLER
+    from .llc.validate import parse_case, run_case, suite
+    from .store import json_safe
+
+    overrides = _sgld_settings(args)
+    auto = args.auto or "epsilon" not in overrides
+    overrides.setdefault("sampler", AUTO_SAMPLER)
+    cases = [parse_case(args.case)] if args.case else suite(quick=args.quick, grid=args.grid)
+    if not args.json:
+        print(f"step size: {'chosen by the calibration rule (--auto)' if auto else overrides['epsilon']}; sampler {overrides['sampler']}")
+        print(f"{'case':<28} {'true':>8} {'estimate':>10} {'± std':>8} {'rel err':>8} {'epsilon':>9} {'MALA':>6}  health")
+    rows = []
+    for case in cases:
+        row = run_case(case, auto=auto, **overrides)
+        rows.append(row)
+        if args.json:
+            continue
         estimate = "diverged" if row["estimate"] is None else f"{row['estimate']:10.4g}"
-        rel = "" if row["rel_error"] is None else f"{100 * row['rel_error']:+7.1f}%"
-        print(f"{row['case']:<28} {row['true']:8.4g} {estimate:>10} {row['std'] or 0:8.3g} {rel:>8}", flush=True)
+        rel = "" if row["relative_error"] is None else f"{100 * row['relative_error']:+7.1f}%"
+        print(f"{row['case']:<28} {row['true']:8.4g} {estimate:>10} {row['std'] or 0:8.3g} {rel:>8} {row['settings']['epsilon']:9.3g} "
+              f"{_num(row['mala_acceptance'], '6.3f')}  {'; '.join(row['flags']) or 'healthy'}", flush=True)
+    if args.json:
+        keys = ("case", "true", "estimate", "std", "relative_error", "settings", "flags", "mala_acceptance", "r_hat", "calibration")
+        out = [json_safe({k: row[k] for k in keys}) for row in rows]
+        print(json.dumps(out[0] if args.case else out, indent=2))
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:
@@ -168,7 +216,6 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     from .llc.kernels import KERNELS
 
-    parser.add_argument("run", help="run directory")
     parser.add_argument("--sampler", choices=list(KERNELS), help="the SGLD kernel (default sgld)")
     parser.add_argument("--rmsprop-alpha", dest="rmsprop_alpha", type=float, help="rmsprop_sgld: squared-gradient decay (default 0.99)")
     parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, help="rmsprop_sgld: preconditioner eps (default 0.1)")
@@ -188,12 +235,13 @@ def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-samples", dest="save_samples", type=int, help="parameter snapshots kept per chain (for the report's PCA)")
     parser.add_argument("--step-metrics", dest="step_metrics", action="store_true", default=None,
                         help="record per chain the norms of each step's gradient, localisation, weight-decay and noise terms and |w - w*|")
-    parser.add_argument("--mala", action="store_true", default=None, help="also record the MALA acceptance rate")
+    parser.add_argument("--no-mala", dest="mala", action="store_false", default=None,
+                        help="skip the MALA acceptance check (it costs one extra gradient every --mala-every steps)")
+    parser.add_argument("--mala-every", dest="mala_every", type=int, help="measure the MALA acceptance of every k-th move (default 20)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
-    from .llc.kernels import KERNELS
     from .sweeps.executors import EXECUTORS
 
     parser = argparse.ArgumentParser(prog="grokscope", description=__doc__)
@@ -215,13 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
     legacy.set_defaults(func=_cmd_import_legacy)
 
     llc = sub.add_parser("llc", help="estimate the LLC of a run's checkpoints (all chains batched)")
+    llc.add_argument("run", help="run directory")
     _add_sgld_flags(llc)
     llc.add_argument("--checkpoints", default="all", help="all, last, or indices such as 0,5,-1")
     llc.add_argument("--json", action="store_true", help="print the results as JSON")
+    llc.add_argument("--auto", action="store_true", help="choose epsilon from the data first (a batched calibration; "
+                     "the evidence goes into llc.json and the report); uses the auto sampler unless --sampler is given")
+    llc.add_argument("--auto-at", dest="auto_at", default="last", help="checkpoints to calibrate at (last, or indices; "
+                     "with several the smallest chosen epsilon is used)")
     llc.set_defaults(func=_cmd_llc)
 
-    calibrate = sub.add_parser("calibrate", help="grid over epsilon and nbeta with health flags")
+    calibrate = sub.add_parser("calibrate", help="choose epsilon from the data: a batched grid with health flags and the rule's choice")
+    calibrate.add_argument("run", help="run directory")
     _add_sgld_flags(calibrate)
+    calibrate.add_argument("--epsilons", type=float, nargs="+", help="the epsilon grid (default: placed by a MALA bracket)")
+    calibrate.add_argument("--nbeta-factors", dest="nbeta_factors", type=float, nargs="+", default=[1.0],
+                           help="also vary nbeta by these factors of its default")
     calibrate.add_argument("--checkpoint", default="last", help="last, or a checkpoint index")
     calibrate.add_argument("--gammas", type=float, nargs="+", help="also vary gamma over these values")
     calibrate.set_defaults(func=_cmd_calibrate)
@@ -253,8 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="estimate λ on models with known λ and print the errors")
     validate.add_argument("--quick", action="store_true", help="skip the larger deep linear networks")
     validate.add_argument("--grid", action="store_true", help="every normal crossing with powers up to 3")
-    validate.add_argument("--device", default="cpu")
-    validate.add_argument("--sampler", default="sgld", choices=list(KERNELS), help="the SGLD kernel (default sgld)")
+    validate.add_argument("--auto", action="store_true",
+                          help="choose every step size by the calibration rule (the default unless --epsilon is given)")
+    validate.add_argument("--case", help="one case: dln:WIDTHS:RANK (e.g. dln:5,3,5:1; true λ by Aoyagi's formula), "
+                          "crossing:K1,K2 or regular:D")
+    validate.add_argument("--json", action="store_true", help="print {true, estimate, std, relative_error, settings, flags} as JSON")
+    _add_sgld_flags(validate)
     validate.set_defaults(func=_cmd_validate)
     return parser
 

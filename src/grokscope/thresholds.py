@@ -11,3 +11,29 @@ GENERALISED_TEST_ACCURACY = 0.9
 PIZZA_SYMMETRICITY = 0.98
 PIZZA_MAX_DISTANCE_IRRELEVANCE = 0.5
 CLOCK_MIN_DISTANCE_IRRELEVANCE = 0.7
+
+# Health of an LLC estimate (llc/health.py), read from the chains alone, without the true λ.
+# Rank-normalised split R-hat below this (Vehtari et al. 2021 recommend 1.01; SGLD loss traces of
+# a few chains are short and autocorrelated, so we flag at the looser value their §4 also discusses).
+R_HAT_MAX = 1.05
+# Bulk and tail effective sample sizes, summed over chains, at least this (Vehtari et al. §4: 100
+# per chain for four chains; we ask 100 in all, since λ̂ is a mean over several thousand draws).
+ESS_MIN = 100
+# Mean MALA acceptance of the moves (each scored with one minibatch's potential at both ends) at
+# least this. REFERENCE §2: near 0.9 is healthy. Below it the step is too large for the potential's
+# curvature and λ̂ reads high (deep linear networks: 0.77 → +15%, 0.60 → +111%). There is no upper
+# cut: acceptance near 1 came with correct estimates on every regression case and on modular
+# addition, and chains too slow to equilibrate are caught by R-hat, ESS and drift instead.
+MALA_MIN_ACCEPTANCE = 0.8
+# λ̂ of the second half of the post-burn-in draws against the first half: a change larger than this
+# fraction of λ̂ (and than three standard errors across chains) means the chains are still moving.
+DRIFT_TOLERANCE = 0.1
+# More than this fraction of the post-burn-in draws below L_n(w*) means w* is not a local minimum
+# of the sampled loss. Minibatch noise alone puts many draws below it at a true minimum (28-39% on
+# the regression cases of the validation suite), but fewer than half while E[L] > L_n(w*).
+BELOW_INIT_MAX_FRACTION = 0.5
+# λ̂ at neighbouring step sizes (a factor 2 apart) counts as flat unless it changes by more than this
+# fraction AND by more than two standard errors of the paired per-chain differences (chain c of
+# every cell draws the same minibatches and noise, so the pairs share their noise). With a bias
+# linear in ε, a flat pair bounds the larger ε's bias near twice this.
+FLAT_TOLERANCE = 0.05

@@ -53,7 +53,8 @@ class SGLDConfig(BaseModel):
     seed: int = Field(0, ge=0)
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
     save_samples: int = Field(0, ge=0, description="parameter snapshots saved per chain after burn-in")
-    mala: bool = Field(False, description="also report the MALA acceptance rate")
+    mala: bool = Field(True, description="report the MALA acceptance of the moves after burn-in (a health check)")
+    mala_every: int = Field(20, ge=1, description="measure the MALA acceptance of every k-th move (each costs one extra gradient)")
     step_metrics: bool = Field(False, description="record the norms of each step's terms per chain")
     trace_points: int = Field(200, ge=2, description="loss-trace points kept per chain")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from ..thresholds import MALA_MIN_ACCEPTANCE
+
 
 def plot_llc(result, metrics: list[dict[str, float]] | None = None):
     """λ̂ against the training step with error bars, and train/test loss on a second axis
@@ -26,7 +28,40 @@ def plot_llc(result, metrics: list[dict[str, float]] | None = None):
     settings = result.settings
     ax.set_title(
         f"LLC over training (nβ={settings['nbeta']:.4g} [{settings['nbeta_convention']}], "
-        f"ε={settings['epsilon']}, γ={settings['gamma']}, {settings['chains']} chains)"
+        f"ε={settings['epsilon']:.3g}, γ={settings['gamma']}, {settings['chains']} chains)"
     )
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(report: dict):
+    """λ̂ ± std against ε (one line per nβ, γ; hollow markers: flagged cells), MALA acceptance on a
+    second axis with its band, the chosen ε marked."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    mala_ax = ax.twinx()
+    rows: dict[tuple[float, float], list[dict]] = {}
+    for cell in report["cells"]:
+        rows.setdefault((cell["nbeta"], cell["gamma"]), []).append(cell)
+    for (nbeta, gamma), row in rows.items():
+        row = [c for c in sorted(row, key=lambda c: c["epsilon"]) if c["llc_mean"] is not None]
+        eps = [c["epsilon"] for c in row]
+        line = ax.errorbar(eps, [c["llc_mean"] for c in row], yerr=[c["llc_std"] or 0 for c in row], capsize=3,
+                           label=f"λ̂ (nβ={nbeta:.4g}, γ={gamma:g})")[0]
+        for c in row:
+            ax.plot(c["epsilon"], c["llc_mean"], "o", color=line.get_color(), mfc=line.get_color() if c["healthy"] else "white")
+        mala = [(c["epsilon"], c["mala_acceptance"]) for c in row if c["mala_acceptance"] is not None]
+        if mala:
+            mala_ax.plot(*zip(*mala), "s--", color="grey", alpha=0.7, ms=4)
+    mala_ax.axhspan(MALA_MIN_ACCEPTANCE, 1.0, color="green", alpha=0.08)
+    mala_ax.set_ylim(0, 1.02)
+    mala_ax.set_ylabel("MALA acceptance (grey; healthy band shaded)")
+    rec = report["recommended"]
+    ax.axvline(rec["epsilon"], color="black", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("ε (step size)")
+    ax.set_ylabel("λ̂ ± std over chains")
+    state = "healthy" if rec["healthy"] else "UNHEALTHY: " + "; ".join(f.split(":")[0] for f in rec["flags"])
+    ax.set_title(f"Step-size calibration: chosen ε = {rec['epsilon']:.3g} ({state})\nhollow markers: flagged cells", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig

@@ -22,7 +22,8 @@ from ..errors import ConfigError
 from ..memory import USABLE_FRACTION, available_bytes, gigabytes
 from ..version import __version__
 from .config import SGLDConfig, sgld_config
-from .diagnostics import effective_sample_size, split_rhat
+from .diagnostics import ess_bulk, ess_tail, rhat
+from .health import drift, health_flags
 from .kernels import (
     ChainSettings,
     Masked,
@@ -75,12 +76,23 @@ def estimate_llc(
     list of the model's component names such as "head1") or ``masks`` (name -> bool tensor of the
     parameter's shape); everything else stays at w*.
 
+    ``epsilon="auto"`` chooses ε from the data first (llc/auto.py: a calibration at the last
+    parameter set by the rule of llc/calibrate.py; the evidence lands in ``settings["calibration"]``).
     ``per_set`` gives parameter set k its own epsilon, gamma, nbeta or weight_decay (e.g. the cells
     of a calibration grid, all at one checkpoint). ``probes`` (name -> (x, y)) records every
     ``probe_every`` steps each chain's mean loss on each probe set (and per-sample losses with
     ``probe_per_sample``). Chain c of parameter set k is seeded by (seed, checkpoint_ids[k], c), so
     a set estimated alone or batched with others gives the same numbers.
     """
+    if settings.get("epsilon") == "auto":
+        from .auto import (
+            estimate_llc_auto,  # auto.py calibrates with this function, then calls it
+        )
+
+        cfg = config if config is not None else sgld_config(**{k: v for k, v in settings.items() if k != "epsilon"})
+        return estimate_llc_auto(model, data, _as_param_sets(model, param_sets), cfg, loss, checkpoint_ids, progress=progress,
+                                 steps=steps, masks=masks, per_set=per_set, probes=probes, probe_every=probe_every,
+                                 probe_per_sample=probe_per_sample)
     cfg = config if config is not None else sgld_config(**settings)
     param_sets = _as_param_sets(model, param_sets)
     check_parameter_sets(model, param_sets)
@@ -246,7 +258,7 @@ def _non_finite_entry(cfg: SGLDConfig, checkpoint_id: int, step: int | None, ini
     where = f"step {step}" if step is not None else f"parameter set {checkpoint_id}"
     return CheckpointLLC(
         checkpoint_id=checkpoint_id, step=step, llc_mean=None, llc_std=None, llc_sem=None, llc_per_chain=[None] * cfg.chains,
-        init_loss=init_loss, r_hat=None, ess=None, frac_below_init=None, diverged_chains=0, mala_acceptance=None,
+        init_loss=init_loss, r_hat=None, ess_bulk=None, ess_tail=None, frac_below_init=None, diverged_chains=0, mala_acceptance=None,
         trace_steps=[], loss_trace=[], reason=f"non-finite weights at {where}: not sampled (the training diverged there)",
     )
 
@@ -312,7 +324,7 @@ def _check_probes(objective: BatchedObjective, anchors: Tree, fixed: Tree, probe
 def _observers(cfg, kernel, objective, fixed, probes, probe_every, probe_per_sample, n_chains, n_params, device) -> list[Observer]:
     observers: list[Observer] = [LossTrace(cfg.n_steps, n_chains, device), DivergenceCut(cfg.n_steps, n_chains, device)]
     if cfg.mala:
-        observers.append(MalaAcceptance(kernel, n_chains, device))
+        observers.append(MalaAcceptance(kernel, objective, fixed, cfg.burn_in_steps, cfg.mala_every, n_chains, device))
     if cfg.save_samples:
         observers.append(Snapshots(_snapshot_steps(cfg), n_chains, n_params, device))
     if cfg.step_metrics:
@@ -402,20 +414,22 @@ def _summarise(
     )
     if post.shape[0] == 0:
         return CheckpointLLC(
-            **base, llc_mean=None, llc_std=None, llc_sem=None, r_hat=None, ess=None, frac_below_init=None,
+            **base, llc_mean=None, llc_std=None, llc_sem=None, r_hat=None, ess_bulk=None, ess_tail=None, frac_below_init=None,
             mala_acceptance=None, reason=f"all {chains} chains diverged (non-finite loss); lower epsilon or raise gamma",
+            flags=health_flags(None, int(diverged.sum()), chains, None, None, None, None, None, None, None),
         )
     values = np.array([v for v in per_chain if v is not None])
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    diagnostics = dict(r_hat=rhat(post), ess_bulk=ess_bulk(post), ess_tail=ess_tail(post),
+                       frac_below_init=float((post < init_loss).mean()), mala_acceptance=mala)
+    change, change_se = drift(post, nbeta)
     return CheckpointLLC(
-        **base,
+        **base, **diagnostics,
         llc_mean=float(values.mean()),
         llc_std=std,
         llc_sem=std / math.sqrt(len(values)),
-        r_hat=split_rhat(post),
-        ess=effective_sample_size(post),
-        frac_below_init=float((post < init_loss).mean()),
-        mala_acceptance=mala,
+        drift=change,
+        flags=health_flags(float(values.mean()), int(diverged.sum()), chains, **diagnostics, drift_change=change, drift_se=change_se),
     )
 
 

@@ -1,7 +1,8 @@
 """Observers: what the SGLD loop records, each in its own preallocated device buffer.
 
-The loop calls ``observe(step, state, loss, loss_grad, noise)`` on every observer with the state
-whose minibatch loss and gradient were just computed (before the kernel moves it), and reads
+The loop calls ``observe(step, state, loss, loss_grad, noise, batch)`` on every observer with the
+state whose loss and gradient on the minibatch ``batch`` = (x, y) [B, m, ...] were just computed
+(before the kernel moves it), and reads
 ``result()`` (CPU tensors) once at the end. Nothing here syncs with the host inside the loop.
 Adding a measurement is one class with these two methods (devinterp's callbacks, without host syncs).
 """
@@ -20,7 +21,8 @@ STEP_METRICS = ("gradient", "localisation", "weight_decay", "noise", "distance")
 
 
 class Observer(Protocol):
-    def observe(self, step: int, state: KernelState, loss: torch.Tensor, loss_grad: Tree, noise: Tree) -> None: ...
+    def observe(self, step: int, state: KernelState, loss: torch.Tensor, loss_grad: Tree, noise: Tree,
+                batch: tuple[torch.Tensor, torch.Tensor]) -> None: ...
 
     def result(self) -> dict[str, torch.Tensor]: ...
 
@@ -31,7 +33,7 @@ class LossTrace:
     def __init__(self, n_steps: int, n_chains: int, device: torch.device):
         self.losses = torch.empty(n_steps, n_chains, device=device)
 
-    def observe(self, step, state, loss, loss_grad, noise) -> None:
+    def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
         self.losses[step] = loss
 
     def result(self) -> dict[str, torch.Tensor]:
@@ -46,7 +48,7 @@ class DivergenceCut:
         self.n_steps = n_steps
         self.first = torch.full((n_chains,), n_steps, dtype=torch.long, device=device)
 
-    def observe(self, step, state, loss, loss_grad, noise) -> None:
+    def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
         torch.minimum(self.first, torch.where(torch.isfinite(loss), self.n_steps, step), out=self.first)
 
     def result(self) -> dict[str, torch.Tensor]:
@@ -76,26 +78,32 @@ def log_proposal(to: Tree, start: Tree, drift: Tree, scale: Tree) -> torch.Tenso
 
 
 class MalaAcceptance:
-    """Mean Metropolis–Hastings acceptance probability had each move been a MALA proposal
-    (Roberts & Tweedie 1996), for any kernel through its ``terms``. With minibatch potentials this
-    is the approximation devinterp's MalaAcceptanceRate uses; it is noisier than a full-batch one."""
+    """Mean Metropolis–Hastings acceptance probability had the move from step t to t + 1 been a MALA
+    proposal (Roberts & Tweedie 1996), for any kernel through its ``terms``, at every ``every``-th
+    step after ``start``. Both ends are scored with the potential of minibatch t (one extra loss and
+    gradient at w_{t+1} per measured move), so the figure reflects the step size, not the change of
+    minibatch; it is still the minibatch potential's acceptance, a noisier figure than the full-batch one."""
 
-    def __init__(self, kernel: Kernel, n_chains: int, device: torch.device):
-        self.kernel = kernel
+    def __init__(self, kernel: Kernel, objective: BatchedObjective, fixed: Tree, start: int, every: int,
+                 n_chains: int, device: torch.device):
+        self.kernel, self.objective, self.fixed, self.start, self.every = kernel, objective, fixed, start, every
         self.total = torch.zeros(n_chains, device=device)
         self.count = 0
         self.previous = None
 
-    def observe(self, step, state, loss, loss_grad, noise) -> None:
-        terms = self.kernel.terms(state, loss_grad)
-        current = (potential(loss, state), state.w, terms.drift(), terms.noise_scale)
+    def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
         if self.previous is not None:
-            u_old, w_old, drift_old, scale_old = self.previous
-            u_new, w_new, drift_new, scale_new = current
-            log_ratio = (u_old - u_new) + log_proposal(w_old, w_new, drift_new, scale_new) - log_proposal(w_new, w_old, drift_old, scale_old)
+            u_old, w_old, drift_old, scale_old, (x, y) = self.previous
+            new_loss, new_grad = self.objective.losses_and_grads(state.w, self.fixed, x, y)
+            terms = self.kernel.terms(state, new_grad)
+            u_new, drift_new, scale_new = potential(new_loss, state), terms.drift(), terms.noise_scale
+            log_ratio = (u_old - u_new) + log_proposal(w_old, state.w, drift_new, scale_new) - log_proposal(state.w, w_old, drift_old, scale_old)
             self.total += log_ratio.clamp(max=0).exp().nan_to_num(0.0)
             self.count += 1
-        self.previous = current
+            self.previous = None
+        if step >= self.start and (step - self.start) % self.every == 0:
+            terms = self.kernel.terms(state, loss_grad)
+            self.previous = (potential(loss, state), state.w, terms.drift(), terms.noise_scale, batch)
 
     def result(self) -> dict[str, torch.Tensor]:
         return {"mala_acceptance": (self.total / max(self.count, 1)).cpu()}
@@ -109,7 +117,7 @@ class Snapshots:
         self.samples = torch.empty(len(steps), n_chains, n_params, device=device)
         self.losses = torch.empty(len(steps), n_chains, device=device)
 
-    def observe(self, step, state, loss, loss_grad, noise) -> None:
+    def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
         if step in self.index:
             self.samples[self.index[step]] = flatten(state.w)
             self.losses[self.index[step]] = loss
@@ -128,7 +136,7 @@ class StepNorms:
         self.index = {step: i for i, step in enumerate(steps)}
         self.values = torch.empty(len(steps), len(STEP_METRICS), n_chains, device=device)
 
-    def observe(self, step, state, loss, loss_grad, noise) -> None:
+    def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
         if step not in self.index:
             return
         terms = self.kernel.terms(state, loss_grad)
@@ -158,7 +166,7 @@ class ProbeLosses:
             name: torch.empty(len(self.steps), n_chains, y.shape[0], device=device) for name, (_, y) in probes.items()
         } if per_sample else {}
 
-    def observe(self, step, state, loss, loss_grad, noise) -> None:
+    def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
         if step % self.every:
             return
         row = step // self.every

@@ -22,22 +22,29 @@ class CheckpointLLC:
     llc_sem: float | None
     llc_per_chain: list[float | None]
     init_loss: float
-    r_hat: float | None
-    ess: float | None
+    r_hat: float | None  # rank-normalised split R-hat of the loss traces (Vehtari et al. 2021)
+    ess_bulk: float | None
+    ess_tail: float | None
     frac_below_init: float | None
     diverged_chains: int
-    mala_acceptance: float | None
+    mala_acceptance: float | None  # minibatch-potential MALA acceptance (noisier than a full-batch one)
     trace_steps: list[int]
     loss_trace: list[list[float | None]]
     reason: str | None = None
+    drift: float | None = None  # λ̂ of the second half of the draws minus that of the first half
+    flags: list[str] = field(default_factory=list)  # health flags, each a one-line reason (llc/health.py)
     settings: dict[str, float] | None = None  # this set's ε, γ, nβ, wd when they differ per set
     step_metrics: dict[str, Any] | None = None  # norms of the step's terms per chain (--step-metrics)
     probe_losses: dict[str, Any] | None = None  # mean loss per chain on each probe set
 
     def row(self) -> dict[str, Any]:
         """The scalar fields (and per-set settings), for tables."""
-        skip = {"llc_per_chain", "trace_steps", "loss_trace", "settings", "step_metrics", "probe_losses"}
-        return {k: v for k, v in asdict(self).items() if k not in skip} | (self.settings or {})
+        skip = {"llc_per_chain", "trace_steps", "loss_trace", "settings", "step_metrics", "probe_losses", "flags"}
+        return {k: v for k, v in asdict(self).items() if k not in skip} | (self.settings or {}) | {"flags": "; ".join(self.flags)}
+
+    @property
+    def healthy(self) -> bool:
+        return self.llc_mean is not None and not self.flags
 
 
 @dataclass

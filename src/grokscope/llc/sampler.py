@@ -111,10 +111,11 @@ def run_chains(
             index = index.to(device)
             xs, ys = x[rows, index], y[rows, index]  # chain b's rows of its own data: [B, T, m, ...]
             for t in range(block):
-                loss, grad = objective.losses_and_grads(state.w, fixed, xs[:, t], ys[:, t])
+                batch = (xs[:, t], ys[:, t])
+                loss, grad = objective.losses_and_grads(state.w, fixed, *batch)
                 step_noise = _noise_tree(noise, t, shapes)
                 for observer in observers:
-                    observer.observe(step, state, loss, grad, step_noise)
+                    observer.observe(step, state, loss, grad, step_noise, batch)
                 state = kernel.step(state, grad, step_noise)
                 step += 1
             bar.update(block)

@@ -32,9 +32,26 @@ def select_checkpoints(run: Run, which: str) -> list[int]:
     return sorted({steps[i] for i in indices})
 
 
-def run_llc(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bool = True) -> LLCResult:
-    """Estimate the LLC of the chosen checkpoints of ``run`` on its own training set, all at once."""
-    return run_llc_together([run], config, checkpoints, progress)[0]
+def run_llc(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bool = True, auto_at: str | None = None) -> LLCResult:
+    """Estimate the LLC of the chosen checkpoints of ``run`` on its own training set, all at once.
+    With ``auto_at`` ("last" or checkpoint indices, as ``checkpoints`` takes them) the step size is
+    first chosen from the data at those checkpoints (llc/auto.py)."""
+    if auto_at is None:
+        return run_llc_together([run], config, checkpoints, progress)[0]
+    from .auto import estimate_llc_auto
+
+    steps = select_checkpoints(run, checkpoints)
+    at = select_checkpoints(run, auto_at)
+    missing = [step for step in at if step not in steps]
+    if missing:
+        raise ConfigError(f"--auto-at: steps {missing} are not among the estimated checkpoints ({checkpoints})")
+    data = run.dataset()
+    result = estimate_llc_auto(
+        run.new_model(), (data.train_x, data.train_y), [run.state_dict(step) for step in steps], config,
+        "cross_entropy", checkpoint_ids=steps, calibrate_at=[steps.index(step) for step in at], progress=progress, steps=steps,
+    )
+    result.settings["run"] = str(run.path)
+    return result
 
 
 def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "all", progress: bool = True) -> list[LLCResult]:

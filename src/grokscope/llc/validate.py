@@ -1,5 +1,7 @@
-"""Ground-truth suite: models whose learning coefficient is known (REFERENCE §3), and the
-sampler settings we validated them with. ``grokscope validate`` prints true vs estimated λ."""
+"""Ground-truth suite: models whose learning coefficient is known (REFERENCE §3). Each family has
+its literature's data, batch size, γ and chain length; the step size is never set per case: it is
+chosen by the truth-free rule of llc/calibrate.py (``auto``) or given by the caller.
+``grokscope validate`` prints true vs estimated λ with the health flags."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+from .calibrate import calibrate_llc
+from .config import sgld_config
 from .estimate import estimate_llc
 from .truth import true_llc_dln
 
@@ -60,7 +65,7 @@ def regular_case(d: int = 6, n: int = 2000, seed: int = 0) -> Case:
             model.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
         return model, (x, y)
 
-    return Case(f"regular d={d}", d / 2, build, dict(epsilon=3e-4, gamma=1.0, n_steps=6000, batch_size=500, chains=4))
+    return Case(f"regular d={d}", d / 2, build, dict(gamma=1.0, n_steps=6000, batch_size=500, chains=4))
 
 
 def normal_crossing_case(powers: tuple[int, int], seed: int = 0) -> Case:
@@ -75,16 +80,13 @@ def normal_crossing_case(powers: tuple[int, int], seed: int = 0) -> Case:
     truth = min(1 / (2 * k) for k in powers if k > 0)
     return Case(
         f"normal crossing {powers}", truth, build,
-        dict(epsilon=1e-4, gamma=1.0, n_steps=10_000, batch_size=100, chains=20),
+        dict(gamma=1.0, n_steps=10_000, batch_size=100, chains=20),
     )
 
 
 def dln_case(widths: list[int], rank: int, seed: int = 0) -> Case:
     """Deep linear network at a teacher of product rank r (Aoyagi 2024). Inputs uniform in
-    [−10, 10], n = 1e5, m = 500, γ = 1, nβ = n/ln n, after Furman & Lau (arXiv 2402.03698).
-
-    At a generic teacher their ε = 5e-7 works; at the origin (rank 0) the potential is flat to
-    high order and the chain needs a larger step, ε = 5e-6, to equilibrate within 10k steps."""
+    [−10, 10], n = 1e5, m = 500, γ = 1, nβ = n/ln n, after Furman & Lau (arXiv 2402.03698)."""
 
     def build():
         g = torch.Generator().manual_seed(seed)
@@ -100,7 +102,7 @@ def dln_case(widths: list[int], rank: int, seed: int = 0) -> Case:
 
     return Case(
         f"DLN {widths} r{rank}", true_llc_dln(widths, rank), build,
-        dict(epsilon=5e-6 if rank == 0 else 5e-7, gamma=1.0, n_steps=10_000, batch_size=500, chains=8, burn_in=5000),
+        dict(gamma=1.0, n_steps=10_000, batch_size=500, chains=8, burn_in=5000),
     )
 
 
@@ -114,6 +116,7 @@ def _reduce_rank(model: DeepLinear, rank: int) -> None:
 
 
 REDUCED_RANK_CASES = [([5, 3, 5], 0), ([5, 4, 5], 0), ([4, 3, 8], 0), ([8, 3, 4], 0), ([3, 8, 4], 0)]
+INTERMEDIATE_RANK_CASES = [([5, 3, 5], 1), ([3, 4, 5], 2), ([5, 4, 5], 2), ([4, 3, 8], 1), ([10, 10, 10, 10], 5)]
 LARGER_DLN_CASES = [([10, 20, 10], 0), ([10, 10, 10, 10], 0), ([10, 10, 10, 10], 10)]
 NORMAL_CROSSING_GRID = [(a, b) for a in range(4) for b in range(a, 4) if b > 0]
 
@@ -122,21 +125,59 @@ def suite(quick: bool = False, grid: bool = False) -> list[Case]:
     """The ground-truth cases: ``quick`` drops the larger networks; ``grid`` adds every normal
     crossing with powers up to 3."""
     crossings = NORMAL_CROSSING_GRID if grid else [(0, 1), (0, 2), (0, 3)]
-    dlns = REDUCED_RANK_CASES + ([] if quick else LARGER_DLN_CASES)
+    dlns = REDUCED_RANK_CASES + INTERMEDIATE_RANK_CASES[:-1] + ([] if quick else INTERMEDIATE_RANK_CASES[-1:] + LARGER_DLN_CASES)
     return [regular_case()] + [normal_crossing_case(p) for p in crossings] + [dln_case(w, r) for w, r in dlns]
 
 
-def run_case(case: Case, **overrides: object) -> dict:
+def parse_case(spec: str) -> Case:
+    """A case from ``dln:WIDTHS:RANK`` (e.g. ``dln:5,3,5:1``), ``crossing:K1,K2`` or ``regular:D``."""
+    kind, _, rest = spec.partition(":")
+    try:
+        if kind == "dln":
+            widths, rank = rest.rsplit(":", 1)
+            return dln_case([int(w) for w in widths.split(",")], int(rank))
+        if kind == "crossing":
+            powers = tuple(int(k) for k in rest.split(","))
+            if len(powers) != 2 or min(powers) < 0 or max(powers) == 0:
+                raise ValueError("two non-negative powers, not both 0")
+            return normal_crossing_case(powers)
+        if kind == "regular":
+            return regular_case(int(rest))
+    except ValueError as err:
+        raise ConfigError(f"--case {spec!r}: {err}") from None
+    raise ConfigError(f"--case {spec!r}: use dln:WIDTHS:RANK (e.g. dln:5,3,5:1), crossing:K1,K2 or regular:D")
+
+
+def run_case(case: Case, auto: bool = True, **overrides: object) -> dict:
+    """Estimate one case: with ``auto`` the step size comes from the calibration rule (the chosen
+    grid cell is the estimate: its chains are those of an estimate alone at that ε), otherwise
+    ``overrides`` must name an epsilon."""
     model, data = case.build()
     settings = {**case.settings, **overrides}
-    result = estimate_llc(model, data, loss="mse", **settings)
-    entry = result.entries[0]
-    estimate = entry.llc_mean
+    if "n_steps" in overrides and "burn_in" in case.settings and "burn_in" not in overrides:  # keep the case's burn-in fraction
+        settings["burn_in"] = case.settings["burn_in"] * int(overrides["n_steps"]) // case.settings["n_steps"]
+    if auto:
+        settings.pop("epsilon", None)
+        report = calibrate_llc(model, data, None, sgld_config(**settings), loss="mse")
+        chosen = report["recommended"]
+        entry = next(c for c in report["cells"] if c["epsilon"] == chosen["epsilon"] and c["nbeta"] == chosen["nbeta"])
+        estimate, std, flags, mala, r_hat = entry["llc_mean"], entry["llc_std"], entry["flags"], entry["mala_acceptance"], entry["r_hat"]
+        settings = {**settings, "epsilon": chosen["epsilon"], "auto": True}
+    else:
+        if "epsilon" not in settings:
+            raise ConfigError("give an epsilon, or use the automatic step size (auto)")
+        result = estimate_llc(model, data, loss="mse", **settings).entries[0]
+        estimate, std, flags, mala, r_hat = result.llc_mean, result.llc_std, result.flags, result.mala_acceptance, result.r_hat
+        report = None
     return {
         "case": case.name,
         "true": case.truth,
         "estimate": estimate,
-        "std": entry.llc_std,
-        "rel_error": None if estimate is None else (estimate - case.truth) / case.truth,
+        "std": std,
+        "relative_error": None if estimate is None else (estimate - case.truth) / case.truth,
+        "mala_acceptance": mala,
+        "r_hat": r_hat,
+        "flags": flags,
         "settings": settings,
+        "calibration": report,
     }

@@ -11,6 +11,7 @@ from typing import Any
 from ..analysis.registry import figures_of
 from ..errors import GrokscopeError
 from ..layout import RunPaths
+from ..llc.curve import plot_calibration
 from ..png import save_figure
 from ..store import load_tensors, read_json, read_metadata, read_metrics
 from ..thresholds import (
@@ -156,10 +157,21 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
     if not llc:
         return section
     rows = [[e["step"], fmt(e["llc_mean"], ".2f"), fmt(e["llc_std"], ".2f"), fmt(e["llc_sem"], ".2f"), fmt(e["r_hat"], ".3f"),
-             fmt(e["ess"], ".0f"), fmt(e["frac_below_init"], ".3f"), e["diverged_chains"], fmt(e.get("mala_acceptance"), ".3f"),
-             e.get("reason") or ""] for e in llc["checkpoints"]]
-    section.tables.append({"header": ["step", "λ̂", "std", "sem", "R-hat", "ESS", "draws < L_n(w*)", "diverged", "MALA", "note"],
-                           "rows": rows, "css": ""})
+             fmt(e.get("ess_bulk", e.get("ess")), ".0f"), fmt(e.get("ess_tail"), ".0f"), fmt(e["frac_below_init"], ".3f"),
+             e["diverged_chains"], fmt(e.get("mala_acceptance"), ".3f"), "; ".join(filter(None, [e.get("reason"), *e.get("flags", [])])) or "healthy"]
+            for e in llc["checkpoints"]]
+    section.tables.append({"header": ["step", "λ̂", "std", "sem", "R-hat", "bulk ESS", "tail ESS", "draws < L_n(w*)", "diverged",
+                                      "MALA", "health flags"], "rows": rows, "css": ""})
+    if "flags" not in llc["checkpoints"][0]:
+        section.missing.append(f"not recorded: health flags (this llc.json predates them; rerun `grokscope llc {run_dir}`)")
+    calibration = llc["settings"].get("calibration")
+    if calibration:
+        rec = calibration["recommended"]
+        section.tables.append({"header": ["ε", "λ̂", "std", "R-hat", "MALA", "flags"], "css": "", "rows": [
+            [fmt(c["epsilon"], ".3g"), fmt(c["llc_mean"], ".3g"), fmt(c["llc_std"], ".2g"), fmt(c["r_hat"], ".3f"),
+             fmt(c["mala_acceptance"], ".3f"), "; ".join(c["flags"]) or "healthy"] for c in calibration["cells"]]})
+        _own_figure(run_dir, "llc_calibration", f"--auto: chosen ε = {rec['epsilon']:.3g} ({rec['why']}), at step "
+                    f"{calibration['checkpoint_id']}", plot_calibration(calibration), section)
     settings = llc["settings"]
     section.tables.append({"header": ["setting", "value"], "css": "",
                            "rows": [[k, json.dumps(v) if isinstance(v, (list, dict)) else fmt(v)] for k, v in settings.items()]})

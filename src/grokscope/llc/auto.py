@@ -1,0 +1,60 @@
+"""``estimate_llc(..., epsilon="auto")``: calibrate the step size at chosen parameter sets by the
+truth-free rule of llc/calibrate.py, then estimate every set at the chosen ε.
+
+The evidence (the bracket, the grid with its flags, the choice and why) goes into the result's
+``settings["calibration"]``; when the rule found no healthy cell, every entry carries a flag that
+says so, so an unhealthy choice is never a silent number."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .calibrate import calibrate_llc
+from .config import SGLDConfig
+from .estimate import estimate_llc
+from .objective import LossFn
+from .result import LLCResult
+
+# The kernel `--auto` uses unless one is named: the more faithful of the two on the ground-truth
+# suite with auto settings (docs/validation.md, "Settings chosen by the data").
+AUTO_SAMPLER = "sgld"
+
+
+def estimate_llc_auto(
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor] | Sequence[tuple[torch.Tensor, torch.Tensor]],
+    param_sets: Sequence[Mapping[str, torch.Tensor]],
+    config: SGLDConfig,
+    loss: str | LossFn = "cross_entropy",
+    checkpoint_ids: Sequence[int] | None = None,
+    calibrate_at: Sequence[int] = (-1,),
+    progress: bool = False,
+    **estimate_options: object,
+) -> LLCResult:
+    """Calibrate ε at the parameter sets ``calibrate_at`` (indices; default the last), take the
+    smallest ε chosen there (the strictest), and estimate every parameter set with it."""
+    ids = list(checkpoint_ids) if checkpoint_ids is not None else list(range(len(param_sets)))
+    bad = [i for i in calibrate_at if not -len(param_sets) <= i < len(param_sets)]
+    if bad or not calibrate_at:
+        raise ConfigError(f"calibrate_at={list(calibrate_at)}: give indices of the {len(param_sets)} parameter sets")
+    reports = []
+    for index in sorted({i % len(param_sets) for i in calibrate_at}):
+        set_data = data if isinstance(data, tuple) else list(data)[index]
+        report = calibrate_llc(model, set_data, param_sets[index], config, loss=loss, checkpoint_id=ids[index], progress=progress)
+        reports.append({"parameter_set": index, "checkpoint_id": ids[index], **report})
+    strictest = min(reports, key=lambda r: r["recommended"]["epsilon"])
+    chosen = strictest["recommended"]
+    result = estimate_llc(model, data, param_sets, loss=loss, config=config.model_copy(update=dict(epsilon=chosen["epsilon"])),
+                          checkpoint_ids=ids, progress=progress, **estimate_options)
+    unhealthy = [r for r in reports if not r["recommended"]["healthy"]]
+    if unhealthy:
+        where = ", ".join(str(r["checkpoint_id"]) for r in unhealthy)
+        for entry in result.entries:
+            entry.flags.append(f"auto: no healthy step size at calibration point {where}; ε = {chosen['epsilon']:.3g} is the "
+                               "least bad cell (settings.calibration has the grid)")
+    result.settings["calibration"] = {**strictest, "all": reports if len(reports) > 1 else None}
+    return result
