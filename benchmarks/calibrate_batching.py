@@ -14,14 +14,18 @@ import torch
 
 from grokscope import build_config, train
 from grokscope.llc import sgld_config
-from grokscope.llc.calibrate import DEFAULT_EPSILONS, DEFAULT_NBETA_FACTORS, calibrate
+from grokscope.llc.calibrate import calibrate
 from grokscope.llc.stored import run_llc
+
+
+EPSILONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # a 5 × 5 ε × nβ grid, given explicitly (no bracket)
+NBETA_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def cell_by_cell(run, base) -> list:
     nbeta = base.resolve_nbeta(run.dataset().n_train)[0]
     return [run_llc(run, base.model_copy(update=dict(epsilon=e, nbeta=nbeta * f)), "last", progress=False).entries[0].llc_mean
-            for f in DEFAULT_NBETA_FACTORS for e in DEFAULT_EPSILONS]
+            for f in NBETA_FACTORS for e in EPSILONS]
 
 
 def main() -> None:
@@ -33,10 +37,10 @@ def main() -> None:
     torch.set_num_threads(2)
     run = train(build_config("example"), Path(args.run), progress=False)
     base = sgld_config(n_steps=args.steps, chains=args.chains)
-    cells = len(DEFAULT_EPSILONS) * len(DEFAULT_NBETA_FACTORS)
+    cells = len(EPSILONS) * len(NBETA_FACTORS)
 
     start = time.perf_counter()
-    batched = [c["llc_mean"] for c in calibrate(run, base)["cells"]]
+    batched = [c["llc_mean"] for c in calibrate(run, base, epsilons=EPSILONS, nbeta_factors=NBETA_FACTORS)["cells"]]
     t_batched = time.perf_counter() - start
     start = time.perf_counter()
     looped = cell_by_cell(run, base)

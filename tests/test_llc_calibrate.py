@@ -25,6 +25,8 @@ def test_without_a_healthy_cell_the_least_bad_is_chosen_and_marked():
              cell(4e-4, 90.0, 0.5, ["MALA acceptance 0.50 < 0.8"])]
     rec = recommend(cells, 100.0, 5.0)
     assert rec["epsilon"] == 2e-4 and not rec["healthy"] and rec["flags"] == ["few effective draws: ESS 40 < 100"]
+    exploding = [cell(1e-2, 2.0, 0.95, ["flatness not checked"]), cell(2e-2, 40.0, 0.9, ["not flat"]), cell(4e-2, 900.0, 0.9, ["not flat"])]
+    assert recommend(exploding, 100.0, 5.0)["epsilon"] == 1e-2  # a tie goes to flags of too few steps, not of bias
     rec = recommend([cell(1e-4, 90.0, 0.5, ["MALA"]), cell(2e-4, 95.0, 0.3, ["MALA"])], 100.0, 5.0)
     assert rec["epsilon"] == 1e-4 and not rec["healthy"] and "none with MALA acceptance in band" in rec["why"]
 

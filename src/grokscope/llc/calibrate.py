@@ -5,15 +5,16 @@ The rule:
 1. Bracket (when no ε grid is given): short chains (500 steps, at most 4 chains) at ε = 1e-9, 1e-8,
    ..., 1e-1 in one batched run; ε₀ is the last ε, counting up, before the first whose chains
    diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE.
-2. Grid: ε₀·2^j for j = −5..1 with the estimate's own chains and steps, in one batched run. Every
+2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains and steps, in one batched run. Every
    cell gets the health flags of llc/health.py, and "not flat" when its λ̂ differs from the λ̂ at the
    next smaller ε by more than FLAT_TOLERANCE and by more than two standard errors of the paired
    per-chain differences (the smallest ε has no neighbour to check: "flatness not checked").
 3. Choose the largest ε of the first run of consecutive healthy cells, counting up from the
    smallest ε: past the first jump in λ̂ no ε is trusted, even where λ̂ levels off again. When no
    cell is healthy, choose among the cells with MALA acceptance ≥ MALA_MIN_ACCEPTANCE the one with
-   the fewest flags (the larger ε on a tie; the smallest ε when none qualifies), marked unhealthy
-   with its reasons: never a silent number.
+   the fewest flags (on a tie, one whose flags say too few steps rather than a step-size bias, then
+   the larger ε; the smallest ε when no cell qualifies), marked unhealthy with its reasons: never a
+   silent number.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from .stored import select_checkpoints
 
 BRACKET_EPSILONS = tuple(10.0**k for k in range(-9, 0))
 BRACKET_STEPS, BRACKET_CHAINS = 500, 4  # the bracketing chains (MALA measured on every 5th move after burn-in)
-GRID_OFFSETS = tuple(2.0**j for j in range(-5, 2))  # the grid around ε₀ (short chains overrate ε₀)
+GRID_OFFSETS = tuple(2.0**j for j in range(-3, 4))  # short chains misjudge ε₀ both ways (sgld over, RMSprop under)
+BIAS_FLAGS = ("not flat", "MALA")  # flags that say λ̂ depends on the step size (as opposed to too few steps)
 
 
 @dataclass
@@ -178,7 +180,7 @@ def recommend(cells: list[Cell], nbeta: float, gamma: float) -> dict:
     if run:
         chosen, why = run[-1], "the largest step size of the first run of healthy cells"
     elif in_band:
-        chosen = min(reversed(in_band), key=lambda c: len(c.flags))
+        chosen = min(in_band, key=lambda c: (len(c.flags), any(f.startswith(BIAS_FLAGS) for f in c.flags), -c.epsilon))
         why = "no healthy cell: the cell with MALA acceptance in band and the fewest flags"
     else:
         chosen, why = row[0], "no healthy cell and none with MALA acceptance in band: the smallest step size"
