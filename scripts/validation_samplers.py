@@ -5,6 +5,7 @@ evidence) as JSON lines.
 
     python scripts/validation_samplers.py                               # sgld and rmsprop_sgld, every case
     python scripts/validation_samplers.py --quick --samplers rmsprop_sgld --out /tmp/rows.jsonl
+    python scripts/validation_samplers.py --samplers sgld --cases dln:10,10,10,10:5 dln:10,20,10:0
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 
 import torch
 
-from grokscope.llc.validate import run_case, suite
+from grokscope.llc.validate import parse_case, run_case, suite
 from grokscope.store import json_safe
 
 
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="without the larger deep linear networks")
     parser.add_argument("--grid", action="store_true", help="every normal crossing with powers up to 3")
     parser.add_argument("--samplers", nargs="+", default=["sgld", "rmsprop_sgld"])
+    parser.add_argument("--cases", nargs="+", help="only these cases (validate --case syntax, e.g. dln:10,10,10,10:5)")
     parser.add_argument("--out", default="validation_auto.jsonl", help="JSON lines, one per case and sampler")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -36,7 +38,7 @@ def main() -> None:
     errors: dict[str, list[float]] = {s: [] for s in args.samplers}
     silent_misses: dict[str, list[str]] = {s: [] for s in args.samplers}
     with open(args.out, "w") as out:
-        for case in suite(quick=args.quick, grid=args.grid):
+        for case in [parse_case(c) for c in args.cases] if args.cases else suite(quick=args.quick, grid=args.grid):
             cells = []
             for sampler in args.samplers:
                 start = time.perf_counter()

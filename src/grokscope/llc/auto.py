@@ -44,7 +44,8 @@ def estimate_llc_auto(
     reports = []
     for index in sorted({i % len(param_sets) for i in calibrate_at}):
         set_data = data if isinstance(data, tuple) else list(data)[index]
-        report = calibrate_llc(model, set_data, param_sets[index], config, loss=loss, checkpoint_id=ids[index], progress=progress)
+        report = calibrate_llc(model, set_data, param_sets[index], config, loss=loss, checkpoint_id=ids[index],
+                               masks=estimate_options.get("masks"), progress=progress)
         reports.append({"parameter_set": index, "checkpoint_id": ids[index], **report})
     strictest = min(reports, key=lambda r: r["recommended"]["epsilon"])
     chosen = strictest["recommended"]
@@ -54,7 +55,7 @@ def estimate_llc_auto(
     if unhealthy:
         where = ", ".join(str(r["checkpoint_id"]) for r in unhealthy)
         for entry in result.entries:
-            entry.flags.append(f"auto: no healthy step size at calibration point {where}; ε = {chosen['epsilon']:.3g} is the "
-                               "least bad cell (settings.calibration has the grid)")
+            entry.flags.append(f"auto: no healthy step size at calibration checkpoint {where}; ε = {chosen['epsilon']:.3g} "
+                               "was the rule's least bad choice (settings.calibration has the grid and its flags)")
     result.settings["calibration"] = {**strictest, "all": reports if len(reports) > 1 else None}
     return result

@@ -92,24 +92,26 @@ def calibrate_llc(
     gammas: Sequence[float] | None = None,
     loss: str | LossFn = "cross_entropy",
     checkpoint_id: int = 0,
+    masks: Mapping[str, torch.Tensor] | None = None,
     progress: bool = False,
 ) -> dict:
     """Estimate λ̂ at ``params`` (default: the model's weights) over an ε (× nβ factor × γ) grid,
     every cell's chains in ONE batched run (a cell's numbers equal its estimate alone), and choose a
-    cell by the module's rule. Without ``epsilons`` the grid is placed by a MALA bracket first."""
+    cell by the module's rule. Without ``epsilons`` the grid is placed by a MALA bracket first.
+    ``masks`` (as :func:`estimate_llc` takes them) restrict what is sampled."""
     weights = dict(params) if params is not None else {n: p.detach() for n, p in model.named_parameters()}
     base = base.model_copy(update=dict(temp_multiplier=1.0, mala=True))
     default_nbeta, convention = base.resolve_nbeta(int(data[1].shape[0]))
     bracket = None
     if epsilons is None:
-        bracket = _bracket(model, data, weights, base, loss, checkpoint_id, progress)
+        bracket = _bracket(model, data, weights, base, loss, checkpoint_id, masks, progress)
         epsilons = [bracket["epsilon"] * offset for offset in GRID_OFFSETS]
     if not epsilons or any(not (e > 0) for e in epsilons):
         raise ConfigError(f"epsilons={list(epsilons)}: give positive step sizes")
     grid = [dict(epsilon=float(e), gamma=float(g), nbeta=default_nbeta * f)
             for g in gammas or (base.gamma,) for f in nbeta_factors for e in sorted(epsilons)]
     result = estimate_llc(model, data, [weights] * len(grid), loss=loss, config=base,
-                          checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, progress=progress)
+                          checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
     cells = [Cell.of(setting, entry) for setting, entry in zip(grid, result.entries)]
     _flag_not_flat(cells)
     return {
@@ -125,14 +127,15 @@ def calibrate_llc(
     }
 
 
-def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, progress: bool) -> dict:
-    """Short chains over BRACKET_EPSILONS; ε₀ = the largest with MALA acceptance in band."""
+def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, masks, progress: bool) -> dict:
+    """Short chains over BRACKET_EPSILONS; ε₀ = the last ε, counting up, before the first whose chains
+    diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE."""
     steps = min(base.n_steps, BRACKET_STEPS)
     short = base.model_copy(update=dict(n_steps=steps, burn_in=steps // 4, chains=min(base.chains, BRACKET_CHAINS), mala=True,
                                         mala_every=5, save_samples=0, step_metrics=False))
     grid = [dict(epsilon=e) for e in BRACKET_EPSILONS]
     result = estimate_llc(model, data, [weights] * len(grid), loss=loss, config=short,
-                          checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, progress=progress)
+                          checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
     acceptance = [None if e.diverged_chains or e.llc_mean is None else e.mala_acceptance for e in result.entries]
     epsilon = BRACKET_EPSILONS[0]
     for eps, a in zip(BRACKET_EPSILONS, acceptance):
