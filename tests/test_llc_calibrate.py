@@ -20,6 +20,11 @@ def test_past_the_first_jump_no_epsilon_is_trusted_even_on_a_second_plateau():
     assert recommend(cells, 100.0, 5.0)["epsilon"] == 4e-4
 
 
+def test_a_slow_creep_of_small_steps_ends_the_run():
+    creeping = [cell(1e-4, 100.0, flags=["flatness not checked"])] + [cell(1e-4 * 2**k, 100.0 + 4 * k) for k in range(1, 5)]
+    assert recommend(creeping, 100.0, 5.0)["epsilon"] == 4e-4  # 108 is within 5% of the run's first (104), 112 is not
+
+
 def test_without_a_healthy_cell_the_least_bad_is_chosen_and_marked():
     cells = [cell(1e-4, 50.0, 0.97, ["chains disagree: R-hat 1.2 > 1.05"]), cell(2e-4, 55.0, 0.85, ["few effective draws: ESS 40 < 100"]),
              cell(4e-4, 90.0, 0.5, ["MALA acceptance 0.50 < 0.8"])]

@@ -30,7 +30,7 @@ def test_normal_crossings_single_variable():
 
 
 def test_deep_linear_networks_of_intermediate_rank_with_auto_settings():
-    rows = [run_case(dln_case(w, r)) for w, r in [([5, 3, 5], 1), ([3, 4, 5], 2), ([5, 4, 5], 0)]]
+    rows = [run_case(dln_case(w, r)) for w, r in [([5, 3, 5], 1), ([3, 4, 5], 2)]]
     errors = np.array([abs(r["relative_error"]) for r in rows])
     assert errors.mean() <= 0.10 and errors.max() <= 0.20, [(r["case"], r["estimate"], r["settings"]["epsilon"]) for r in rows]
     for row in rows:  # the chosen cell is the largest ε with MALA acceptance in band

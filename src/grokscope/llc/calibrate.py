@@ -10,7 +10,8 @@ The rule:
    next smaller ε by more than FLAT_TOLERANCE and by more than two standard errors of the paired
    per-chain differences (the smallest ε has no neighbour to check: "flatness not checked").
 3. Choose the largest ε of the first run of consecutive healthy cells, counting up from the
-   smallest ε: past the first jump in λ̂ no ε is trusted, even where λ̂ levels off again. When no
+   smallest ε, whose λ̂ also stays flat against the run's first cell (no slow creep): past the
+   first jump in λ̂ no ε is trusted, even where λ̂ levels off again. When no
    cell is healthy, choose among the cells with MALA acceptance ≥ MALA_MIN_ACCEPTANCE the one with
    the fewest flags (on a tie, one whose flags say too few steps rather than a step-size bias, then
    the larger ε; the smallest ε when no cell qualifies), marked unhealthy with its reasons: never a
@@ -147,8 +148,7 @@ def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, m
 
 
 def _flag_not_flat(cells: list[Cell]) -> None:
-    """Flag each cell whose λ̂ differs from the λ̂ at the next smaller ε (same nβ, γ) by more than
-    FLAT_TOLERANCE and by more than two standard errors of the paired per-chain differences."""
+    """Flag each cell whose λ̂ is not flat (:func:`_jump`) against the λ̂ at the next smaller ε (same nβ, γ)."""
     rows: dict[tuple[float, float], list[Cell]] = {}
     for cell in cells:
         rows.setdefault((cell.nbeta, cell.gamma), []).append(cell)
@@ -156,16 +156,25 @@ def _flag_not_flat(cells: list[Cell]) -> None:
         row.sort(key=lambda c: c.epsilon)
         row[0].flags.append("flatness not checked: the smallest ε of the grid")
         for smaller, cell in zip(row, row[1:]):
-            if cell.llc_mean is None or smaller.llc_mean is None:
-                continue
-            pairs = np.array([(a, b) for a, b in zip(cell.llc_per_chain, smaller.llc_per_chain) if a is not None and b is not None])
-            differences = pairs[:, 0] - pairs[:, 1]
-            se = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else 0.0
-            change = cell.llc_mean - smaller.llc_mean
-            if abs(change) > FLAT_TOLERANCE * abs(smaller.llc_mean) and abs(differences.mean()) > 2 * se:
-                relative = change / abs(smaller.llc_mean) if smaller.llc_mean else float("inf")
-                cell.flags.append(f"not flat: λ̂ {relative:+.0%} against ε = {smaller.epsilon:.3g} "
+            change = _jump(smaller, cell)
+            if change is not None:
+                cell.flags.append(f"not flat: λ̂ {change:+.0%} against ε = {smaller.epsilon:.3g} "
                                   f"(> {FLAT_TOLERANCE:.0%} and 2 standard errors)")
+
+
+def _jump(reference: Cell, cell: Cell) -> float | None:
+    """The relative change of λ̂ from ``reference`` to ``cell`` when it exceeds FLAT_TOLERANCE and two
+    standard errors of the paired per-chain differences (chain c of every cell shares its
+    minibatches and noise), else None."""
+    if cell.llc_mean is None or reference.llc_mean is None:
+        return None
+    pairs = np.array([(a, b) for a, b in zip(cell.llc_per_chain, reference.llc_per_chain) if a is not None and b is not None])
+    differences = pairs[:, 0] - pairs[:, 1]
+    se = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else 0.0
+    change = cell.llc_mean - reference.llc_mean
+    if abs(change) > FLAT_TOLERANCE * abs(reference.llc_mean) and abs(differences.mean()) > 2 * se:
+        return change / abs(reference.llc_mean) if reference.llc_mean else float("inf")
+    return None
 
 
 def recommend(cells: list[Cell], nbeta: float, gamma: float) -> dict:
@@ -175,7 +184,7 @@ def recommend(cells: list[Cell], nbeta: float, gamma: float) -> dict:
     row = sorted(at_base or cells, key=lambda c: c.epsilon)  # every cell when the grid leaves out the base nβ, γ
     run: list[Cell] = []
     for cell in row:
-        if cell.healthy:
+        if cell.healthy and not (run and _jump(run[0], cell) is not None):
             run.append(cell)
         elif run:
             break
