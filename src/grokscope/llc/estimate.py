@@ -85,9 +85,8 @@ def estimate_llc(
     a set estimated alone or batched with others gives the same numbers.
     """
     if settings.get("epsilon") == "auto":
-        from .auto import (
-            estimate_llc_auto,  # auto.py calibrates with this function, then calls it
-        )
+        # imported here: auto.py calibrates with this function, then calls it
+        from .auto import estimate_llc_auto
 
         cfg = config if config is not None else sgld_config(**{k: v for k, v in settings.items() if k != "epsilon"})
         return estimate_llc_auto(model, data, _as_param_sets(model, param_sets), cfg, loss, checkpoint_ids, progress=progress,
