@@ -214,16 +214,20 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
+    from .llc.config import SGLDConfig
     from .llc.kernels import KERNELS
 
+    def default(name: str) -> str:  # stated once, in SGLDConfig
+        return f"(default {SGLDConfig.model_fields[name].default:g})"
+
     parser.add_argument("--sampler", choices=list(KERNELS), help="the SGLD kernel (default sgld)")
-    parser.add_argument("--rmsprop-alpha", dest="rmsprop_alpha", type=float, help="rmsprop_sgld: squared-gradient decay (default 0.99)")
-    parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, help="rmsprop_sgld: preconditioner eps (default 0.1)")
-    parser.add_argument("--gamma", type=float, help="localisation strength γ (default 5)")
-    parser.add_argument("--epsilon", type=float, help="step size ε (default 1e-3)")
-    parser.add_argument("--steps", type=int, help="SGLD steps per chain (default 3000)")
-    parser.add_argument("--batch-size", dest="batch_size", type=int, help="minibatch size m (default 64)")
-    parser.add_argument("--chains", type=int, help="chains per checkpoint (default 4)")
+    parser.add_argument("--rmsprop-alpha", dest="rmsprop_alpha", type=float, help=f"rmsprop_sgld: squared-gradient decay {default('rmsprop_alpha')}")
+    parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, help=f"rmsprop_sgld: preconditioner eps {default('rmsprop_eps')}")
+    parser.add_argument("--gamma", type=float, help=f"localisation strength γ {default('gamma')}")
+    parser.add_argument("--epsilon", type=float, help=f"step size ε {default('epsilon')}")
+    parser.add_argument("--steps", type=int, help=f"SGLD steps per chain {default('n_steps')}")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, help=f"minibatch size m {default('batch_size')}")
+    parser.add_argument("--chains", type=int, help=f"chains per checkpoint {default('chains')}")
     parser.add_argument("--burn-in", dest="burn_in", type=int, help="steps discarded (default 25%%)")
     parser.add_argument("--nbeta", help="'n/ln n' (default), 'm/ln m', or a number")
     parser.add_argument("--restrict-to-orth-grad", dest="restrict_to_orth_grad", action="store_true", default=None)

@@ -13,7 +13,7 @@ from .llc.stored import run_llc, save_llc
 from .report import build_run_report
 from .training import train
 
-DEMO_SGLD = dict(gamma=5.0, epsilon=1e-3, n_steps=3000, batch_size=64, chains=4, save_samples=20, step_metrics=True)
+DEMO_SGLD = dict(save_samples=20, step_metrics=True)  # the default SGLD settings, plus what the report draws
 
 
 def run_demo(out: str | Path = "runs/demo", progress: bool = True, command: str = "grokscope.demo.run_demo() (Python API)") -> Path:
