@@ -7,9 +7,9 @@ from torch import nn
 
 from grokscope import CheckpointError, ConfigError, train
 from grokscope.llc import estimate_llc, sgld_config
-from grokscope.llc.estimate import _cut_after_divergence
 from grokscope.llc.kernels import project_out, unit_directions
 from grokscope.llc.observers import DivergenceCut
+from grokscope.llc.summary import cut_after_divergence
 from grokscope.llc.validate import DeepLinear, PowerModel
 
 FAST = dict(gamma=5.0, epsilon=1e-3, n_steps=200, batch_size=32, chains=3)
@@ -208,7 +208,7 @@ def test_a_diverged_chain_is_cut_at_its_first_bad_loss():
         cut.observe(step, None, loss, None, None, None)
     recorded = {"losses": losses, **cut.result()}
     assert recorded["diverged"].tolist() == [False, True] and recorded["first_nonfinite_step"].tolist() == [4, 1]
-    _cut_after_divergence(recorded)
+    cut_after_divergence(recorded)
     assert torch.isnan(losses[1:, 1]).all() and torch.isfinite(losses[:, 0]).all()
 
 

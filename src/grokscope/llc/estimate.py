@@ -8,13 +8,11 @@ is the full-batch training loss. Every chain of every parameter set steps togeth
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,8 +20,6 @@ from ..errors import ConfigError
 from ..memory import USABLE_FRACTION, available_bytes, gigabytes
 from ..version import __version__
 from .config import SGLDConfig, sgld_config
-from .diagnostics import ess_bulk, ess_tail, rhat
-from .health import drift, health_flags
 from .kernels import (
     ChainSettings,
     Masked,
@@ -33,7 +29,6 @@ from .kernels import (
 )
 from .objective import BatchedObjective, LossFn, check_parameter_sets
 from .observers import (
-    STEP_METRICS,
     DivergenceCut,
     LossTrace,
     MalaAcceptance,
@@ -45,6 +40,7 @@ from .observers import (
 from .result import CheckpointLLC, LLCResult
 from .sampler import block_length, run_chains
 from .selection import Selection, select
+from .summary import cut_after_divergence, non_finite_entry, summarise, thinned_steps
 from .tree import Tree, tree_map
 
 FULL_BATCH_CHUNK = 8192  # rows of data per chunk of a full-batch evaluation
@@ -136,7 +132,7 @@ def estimate_llc(
         for k, (entry, tensors) in zip(indices, job.sample(indices, labels, init_loss, probe_init)):
             entries[k], parts[k] = entry, tensors
     for k in (k for k in range(len(param_sets)) if not finite[k]):
-        entries[k] = _non_finite_entry(cfg, ids[k], labels[k], float(init_loss[k]))
+        entries[k] = non_finite_entry(cfg, ids[k], labels[k], float(init_loss[k]))
     order = range(len(param_sets))
     settings_record = {
         **cfg.model_dump(),
@@ -227,10 +223,10 @@ class _Job:
         run_chains(self.objective, kernel, kernel.init(anchors, settings), fixed, x, y, keys, cfg.n_steps, cfg.batch_size,
                    observers, progress=self.progress)
         recorded = {key: value for observer in observers for key, value in observer.result().items()}
-        _cut_after_divergence(recorded)
+        cut_after_divergence(recorded)
         out = []
         for j, k in enumerate(indices):
-            entry = _summarise(recorded, j, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
+            entry = summarise(recorded, j, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
                                _set_record(self.set_configs[k], self.nbetas[k][0]) if self.per_set else None,
                                {name: float(values[k]) for name, values in probe_init.items()})
             cols = slice(j * chains, (j + 1) * chains)
@@ -251,15 +247,6 @@ def _batches(indices: list[int], bytes_per_set: float, cfg: SGLDConfig, device: 
                           f"{gigabytes(budget)} is usable; lower --chains (or --batch-size, --save-samples)")
     size = max(1, int(budget // bytes_per_set))
     return [indices[i : i + size] for i in range(0, len(indices), size)]
-
-
-def _non_finite_entry(cfg: SGLDConfig, checkpoint_id: int, step: int | None, init_loss: float) -> CheckpointLLC:
-    where = f"step {step}" if step is not None else f"parameter set {checkpoint_id}"
-    return CheckpointLLC(
-        checkpoint_id=checkpoint_id, step=step, llc_mean=None, llc_std=None, llc_sem=None, llc_per_chain=[None] * cfg.chains,
-        init_loss=init_loss, r_hat=None, ess_bulk=None, ess_tail=None, frac_below_init=None, diverged_chains=0, mala_acceptance=None,
-        trace_steps=[], loss_trace=[], reason=f"non-finite weights at {where}: not sampled (the training diverged there)",
-    )
 
 
 def _merge_tensors(parts: list[dict | None], chains: int) -> tuple:
@@ -333,22 +320,11 @@ def _observers(cfg, kernel, objective, fixed, probes, probe_every, probe_per_sam
     return observers
 
 
-def thinned_steps(cfg: SGLDConfig) -> np.ndarray:
-    """The steps kept in loss traces and step metrics: at most ``trace_points``, evenly spaced."""
-    return np.unique(np.linspace(0, cfg.n_steps - 1, min(cfg.trace_points, cfg.n_steps)).round().astype(int))
-
-
 def _snapshot_steps(cfg: SGLDConfig) -> list[int]:
     if not cfg.save_samples:
         return []
     burn, span = cfg.burn_in_steps, cfg.n_steps - 1 - cfg.burn_in_steps
     return sorted({burn + round(i * span / max(cfg.save_samples - 1, 1)) for i in range(cfg.save_samples)})
-
-
-def _cut_after_divergence(recorded: dict[str, torch.Tensor]) -> None:
-    """A diverged chain's draws from its first non-finite loss on become NaN (in place)."""
-    losses, first = recorded["losses"], recorded["first_nonfinite_step"]
-    losses[torch.arange(losses.shape[0]).unsqueeze(1) >= first.unsqueeze(0)] = float("nan")
 
 
 def _as_param_sets(model: nn.Module, params: object) -> list[dict[str, torch.Tensor]]:
@@ -390,65 +366,3 @@ def _full_batch_loss_and_grad(
                 loss = objective.losses(anchors, fixed, xb, yb)
         total += weight * loss.double().cpu()
     return total, grad
-
-
-def _summarise(
-    recorded: dict[str, torch.Tensor], k: int, checkpoint_id: int, step: int | None, init_loss: float, nbeta: float,
-    cfg: SGLDConfig, set_settings: dict | None, probe_init: dict[str, float],
-) -> CheckpointLLC:
-    chains = cfg.chains
-    cols = slice(k * chains, (k + 1) * chains)
-    traces = recorded["losses"][:, cols].T.double().numpy()  # [chains, n_steps]
-    diverged = recorded["diverged"][cols].numpy()
-    post = traces[~diverged, cfg.burn_in_steps :]
-    per_chain = [None if diverged[c] else float(nbeta * (traces[c, cfg.burn_in_steps :].mean() - init_loss)) for c in range(chains)]
-    thin = thinned_steps(cfg)
-    trace = [[None if not math.isfinite(v) else float(v) for v in traces[c, thin]] for c in range(chains)]
-    mala = recorded.get("mala_acceptance")
-    mala = None if mala is None or diverged.all() else float(mala[cols][~torch.from_numpy(diverged)].mean())
-    base = dict(
-        checkpoint_id=checkpoint_id, step=step, init_loss=init_loss, llc_per_chain=per_chain,
-        diverged_chains=int(diverged.sum()), trace_steps=thin.tolist(), loss_trace=trace, settings=set_settings,
-        step_metrics=_step_metrics(recorded, cols), probe_losses=_probe_losses(recorded, cols, probe_init),
-    )
-    if post.shape[0] == 0:
-        return CheckpointLLC(
-            **base, llc_mean=None, llc_std=None, llc_sem=None, r_hat=None, ess_bulk=None, ess_tail=None, frac_below_init=None,
-            mala_acceptance=None, reason=f"all {chains} chains diverged (non-finite loss); lower epsilon or raise gamma",
-            flags=health_flags(None, int(diverged.sum()), chains, None, None, None, None, None, None, None),
-        )
-    values = np.array([v for v in per_chain if v is not None])
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    diagnostics = dict(r_hat=rhat(post), ess_bulk=ess_bulk(post), ess_tail=ess_tail(post),
-                       frac_below_init=float((post < init_loss).mean()), mala_acceptance=mala)
-    change, change_se = drift(post, nbeta)
-    return CheckpointLLC(
-        **base, **diagnostics,
-        llc_mean=float(values.mean()),
-        llc_std=std,
-        llc_sem=std / math.sqrt(len(values)),
-        drift=change,
-        flags=health_flags(float(values.mean()), int(diverged.sum()), chains, **diagnostics, drift_change=change, drift_se=change_se),
-    )
-
-
-def _step_metrics(recorded: dict[str, torch.Tensor], cols: slice) -> dict | None:
-    """{"steps": [...], metric: [[value per recorded step] per chain]} for one parameter set."""
-    if "step_metrics" not in recorded:
-        return None
-    values = recorded["step_metrics"][:, :, cols].double()  # [S, metrics, chains]
-    out: dict = {"steps": recorded["step_metric_steps"].tolist()}
-    for i, name in enumerate(STEP_METRICS):
-        out[name] = [[float(v) if math.isfinite(v) else None for v in values[:, i, c].tolist()] for c in range(values.shape[2])]
-    return out
-
-
-def _probe_losses(recorded: dict[str, torch.Tensor], cols: slice, probe_init: dict[str, float]) -> dict | None:
-    """{"steps": [...], "init": {probe: L(w*)}, "chains": {probe: [[mean loss per recorded step] per chain]}}."""
-    if "probe_steps" not in recorded:
-        return None
-    chains = {}
-    for name in probe_init:
-        values = recorded[f"probe_loss/{name}"][:, cols].double()
-        chains[name] = [[float(v) if math.isfinite(v) else None for v in values[:, c].tolist()] for c in range(values.shape[1])]
-    return {"steps": recorded["probe_steps"].tolist(), "init": probe_init, "chains": chains}

@@ -27,9 +27,9 @@ def drift(post: np.ndarray, nbeta: float) -> tuple[float, float]:
 
 
 def health_flags(
-    llc_mean: float | None, diverged_chains: int, chains: int, r_hat: float | None, ess_bulk: float | None,
-    ess_tail: float | None, mala_acceptance: float | None, frac_below_init: float | None,
-    drift_change: float | None, drift_se: float | None,
+    llc_mean: float | None, diverged_chains: int, chains: int, r_hat: float | None = None, ess_bulk: float | None = None,
+    ess_tail: float | None = None, mala_acceptance: float | None = None, frac_below_init: float | None = None,
+    drift_change: float | None = None, drift_se: float | None = None,
 ) -> list[str]:
     """Every reason to distrust an estimate; empty when it looks healthy."""
     flags = []
