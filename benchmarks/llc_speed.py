@@ -1,57 +1,114 @@
-"""LLC speed: grokscope's batched SGLD against devinterp 1.3.2, and against a FLOP floor.
+"""LLC speed: grokscope's batched SGLD against devinterp 1.3.2, and against the machine's floor.
 
-Workload (issue: LLC estimator): every checkpoint of the `example` preset, SGLD γ=5, ε=1e-3,
-3000 steps (750 burn-in), m=64, nβ = n/ln n, with 1 and with 4 chains per checkpoint. devinterp
-runs the same checkpoints and settings sequentially, its normal use, in this same process.
+Workload: every checkpoint of a preset's run (default `example`, 26 checkpoints), SGLD γ=5,
+ε=1e-3, 3000 steps (750 burn-in), m=64, nβ = n/ln n, with 1, 4 and 16 chains per checkpoint and
+grokscope's defaults otherwise (MALA acceptance on every 20th move). devinterp runs the same
+checkpoints and settings sequentially, its normal use, in this same process.
 
-FLOP floor = forward+backward FLOPs per chain-step × chain-steps / float32 matmul rate measured here.
+The floor, measured in the same run:
+  matmul floor = forward+backward matmul FLOPs per chain-step (counted by torch's FlopCounterMode
+                 on one chain) × chain-steps ÷ the float32 matmul rate of a large square matmul;
+  noise floor  = one normal number per sampled parameter per chain-step ÷ the fastest rate of
+                 normal generation measured here (torch, numpy; one stream, and one per thread).
 
-    python benchmarks/llc_speed.py                      # the full workload (devinterp: ~35 min)
+    python benchmarks/llc_speed.py                             # the full workload (devinterp: ~45 min)
     python benchmarks/llc_speed.py --devinterp-checkpoints 4   # devinterp on 4 evenly spaced
-                                                        # checkpoints, scaled to all (marked)
-    python benchmarks/llc_speed.py --variants-only      # per-step cost of rmsprop_sgld, step metrics
-                                                        # and MALA relative to plain sgld
+                                                               # checkpoints, scaled to all (marked)
+    python benchmarks/llc_speed.py --device cuda --chains 1 4 16 40 --devinterp-checkpoints 0
+    python benchmarks/llc_speed.py --variants-only             # per-step cost of rmsprop_sgld, step
+                                                               # metrics and MALA relative to plain sgld
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import threading
 import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from grokscope import build_config, train
 from grokscope.llc import estimate_llc
+from grokscope.llc.objective import BatchedObjective
 
 SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=3000, burn_in=750, batch_size=64)
+DEVINTERP_CHAINS = (1, 4)  # devinterp at 16 chains a checkpoint would take hours here
 
 
-def matmul_rate(size: int = 2048, repeats: int = 10) -> float:
-    """float32 FLOP/s of a large square matmul on this machine."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
-        a @ b
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int) -> float:
+    """Seconds per call of ``fn`` after two warm-up calls."""
+    fn(), fn()
+    sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
 
 
-def mlp_flops_per_chain_step(p: int, d: int, h: int, m: int) -> float:
-    """Forward matmul FLOPs of the untied MLP on a minibatch of m pairs (first layer on both
-    operands, unembedding), times 3 for forward + backward (grads of inputs and weights)."""
-    forward = 2 * m * (2 * d * h + h * p)
-    return 3 * forward
+def matmul_rate(device: torch.device, size: int = 2048) -> float:
+    """float32 FLOP/s of a large square matmul on ``device``."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    repeats = 10 if device.type == "cpu" else 200
+    return 2 * size**3 / timed(lambda: a @ b, device, repeats)
 
 
-def run_grokscope(run, chains: int, **extra: object) -> float:
+def normal_rates(device: torch.device, numbers: int = 1 << 23) -> dict[str, float]:
+    """Standard normal float32 numbers per second by each generator this machine offers."""
+    rates = {}
+    out = torch.empty(numbers, device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    rates["torch.randn, one generator"] = numbers / timed(lambda: torch.randn(numbers, generator=gen, out=out), device, 5)
+    if device.type != "cpu":
+        return rates
+    threads = torch.get_num_threads()
+    parts = out.view(threads, -1)
+    gens = [torch.Generator().manual_seed(i) for i in range(threads)]
+    rates[f"torch.randn, {threads} generators in {threads} threads"] = numbers / timed(
+        lambda: in_threads([lambda i=i: torch.randn(parts[i].shape, generator=gens[i], out=parts[i]) for i in range(threads)]), device, 5)
+    host = np.empty(numbers, dtype=np.float32)
+    rng = np.random.Generator(np.random.SFC64(0))
+    rates["numpy SFC64 ziggurat, one generator"] = numbers / timed(lambda: rng.standard_normal(numbers, np.float32, out=host), device, 3)
+    return rates
+
+
+def in_threads(jobs) -> None:
+    workers = [threading.Thread(target=job) for job in jobs]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def flops_per_chain_step(run, device: torch.device) -> float:
+    """Matmul FLOPs of one chain's minibatch loss and gradient, as torch counts them."""
+    data, model = run.dataset(), run.new_model()
+    objective = BatchedObjective(model, "cross_entropy")
+    params = {n: p.detach().unsqueeze(0).to(device) for n, p in model.named_parameters()}
+    x, y = (t[: SETTINGS["batch_size"]].unsqueeze(0).to(device) for t in (data.train_x, data.train_y))
+    with FlopCounterMode(display=False) as counter:
+        objective.losses_and_grads(params, {}, x, y)
+    return float(counter.get_total_flops())
+
+
+def run_grokscope(run, chains: int, device: torch.device, **extra: object) -> float:
     data = run.dataset()
     params = [run.state_dict(s) for s in run.steps]
+    sync(device)
     start = time.perf_counter()
-    estimate_llc(run.new_model(), (data.train_x, data.train_y), params, checkpoint_ids=run.steps, chains=chains, **{**SETTINGS, **extra})
+    estimate_llc(run.new_model(), (data.train_x, data.train_y), params, checkpoint_ids=run.steps, chains=chains,
+                 device=str(device), **{**SETTINGS, **extra})
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -65,19 +122,19 @@ VARIANTS = [
 ]
 
 
-def variant_costs(run, chains: int = 4, steps: int = 1000) -> None:
+def variant_costs(run, device: torch.device, chains: int = 4, steps: int = 1000) -> None:
     """Per chain-step cost of each kernel/observer variant on the workload's checkpoints."""
     k = len(run.steps)
     print(f"\n| variant ({k} checkpoints × {chains} chains × {steps} steps) | time | µs per chain-step | relative to sgld |")
     print("| --- | --- | --- | --- |")
     base = None
     for label, extra in VARIANTS:
-        seconds = run_grokscope(run, chains, n_steps=steps, burn_in=steps // 4, **extra)
+        seconds = run_grokscope(run, chains, device, n_steps=steps, burn_in=steps // 4, **extra)
         base = base or seconds
         print(f"| {label} | {seconds:.1f} s | {1e6 * seconds / (k * chains * steps):.0f} | {seconds / base:.2f}× |", flush=True)
 
 
-def run_devinterp(run, steps: list[int], chains: int) -> float:
+def run_devinterp(run, steps: list[int], chains: int, device: torch.device) -> float:
     from devinterp.optim.sgld import SGLD
     from devinterp.slt.sampler import estimate_learning_coeff_with_summary
     from torch.utils.data import DataLoader, TensorDataset
@@ -92,61 +149,74 @@ def run_devinterp(run, steps: list[int], chains: int) -> float:
 
     start = time.perf_counter()
     for step in steps:
-        model = run.model(step)
+        model = run.model(step).to(device)
         with torch.no_grad():
-            init_loss = torch.nn.functional.cross_entropy(model(data.train_x), data.train_y)
+            init_loss = torch.nn.functional.cross_entropy(model(data.train_x.to(device)), data.train_y.to(device))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             estimate_learning_coeff_with_summary(
                 model, loader, evaluate=evaluate, sampling_method=SGLD,
                 optimizer_kwargs=dict(lr=SETTINGS["epsilon"], localization=SETTINGS["gamma"], nbeta=n / math.log(n)),
                 num_chains=chains, num_draws=SETTINGS["n_steps"] - SETTINGS["burn_in"],
-                num_burnin_steps=SETTINGS["burn_in"], init_loss=init_loss, seed=0, verbose=False,
+                num_burnin_steps=SETTINGS["burn_in"], init_loss=init_loss, seed=0, verbose=False, device=device,
             )
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/bench-example", help="where the example preset is trained (reused)")
-    parser.add_argument("--devinterp-checkpoints", default="all", help="'all', or N evenly spaced checkpoints, scaled up")
+    parser.add_argument("--preset", default="example", help="the run whose checkpoints are sampled (trained once, reused)")
+    parser.add_argument("--run", default=None, help="where the preset is trained (default runs/bench-PRESET)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--chains", type=int, nargs="+", default=[1, 4, 16], help="chains per checkpoint, one workload each")
+    parser.add_argument("--devinterp-checkpoints", default="all",
+                        help="'all', N evenly spaced checkpoints (scaled up), or 0 to skip devinterp")
     parser.add_argument("--variants-only", action="store_true", help="only the per-step cost of each kernel and observer")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(2)
 
-    run_dir = Path(args.run)
-    run = train(build_config("example"), run_dir, progress=False)
-    cfg = run.config
+    run = train(build_config(args.preset), Path(args.run or f"runs/bench-{args.preset}"), progress=False)
     k = len(run.steps)
-    rate = matmul_rate()
-    per_chain_step = mlp_flops_per_chain_step(cfg.task.p, cfg.model.embed_dim, cfg.model.hidden_size, SETTINGS["batch_size"])
-    print(f"checkpoints: {k}; float32 matmul rate: {rate / 1e9:.1f} GFLOP/s; {per_chain_step / 1e6:.3f} MFLOP per chain-step")
+    n_params = sum(p.numel() for p in run.new_model().parameters())
+    rate = matmul_rate(device)
+    noise = normal_rates(device)
+    noise_label, noise_rate = max(noise.items(), key=lambda item: item[1])
+    per_chain_step = flops_per_chain_step(run, device)
+    print(f"device: {device}; checkpoints: {k}; parameters: {n_params}; {per_chain_step / 1e6:.3f} MFLOP per chain-step")
+    print(f"float32 matmul rate: {rate / 1e9:.1f} GFLOP/s")
+    for label, value in noise.items():
+        print(f"normal numbers: {value / 1e6:.0f} M/s ({1e9 / value:.2f} ns each) by {label}")
 
+    run_grokscope(run, 1, device, n_steps=100, burn_in=25)  # warm-up (first-call overheads)
+    if args.variants_only:
+        variant_costs(run, device)
+        return
     if args.devinterp_checkpoints == "all":
         dv_steps = run.steps
     else:
         count = int(args.devinterp_checkpoints)
         dv_steps = [run.steps[round(i * (k - 1) / max(count - 1, 1))] for i in range(count)]
-    scale = k / len(dv_steps)
+    scale = k / len(dv_steps) if dv_steps else 0.0
 
-    run_grokscope(run, 1, n_steps=100, burn_in=25)  # warm-up (first-call overheads)
-    if args.variants_only:
-        variant_costs(run)
-        return
     rows = []
-    for chains in (1, 4):
-        ours = run_grokscope(run, chains)
-        theirs = run_devinterp(run, dv_steps, chains) * scale
-        floor = per_chain_step * k * chains * SETTINGS["n_steps"] / rate
-        rows.append((chains, ours, theirs, floor))
-        print(f"{chains} chain(s): grokscope {ours:.1f} s, devinterp {theirs:.1f} s", flush=True)
+    for chains in args.chains:
+        ours = run_grokscope(run, chains, device)
+        theirs = run_devinterp(run, dv_steps, chains, device) * scale if dv_steps and chains in DEVINTERP_CHAINS else None
+        chain_steps = k * chains * SETTINGS["n_steps"]
+        rows.append((chains, ours, theirs, per_chain_step * chain_steps / rate, n_params * chain_steps / noise_rate, chain_steps))
+        print(f"{chains} chain(s): grokscope {ours:.1f} s" + (f", devinterp {theirs:.1f} s" if theirs else ""), flush=True)
 
-    marker = "" if scale == 1 else f" (devinterp measured on {len(dv_steps)} of {k} checkpoints, scaled ×{scale:.2f})"
-    print(f"\n| chains/checkpoint | grokscope | devinterp 1.3.2 | speed-up | FLOP floor | grokscope / floor |{marker}")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for chains, ours, theirs, floor in rows:
-        print(f"| {chains} | {ours:.1f} s | {theirs:.0f} s | {theirs / ours:.1f}× | {floor:.2f} s | {ours / floor:.1f}× |")
-    variant_costs(run)
+    marker = "" if scale in (0.0, 1.0) else f" (devinterp measured on {len(dv_steps)} of {k} checkpoints, scaled ×{scale:.2f})"
+    print(f"\nnoise floor at {1e9 / noise_rate:.2f} ns a number ({noise_label}){marker}")
+    print("| chains/checkpoint | grokscope | devinterp 1.3.2 | speed-up | matmul floor | noise floor | grokscope / (matmul + noise floor) | µs per chain-step |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for chains, ours, theirs, mm_floor, noise_floor, chain_steps in rows:
+        dv = f"{theirs:.0f} s | {theirs / ours:.1f}×" if theirs else "— | —"
+        print(f"| {chains} | {ours:.1f} s | {dv} | {mm_floor:.2f} s | {noise_floor:.2f} s | "
+              f"{ours / (mm_floor + noise_floor):.2f}× | {1e6 * ours / chain_steps:.1f} |")
+    variant_costs(run, device)
 
 
 if __name__ == "__main__":

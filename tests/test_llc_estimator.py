@@ -8,7 +8,7 @@ from torch import nn
 from grokscope import CheckpointError, ConfigError, train
 from grokscope.llc import estimate_llc, sgld_config
 from grokscope.llc.kernels import project_out, unit_directions
-from grokscope.llc.observers import DivergenceCut
+from grokscope.llc.observers import LossTrace
 from grokscope.llc.summary import cut_after_divergence
 from grokscope.llc.validate import DeepLinear, PowerModel
 
@@ -21,6 +21,17 @@ def tiny_run(tmp_path_factory):
 
     sets = {"p": 13, "train_frac": 0.7, "embed_dim": 6, "hidden_size": 16, "n_steps": 300, "n_checkpoints": 3, "batch_size": 32}
     return train(build_config("example", overrides=sets), tmp_path_factory.mktemp("llc") / "run", progress=False)
+
+
+class _Wrapped(nn.Module):
+    """Hides the MLP's hand-batched forward, so the generic torch.func path is used."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
 
 
 def _inputs(run):
@@ -37,6 +48,37 @@ def test_batched_equals_alone_bit_for_bit(tiny_run):
     assert together.entries[2].loss_trace == alone.entries[0].loss_trace
     # and the chains really differ from each other
     assert len(set(together.entries[2].llc_per_chain)) == FAST["chains"]
+
+
+@pytest.mark.parametrize("generic", [False, True])
+def test_thread_groups_give_the_numbers_of_one_loop(tiny_run, monkeypatch, generic):
+    import grokscope.llc.estimate as estimate
+
+    model, data, params = _inputs(tiny_run)
+    if generic:  # a model without a hand-batched forward: vmap over functional_call, one model copy per thread
+        model = _Wrapped(model)
+        params = [{f"inner.{k}": v for k, v in p.items()} for p in params]
+    settings = dict(FAST, save_samples=2, probe_every=20)
+    probes = {"test": (data[0][:16], data[1][:16])}
+    threads = torch.get_num_threads()
+    results = {}
+    for workers in (1, 3):
+        monkeypatch.setattr(estimate, "cpu_workers", lambda device, w=workers: w)
+        results[workers] = estimate_llc(model, data, params, probes=probes, **settings)
+        assert torch.get_num_threads() == threads  # restored after the groups ran
+    one, three = results[1], results[3]
+    assert [e.llc_per_chain for e in three.entries] == [e.llc_per_chain for e in one.entries]
+    assert [e.mala_acceptance for e in three.entries] == [e.mala_acceptance for e in one.entries]
+    assert [e.probe_losses for e in three.entries] == [e.probe_losses for e in one.entries]
+    assert torch.equal(three.samples, one.samples)
+
+
+def test_groups_are_contiguous_and_balanced():
+    from grokscope.llc.groups import balanced_groups
+
+    assert balanced_groups(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert balanced_groups([4, 9], 5) == [[4], [9]]
+    assert balanced_groups([4], 1) == [[4]]
 
 
 def test_runs_sampled_together_on_their_own_data_equal_each_run_alone(tiny_run, tmp_path):
@@ -75,21 +117,58 @@ def test_seed_controls_the_numbers(tiny_run):
 def test_hand_batched_and_vmap_paths_agree(tiny_run):
     model, data, params = _inputs(tiny_run)
 
-    class Wrapped(nn.Module):  # hides batched_logits, so the generic torch.func path is used
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return self.inner(x)
-
-    wrapped = Wrapped(model)
+    wrapped = _Wrapped(model)
     prefixed = [{f"inner.{k}": v for k, v in p.items()} for p in params]
     fast = estimate_llc(model, data, params, **FAST)
     generic = estimate_llc(wrapped, data, prefixed, **FAST)
     for a, b in zip(fast.entries, generic.entries):
         assert a.init_loss == pytest.approx(b.init_loss, rel=1e-5)
         assert a.llc_mean == pytest.approx(b.llc_mean, rel=2e-3)
+
+
+@pytest.mark.parametrize("linear_1_tied", [False, True])
+@pytest.mark.parametrize("tie_unembed", [False, True])
+@pytest.mark.parametrize("activation", ["gelu", "relu", "quad"])
+def test_closed_form_backward_equals_autograd(linear_1_tied, tie_unembed, activation):
+    from grokscope.models.mlp import (
+        MLP,
+        MLPConfig,
+        batched_logits,
+        batched_logits_and_vjp,
+    )
+
+    cfg = MLPConfig(embed_dim=5, hidden_size=9, linear_1_tied=linear_1_tied, tie_unembed=tie_unembed, activation=activation)
+    models = [MLP(cfg, 11, seed=s) for s in range(3)]
+    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n, _ in models[0].named_parameters()}
+    g = torch.Generator().manual_seed(0)
+    x, upstream = torch.randint(11, (3, 7, 2), generator=g), torch.randn(3, 7, 11, generator=g)
+    leaves = {n: t.clone().requires_grad_(True) for n, t in params.items()}
+    expected = dict(zip(leaves, torch.autograd.grad(batched_logits(leaves, x, cfg), list(leaves.values()), upstream)))
+    logits, vjp = batched_logits_and_vjp(params, x, cfg)
+    grads = vjp(upstream)
+    assert torch.equal(logits, batched_logits(params, x, cfg))
+    assert sorted(grads) == sorted(expected)
+    for name, want in expected.items():
+        assert grads[name].shape == want.shape
+        torch.testing.assert_close(grads[name], want, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the GPU path is not exercised")
+def test_the_cuda_path_matches_the_cpu(tiny_run):
+    from grokscope.llc.objective import BatchedObjective
+
+    model, data, params = _inputs(tiny_run)
+    objective = BatchedObjective(model, "cross_entropy")
+    stacked = {n: torch.stack([p[n] for p in params]) for n in params[0]}
+    x, y = data[0][:32].expand(len(params), -1, -1), data[1][:32].expand(len(params), -1)
+    loss, grads = objective.losses_and_grads(stacked, {}, x, y)
+    loss_gpu, grads_gpu = objective.losses_and_grads({n: t.cuda() for n, t in stacked.items()}, {}, x.cuda(), y.cuda())
+    torch.testing.assert_close(loss_gpu.cpu(), loss, rtol=1e-4, atol=1e-5)
+    for name in grads:
+        torch.testing.assert_close(grads_gpu[name].cpu(), grads[name], rtol=1e-3, atol=1e-5)
+    result = estimate_llc(model, data, params, device="cuda", **FAST)
+    assert result.settings["device"] == "cuda"
+    assert all(np.isfinite(e.llc_mean) and e.llc_mean > 0 for e in result.entries)
 
 
 def test_result_fields_and_json(tiny_run):
@@ -180,12 +259,12 @@ def test_restricted_subset_never_moves(tiny_run):
     full = estimate_llc(model, data, params[-1], **FAST)
     assert result.entries[0].llc_mean < full.entries[0].llc_mean
 
-    class Spy(type(model)):  # records what the forward pass sees of a parameter outside the subset
+    class Spy(type(model)):  # records what the sampling loop's forward pass sees of a parameter outside the subset
         seen: list = []
 
-        def batched_logits(self, params, x):
+        def batched_logits_and_vjp(self, params, x):
             self.seen.append(params["linear2.weight"].detach().clone())
-            return super().batched_logits(params, x)
+            return super().batched_logits_and_vjp(params, x)
 
     spy = Spy(model.cfg, model.p)
     estimate_llc(spy, data, params[-1], params="^embedding", **FAST)
@@ -203,10 +282,11 @@ def test_every_chain_diverging_gives_a_null_estimate_with_reason(tiny_run):
 
 def test_a_diverged_chain_is_cut_at_its_first_bad_loss():
     losses = torch.tensor([[1.0, 1.0], [1.0, float("inf")], [1.0, 2.0], [1.0, 1.0]])
-    cut = DivergenceCut(4, 2, torch.device("cpu"))
+    trace = LossTrace(4, 2, torch.device("cpu"))
     for step, loss in enumerate(losses):
-        cut.observe(step, None, loss, None, None, None)
-    recorded = {"losses": losses, **cut.result()}
+        trace.observe(step, None, loss, None, None, None)
+    recorded = trace.result()
+    losses = recorded["losses"]
     assert recorded["diverged"].tolist() == [False, True] and recorded["first_nonfinite_step"].tolist() == [4, 1]
     cut_after_divergence(recorded)
     assert torch.isnan(losses[1:, 1]).all() and torch.isfinite(losses[:, 0]).all()

@@ -110,6 +110,7 @@ def test_sets_that_do_not_fit_together_are_split_with_the_same_numbers(run, monk
     settings = dict(n_steps=30, batch_size=8, chains=2, save_samples=2)
     whole = estimate_llc(model, (data.train_x, data.train_y), params, **settings)
     loops = []
+    monkeypatch.setattr(estimate, "cpu_workers", lambda device: 1)  # one group a batch: the memory split alone
     monkeypatch.setattr(estimate._Job, "bytes_per_set", lambda self, n: 1e6)
     monkeypatch.setattr(estimate, "available_bytes", lambda device: 2.5e6 / estimate.USABLE_FRACTION)  # two sets a batch
     real_run_chains = estimate.run_chains

@@ -246,7 +246,6 @@ def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
-    from .sweeps.executors import EXECUTORS
 
     parser = argparse.ArgumentParser(prog="grokscope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -299,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="train and measure a grid of runs (p, train_frac, sizes, labels, seeds)")
     sweep.add_argument("spec", help="a YAML/JSON sweep spec, or a built-in one: sweep-p, sweep-frac")
     sweep.add_argument("--out", required=True, help="sweep directory (rerun the same command to resume)")
-    sweep.add_argument("--executor", default="local", choices=list(EXECUTORS), help="local worker processes (default) or Ray tasks")
+    sweep.add_argument("--executor", default="local", help="local: worker processes (default); ray: Ray tasks")
     sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sweep.add_argument("--workers", type=int, help="parallel units (default: cores / threads)")
     sweep.add_argument("--threads", type=int, default=1, help="torch threads per unit (default 1)")

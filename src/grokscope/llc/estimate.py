@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..memory import USABLE_FRACTION, available_bytes, gigabytes
 from ..version import __version__
 from .config import SGLDConfig, sgld_config
+from .groups import cpu_workers, map_groups
 from .kernels import (
     ChainSettings,
     Masked,
@@ -29,7 +30,6 @@ from .kernels import (
 )
 from .objective import BatchedObjective, LossFn, check_parameter_sets
 from .observers import (
-    DivergenceCut,
     LossTrace,
     MalaAcceptance,
     Observer,
@@ -128,8 +128,10 @@ def estimate_llc(
     if progress and len(batches) > 1:
         print(f"sampling {sum(map(len, batches))} parameter sets in {len(batches)} batches that fit in memory "
               "(the same numbers as one batch)", file=sys.stderr)
+    workers = cpu_workers(device)
     for indices in batches:
-        for k, (entry, tensors) in zip(indices, job.sample(indices, labels, init_loss, probe_init)):
+        sample = partial(job.sample, labels=labels, init_loss=init_loss, probe_init=probe_init, alone=workers == 1)
+        for k, (entry, tensors) in zip(indices, map_groups(sample, indices, workers)):
             entries[k], parts[k] = entry, tensors
     for k in (k for k in range(len(param_sets)) if not finite[k]):
         entries[k] = non_finite_entry(cfg, ids[k], labels[k], float(init_loss[k]))
@@ -194,9 +196,11 @@ class _Job:
         )
         return chains * per_chain
 
-    def sample(self, indices: list[int], labels, init_loss, probe_init) -> list[tuple[CheckpointLLC, dict]]:
-        """Run the chains of parameter sets ``indices`` together; their entries and saved tensors."""
+    def sample(self, indices: list[int], show_progress: bool, labels, init_loss, probe_init, alone: bool) -> list[tuple[CheckpointLLC, dict]]:
+        """Run the chains of parameter sets ``indices`` together; their entries and saved tensors.
+        ``alone``: no other group samples at the same time (then noise is generated in the background)."""
         cfg, chains = self.cfg, self.cfg.chains
+        objective = self.objective if alone else self.objective.replica()
         subset = partial(tree_map, lambda t: t[indices].repeat_interleave(chains, dim=0))
         keys = [(cfg.seed, "sgld", self.ids[k], c) for k in indices for c in range(chains)]
         settings = ChainSettings.broadcast(
@@ -214,14 +218,14 @@ class _Job:
             kernel = Masked(kernel, masks)
         anchors = subset(self.anchors)
         fixed = subset(self.fixed) if self.fixed else {}
-        observers = _observers(cfg, kernel, self.objective, fixed, self.probes, self.probe_every, self.probe_per_sample,
+        observers = _observers(cfg, kernel, objective, fixed, self.probes, self.probe_every, self.probe_per_sample,
                                len(keys), sum(t[0].numel() for t in anchors.values()), self.device)
         if self.shared_data:
             x, y = (t[0].expand(len(keys), *t.shape[1:]) for t in (self.x, self.y))
         else:
             x, y = (t[indices].repeat_interleave(chains, dim=0) for t in (self.x, self.y))
-        run_chains(self.objective, kernel, kernel.init(anchors, settings), fixed, x, y, keys, cfg.n_steps, cfg.batch_size,
-                   observers, progress=self.progress)
+        run_chains(objective, kernel, kernel.init(anchors, settings), fixed, x, y, keys, cfg.n_steps, cfg.batch_size,
+                   observers, progress=self.progress and show_progress, background_noise=alone)
         recorded = {key: value for observer in observers for key, value in observer.result().items()}
         cut_after_divergence(recorded)
         out = []
@@ -308,7 +312,7 @@ def _check_probes(objective: BatchedObjective, anchors: Tree, fixed: Tree, probe
 
 
 def _observers(cfg, kernel, objective, fixed, probes, probe_every, probe_per_sample, n_chains, n_params, device) -> list[Observer]:
-    observers: list[Observer] = [LossTrace(cfg.n_steps, n_chains, device), DivergenceCut(cfg.n_steps, n_chains, device)]
+    observers: list[Observer] = [LossTrace(cfg.n_steps, n_chains, device)]
     if cfg.mala:
         observers.append(MalaAcceptance(kernel, objective, fixed, cfg.burn_in_steps, cfg.mala_every, n_chains, device))
     if cfg.save_samples:

@@ -2,11 +2,13 @@
 
 Built-in models provide ``batched_logits(params, x)`` (a hand-batched forward, fastest); any other
 ``nn.Module`` is batched with ``torch.func.vmap`` over ``functional_call``. Built-in losses give the
-gradient w.r.t. the outputs in closed form, so autograd only runs through the model.
+gradient w.r.t. the outputs in closed form, so autograd only runs through the model, and not at
+all for a model that also writes out its backward pass (``batched_logits_and_vjp``, the MLP's).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -79,9 +81,19 @@ class BatchedObjective:
     """Per-chain losses of ``model`` and their gradients w.r.t. the sampled parameters."""
 
     def __init__(self, model: nn.Module, loss: str | LossFn):
+        self.model, self.loss_fn = model, loss
         self.loss = resolve_loss(loss)
         self.closed_form = hasattr(self.loss, "value_and_output_grad")
         self.forward = batched_forward(model)
+        self.forward_and_vjp = getattr(model, "batched_logits_and_vjp", None) if self.closed_form else None
+
+    def replica(self) -> "BatchedObjective":
+        """An objective safe to use beside this one in another thread: this one when the model's
+        batched forward is a pure function; else one over a copy of the model
+        (``functional_call`` swaps the module's parameters while it runs)."""
+        if hasattr(self.model, "batched_logits"):
+            return self
+        return BatchedObjective(copy.deepcopy(self.model), self.loss_fn)
 
     def losses(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-chain loss [B]; every tree holds [B, ...] tensors."""
@@ -95,6 +107,11 @@ class BatchedObjective:
 
     def losses_and_grads(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Tree]:
         """Per-chain minibatch loss [B] and its gradient tree; chains do not interact."""
+        if self.forward_and_vjp is not None:
+            outputs, vjp = self.forward_and_vjp({**fixed, **sampled}, x)
+            loss, output_grad = self.loss.value_and_output_grad(outputs, y)
+            grads = vjp(output_grad)
+            return loss, {name: grads[name] for name in sampled}
         leaves = {name: t.detach().requires_grad_(True) for name, t in sampled.items()}
         outputs = self.forward({**fixed, **leaves}, x)
         if self.closed_form:

@@ -28,7 +28,9 @@ class Observer(Protocol):
 
 
 class LossTrace:
-    """The minibatch loss of every chain at every step: [n_steps, B]."""
+    """The minibatch loss of every chain at every step [n_steps, B], and the first step at which each
+    chain's loss is non-finite (n_steps when never): the chain's draws from there on are discarded.
+    Chains never interact, so one diverging disturbs no other."""
 
     def __init__(self, n_steps: int, n_chains: int, device: torch.device):
         self.losses = torch.empty(n_steps, n_chains, device=device)
@@ -37,23 +39,10 @@ class LossTrace:
         self.losses[step] = loss
 
     def result(self) -> dict[str, torch.Tensor]:
-        return {"losses": self.losses.cpu()}
-
-
-class DivergenceCut:
-    """The first step at which each chain's loss is non-finite (n_steps when never): the chain's
-    draws from there on are discarded. Chains never interact, so one diverging disturbs no other."""
-
-    def __init__(self, n_steps: int, n_chains: int, device: torch.device):
-        self.n_steps = n_steps
-        self.first = torch.full((n_chains,), n_steps, dtype=torch.long, device=device)
-
-    def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
-        torch.minimum(self.first, torch.where(torch.isfinite(loss), self.n_steps, step), out=self.first)
-
-    def result(self) -> dict[str, torch.Tensor]:
-        first = self.first.cpu()
-        return {"first_nonfinite_step": first, "diverged": first < self.n_steps}
+        losses = self.losses.cpu()
+        bad = ~torch.isfinite(losses)
+        first = torch.where(bad.any(0), bad.int().argmax(0), losses.shape[0])
+        return {"losses": losses, "first_nonfinite_step": first, "diverged": bad.any(0)}
 
 
 def potential(loss: torch.Tensor, state: KernelState) -> torch.Tensor:

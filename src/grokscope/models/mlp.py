@@ -5,13 +5,16 @@ logits(a, b) = U · act(L E[a] + R E[b])   (untied unembed U: h -> p)
 
 The forward pass is written once, over parameter sets stacked along a leading batch dimension
 (:func:`batched_logits`), so that SGLD can step many chains and checkpoints in one computation; the
-``nn.Module`` view is the same function with a batch of one.
+``nn.Module`` view is the same function with a batch of one. :func:`batched_logits_and_vjp` is the
+same forward with its backward pass written out (a few batched matmuls and one scatter-add), so the
+SGLD loop runs without autograd.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from pydantic import Field
@@ -24,6 +27,13 @@ ACTIVATIONS = {
     "gelu": nn.functional.gelu,
     "relu": torch.relu,
     "quad": torch.square,
+}
+
+# name -> (d act / d pre) ⊙ upstream, given (upstream, pre)
+ACTIVATION_VJPS = {
+    "gelu": lambda grad, pre: torch.ops.aten.gelu_backward(grad, pre),
+    "relu": lambda grad, pre: torch.ops.aten.threshold_backward(grad, pre, 0.0),
+    "quad": lambda grad, pre: grad * pre * 2.0,
 }
 
 
@@ -74,6 +84,65 @@ def batched_logits(params: dict[str, torch.Tensor], x: torch.Tensor, cfg: MLPCon
     return logits_from_pair(params, pair, cfg)
 
 
+@functools.lru_cache(maxsize=64)
+def _chain_offsets(n_chains: int, p: int, device: torch.device) -> torch.Tensor:
+    """[B, 1, 1]: the first row of each chain's embedding in the flattened [B·p, d] table."""
+    return torch.arange(n_chains, device=device).view(-1, 1, 1) * p
+
+
+def batched_logits_and_vjp(
+    params: dict[str, torch.Tensor], x: torch.Tensor, cfg: MLPConfig
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], dict[str, torch.Tensor]]]:
+    """Logits [B, m, p] as :func:`batched_logits` (equal up to float rounding), and the map from
+    d loss / d logits [B, m, p] to d loss / d params (every name in ``params``): the backward pass
+    in closed form, without autograd. Rows are looked up with ``index_select`` on the flattened
+    [B·p, d] embedding, and the embedding gradient is one ``scatter_add``."""
+    embed = params["embedding.weight"]
+    n_chains, m, _ = x.shape
+    p, d = embed.shape[1], embed.shape[2]
+    rows = (x + _chain_offsets(n_chains, p, x.device)).view(-1)
+    pair = embed.reshape(n_chains * p, d).index_select(0, rows).view(n_chains, m, 2 * d)
+    left = "linear1r" if cfg.linear_1_tied else "linear1l"
+    first = torch.cat([params[f"{left}.weight"], params["linear1r.weight"]], dim=-1)  # [B, h, 2d]
+    bias = params[f"{left}.bias"] + params["linear1r.bias"]
+    pre = torch.baddbmm(bias.unsqueeze(1), pair, first.transpose(1, 2))
+    hidden = ACTIVATIONS[cfg.activation](pre)
+    if cfg.tie_unembed:
+        out = torch.baddbmm(params["linear2.bias"].unsqueeze(1), hidden, params["linear2.weight"].transpose(1, 2))
+        logits = torch.bmm(out, embed.transpose(1, 2))
+    else:
+        logits = torch.bmm(hidden, params["linear2.weight"].transpose(1, 2))
+
+    def vjp(grad: torch.Tensor) -> dict[str, torch.Tensor]:
+        grads: dict[str, torch.Tensor] = {}
+        if cfg.tie_unembed:
+            grad_out = torch.bmm(grad, embed)  # [B, m, d]
+            unembed_grad = torch.bmm(grad.transpose(1, 2), out)  # [B, p, d]
+            grads["linear2.weight"] = torch.bmm(grad_out.transpose(1, 2), hidden)
+            grads["linear2.bias"] = grad_out.sum(1)
+            grad_hidden = torch.bmm(grad_out, params["linear2.weight"])
+        else:
+            grads["linear2.weight"] = torch.bmm(grad.transpose(1, 2), hidden)
+            grad_hidden = torch.bmm(grad, params["linear2.weight"])
+        grad_pre = ACTIVATION_VJPS[cfg.activation](grad_hidden, pre)
+        grad_first = torch.bmm(grad_pre.transpose(1, 2), pair)  # [B, h, 2d]
+        grad_bias = grad_pre.sum(1)
+        if cfg.linear_1_tied:  # both halves (and both bias terms) are linear1r's
+            grads["linear1r.weight"] = grad_first[..., :d] + grad_first[..., d:]
+            grads["linear1r.bias"] = grad_bias * 2.0
+        else:
+            grads["linear1l.weight"] = grad_first[..., :d].contiguous()
+            grads["linear1r.weight"] = grad_first[..., d:].contiguous()
+            grads["linear1l.bias"], grads["linear1r.bias"] = grad_bias, grad_bias.clone()
+        grad_pair = torch.bmm(grad_pre, first).view(n_chains, 2 * m, d)
+        tokens = x.reshape(n_chains, 2 * m, 1).expand(-1, -1, d)
+        embed_grad = unembed_grad if cfg.tie_unembed else torch.zeros_like(embed)
+        grads["embedding.weight"] = embed_grad.scatter_add_(1, tokens, grad_pair)
+        return grads
+
+    return logits, vjp
+
+
 def logits_from_pair(params: dict[str, torch.Tensor], pair: torch.Tensor, cfg: MLPConfig, pre_unembed: bool = False) -> torch.Tensor:
     """Logits [B, m, p] from embeddings laid side by side, pair = [E[a] | E[b]] [B, m, 2d];
     with ``pre_unembed`` the activations the unembedding reads instead."""
@@ -111,6 +180,9 @@ class MLP(nn.Module):
 
     def batched_logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return batched_logits(params, x, self.cfg)
+
+    def batched_logits_and_vjp(self, params: dict[str, torch.Tensor], x: torch.Tensor):
+        return batched_logits_and_vjp(params, x, self.cfg)
 
     def components(self) -> dict[str, dict[str, torch.Tensor]]:
         """Named components as element masks (for weight-refined LLCs, REFERENCE §8): the embedding,
