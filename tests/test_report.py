@@ -5,7 +5,7 @@ import pytest
 from browser import NO_CHROMIUM, check_page, chromium_available
 
 from grokscope import build_config, train
-from grokscope.analysis import analyze_run, save_analysis
+from grokscope.analysis import analyze_run, save_analysis, save_stages
 from grokscope.llc import sgld_config
 from grokscope.llc.stored import run_llc, save_llc
 from grokscope.report import build_run_report
@@ -18,6 +18,7 @@ def full_run(tmp_path_factory):
     run = train(build_config("example", overrides=SETS), tmp_path_factory.mktemp("rep") / "run", progress=False)
     save_llc(run, run_llc(run, sgld_config(n_steps=200, batch_size=32, chains=2, save_samples=10), progress=False))
     save_analysis(run, analyze_run(run, progress=False))
+    save_stages(run)
     return run
 
 
@@ -31,7 +32,8 @@ def test_full_report_is_self_contained(full_run):
                     "Pizza or Clock", "Hessian spectrum", "SGLD samples", "Provenance"):
         assert section in html
     assert "missing:" not in html
-    for stem in ("training", "sgld_traces", "sgld_pca"):
+    assert "Developmental stages" in html
+    for stem in ("training", "sgld_traces", "sgld_pca", "stages"):
         assert (full_run.path / "figures" / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
 
 

@@ -169,7 +169,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
 def _cmd_analyze(args: argparse.Namespace) -> None:
     import time
 
-    from .analysis import analyze_run, save_analysis
+    from .analysis import analyze_run, save_analysis, save_stages
     from .run import load_run
 
     run = load_run(args.run)
@@ -182,6 +182,26 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
     print(f"final: gradient symmetricity {last['gradient_symmetricity']:.3f}, distance irrelevance "
           f"{last['distance_irrelevance']:.3f}, frequency doubling {last['frequency_doubling']}")
     print(f"wrote {len(written)} files under {run.path}")
+    if run.paths.llc.exists():
+        _print_stages(save_stages(run), run)
+
+
+def _cmd_stages(args: argparse.Namespace) -> None:
+    from .analysis import save_stages
+    from .run import load_run
+
+    run = load_run(args.run)
+    _print_stages(save_stages(run), run)
+
+
+def _print_stages(stages: dict, run) -> None:
+    from .analysis.stages import stage_table
+
+    for steps, phase, trend, description in stage_table(stages):
+        print(f"{steps:>11}  {phase:<17} {description}")
+    marks = ", ".join(f"{b['step']} ({' and '.join(b['sources'])})" for b in stages["boundaries"]) or "none"
+    print(f"boundaries: {marks}; λ̂ peak at step {stages['llc_peak_step']}, grokking at step {stages['grokking_step']}; "
+          f"wrote {run.paths.stages} and {run.paths.figure('stages')}")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -290,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("run", help="run directory")
     analyze.add_argument("--quiet", action="store_true")
     analyze.set_defaults(func=_cmd_analyze)
+
+    stages = sub.add_parser("stages", help="developmental stages from the LLC and loss curves (also run by analyze when an LLC curve exists)")
+    stages.add_argument("run", help="run directory (with results/llc.json)")
+    stages.set_defaults(func=_cmd_stages)
 
     report = sub.add_parser("report", help="build report.html for a run or a sweep from stored results (computes nothing expensive)")
     report.add_argument("path", help="run directory or sweep directory")

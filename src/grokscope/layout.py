@@ -4,7 +4,7 @@ Every reader and writer asks these objects for a path, so a file's name is writt
 
     RUN/config.json  manifest.json  metrics.csv  report.html  .lock
         checkpoints/step_000060.safetensors  state/resume.safetensors
-        results/llc.json  llc_samples.safetensors  calibration.json  fourier.json  circuit.json  sweep_point.json
+        results/llc.json  llc_samples.safetensors  calibration.json  fourier.json  circuit.json  stages.json  sweep_point.json
         figures/<stem>.png
     SWEEP/sweep.json  results.csv  fits.json  report.html  figures/<stem>.png  runs/<point>/ (run directories)
 
@@ -60,6 +60,7 @@ class RunPaths(_Directory):
     calibration = Entry("results/calibration.json")
     fourier = Entry("results/fourier.json")
     circuit = Entry("results/circuit.json")
+    stages = Entry("results/stages.json")
     sweep_point = Entry("results/sweep_point.json")
     figures = Entry("figures")
 

@@ -38,3 +38,9 @@ BELOW_INIT_MAX_FRACTION = 0.5
 # every cell draws the same minibatches and noise, so the pairs share their noise). With a bias
 # linear in ε, a flat pair bounds the larger ε's bias near twice this.
 FLAT_TOLERANCE = 0.05
+
+# Developmental stages (analysis/stages.py): a turning point of the LLC or test-loss curve counts
+# when the curve moves away from it by at least this fraction of the curve's range, and, for λ̂, by
+# more than this many standard errors of the difference of two estimates.
+STAGE_MIN_SWING_FRACTION = 0.05
+STAGE_NOISE_SE = 3.0

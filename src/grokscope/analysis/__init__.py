@@ -2,6 +2,7 @@
 
 from .analyze import RunAnalysis, analyze_run
 from .run_figures import save_analysis
+from .run_stages import save_stages
 from .single import (
     circuit,
     fourier_modes,
@@ -12,6 +13,6 @@ from .single import (
 )
 
 __all__ = [
-    "RunAnalysis", "analyze_run", "save_analysis",
+    "RunAnalysis", "analyze_run", "save_analysis", "save_stages",
     "circuit", "fourier_modes", "hessian_spectrum", "mode_ablation", "mode_circles", "progress",
 ]

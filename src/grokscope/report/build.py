@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.registry import figures_of
+from ..analysis.stages import plot_stages, stage_table
 from ..errors import GrokscopeError
 from ..layout import RunPaths
 from ..llc.curve import plot_calibration
@@ -77,10 +78,11 @@ def build_run_report(run_dir: str | Path) -> Path:
     llc = results.json(RunPaths.llc, f"grokscope llc {run_dir}")
     fourier = results.json(RunPaths.fourier, f"grokscope analyze {run_dir}")
     circuit = results.json(RunPaths.circuit, f"grokscope analyze {run_dir}")
+    stages = results.json(RunPaths.stages, f"grokscope stages {run_dir}") if llc else None
     builders = [
         ("summary", "Summary", lambda: _summary(metrics, llc, circuit, fourier, results), [RunPaths.llc, RunPaths.circuit]),
-        ("training", "Training curves", lambda: _training(run_dir, metrics, results), [RunPaths.metrics]),
-        ("llc", "Local learning coefficient over training", lambda: _llc(run_dir, llc, results), [RunPaths.llc]),
+        ("training", "Training curves", lambda: _training(run_dir, metrics, stages, results), [RunPaths.metrics]),
+        ("llc", "Local learning coefficient over training", lambda: _llc(run_dir, llc, metrics, stages, results), [RunPaths.llc, RunPaths.stages]),
         ("health", "SGLD health", lambda: _health(run_dir, llc, results), [RunPaths.llc]),
         ("fourier", "Fourier anatomy", lambda: _fourier(run_dir, fourier, results), [RunPaths.fourier]),
         ("circuit", "Pizza or Clock", lambda: _circuits(run_dir, circuit, results), [RunPaths.circuit]),
@@ -128,16 +130,18 @@ def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
     return section
 
 
-def _training(run_dir: Path, metrics, results: RunResults) -> Section:
+def _training(run_dir: Path, metrics, stages, results: RunResults) -> Section:
     section = Section("training", "Training curves")
     if metrics:
-        _own_figure(run_dir, "training", "Full-batch train and test loss and accuracy", own_figures.training_curves(metrics), section)
+        shaded = " (shaded: the stages, see the LLC section)" if stages else ""
+        _own_figure(run_dir, "training", f"Full-batch train and test loss and accuracy{shaded}",
+                    own_figures.training_curves(metrics, stages), section)
     else:
         section.missing += results.note(RunPaths.metrics) or [f"missing: {RunPaths.metrics} (make it with `grokscope train`)"]
     return section
 
 
-def _llc(run_dir: Path, llc, results: RunResults) -> Section:
+def _llc(run_dir: Path, llc, metrics, stages, results: RunResults) -> Section:
     section = Section("llc", "Local learning coefficient over training")
     section.missing += results.note(RunPaths.llc)
     if llc:
@@ -148,6 +152,12 @@ def _llc(run_dir: Path, llc, results: RunResults) -> Section:
                         f"γ = {s['gamma']}, {s['n_steps']} steps ({s['burn_in_steps']} burn-in), m = {s['batch_size']}, "
                         f"{s['chains']} chains per checkpoint; error bars: std over chains.")
         _figure_file(run_dir, "llc", "λ̂ per checkpoint with train and test loss", f"grokscope llc {run_dir}", section)
+        section.missing += results.note(RunPaths.stages)
+        if stages and metrics:
+            _own_figure(run_dir, "stages", "Developmental stages: boundaries at the critical points of λ̂ and of the test loss "
+                        f"(λ̂ peak at step {stages['llc_peak_step']}, grokking at step {stages['grokking_step']})",
+                        plot_stages(llc, metrics, stages), section)
+            section.tables.append({"header": ["steps", "phase", "λ̂", "what happens"], "rows": stage_table(stages), "css": ""})
     return section
 
 

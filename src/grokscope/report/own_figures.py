@@ -6,8 +6,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..analysis.stages import shade_stages
 
-def training_curves(metrics: list[dict[str, float]]):
+
+def training_curves(metrics: list[dict[str, float]], stages: dict | None = None):
+    """Loss and accuracy over training; the stages shaded when given (analysis/stages.py)."""
     steps = [r["step"] for r in metrics]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     loss_ax.plot(steps, [r["train_loss"] for r in metrics], label="train")
@@ -18,6 +21,8 @@ def training_curves(metrics: list[dict[str, float]]):
     acc_ax.set(xlabel="training step", ylabel="accuracy", title="accuracy", ylim=(-0.02, 1.02))
     for ax in (loss_ax, acc_ax):
         ax.legend()
+    if stages:
+        shade_stages([loss_ax, acc_ax], stages)
     fig.tight_layout()
     return fig
 

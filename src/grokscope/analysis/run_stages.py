@@ -1,0 +1,23 @@
+"""A run's stages from its stored curves: results/stages.json and figures/stages.png."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..png import save_figure
+from ..run import Run
+from ..store import atomic_write_json, read_json
+from .stages import find_stages, plot_stages
+
+
+def save_stages(run: Run) -> dict:
+    """Find the stages of ``run`` from results/llc.json, its metrics and (when present)
+    results/fourier.json; write results/stages.json and figures/stages.png; return the stages."""
+    if not run.paths.llc.exists():
+        raise ConfigError(f"{run.path} has no LLC curve ({run.paths.llc.name} missing): run `grokscope llc {run.path}` first")
+    llc = read_json(run.paths.llc)
+    fourier = read_json(run.paths.fourier) if run.paths.fourier.exists() else None
+    stages = find_stages(llc, run.metrics, fourier)
+    stages["run"] = str(run.path)
+    atomic_write_json(run.paths.stages, stages)
+    save_figure(plot_stages(llc, run.metrics, stages), run.paths.figure("stages"))
+    return stages

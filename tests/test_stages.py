@@ -1,0 +1,74 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from cli_helper import run_cli
+
+from grokscope import ConfigError, build_config, train
+from grokscope.analysis.stages import find_stages, turning_points
+from grokscope.llc import sgld_config
+from grokscope.llc.stored import run_llc, save_llc
+
+
+def test_turning_points_of_a_curve_with_known_critical_points():
+    steps = np.arange(0, 200)
+    curve = np.sin(steps / 20.0)  # maxima at 20(π/2 + 2πk), minima at 20(3π/2 + 2πk)
+    wiggles = 0.02 * np.sin(steps * 1.7)  # noise far below the swing
+    found = turning_points(list(curve + wiggles), min_swing=0.5)
+    expected = [(round(20 * math.pi / 2), "max"), (round(20 * 3 * math.pi / 2), "min"), (round(20 * 5 * math.pi / 2), "max")]
+    assert [kind for _, kind in found] == [kind for _, kind in expected]
+    assert all(abs(i - j) <= 2 for (i, _), (j, _) in zip(found, expected))
+    assert turning_points(list(wiggles), min_swing=0.5) == []  # noise alone has no stages
+    assert turning_points([0, 1, 2, 3], 0.5) == []  # the ends are not critical points
+
+
+def _synthetic(llc_values, test_loss, train_loss, test_acc, sem=1.0):
+    steps = list(range(0, 10 * len(llc_values), 10))
+    llc = {"checkpoints": [{"step": s, "llc_mean": v, "llc_std": 2 * sem, "llc_sem": sem} for s, v in zip(steps, llc_values)]}
+    metrics = [{"step": s, "train_loss": a, "test_loss": b, "train_acc": 0.0, "test_acc": c}
+               for s, a, b, c in zip(steps, train_loss, test_loss, test_acc)]
+    return llc, metrics
+
+
+def test_stages_of_a_synthetic_run_are_found_and_named():
+    # λ̂ rises to a peak at step 60 then falls; the test loss peaks at step 30; test accuracy crosses 0.9 at step 80
+    llc_values = [10, 20, 30, 40, 60, 90, 120, 100, 80, 70, 65]
+    test_loss = [4.0, 4.1, 4.2, 4.3, 3.5, 2.5, 1.8, 1.0, 0.3, 0.1, 0.05]
+    train_loss = [4.0, 3.5, 3.0, 2.5, 1.5, 0.8, 0.4, 0.2, 0.05, 0.02, 0.01]
+    test_acc = [0.0, 0.0, 0.0, 0.0, 0.1, 0.3, 0.5, 0.7, 0.95, 1.0, 1.0]
+    stages = find_stages(*_synthetic(llc_values, test_loss, train_loss, test_acc))
+    assert [(b["step"], b["sources"]) for b in stages["boundaries"]] == [(30, ["test loss max"]), (60, ["λ̂ max"])]
+    assert [(s["start"], s["end"], s["phase"], s["llc_trend"]) for s in stages["stages"]] == [
+        (0, 30, "memorisation", "rising"), (30, 60, "circuit formation", "rising"), (60, 100, "cleanup", "falling")]
+    assert stages["llc_peak_step"] == 60 and stages["grokking_step"] == 80
+    json.dumps(stages)  # plain JSON
+
+
+def test_noise_within_the_error_bars_makes_no_boundary():
+    flat = [100 + (3 if i % 2 else -3) for i in range(12)]  # ±3 around 100 with a standard error of 5
+    losses = [1.0] * 12
+    stages = find_stages(*_synthetic(flat, losses, losses, [1.0] * 12, sem=5.0))
+    assert stages["boundaries"] == []
+    assert [(s["phase"], s["llc_trend"]) for s in stages["stages"]] == [("stable", "flat")]
+
+
+def test_too_short_a_curve_is_refused_clearly():
+    llc, metrics = _synthetic([1.0, 2.0], [1.0, 1.0], [1.0, 1.0], [0.0, 0.0])
+    with pytest.raises(ConfigError, match="at least 3 checkpoints"):
+        find_stages(llc, metrics)
+
+
+def test_example_run_has_a_boundary_between_the_llc_peak_and_grokking(tmp_path):
+    run = train(build_config("example"), tmp_path / "example", progress=False)
+    missing = run_cli("stages", run.path)
+    assert missing.returncode != 0 and "grokscope llc" in missing.stderr and "Traceback" not in missing.stderr
+    save_llc(run, run_llc(run, sgld_config(chains=2, n_steps=1000), "all", progress=False))
+    done = run_cli("stages", run.path)
+    assert done.returncode == 0, done.stderr
+    stages = json.loads((run.path / "results" / "stages.json").read_text())
+    peak, grokking = stages["llc_peak_step"], stages["grokking_step"]
+    assert peak < grokking
+    assert any(peak <= b["step"] <= grokking for b in stages["boundaries"])
+    assert stages["stages"][0]["phase"] == "memorisation" and stages["stages"][-1]["phase"] == "cleanup"
+    assert (run.path / "figures" / "stages.png").read_bytes().startswith(b"\x89PNG")
