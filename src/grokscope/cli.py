@@ -83,6 +83,8 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     if args.auto and args.sampler is None:
         args.sampler = AUTO_SAMPLER
     config = _sgld_from_args(args)
+    if args.refine is not None:
+        return _refine(run, config, args)
     result = run_llc(run, config, args.checkpoints, progress=not args.json, auto_at=args.auto_at if args.auto else None)
     json_path, figure_path = save_llc(run, result)
     if args.json:
@@ -98,6 +100,22 @@ def _cmd_llc(args: argparse.Namespace) -> None:
         print(f"{e.step:>6} {e.llc_mean:10.3f} {e.llc_std:8.3f} {_num(e.r_hat, '6.3f')} {_num(e.mala_acceptance, '6.3f')}  "
               f"{'; '.join(e.flags) or 'healthy'}")
     print(f"sampler {result.settings['sampler']}, nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); "
+          f"wrote {json_path} and {figure_path}")
+
+
+def _refine(run, config, args: argparse.Namespace) -> None:
+    from .llc.refine import run_refined_components, save_refined
+
+    if args.auto or config.params is not None:
+        raise GrokscopeError("--refine components samples each component in turn; it takes neither --auto nor --params")
+    parts = run_refined_components(run, config, args.checkpoints, progress=not args.json)
+    json_path, figure_path = save_refined(run, parts)
+    names = list(parts)
+    print(f"{'step':>6} " + " ".join(f"{name:>10}" for name in names))
+    for row in zip(*(part.entries for part in parts.values())):
+        print(f"{row[0].step:>6} " + " ".join(_num(e.llc_mean, "10.2f") for e in row))
+    flagged = sum(1 for part in parts.values() for e in part.entries if e.flags)
+    print(f"λ̂ per component (whole: every weight sampled); {flagged} estimates carry health flags (see {json_path.name}); "
           f"wrote {json_path} and {figure_path}")
 
 
@@ -294,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "the evidence goes into llc.json and the report); uses the auto sampler unless --sampler is given")
     llc.add_argument("--auto-at", dest="auto_at", default="last", help="checkpoints to calibrate at (last, or indices; "
                      "with several the smallest chosen epsilon is used)")
+    llc.add_argument("--refine", choices=["components"], help="components: the weight-refined LLC of each named component "
+                     "beside the whole model's, in one batched run (results/llc_refined.json)")
     llc.set_defaults(func=_cmd_llc)
 
     calibrate = sub.add_parser("calibrate", help="choose epsilon from the data: a batched grid with health flags and the rule's choice")

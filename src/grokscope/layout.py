@@ -4,7 +4,7 @@ Every reader and writer asks these objects for a path, so a file's name is writt
 
     RUN/config.json  manifest.json  metrics.csv  report.html  .lock
         checkpoints/step_000060.safetensors  state/resume.safetensors
-        results/llc.json  llc_samples.safetensors  calibration.json  fourier.json  circuit.json  stages.json  sweep_point.json
+        results/llc.json  llc_samples.safetensors  llc_refined.json  calibration.json  fourier.json  circuit.json  stages.json  sweep_point.json
         figures/<stem>.png
     SWEEP/sweep.json  results.csv  fits.json  report.html  figures/<stem>.png  runs/<point>/ (run directories)
 
@@ -57,6 +57,7 @@ class RunPaths(_Directory):
     resume = Entry("state/resume.safetensors")
     llc = Entry("results/llc.json")
     llc_samples = Entry("results/llc_samples.safetensors")
+    llc_refined = Entry("results/llc_refined.json")
     calibration = Entry("results/calibration.json")
     fourier = Entry("results/fourier.json")
     circuit = Entry("results/circuit.json")

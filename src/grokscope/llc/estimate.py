@@ -56,6 +56,7 @@ def estimate_llc(
     steps: Sequence[int] | None = None,
     progress: bool = False,
     masks: Mapping[str, torch.Tensor] | None = None,
+    set_masks: Sequence[Mapping[str, torch.Tensor] | None] | None = None,
     per_set: Sequence[Mapping[str, float]] | None = None,
     probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     probe_every: int = 10,
@@ -70,7 +71,9 @@ def estimate_llc(
     from ``config`` or keyword ``settings`` (see :class:`SGLDConfig`; the original study's names
     are accepted). What is sampled: ``params`` (a setting: a regex over parameter names, or a comma
     list of the model's component names such as "head1") or ``masks`` (name -> bool tensor of the
-    parameter's shape); everything else stays at w*.
+    parameter's shape); everything else stays at w*. ``set_masks`` gives parameter set k masks of
+    its own (None: every parameter), e.g. the components of a weight-refined LLC (llc/refine.py);
+    a set's chains then draw noise for every tensor any set samples.
 
     ``epsilon="auto"`` chooses ε from the data first (llc/auto.py: a calibration at the last
     parameter set by the rule of llc/calibrate.py; the evidence lands in ``settings["calibration"]``).
@@ -93,7 +96,7 @@ def estimate_llc(
     check_parameter_sets(model, param_sets)
     ids = list(checkpoint_ids) if checkpoint_ids is not None else list(range(len(param_sets)))
     shared_data = isinstance(data, tuple)
-    if len(ids) != len(param_sets) or (shared_data and per_set is None and len(set(ids)) != len(ids)):
+    if len(ids) != len(param_sets) or (shared_data and per_set is None and set_masks is None and len(set(ids)) != len(ids)):
         raise ConfigError("checkpoint_ids must give one distinct id per parameter set (of the same data)")
     if steps is not None and (isinstance(steps, (int, float)) or len(steps) != len(param_sets)):
         raise ConfigError(f"steps={steps!r}: steps are the training steps of the parameter sets (one label per set); "
@@ -106,7 +109,7 @@ def estimate_llc(
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
     set_configs = _per_set_configs(cfg, per_set, len(param_sets))
     nbetas = [c.resolve_nbeta(n) for c in set_configs]
-    selection = select(model, cfg.params, masks)
+    selection, chain_masks = _selection(model, cfg, masks, set_masks, len(param_sets))
 
     objective = BatchedObjective(model, loss)
     stacked = {
@@ -120,7 +123,7 @@ def estimate_llc(
     finite = [all(bool(torch.isfinite(t[k]).all()) for t in stacked.values()) for k in range(len(param_sets))]
 
     job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, shared_data, ids, set_configs, per_set is not None,
-               nbetas, selection, probes or {}, probe_every, probe_per_sample, device, progress)
+               nbetas, selection, chain_masks, probes or {}, probe_every, probe_per_sample, device, progress)
     n_params = sum(t[0].numel() for t in anchors.values())
     entries: dict[int, CheckpointLLC] = {}
     parts: dict[int, dict[str, torch.Tensor]] = {}
@@ -170,6 +173,7 @@ class _Job:
     per_set: bool  # whether the sets have settings of their own (then each entry records them)
     nbetas: list[tuple[float, str]]
     selection: Selection
+    set_masks: list[dict[str, torch.Tensor]] | None  # per set: name -> mask of the parameter's shape
     probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
     probe_every: int
     probe_per_sample: bool
@@ -210,7 +214,11 @@ class _Job:
             nbeta=[self.nbetas[k][0] for k in indices for _ in range(chains)],
         )
         kernel = build_kernel(cfg)
-        masks = {name: m.to(self.device) for name, m in self.selection.masks.items()}
+        if self.set_masks is None:
+            masks = {name: m.to(self.device) for name, m in self.selection.masks.items()}
+        else:  # one mask per chain: [B, ...]
+            masks = {name: torch.stack([self.set_masks[k][name] for k in indices for _ in range(chains)]).to(self.device)
+                     for name in self.selection.names}
         if cfg.restrict_to_orth_grad:
             masked_grad = {n: g * masks[n] if n in masks else g for n, g in self.init_grad.items()}
             kernel = OrthogonalToGradient(kernel, subset(unit_directions(masked_grad)))
@@ -272,6 +280,32 @@ def _merge_tensors(parts: list[dict | None], chains: int) -> tuple:
 
 
 PER_SET_SETTINGS = ("epsilon", "gamma", "nbeta", "weight_decay")
+
+
+def _selection(model: nn.Module, cfg: SGLDConfig, masks, set_masks, k: int) -> tuple[Selection, list | None]:
+    """What is sampled, and with ``set_masks`` each set's full masks over the sampled tensors."""
+    if set_masks is None:
+        return select(model, cfg.params, masks), None
+    if cfg.params is not None or masks is not None:
+        raise ConfigError("set_masks gives each parameter set its own masks; do not give params or masks as well")
+    if len(set_masks) != k:
+        raise ConfigError(f"set_masks: {len(set_masks)} entries for {k} parameter sets")
+    every = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters() if p.requires_grad}
+    per_set = []
+    for index, own in enumerate(set_masks):
+        if own is None:
+            per_set.append(every)
+            continue
+        try:
+            select(model, None, own)  # checks names, shapes, dtypes and that something is sampled
+        except ConfigError as err:
+            raise ConfigError(f"set_masks[{index}]: {err}") from None
+        per_set.append(dict(own))
+    union = {n: torch.stack([m[n] for m in per_set if n in m]).any(0) for n in every if any(n in m for m in per_set)}
+    selection = select(model, None, union)
+    full = [{n: m[n] if n in m else torch.zeros_like(every[n]) for n in selection.names} for m in per_set]
+    selection.record["per_set_masks"] = [int(sum(int(t.sum()) for t in m.values())) for m in full]
+    return selection, full
 
 
 def _per_set_configs(cfg: SGLDConfig, per_set: Sequence[Mapping[str, float]] | None, k: int) -> list[SGLDConfig]:

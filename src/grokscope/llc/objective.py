@@ -106,7 +106,8 @@ class BatchedObjective:
         return self.loss.per_sample(outputs, y.expand(chains, *y.shape))
 
     def losses_and_grads(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Tree]:
-        """Per-chain minibatch loss [B] and its gradient tree; chains do not interact."""
+        """Per-chain minibatch loss [B] and its gradient tree (zero for a parameter the outputs do not
+        read); chains do not interact."""
         if self.forward_and_vjp is not None:
             outputs, vjp = self.forward_and_vjp({**fixed, **sampled}, x)
             loss, output_grad = self.loss.value_and_output_grad(outputs, y)
@@ -116,10 +117,10 @@ class BatchedObjective:
         outputs = self.forward({**fixed, **leaves}, x)
         if self.closed_form:
             loss, output_grad = self.loss.value_and_output_grad(outputs.detach(), y)
-            grads = torch.autograd.grad(outputs, list(leaves.values()), grad_outputs=output_grad)
+            grads = torch.autograd.grad(outputs, list(leaves.values()), grad_outputs=output_grad, materialize_grads=True)
         else:
             loss = self.loss.value(outputs, y)
-            grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+            grads = torch.autograd.grad(loss.sum(), list(leaves.values()), materialize_grads=True)
             loss = loss.detach()
         return loss, dict(zip(leaves, grads))
 

@@ -13,6 +13,7 @@ from ..analysis.stages import plot_stages, stage_table
 from ..errors import GrokscopeError
 from ..layout import RunPaths
 from ..llc.curve import plot_calibration
+from ..llc.refine import plot_refined
 from ..png import save_figure
 from ..store import load_tensors, read_json, read_metadata, read_metrics
 from ..thresholds import (
@@ -79,10 +80,12 @@ def build_run_report(run_dir: str | Path) -> Path:
     fourier = results.json(RunPaths.fourier, f"grokscope analyze {run_dir}")
     circuit = results.json(RunPaths.circuit, f"grokscope analyze {run_dir}")
     stages = results.json(RunPaths.stages, f"grokscope stages {run_dir}") if llc else None
+    refined = results.json(RunPaths.llc_refined, f"grokscope llc {run_dir} --refine components") if (run_dir / RunPaths.llc_refined).exists() else None
     builders = [
         ("summary", "Summary", lambda: _summary(metrics, llc, circuit, fourier, results), [RunPaths.llc, RunPaths.circuit]),
         ("training", "Training curves", lambda: _training(run_dir, metrics, stages, results), [RunPaths.metrics]),
-        ("llc", "Local learning coefficient over training", lambda: _llc(run_dir, llc, metrics, stages, results), [RunPaths.llc, RunPaths.stages]),
+        ("llc", "Local learning coefficient over training", lambda: _llc(run_dir, llc, metrics, stages, refined, results),
+         [RunPaths.llc, RunPaths.stages, RunPaths.llc_refined]),
         ("health", "SGLD health", lambda: _health(run_dir, llc, results), [RunPaths.llc]),
         ("fourier", "Fourier anatomy", lambda: _fourier(run_dir, fourier, results), [RunPaths.fourier]),
         ("circuit", "Pizza or Clock", lambda: _circuits(run_dir, circuit, results), [RunPaths.circuit]),
@@ -141,7 +144,7 @@ def _training(run_dir: Path, metrics, stages, results: RunResults) -> Section:
     return section
 
 
-def _llc(run_dir: Path, llc, metrics, stages, results: RunResults) -> Section:
+def _llc(run_dir: Path, llc, metrics, stages, refined, results: RunResults) -> Section:
     section = Section("llc", "Local learning coefficient over training")
     section.missing += results.note(RunPaths.llc)
     if llc:
@@ -158,6 +161,14 @@ def _llc(run_dir: Path, llc, metrics, stages, results: RunResults) -> Section:
                         f"(λ̂ peak at step {stages['llc_peak_step']}, grokking at step {stages['grokking_step']})",
                         plot_stages(llc, metrics, stages), section)
             section.tables.append({"header": ["steps", "phase", "λ̂", "what happens"], "rows": stage_table(stages), "css": ""})
+    section.missing += results.note(RunPaths.llc_refined)
+    if refined:
+        _own_figure(run_dir, "llc_refined", "Weight-refined LLC of each component over training (grokscope llc --refine components)",
+                    plot_refined(refined), section)
+        last = {name: entries[-1] for name, entries in refined["components"].items()}
+        section.tables.append({"header": ["component", f"λ̂ at step {next(iter(last.values()))['step']}", "std", "health flags"], "css": "",
+                               "rows": [[name, fmt(e["llc_mean"], ".1f"), fmt(e["llc_std"], ".1f"), e["flags"] or "healthy"]
+                                        for name, e in last.items()]})
     return section
 
 

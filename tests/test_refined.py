@@ -1,0 +1,79 @@
+import json
+
+import pytest
+import torch
+from cli_helper import run_cli
+from torch import nn
+
+from grokscope import ConfigError, build_config, train
+from grokscope.llc import estimate_llc, sgld_config
+from grokscope.llc.refine import WHOLE, run_refined_components
+from grokscope.llc.stored import run_llc
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    return train(build_config("example"), tmp_path_factory.mktemp("refined") / "example", progress=False)
+
+
+def test_every_component_is_below_the_whole_model_and_whole_is_the_ordinary_estimate(example):
+    config = sgld_config(chains=2, n_steps=1000)
+    parts = run_refined_components(example, config, "6,12,-1", progress=False)
+    assert list(parts) == [WHOLE, "embedding", "layer1", "output"]
+    ordinary = run_llc(example, config, "6,12,-1", progress=False)
+    assert [e.llc_per_chain for e in parts[WHOLE].entries] == [e.llc_per_chain for e in ordinary.entries]  # bit for bit
+    for name in ("embedding", "layer1", "output"):
+        for part, whole in zip(parts[name].entries, parts[WHOLE].entries):
+            assert 0 < part.llc_mean < whole.llc_mean + 2 * (whole.llc_std + part.llc_std), (name, part.step)
+
+
+class TwoParts(nn.Module):
+    """y = a·x; b is a parameter the loss never reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+        self.b = nn.Parameter(torch.tensor([0.3, 0.7]))
+
+    def forward(self, x):
+        return x @ self.a.unsqueeze(-1)
+
+    def components(self):
+        return {"a": {"a": torch.ones(3, dtype=torch.bool)}, "b": {"b": torch.ones(2, dtype=torch.bool)}}
+
+
+def test_a_component_the_loss_does_not_read_has_zero_llc():
+    model = TwoParts()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 3, generator=g)
+    y = x @ model.a.detach().unsqueeze(-1) + 0.1 * torch.randn(400, 1, generator=g)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    comps = model.components()
+    result = estimate_llc(model, (x, y), [params] * 3, loss="mse", set_masks=[None, comps["a"], comps["b"]],
+                          checkpoint_ids=[0, 0, 0], epsilon=1e-4, gamma=10.0, n_steps=2000, batch_size=100, chains=4)
+    whole, a, b = result.entries
+    assert a.llc_mean > 0.5  # a regular 3-parameter model: λ = 3/2
+    assert abs(b.llc_mean) < 0.05 * a.llc_mean
+    assert abs(whole.llc_mean - a.llc_mean) < 0.3 * a.llc_mean
+
+
+def test_set_masks_are_checked_before_sampling():
+    model = TwoParts()
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    data = (torch.randn(50, 3), torch.randn(50, 1))
+    with pytest.raises(ConfigError, match=r"set_masks\[1\]: .*shape"):
+        estimate_llc(model, data, [params, params], loss="mse", set_masks=[None, {"a": torch.ones(2, dtype=torch.bool)}],
+                     checkpoint_ids=[0, 0], n_steps=10, batch_size=10)
+    with pytest.raises(ConfigError, match="not give params"):
+        estimate_llc(model, data, [params], loss="mse", set_masks=[None], params="a", n_steps=10, batch_size=10)
+
+
+def test_cli_refine_writes_json_and_figure_and_refuses_auto(example):
+    done = run_cli("llc", example.path, "--refine", "components", "--checkpoints", "-1", "--steps", "300", "--chains", "2")
+    assert done.returncode == 0, done.stderr
+    refined = json.loads((example.path / "results" / "llc_refined.json").read_text())
+    assert list(refined["components"]) == [WHOLE, "embedding", "layer1", "output"]
+    assert all(len(entries) == 1 for entries in refined["components"].values())
+    assert (example.path / "figures" / "llc_refined.png").read_bytes().startswith(b"\x89PNG")
+    refused = run_cli("llc", example.path, "--refine", "components", "--auto")
+    assert refused.returncode != 0 and "--refine components" in refused.stderr and "Traceback" not in refused.stderr
