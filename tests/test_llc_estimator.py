@@ -97,12 +97,18 @@ def test_runs_sampled_together_on_their_own_data_equal_each_run_alone(tiny_run, 
         assert part.settings["run"] == str(run.path)
 
 
-def test_per_set_training_data_must_match_in_number_and_size(tiny_run):
+def test_per_set_training_data_must_match_in_number_and_may_differ_in_size(tiny_run):
     model, data, params = _inputs(tiny_run)
     with pytest.raises(ConfigError, match=f"2 training sets for {len(params)} parameter sets"):
         estimate_llc(model, [data, data], params, **FAST)
-    with pytest.raises(ConfigError, match="same size"):
-        estimate_llc(model, [data] * (len(params) - 1) + [(data[0][:-1], data[1][:-1])], params, **FAST)
+    smaller = (data[0][:-7], data[1][:-7])
+    sets = [data, smaller] + [data] * (len(params) - 2)
+    together = estimate_llc(model, sets, params, **FAST)
+    alone = estimate_llc(model, [smaller], params[1:2], checkpoint_ids=[1], **FAST)
+    assert together.entries[1].llc_per_chain == alone.entries[0].llc_per_chain  # its own rows, its own nβ
+    assert together.settings["n_train"] == [len(y) for _, y in sets]
+    with pytest.raises(ConfigError, match="empty"):
+        estimate_llc(model, [(data[0][:0], data[1][:0])] + sets[1:], params, **FAST)
 
 
 def test_seed_controls_the_numbers(tiny_run):

@@ -7,7 +7,7 @@ from torch import nn
 
 from grokscope import ConfigError, build_config, train
 from grokscope.llc import estimate_llc, sgld_config
-from grokscope.llc.refine import WHOLE, run_refined_components
+from grokscope.llc.refine import WHOLE, run_refined
 from grokscope.llc.stored import run_llc
 
 
@@ -18,7 +18,7 @@ def example(tmp_path_factory):
 
 def test_every_component_is_below_the_whole_model_and_whole_is_the_ordinary_estimate(example):
     config = sgld_config(chains=2, n_steps=1000)
-    parts = run_refined_components(example, config, "6,12,-1", progress=False)
+    parts = run_refined(example, config, "components", "6,12,-1", progress=False)
     assert list(parts) == [WHOLE, "embedding", "layer1", "output"]
     ordinary = run_llc(example, config, "6,12,-1", progress=False)
     assert [e.llc_per_chain for e in parts[WHOLE].entries] == [e.llc_per_chain for e in ordinary.entries]  # bit for bit
@@ -72,8 +72,37 @@ def test_cli_refine_writes_json_and_figure_and_refuses_auto(example):
     done = run_cli("llc", example.path, "--refine", "components", "--checkpoints", "-1", "--steps", "300", "--chains", "2")
     assert done.returncode == 0, done.stderr
     refined = json.loads((example.path / "results" / "llc_refined.json").read_text())
-    assert list(refined["components"]) == [WHOLE, "embedding", "layer1", "output"]
-    assert all(len(entries) == 1 for entries in refined["components"].values())
-    assert (example.path / "figures" / "llc_refined.png").read_bytes().startswith(b"\x89PNG")
+    assert list(refined["components"]["parts"]) == [WHOLE, "embedding", "layer1", "output"]
+    assert all(len(entries) == 1 for entries in refined["components"]["parts"].values())
+    assert (example.path / "figures" / "llc_refined_components.png").read_bytes().startswith(b"\x89PNG")
     refused = run_cli("llc", example.path, "--refine", "components", "--auto")
     assert refused.returncode != 0 and "--refine components" in refused.stderr and "Traceback" not in refused.stderr
+    for bad in ("data", "data:difference:x", "data:difference:2:3", "weights"):
+        refused = run_cli("llc", example.path, "--refine", bad, "--steps", "10")
+        assert refused.returncode != 0 and "--refine" in refused.stderr and "Traceback" not in refused.stderr, bad
+
+
+def test_data_refined_on_the_training_set_is_the_ordinary_estimate(example):
+    config = sgld_config(chains=2, n_steps=300)
+    parts = run_refined(example, config, "data:trained", "-1", progress=False)
+    ordinary = run_llc(example, config, "-1", progress=False)
+    assert [e.llc_per_chain for e in parts["trained"].entries] == [e.llc_per_chain for e in ordinary.entries]  # same numbers
+    assert parts["held-out"].settings["n_pairs"] == example.dataset().test_y.shape[0]
+    assert parts["trained"].settings["nbeta"] != parts["held-out"].settings["nbeta"]  # nβ from each subset's size
+
+
+def test_difference_bins_partition_every_pair_and_run_batched(example):
+    from grokscope.llc.refine import data_subsets
+
+    subsets = data_subsets(example, "data:difference:5")
+    p = example.config.task.p
+    assert len(subsets) == 5 and sum(int(y.shape[0]) for _, y in subsets.values()) == p * p
+    for x, _ in subsets.values():
+        differences = set(((x[:, 0] - x[:, 1]) % p).tolist())
+        assert max(differences) - min(differences) == len(differences) - 1  # a contiguous run of differences
+    for spec in ("data:trained", "data:difference:5"):
+        done = run_cli("llc", example.path, "--refine", spec, "--checkpoints", "-1", "--steps", "200", "--chains", "2")
+        assert done.returncode == 0, done.stderr
+    stored = json.loads((example.path / "results" / "llc_refined.json").read_text())
+    assert "data:trained" in stored and list(stored["data:difference:5"]["parts"]) == list(subsets)  # kept side by side
+    assert (example.path / "figures" / "llc_refined_data_difference.png").exists()

@@ -104,19 +104,19 @@ def _cmd_llc(args: argparse.Namespace) -> None:
 
 
 def _refine(run, config, args: argparse.Namespace) -> None:
-    from .llc.refine import run_refined_components, save_refined
+    from .llc.refine import refinements, run_refined, save_refined
 
+    args.refine = refinements(args.refine)
     if args.auto or config.params is not None:
-        raise GrokscopeError("--refine components samples each component in turn; it takes neither --auto nor --params")
-    parts = run_refined_components(run, config, args.checkpoints, progress=not args.json)
-    json_path, figure_path = save_refined(run, parts)
-    names = list(parts)
-    print(f"{'step':>6} " + " ".join(f"{name:>10}" for name in names))
+        raise GrokscopeError(f"--refine {args.refine} estimates each part in turn; it takes neither --auto nor --params")
+    parts = run_refined(run, config, args.refine, args.checkpoints, progress=not args.json)
+    json_path, figure_path = save_refined(run, args.refine, parts)
+    width = max(10, *(len(name) for name in parts))
+    print(f"{'step':>6} " + " ".join(f"{name:>{width}}" for name in parts))
     for row in zip(*(part.entries for part in parts.values())):
-        print(f"{row[0].step:>6} " + " ".join(_num(e.llc_mean, "10.2f") for e in row))
+        print(f"{row[0].step:>6} " + " ".join(_num(e.llc_mean, f"{width}.2f") for e in row))
     flagged = sum(1 for part in parts.values() for e in part.entries if e.flags)
-    print(f"λ̂ per component (whole: every weight sampled); {flagged} estimates carry health flags (see {json_path.name}); "
-          f"wrote {json_path} and {figure_path}")
+    print(f"λ̂ per part ({args.refine}); {flagged} estimates carry health flags (see {json_path.name}); wrote {json_path} and {figure_path}")
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
@@ -312,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "the evidence goes into llc.json and the report); uses the auto sampler unless --sampler is given")
     llc.add_argument("--auto-at", dest="auto_at", default="last", help="checkpoints to calibrate at (last, or indices; "
                      "with several the smallest chosen epsilon is used)")
-    llc.add_argument("--refine", choices=["components"], help="components: the weight-refined LLC of each named component "
-                     "beside the whole model's, in one batched run (results/llc_refined.json)")
+    llc.add_argument("--refine", help="components: the weight-refined LLC of each named component beside the whole model's; "
+                     "data:difference[:BINS] (pairs binned by (a-b) mod p, default 8 bins) or data:trained (train vs held-out "
+                     "pairs): the data-refined LLC of each subset; one batched run (results/llc_refined.json)")
     llc.set_defaults(func=_cmd_llc)
 
     calibrate = sub.add_parser("calibrate", help="choose epsilon from the data: a batched grid with health flags and the rule's choice")

@@ -103,12 +103,12 @@ def estimate_llc(
                           "the number of SGLD steps is n_steps")
     labels = [int(step) for step in steps] if steps is not None else [None] * len(param_sets)
     device = torch.device(cfg.device)
-    x, y = _stack_data(data, len(param_sets), device)  # [K, n, ...]
-    n = int(y.shape[1])
+    x, y, sizes = _stack_data(data, len(param_sets), device)  # [K, n_max, ...]; set k uses its first sizes[k] rows
+    n = min(sizes)
     if cfg.batch_size > n:
-        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
+        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {n} training examples" + ("" if len(set(sizes)) == 1 else " of the smallest set"))
     set_configs = _per_set_configs(cfg, per_set, len(param_sets))
-    nbetas = [c.resolve_nbeta(n) for c in set_configs]
+    nbetas = [c.resolve_nbeta(n_k) for c, n_k in zip(set_configs, sizes)]
     selection, chain_masks = _selection(model, cfg, masks, set_masks, len(param_sets))
 
     objective = BatchedObjective(model, loss)
@@ -119,10 +119,10 @@ def estimate_llc(
     anchors = {name: stacked[name] for name in selection.names}
     fixed = {name: t for name, t in stacked.items() if name not in anchors}
     probe_init = _check_probes(objective, anchors, fixed, probes or {}, probe_every)
-    init_loss, init_grad = _full_batch_loss_and_grad(objective, anchors, fixed, x, y, cfg.restrict_to_orth_grad)
+    init_loss, init_grad = _full_batch_loss_and_grad(objective, anchors, fixed, x, y, sizes, cfg.restrict_to_orth_grad)
     finite = [all(bool(torch.isfinite(t[k]).all()) for t in stacked.values()) for k in range(len(param_sets))]
 
-    job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, shared_data, ids, set_configs, per_set is not None,
+    job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, sizes, shared_data, ids, set_configs, per_set is not None,
                nbetas, selection, chain_masks, probes or {}, probe_every, probe_per_sample, device, progress)
     n_params = sum(t[0].numel() for t in anchors.values())
     entries: dict[int, CheckpointLLC] = {}
@@ -142,9 +142,9 @@ def estimate_llc(
     settings_record = {
         **cfg.model_dump(),
         "burn_in_steps": cfg.burn_in_steps,
-        "nbeta": nbetas[0][0],
+        "nbeta": nbetas[0][0] if len(set(sizes)) == 1 else [nb for nb, _ in nbetas],
         "nbeta_convention": nbetas[0][1],
-        "n_train": n,
+        "n_train": n if len(set(sizes)) == 1 else sizes,
         "n_sampled_parameters": selection.record["n_sampled_elements"],
         "sampled_parameters": list(selection.names),
         "selection": selection.record,
@@ -167,6 +167,7 @@ class _Job:
     init_grad: Tree | None
     x: torch.Tensor
     y: torch.Tensor
+    sizes: list[int]  # rows of x, y each set uses
     shared_data: bool
     ids: list[int]
     set_configs: list[SGLDConfig]
@@ -233,7 +234,8 @@ class _Job:
         else:
             x, y = (t[indices].repeat_interleave(chains, dim=0) for t in (self.x, self.y))
         run_chains(objective, kernel, kernel.init(anchors, settings), fixed, x, y, keys, cfg.n_steps, cfg.batch_size,
-                   observers, progress=self.progress and show_progress, background_noise=alone)
+                   observers, progress=self.progress and show_progress, background_noise=alone,
+                   sizes=[self.sizes[k] for k in indices for _ in range(chains)])
         recorded = {key: value for observer in observers for key, value in observer.result().items()}
         cut_after_divergence(recorded)
         out = []
@@ -373,23 +375,37 @@ def _as_param_sets(model: nn.Module, params: object) -> list[dict[str, torch.Ten
     return [dict(p) for p in params]
 
 
-def _stack_data(data: object, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs [K, n, ...] and targets [K, n, ...] for K parameter sets (a shared set is expanded, not copied)."""
+def _stack_data(data: object, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Inputs [K, n, ...], targets [K, n, ...] for K parameter sets, and the rows each set uses (a
+    shared set is expanded, not copied; smaller sets are padded with their first row, never drawn)."""
     if isinstance(data, tuple):
         x, y = data
-        return x.to(device).expand(k, *x.shape), y.to(device).expand(k, *y.shape)
+        return x.to(device).expand(k, *x.shape), y.to(device).expand(k, *y.shape), [int(y.shape[0])] * k
     sets = list(data)
     if len(sets) != k:
         raise ConfigError(f"data: {len(sets)} training sets for {k} parameter sets")
-    if len({tuple(y.shape) for _, y in sets}) != 1:
-        raise ConfigError("data: the training sets of the parameter sets must have the same size")
-    return torch.stack([x for x, _ in sets]).to(device), torch.stack([y for _, y in sets]).to(device)
+    if len({(tuple(x.shape[1:]), tuple(y.shape[1:])) for x, y in sets}) != 1 or any(x.shape[0] != y.shape[0] for x, y in sets):
+        raise ConfigError("data: the training sets must have rows of one shape, and as many targets as inputs")
+    sizes = [int(y.shape[0]) for _, y in sets]
+    if min(sizes) == 0:
+        raise ConfigError(f"data: training set {sizes.index(0)} is empty")
+
+    def padded(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t, t[:1].expand(max(sizes) - t.shape[0], *t.shape[1:])])
+
+    return (torch.stack([padded(x) for x, _ in sets]).to(device), torch.stack([padded(y) for _, y in sets]).to(device), sizes)
 
 
 def _full_batch_loss_and_grad(
-    objective: BatchedObjective, anchors: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor, want_grad: bool
+    objective: BatchedObjective, anchors: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor, sizes: list[int], want_grad: bool
 ) -> tuple[torch.Tensor, Tree | None]:
-    """L_n(w*) [K] (and the tree of ∇L_n(w*)) over each set's training data x, y [K, n, ...], in chunks of rows."""
+    """L_n(w*) [K] (and the tree of ∇L_n(w*)) over each set's first sizes[k] rows of x, y [K, n, ...],
+    in chunks of rows; sets of different sizes one at a time."""
+    if len(set(sizes)) > 1:
+        parts = [_full_batch_loss_and_grad(objective, *(tree_map(lambda t: t[k : k + 1], tree) for tree in (anchors, fixed)),
+                                           x[k : k + 1, :n], y[k : k + 1, :n], [n], want_grad) for k, n in enumerate(sizes)]
+        grads = {name: torch.cat([g[name] for _, g in parts]) for name in anchors} if want_grad else None
+        return torch.cat([loss for loss, _ in parts]), grads
     k, n = y.shape[0], y.shape[1]
     total = torch.zeros(k, dtype=torch.float64)
     grad = tree_map(torch.zeros_like, anchors) if want_grad else None

@@ -1,10 +1,14 @@
-"""Weight-refined LLCs over training (Wang et al. 2024, arXiv 2410.02984; REFERENCE §8): the LLC
-of each named component of the model (only its entries sampled, the rest held at w*), at every
-chosen checkpoint, in ONE batched run of components × checkpoints × chains.
+"""Refined LLCs over training (Wang et al. 2024, arXiv 2410.02984; REFERENCE §8), each refinement
+in ONE batched run of parts × checkpoints × chains:
 
-Every component of checkpoint k draws the minibatches and noise of the whole-model chains of k
-(common random numbers), and the "whole" row is the ordinary estimate, equal to `grokscope llc`'s
-numbers bit for bit.
+- weight-refined (``components``): the LLC of each named component of the model, only its entries
+  sampled and the rest held at w*;
+- data-refined (``data:difference[:BINS]``, ``data:trained``): the same estimator with the loss
+  everywhere (SGLD drift, averaged loss, L(w*)) on a subset q of the pairs and nβ from q's size.
+
+Every part at checkpoint k draws its chains' streams from the keys of the whole-model chains of k
+(common random numbers), so the part equal to the ordinary estimate (``whole``, or the ``trained``
+subset) gives `grokscope llc`'s numbers bit for bit.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import torch
 
+from ..errors import ConfigError, GrokscopeError
 from ..png import save_figure
 from ..run import Run
-from ..store import atomic_write_json, json_safe
+from ..store import atomic_write_json, json_safe, read_json
 from .config import SGLDConfig
 from .estimate import estimate_llc
 from .result import LLCResult
@@ -23,48 +29,100 @@ from .selection import model_components
 from .stored import select_checkpoints
 
 WHOLE = "whole"
+DIFFERENCE_BINS = 8  # default number of bins of (a − b) mod p
 
 
-def run_refined_components(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bool = True) -> dict[str, LLCResult]:
-    """Component name -> its LLC over the chosen checkpoints (``WHOLE`` first: the whole model)."""
-    model = run.new_model()
-    components = {WHOLE: None, **model_components(model)}
-    steps = select_checkpoints(run, checkpoints)
+def refinements(spec: str) -> str:
+    """``spec`` checked and normalised: components | data:trained | data:difference:BINS."""
+    parts = spec.split(":")
+    if parts in (["components"], ["data", "trained"]):
+        return spec
+    if parts == ["data", "difference"]:
+        return f"data:difference:{DIFFERENCE_BINS}"
+    if len(parts) == 3 and parts[:2] == ["data", "difference"]:
+        return spec
+    raise ConfigError(f"--refine={spec!r}: use components, data:trained or data:difference[:BINS]")
+
+
+def data_subsets(run: Run, spec: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The named subsets q of pairs a data refinement estimates on."""
     data = run.dataset()
+    if spec == "data:trained":
+        return {"trained": (data.train_x, data.train_y), "held-out": (data.test_x, data.test_y)}
+    bins_text, p = spec.split(":")[2], data.p
+    if not bins_text.isdigit() or not 1 <= int(bins_text) <= p:
+        raise ConfigError(f"--refine {spec}: BINS must be a whole number from 1 to p = {p}")
+    bins = int(bins_text)
+    x, y = data.all_pairs()
+    which = (x[:, 0] - x[:, 1]).remainder(p) * bins // p
+    out = {}
+    for b in range(bins):
+        rows = which == b
+        lo, hi = (b * p + bins - 1) // bins, ((b + 1) * p + bins - 1) // bins - 1
+        out[f"(a-b) mod p in {lo}..{hi}"] = (x[rows], y[rows])
+    return out
+
+
+def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all", progress: bool = True) -> dict[str, LLCResult]:
+    """Part name -> its LLC over the chosen checkpoints, for the refinement ``spec``."""
+    model = run.new_model()
+    steps = select_checkpoints(run, checkpoints)
     params = [run.state_dict(step) for step in steps]
-    result = estimate_llc(
-        model, (data.train_x, data.train_y), params * len(components), config=config,
-        checkpoint_ids=steps * len(components), steps=steps * len(components), progress=progress,
-        set_masks=[masks for masks in components.values() for _ in steps],
-    )
-    return {name: result.part(i * len(steps), (i + 1) * len(steps), component=name) for i, name in enumerate(components)}
+    if spec == "components":
+        data = run.dataset()
+        parts = {WHOLE: None, **model_components(model)}
+        sets = {name: (data.train_x, data.train_y) for name in parts}
+        extra = dict(set_masks=[masks for masks in parts.values() for _ in steps])
+    else:
+        sets = data_subsets(run, spec)
+        too_small = {name: int(y.shape[0]) for name, (_, y) in sets.items() if y.shape[0] < config.batch_size}
+        if too_small:
+            raise ConfigError(f"--refine {spec}: subsets {too_small} have fewer pairs than the minibatch ({config.batch_size}); "
+                              "use fewer bins or a smaller --batch-size")
+        extra = {}
+    result = estimate_llc(model, [subset for subset in sets.values() for _ in steps], params * len(sets), config=config,
+                          checkpoint_ids=steps * len(sets), steps=steps * len(sets), progress=progress, **extra)
+    nbeta = result.settings["nbeta"]
+    return {name: result.part(i * len(steps), (i + 1) * len(steps), part=name, n_pairs=int(sets[name][1].shape[0]),
+                              nbeta=nbeta[i * len(steps)] if isinstance(nbeta, list) else nbeta)
+            for i, name in enumerate(sets)}
 
 
-def refined_json(parts: dict[str, LLCResult], run: Run) -> dict:
-    """results/llc_refined.json: the settings once, then each component's entries."""
-    first = next(iter(parts.values()))
-    settings = {k: v for k, v in first.settings.items() if k != "component"} | {"run": str(run.path), "refine": "components"}
-    return {"settings": json_safe(settings),
-            "components": {name: [json_safe(e.row()) for e in part.entries] for name, part in parts.items()}}
+def figure_stem(spec: str) -> str:
+    """figures/<stem>.png of a refinement: llc_refined_components, llc_refined_data_trained, ..."""
+    return "llc_refined_" + "_".join(spec.split(":")[:2])
 
 
-def plot_refined(refined: dict):
-    """λ̂ of each component over training beside the whole model's (± std over chains)."""
+def plot_refined(spec: str, refined: dict):
+    """λ̂ of each part over training (± std over chains); the whole model in black."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, (name, entries) in enumerate(refined["components"].items()):
+    for i, (name, entries) in enumerate(refined["parts"].items()):
         kept = [e for e in entries if e["llc_mean"] is not None]
         style = dict(color="k", lw=2) if name == WHOLE else dict(color=f"C{i % 10}")
         ax.errorbar([e["step"] for e in kept], [e["llc_mean"] for e in kept], yerr=[e["llc_std"] or 0.0 for e in kept],
                     fmt="o-", ms=3, capsize=2, label=name, **style)
-    ax.set(xlabel="training step", ylabel="λ̂", title="Weight-refined LLC per component (whole model in black)")
+    what = "weight-refined LLC per component" if spec == "components" else f"data-refined LLC per subset ({spec})"
+    ax.set(xlabel="training step", ylabel="λ̂", title=what[0].upper() + what[1:])
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def save_refined(run: Run, parts: dict[str, LLCResult]) -> tuple[Path, Path]:
-    """Write RUN/results/llc_refined.json and RUN/figures/llc_refined.png."""
-    refined = refined_json(parts, run)
-    atomic_write_json(run.paths.llc_refined, refined)
-    save_figure(plot_refined(refined), run.paths.figure("llc_refined"))
-    return run.paths.llc_refined, run.paths.figure("llc_refined")
+def save_refined(run: Run, spec: str, parts: dict[str, LLCResult]) -> tuple[Path, Path]:
+    """Add this refinement to RUN/results/llc_refined.json (other refinements kept) and draw its figure."""
+    first = next(iter(parts.values()))
+    settings = {k: v for k, v in first.settings.items() if k not in ("part", "n_pairs", "n_train", "nbeta")} | {
+        "run": str(run.path), "pairs": {name: part.settings["n_pairs"] for name, part in parts.items()},
+        "nbeta": {name: part.settings["nbeta"] for name, part in parts.items()}}
+    entry = {"settings": json_safe(settings), "parts": {name: [json_safe(e.row()) for e in part.entries] for name, part in parts.items()}}
+    stored = {}
+    if run.paths.llc_refined.exists():
+        try:
+            stored = read_json(run.paths.llc_refined)
+        except GrokscopeError:
+            stored = {}  # unreadable: replaced by this refinement
+    stored[spec] = entry
+    atomic_write_json(run.paths.llc_refined, stored)
+    figure = run.paths.figure(figure_stem(spec))
+    save_figure(plot_refined(spec, entry), figure)
+    return run.paths.llc_refined, figure

@@ -39,7 +39,7 @@ def block_length(n_params: int) -> int:
 class ChainStreams:
     """Per-chain minibatch indices [B, T, m] and standard normal noise [B, T, P], block by block."""
 
-    def __init__(self, keys: list[tuple], n_data: int, batch_size: int, n_params: int, device: torch.device, background: bool):
+    def __init__(self, keys: list[tuple], n_data: Sequence[int], batch_size: int, n_params: int, device: torch.device, background: bool):
         self.n_data, self.batch_size, self.n_params, self.device = n_data, batch_size, n_params, device
         self.batch_gens = [generator(*key, "batches") for key in keys]
         self.noise_gens = [generator(*key, "noise", device=device) for key in keys]
@@ -48,7 +48,7 @@ class ChainStreams:
     def _fill(self, rows: range, index: torch.Tensor, noise: torch.Tensor) -> None:
         length = noise.shape[1]
         for b in rows:
-            torch.randint(self.n_data, (length, self.batch_size), generator=self.batch_gens[b], out=index[b])
+            torch.randint(self.n_data[b], (length, self.batch_size), generator=self.batch_gens[b], out=index[b])
             torch.randn(length, self.n_params, generator=self.noise_gens[b], device=self.device, out=noise[b])
 
     def request(self, length: int) -> tuple[torch.Tensor, torch.Tensor, list[Future]]:
@@ -90,15 +90,18 @@ def run_chains(
     observers: Sequence[Observer],
     progress: bool = True,
     background_noise: bool = True,
+    sizes: Sequence[int] | None = None,
 ) -> KernelState:
     """Step every chain of ``state`` (name -> [B, ...]) ``n_steps`` times with ``kernel``, chain b
-    on its own training data x, y [B, n, ...] with its own streams (``keys[b]``); every observer
+    on its own training data x, y [B, n, ...] (its first ``sizes[b]`` rows; default all) with its own
+    streams (``keys[b]``); every observer
     sees each step. Returns the final state; the observers hold what was recorded."""
     shapes = {name: tuple(t.shape[1:]) for name, t in state.w.items()}
     n_chains = len(keys)
     n_params = sum(int(torch.Size(s).numel()) for s in shapes.values())
     device = next(iter(state.w.values())).device
-    streams = ChainStreams(keys, y.shape[1], batch_size, n_params, device, background_noise)
+    sizes = list(sizes) if sizes is not None else [int(y.shape[1])] * n_chains
+    streams = ChainStreams(keys, sizes, batch_size, n_params, device, background_noise)
     rows = torch.arange(n_chains, device=device).view(n_chains, 1, 1)
     length = block_length(n_params)
     pending = streams.request(min(length, n_steps))

@@ -13,7 +13,7 @@ from ..analysis.stages import plot_stages, stage_table
 from ..errors import GrokscopeError
 from ..layout import RunPaths
 from ..llc.curve import plot_calibration
-from ..llc.refine import plot_refined
+from ..llc.refine import figure_stem, plot_refined
 from ..png import save_figure
 from ..store import load_tensors, read_json, read_metadata, read_metrics
 from ..thresholds import (
@@ -80,7 +80,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     fourier = results.json(RunPaths.fourier, f"grokscope analyze {run_dir}")
     circuit = results.json(RunPaths.circuit, f"grokscope analyze {run_dir}")
     stages = results.json(RunPaths.stages, f"grokscope stages {run_dir}") if llc else None
-    refined = results.json(RunPaths.llc_refined, f"grokscope llc {run_dir} --refine components") if (run_dir / RunPaths.llc_refined).exists() else None
+    refined = results.json(RunPaths.llc_refined, f"grokscope llc {run_dir} --refine ...") if (run_dir / RunPaths.llc_refined).exists() else None
     builders = [
         ("summary", "Summary", lambda: _summary(metrics, llc, circuit, fourier, results), [RunPaths.llc, RunPaths.circuit]),
         ("training", "Training curves", lambda: _training(run_dir, metrics, stages, results), [RunPaths.metrics]),
@@ -162,11 +162,10 @@ def _llc(run_dir: Path, llc, metrics, stages, refined, results: RunResults) -> S
                         plot_stages(llc, metrics, stages), section)
             section.tables.append({"header": ["steps", "phase", "λ̂", "what happens"], "rows": stage_table(stages), "css": ""})
     section.missing += results.note(RunPaths.llc_refined)
-    if refined:
-        _own_figure(run_dir, "llc_refined", "Weight-refined LLC of each component over training (grokscope llc --refine components)",
-                    plot_refined(refined), section)
-        last = {name: entries[-1] for name, entries in refined["components"].items()}
-        section.tables.append({"header": ["component", f"λ̂ at step {next(iter(last.values()))['step']}", "std", "health flags"], "css": "",
+    for spec, entry in (refined or {}).items():
+        _own_figure(run_dir, figure_stem(spec), f"Refined LLC ({spec}; grokscope llc --refine {spec})", plot_refined(spec, entry), section)
+        last = {name: entries[-1] for name, entries in entry["parts"].items()}
+        section.tables.append({"header": [spec, f"λ̂ at step {next(iter(last.values()))['step']}", "std", "health flags"], "css": "",
                                "rows": [[name, fmt(e["llc_mean"], ".1f"), fmt(e["llc_std"], ".1f"), e["flags"] or "healthy"]
                                         for name, e in last.items()]})
     return section
