@@ -21,6 +21,7 @@ import torch
 from ..errors import ConfigError, GrokscopeError
 from ..png import save_figure
 from ..run import Run
+from ..seeding import generator
 from ..store import atomic_write_json, json_safe, read_json
 from .config import SGLDConfig
 from .estimate import estimate_llc
@@ -45,7 +46,9 @@ def refinements(spec: str) -> str:
 
 
 def data_subsets(run: Run, spec: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The named subsets q of pairs a data refinement estimates on."""
+    """The named subsets q of pairs a data refinement estimates on. Difference bins are cut to the
+    smallest bin's size (a seeded random subset of each): λ̂ scales with nβ at these sizes, so bins
+    of different sizes would differ by their nβ alone (docs/refined.md)."""
     data = run.dataset()
     if spec == "data:trained":
         return {"trained": (data.train_x, data.train_y), "held-out": (data.test_x, data.test_y)}
@@ -55,9 +58,11 @@ def data_subsets(run: Run, spec: str) -> dict[str, tuple[torch.Tensor, torch.Ten
     bins = int(bins_text)
     x, y = data.all_pairs()
     which = (x[:, 0] - x[:, 1]).remainder(p) * bins // p
+    size = min(int((which == b).sum()) for b in range(bins))
+    order = torch.randperm(x.shape[0], generator=generator(run.config.training.seed, "difference-bins"))
     out = {}
     for b in range(bins):
-        rows = which == b
+        rows = order[which[order] == b][:size]  # a seeded random `size` pairs of the bin: equal sizes, equal nβ
         lo, hi = (b * p + bins - 1) // bins, ((b + 1) * p + bins - 1) // bins - 1
         out[f"(a-b) mod p in {lo}..{hi}"] = (x[rows], y[rows])
     return out
