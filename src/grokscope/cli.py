@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import GrokscopeError
+from .errors import ConfigError, GrokscopeError
 
 
 def parse_set_options(items: list[str]) -> dict[str, object]:
     """``--set key=value`` options as typed overrides: a value is JSON when it parses as JSON
     (numbers, true/false, lists), a string otherwise."""
     import json
-
-    from .errors import ConfigError
 
     overrides: dict[str, object] = {}
     for item in items:
@@ -64,8 +62,6 @@ def _sgld_settings(args: argparse.Namespace) -> dict:
 
 
 def _number(text: str, flag: str) -> float:
-    from .errors import ConfigError
-
     try:
         return float(text)
     except ValueError:
@@ -111,6 +107,11 @@ def _refine(run, config, args: argparse.Namespace) -> None:
         raise GrokscopeError(f"--refine {args.refine} estimates each part in turn; it takes neither --auto nor --params")
     parts = run_refined(run, config, args.refine, args.checkpoints, progress=not args.json)
     json_path, figure_path = save_refined(run, args.refine, parts)
+    if args.json:
+        import json
+
+        print(json.dumps({name: part.to_dict() for name, part in parts.items()}, indent=2))
+        return
     width = max(10, *(len(name) for name in parts))
     print(f"{'step':>6} " + " ".join(f"{name:>{width}}" for name in parts))
     for row in zip(*(part.entries for part in parts.values())):
@@ -201,7 +202,10 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
           f"{last['distance_irrelevance']:.3f}, frequency doubling {last['frequency_doubling']}")
     print(f"wrote {len(written)} files under {run.path}")
     if run.paths.llc.exists():
-        _print_stages(save_stages(run), run)
+        try:
+            _print_stages(save_stages(run), run)
+        except ConfigError as err:  # e.g. an LLC of the last checkpoint only: no curve to split
+            print(f"stages: not found ({err})")
 
 
 def _cmd_stages(args: argparse.Namespace) -> None:

@@ -133,7 +133,7 @@ def estimate_llc(
               "(the same numbers as one batch)", file=sys.stderr)
     workers = cpu_workers(device)
     for indices in batches:
-        sample = partial(job.sample, labels=labels, init_loss=init_loss, probe_init=probe_init, alone=workers == 1)
+        sample = partial(job.sample, labels=labels, init_loss=init_loss, probe_init=probe_init)
         for k, (entry, tensors) in zip(indices, map_groups(sample, indices, workers)):
             entries[k], parts[k] = entry, tensors
     for k in (k for k in range(len(param_sets)) if not finite[k]):
@@ -201,7 +201,7 @@ class _Job:
         )
         return chains * per_chain
 
-    def sample(self, indices: list[int], show_progress: bool, labels, init_loss, probe_init, alone: bool) -> list[tuple[CheckpointLLC, dict]]:
+    def sample(self, indices: list[int], show_progress: bool, alone: bool, labels, init_loss, probe_init) -> list[tuple[CheckpointLLC, dict]]:
         """Run the chains of parameter sets ``indices`` together; their entries and saved tensors.
         ``alone``: no other group samples at the same time (then noise is generated in the background)."""
         cfg, chains = self.cfg, self.cfg.chains

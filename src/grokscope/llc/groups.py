@@ -35,18 +35,18 @@ def balanced_groups(indices: Sequence[int], groups: int) -> list[list[int]]:
     return out
 
 
-def map_groups(sample: Callable[[list[int], bool], list[T]], indices: Sequence[int], workers: int) -> list[T]:
-    """``sample(group, first)`` on each group of ``indices``, the groups in parallel threads (each
-    with one intra-op thread) when ``workers`` > 1; the results in the order of ``indices``.
-    ``first`` marks the group that may show progress."""
+def map_groups(sample: Callable[[list[int], bool, bool], list[T]], indices: Sequence[int], workers: int) -> list[T]:
+    """``sample(group, first, alone)`` on each group of ``indices``, the groups in parallel threads
+    (each with one intra-op thread) when ``workers`` > 1; the results in the order of ``indices``.
+    ``first`` marks the group that may show progress; ``alone`` that it is the only group."""
     groups = balanced_groups(indices, workers)
     if len(groups) == 1:
-        return sample(groups[0], True)
+        return sample(groups[0], True, True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(len(groups)) as pool:
-            parts = list(pool.map(sample, groups, [g == 0 for g in range(len(groups))]))
+            parts = list(pool.map(sample, groups, [g == 0 for g in range(len(groups))], [False] * len(groups)))
     finally:
         torch.set_num_threads(threads)
     return [item for part in parts for item in part]
