@@ -139,10 +139,10 @@ def plot_stages(llc: dict, metrics: list[dict[str, float]], stages: dict):
     """λ̂ over training (± std) above the train and test loss, the stages shaded and named."""
     import matplotlib.pyplot as plt
 
+    from ..llc.curve import draw_llc_curve
+
     fig, (llc_ax, loss_ax) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    kept = [e for e in llc["checkpoints"] if e["llc_mean"] is not None]
-    llc_ax.errorbar([e["step"] for e in kept], [e["llc_mean"] for e in kept], yerr=[e["llc_std"] or 0.0 for e in kept],
-                    fmt="o-", color="C0", capsize=3, label="λ̂")
+    draw_llc_curve(llc_ax, llc["checkpoints"], color="C0", label="λ̂")
     llc_ax.set_ylabel("λ̂ (LLC)")
     steps = [r["step"] for r in metrics]
     loss_ax.plot(steps, [r["train_loss"] for r in metrics], label="train loss")

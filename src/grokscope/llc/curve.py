@@ -7,6 +7,13 @@ import matplotlib.pyplot as plt
 from ..thresholds import MALA_MIN_ACCEPTANCE
 
 
+def draw_llc_curve(ax, entries: list[dict], **style) -> None:
+    """λ̂ ± std over training from stored entries (llc.json rows; those without an estimate skipped)."""
+    kept = [e for e in entries if e["llc_mean"] is not None]
+    ax.errorbar([e["step"] for e in kept], [e["llc_mean"] for e in kept], yerr=[e["llc_std"] or 0.0 for e in kept],
+                fmt="o-", **{"capsize": 3, **style})
+
+
 def plot_llc(result, metrics: list[dict[str, float]] | None = None):
     """λ̂ against the training step with error bars, and train/test loss on a second axis
     (the original study's plot)."""

@@ -24,6 +24,7 @@ from ..run import Run
 from ..seeding import generator
 from ..store import atomic_write_json, json_safe, read_json
 from .config import SGLDConfig
+from .curve import draw_llc_curve
 from .estimate import estimate_llc
 from .result import LLCResult
 from .selection import model_components
@@ -70,27 +71,29 @@ def data_subsets(run: Run, spec: str) -> dict[str, tuple[torch.Tensor, torch.Ten
 
 def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all", progress: bool = True) -> dict[str, LLCResult]:
     """Part name -> its LLC over the chosen checkpoints, for the refinement ``spec``."""
+    spec = refinements(spec)
     model = run.new_model()
     steps = select_checkpoints(run, checkpoints)
     params = [run.state_dict(step) for step in steps]
     if spec == "components":
         data = run.dataset()
-        parts = {WHOLE: None, **model_components(model)}
-        sets = {name: (data.train_x, data.train_y) for name in parts}
-        extra = dict(set_masks=[masks for masks in parts.values() for _ in steps])
+        masks = {WHOLE: None, **model_components(model)}
+        sizes = {name: data.n_train for name in masks}
+        inputs = dict(data=(data.train_x, data.train_y), set_masks=[m for m in masks.values() for _ in steps])
     else:
         sets = data_subsets(run, spec)
-        too_small = {name: int(y.shape[0]) for name, (_, y) in sets.items() if y.shape[0] < config.batch_size}
+        sizes = {name: int(y.shape[0]) for name, (_, y) in sets.items()}
+        too_small = {name: n for name, n in sizes.items() if n < config.batch_size}
         if too_small:
             raise ConfigError(f"--refine {spec}: subsets {too_small} have fewer pairs than the minibatch ({config.batch_size}); "
                               "use fewer bins or a smaller --batch-size")
-        extra = {}
-    result = estimate_llc(model, [subset for subset in sets.values() for _ in steps], params * len(sets), config=config,
-                          checkpoint_ids=steps * len(sets), steps=steps * len(sets), progress=progress, **extra)
+        inputs = dict(data=[subset for subset in sets.values() for _ in steps])
+    result = estimate_llc(model, param_sets=params * len(sizes), config=config, checkpoint_ids=steps * len(sizes),
+                          steps=steps * len(sizes), progress=progress, **inputs)
     nbeta = result.settings["nbeta"]
-    return {name: result.part(i * len(steps), (i + 1) * len(steps), part=name, n_pairs=int(sets[name][1].shape[0]),
+    return {name: result.part(i * len(steps), (i + 1) * len(steps), part=name, n_pairs=sizes[name],
                               nbeta=nbeta[i * len(steps)] if isinstance(nbeta, list) else nbeta)
-            for i, name in enumerate(sets)}
+            for i, name in enumerate(sizes)}
 
 
 def figure_stem(spec: str) -> str:
@@ -102,10 +105,8 @@ def plot_refined(spec: str, refined: dict):
     """λ̂ of each part over training (± std over chains); the whole model in black."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for i, (name, entries) in enumerate(refined["parts"].items()):
-        kept = [e for e in entries if e["llc_mean"] is not None]
         style = dict(color="k", lw=2) if name == WHOLE else dict(color=f"C{i % 10}")
-        ax.errorbar([e["step"] for e in kept], [e["llc_mean"] for e in kept], yerr=[e["llc_std"] or 0.0 for e in kept],
-                    fmt="o-", ms=3, capsize=2, label=name, **style)
+        draw_llc_curve(ax, entries, ms=3, capsize=2, label=name, **style)
     what = "weight-refined LLC per component" if spec == "components" else f"data-refined LLC per subset ({spec})"
     ax.set(xlabel="training step", ylabel="λ̂", title=what[0].upper() + what[1:])
     ax.legend(fontsize=8)
