@@ -94,7 +94,7 @@ def test_data_refined_on_the_training_set_is_the_ordinary_estimate(example):
 def test_difference_bins_partition_every_pair_and_run_batched(example):
     from grokscope.llc.refine import data_subsets
 
-    subsets = data_subsets(example, "data:difference:5")
+    subsets = data_subsets(example.dataset(), example.config.training.seed, "data:difference:5", batch_size=64)
     p = example.config.task.p
     sizes = {int(y.shape[0]) for _, y in subsets.values()}
     assert len(subsets) == 5 and len(sizes) == 1 and p * (p // 5) <= 5 * sizes.pop() <= p * p  # equal sizes, nearly every pair

@@ -33,6 +33,7 @@ TINY = {
     "set": {"n_steps": 120, "n_checkpoints": 3, "embed_dim": 6, "hidden_size": 16, "batch_size": 32},
     "grid": {"p": [7, 11, 13], "seed": [0, 1]},
     "llc": {"checkpoints": "all", "sgld": {"chains": 2, "n_steps": 120, "batch_size": 16}},
+    "refine": ["components", "data:difference:2"],
     "analyses": True,
 }
 
@@ -80,6 +81,9 @@ def test_spec_expands_to_validated_points_grouped_by_shape():
         ({"llc": {"sgld": {"chains": 0}}}, "invalid SGLD setting: chains=0"),
         ({"llc": {"sgld": {"batch_size": 500}}}, r"SGLD batch_size=500 exceeds its 46 training pairs"),
         ({"colour": "red"}, "colour: unknown key"),
+        ({"refine": ["weights"]}, "refine: 'weights': use components, data:trained or data:difference"),
+        ({"llc": {"checkpoints": "none"}}, "refine needs llc.checkpoints last or all"),
+        ({"refine": ["data:difference:7"]}, r"sweep point \{'p': 7, 'seed': 0\}: --refine data:difference:7: subsets .* fewer pairs than the minibatch \(16\)"),
     ],
 )
 def test_bad_specs_fail_with_one_clear_message(change, message):
@@ -113,6 +117,20 @@ def test_local_sweep_writes_a_row_per_point_runs_and_figures(local_sweep):
     assert (local_sweep.path / "figures" / "llc_over_training.png").exists()
     fits = json.loads((local_sweep.path / "fits.json").read_text())
     assert set(fits) == {"p"}
+
+
+def test_refined_llcs_of_each_point_are_columns_of_the_table(local_sweep):
+    rows = read_results(local_sweep.path)
+    refined = [c for c in rows[0] if c.startswith(("wr_", "dr_"))]
+    assert refined == ["wr_embedding", "wr_layer1", "wr_output", "dr_bin0", "dr_bin1", "dr_bins_cv"]
+    for row in rows:
+        stored = json.loads((local_sweep.path / row["run_dir"] / "results" / "llc_refined.json").read_text())
+        assert set(stored) == {"components", "data:difference:2"}
+        parts = stored["components"]["parts"]
+        assert parts["whole"][-1]["llc_mean"] == pytest.approx(float(row["llc_mean"]), rel=1e-6)  # the same chains
+        assert float(row["wr_layer1"]) == pytest.approx(parts["layer1"][-1]["llc_mean"], rel=1e-6)
+        bins = [float(row["dr_bin0"]), float(row["dr_bin1"])]
+        assert float(row["dr_bins_cv"]) == pytest.approx(abs(bins[0] - bins[1]) / 2**0.5 / (sum(bins) / 2), rel=1e-5)
 
 
 def test_a_point_of_a_sweep_equals_the_same_run_trained_and_sampled_alone(local_sweep, tmp_path):
@@ -257,6 +275,7 @@ def test_sweep_page_shows_table_fits_and_figures(local_sweep):
     for point in sweep_points(parse_spec(TINY)):
         assert point.name in html
     assert "6 done, 0 failed, 0 not yet run" in html and "least-squares line" in html
+    assert "wr_embedding" in html and "dr_bins_cv" in html and "components, data:difference:2" in html
     assert html.count("data:image/png;base64,") == 2 and "http://" not in html and "https://" not in html
 
 

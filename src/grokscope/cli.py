@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_cmd_report)
 
     sweep = sub.add_parser("sweep", help="train and measure a grid of runs (p, train_frac, sizes, labels, seeds)")
-    sweep.add_argument("spec", help="a YAML/JSON sweep spec, or a built-in one: sweep-p, sweep-frac")
+    sweep.add_argument("spec", help="a YAML/JSON sweep spec, or a built-in one: sweep-p, sweep-frac, alpha-phase")
     sweep.add_argument("--out", required=True, help="sweep directory (rerun the same command to resume)")
     sweep.add_argument("--executor", default="local", help="local: worker processes (default); ray: Ray tasks")
     sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")

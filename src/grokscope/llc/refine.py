@@ -23,6 +23,7 @@ from ..png import save_figure
 from ..run import Run
 from ..seeding import generator
 from ..store import atomic_write_json, json_safe, read_json
+from ..tasks import ModularDataset
 from .config import SGLDConfig
 from .curve import draw_llc_curve
 from .estimate import estimate_llc
@@ -46,13 +47,23 @@ def refinements(spec: str) -> str:
     raise ConfigError(f"--refine={spec!r}: use components, data:trained or data:difference[:BINS]")
 
 
-def data_subsets(run: Run, spec: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The named subsets q of pairs a data refinement estimates on. Difference bins are cut to the
-    smallest bin's size (a seeded random subset of each): λ̂ scales with nβ at these sizes, so bins
-    of different sizes would differ by their nβ alone (docs/refined.md)."""
-    data = run.dataset()
+def data_subsets(data: ModularDataset, seed: int, spec: str, batch_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The named subsets q of pairs a data refinement estimates on, each checked to hold at least
+    one minibatch. Difference bins are cut to the smallest bin's size (a random subset of each,
+    seeded by the run's ``seed``): λ̂ scales with nβ at these sizes, so bins of different sizes
+    would differ by their nβ alone (docs/refined.md)."""
     if spec == "data:trained":
-        return {"trained": (data.train_x, data.train_y), "held-out": (data.test_x, data.test_y)}
+        sets = {"trained": (data.train_x, data.train_y), "held-out": (data.test_x, data.test_y)}
+    else:
+        sets = _difference_bins(data, seed, spec)
+    too_small = {name: int(y.shape[0]) for name, (_, y) in sets.items() if y.shape[0] < batch_size}
+    if too_small:
+        raise ConfigError(f"--refine {spec}: subsets {too_small} have fewer pairs than the minibatch ({batch_size}); "
+                          "use fewer bins or a smaller batch size")
+    return sets
+
+
+def _difference_bins(data: ModularDataset, seed: int, spec: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     bins_text, p = spec.split(":")[2], data.p
     if not bins_text.isdigit() or not 1 <= int(bins_text) <= p:
         raise ConfigError(f"--refine {spec}: BINS must be a whole number from 1 to p = {p}")
@@ -60,7 +71,7 @@ def data_subsets(run: Run, spec: str) -> dict[str, tuple[torch.Tensor, torch.Ten
     x, y = data.all_pairs()
     which = (x[:, 0] - x[:, 1]).remainder(p) * bins // p
     size = min(int((which == b).sum()) for b in range(bins))
-    order = torch.randperm(x.shape[0], generator=generator(run.config.training.seed, "difference-bins"))
+    order = torch.randperm(x.shape[0], generator=generator(seed, "difference-bins"))
     out = {}
     for b in range(bins):
         rows = order[which[order] == b][:size]  # a seeded random `size` pairs of the bin: equal sizes, equal nβ
@@ -81,12 +92,8 @@ def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all
         sizes = {name: data.n_train for name in masks}
         inputs = dict(data=(data.train_x, data.train_y), set_masks=[m for m in masks.values() for _ in steps])
     else:
-        sets = data_subsets(run, spec)
+        sets = data_subsets(run.dataset(), run.config.training.seed, spec, config.batch_size)
         sizes = {name: int(y.shape[0]) for name, (_, y) in sets.items()}
-        too_small = {name: n for name, n in sizes.items() if n < config.batch_size}
-        if too_small:
-            raise ConfigError(f"--refine {spec}: subsets {too_small} have fewer pairs than the minibatch ({config.batch_size}); "
-                              "use fewer bins or a smaller --batch-size")
         inputs = dict(data=[subset for subset in sets.values() for _ in steps])
     result = estimate_llc(model, param_sets=params * len(sizes), config=config, checkpoint_ids=steps * len(sizes),
                           steps=steps * len(sizes), progress=progress, **inputs)
@@ -94,6 +101,20 @@ def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all
     return {name: result.part(i * len(steps), (i + 1) * len(steps), part=name, n_pairs=sizes[name],
                               nbeta=nbeta[i * len(steps)] if isinstance(nbeta, list) else nbeta)
             for i, name in enumerate(sizes)}
+
+
+def table_columns(spec: str, parts: dict[str, LLCResult]) -> dict[str, float]:
+    """The last checkpoint's refined LLCs as flat table columns (a sweep's results.csv):
+    ``wr_<component>`` per component; ``dr_bin<i>`` per difference bin and their coefficient of
+    variation ``dr_bins_cv`` (std over bins / mean: how much λ̂ depends on a − b); ``dr_held_out``."""
+    last = {name: part.entries[-1].llc_mean for name, part in parts.items() if name != WHOLE}
+    if spec == "components":
+        return {f"wr_{name}": value for name, value in last.items()}
+    if spec == "data:trained":
+        return {"dr_held_out": last["held-out"]}
+    values = torch.tensor(list(last.values()), dtype=torch.float64)
+    cv = float(values.std() / values.mean()) if len(values) > 1 else 0.0
+    return {**{f"dr_bin{i}": value for i, value in enumerate(last.values())}, "dr_bins_cv": cv}
 
 
 def figure_stem(spec: str) -> str:

@@ -11,7 +11,7 @@ from ..layout import SweepPaths
 from ..store import read_json
 from ..sweeps.fits import axis_fields
 from ..sweeps.spec import parse_spec, sweep_points
-from ..sweeps.table import read_results
+from ..sweeps.table import read_results, refined_columns
 from ..thresholds import GENERALISED_TEST_ACCURACY
 from .page import Section, embed_png, fmt, render_page
 
@@ -57,7 +57,8 @@ def build_sweep_report(sweep_dir: str | Path) -> Path:
         summary.tables.append({"header": None, "css": "summary", "rows": [
             ["sweep", spec.name], ["base preset", spec.preset], ["grid", json.dumps(spec.grid)],
             ["points", f"{done} done, {len(failed)} failed, {len(pending)} not yet run"],
-            ["LLC", f"{spec.llc.checkpoints} checkpoints; SGLD {json.dumps(spec.llc.sgld)}"]]})
+            ["LLC", f"{spec.llc.checkpoints} checkpoints; SGLD {json.dumps(spec.llc.sgld)}"],
+            ["refined LLCs", ", ".join(spec.refine) or "none"]]})
         if pending:
             summary.missing.append(f"{len(pending)} points not yet run ({', '.join(pending[:5])}{' …' if len(pending) > 5 else ''}); "
                                    f"run `{rerun}`")
@@ -66,8 +67,9 @@ def build_sweep_report(sweep_dir: str | Path) -> Path:
         _fits(sweep_dir, summary)
         _figures(sweep_dir, spec, rerun, figures)
         keys = list(spec.grid)
-        table.tables.append({"header": ["point", *keys, *(title for _, title in SHOWN_COLUMNS)], "css": "",
-                             "rows": [[r["point"], *(r[k] for k in keys), *(_number(r[c]) for c, _ in SHOWN_COLUMNS)] for r in rows]})
+        shown = SHOWN_COLUMNS[:-1] + [(column, column) for column in refined_columns(rows)] + SHOWN_COLUMNS[-1:]  # error last
+        table.tables.append({"header": ["point", *keys, *(title for _, title in shown)], "css": "",
+                             "rows": [[r["point"], *(r[k] for k in keys), *(_number(r.get(c, "")) for c, _ in shown)] for r in rows]})
         table.text = f"Every point is an ordinary run directory under {SweepPaths(sweep_dir).runs}; `grokscope report` on one builds its page."
     if spec_data is not None:
         provenance.pre.append(json.dumps(spec_data, indent=2))

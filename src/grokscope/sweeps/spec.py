@@ -8,6 +8,7 @@
       random_labels: [false, true]
       seed: [0, 1, 2]
     llc: {checkpoints: last, sgld: {chains: 4, n_steps: 2000}}   # none | last | all
+    refine: [components, data:difference:8]   # refined LLCs at the same checkpoints (grokscope llc --refine)
     analyses: true               # the final checkpoint's circuit verdict and key frequencies
 
 Everything is validated when the spec is loaded, point by point, before any work starts.
@@ -24,7 +25,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..config import (
     PRESETS,
@@ -35,6 +43,7 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..llc.config import SGLDConfig, sgld_config
+from ..llc.refine import data_subsets, refinements
 from ..store import read_text
 from ..tasks import make_dataset
 from ..training import shared_settings
@@ -60,6 +69,7 @@ class SweepSpec(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict, alias="set")
     grid: dict[str, list[Any]]
     llc: LLCPlan = LLCPlan()
+    refine: list[str] = Field(default_factory=list, description="refined LLCs per point: components, data:trained, data:difference[:BINS]")
     analyses: bool = True
     batch_seeds: bool = Field(True, description="train and sample points that share every shape together")
 
@@ -86,12 +96,28 @@ class SweepSpec(BaseModel):
                              "(each is a training run); split it into several sweeps or thin the grid")
         return grid
 
+    @field_validator("refine")
+    @classmethod
+    def _known_refinements(cls, specs: list[str]) -> list[str]:
+        try:
+            return list(dict.fromkeys(refinements(spec) for spec in specs))
+        except ConfigError as err:
+            raise ValueError(str(err).replace("--refine=", "refine: ")) from None
+
+    @model_validator(mode="after")
+    def _refine_needs_llc(self) -> "SweepSpec":
+        if self.refine and self.llc.checkpoints == "none":
+            raise ValueError("refine needs llc.checkpoints last or all (refined LLCs are estimated at those checkpoints)")
+        return self
+
     def to_json(self) -> str:
         return json.dumps(self.model_dump(by_alias=True), indent=2)
 
     def work_hash(self) -> str:
         """Identity of what is done at each point beyond training (LLC plan, analyses)."""
         plan = {"llc": self.llc.checkpoints, "sgld": self.llc.config().model_dump(), "analyses": self.analyses}
+        if self.refine:  # absent from older plans, so their finished points stay finished
+            plan["refine"] = self.refine
         return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -126,6 +152,17 @@ BUILTIN_SPECS: dict[str, dict[str, Any]] = {
         "grid": {"train_frac": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.95], "seed": [0, 1, 2]},
         "llc": {"checkpoints": "last", "sgld": {"chains": 4, "n_steps": 2000, "batch_size": 64}},
     },
+    # REFERENCE §8 and the open question: can the LLC tell Pizza from Clock? Zhong et al.'s attention
+    # rate α from uniform (Pizza) to softmax (Clock) attention, the `pizza` preset's setup; the final
+    # checkpoint's λ̂, wrLLC per component and drLLC per bin of a − b beside the circuit verdict
+    # (docs/refined.md, scripts/alpha_phase.py).
+    "alpha-phase": {
+        "name": "alpha-phase",
+        "preset": "pizza",
+        "grid": {"attention_rate": [0.0, 0.25, 0.5, 0.75, 1.0], "seed": [0, 1, 2, 3]},
+        "llc": {"checkpoints": "last", "sgld": {"chains": 4, "n_steps": 2000, "batch_size": 64}},
+        "refine": ["components", "data:difference:8"],
+    },
 }
 
 
@@ -142,17 +179,22 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
     sgld = spec.llc.config()
     for point in sweep_points(spec):
         if spec.llc.checkpoints != "none":
-            n_train = make_dataset(point.config.task, point.config.training.seed).n_train
-            if sgld.batch_size > n_train:
+            data = make_dataset(point.config.task, point.config.training.seed)
+            if sgld.batch_size > data.n_train:
                 raise ConfigError(
-                    f"sweep point {point.values}: SGLD batch_size={sgld.batch_size} exceeds its {n_train} "
+                    f"sweep point {point.values}: SGLD batch_size={sgld.batch_size} exceeds its {data.n_train} "
                     "training pairs; lower llc.sgld.batch_size"
                 )
+            for refinement in (r for r in spec.refine if r.startswith("data:")):
+                try:
+                    data_subsets(data, point.config.training.seed, refinement, sgld.batch_size)
+                except ConfigError as err:
+                    raise ConfigError(f"sweep point {point.values}: {err}") from None
     return spec
 
 
 def load_spec(name_or_path: str | Path) -> SweepSpec:
-    """A built-in spec by name (sweep-p, sweep-frac) or a YAML/JSON file."""
+    """A built-in spec by name (sweep-p, sweep-frac, alpha-phase) or a YAML/JSON file."""
     if str(name_or_path) in BUILTIN_SPECS:
         return parse_spec(BUILTIN_SPECS[str(name_or_path)], f"spec {name_or_path}")
     path = Path(name_or_path)

@@ -14,12 +14,18 @@ RESULT_COLUMNS = [
     "status", "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc", "grokking_step",
     "llc_step", "llc_mean", "llc_std", "llc_r_hat", "llc_diverged_chains",
     "verdict", "key_frequencies", "gradient_symmetricity", "distance_irrelevance",
-    "batched", "train_seconds", "llc_seconds", "analysis_seconds", "config_hash", "run_dir", "error",
+    "batched", "train_seconds", "llc_seconds", "refine_seconds", "analysis_seconds", "config_hash", "run_dir", "error",
 ]
+REFINED_PREFIXES = ("wr_", "dr_")  # refined-LLC columns (llc/refine.py table_columns), after the fixed ones
 
 
-def columns(grid_keys: list[str]) -> list[str]:
-    return ["point", *grid_keys, *RESULT_COLUMNS]
+def refined_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The refined-LLC columns the rows hold, in first-seen order."""
+    return list(dict.fromkeys(key for row in rows for key in row if key.startswith(REFINED_PREFIXES)))
+
+
+def columns(grid_keys: list[str], rows: list[dict[str, Any]] = ()) -> list[str]:
+    return ["point", *grid_keys, *RESULT_COLUMNS, *refined_columns(rows)]
 
 
 def _cell(value: Any) -> str:
@@ -38,10 +44,11 @@ def write_results(sweep_dir: Path, grid_keys: list[str], rows: list[dict[str, An
     if len(set(names)) != len(names):
         raise ValueError("results table: a point appears twice")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns(grid_keys), lineterminator="\n", extrasaction="ignore")
+    fields = columns(grid_keys, rows)
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: _cell(row.get(key)) for key in columns(grid_keys)})
+        writer.writerow({key: _cell(row.get(key)) for key in fields})
     path = SweepPaths(sweep_dir).results
     atomic_write_text(path, buffer.getvalue())
     return path

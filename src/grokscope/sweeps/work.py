@@ -18,6 +18,7 @@ import torch
 from ..analysis import analyze_run
 from ..layout import RunPaths, SweepPaths
 from ..llc.config import sgld_config
+from ..llc.refine import run_refined, save_refined, table_columns
 from ..llc.result import LLCResult
 from ..llc.stored import run_llc_together, save_llc
 from ..run import Run
@@ -25,7 +26,7 @@ from ..store import atomic_write_json, read_json
 from ..training import train_together
 from .spec import SweepPoint
 
-TIMING_COLUMNS = ("train_seconds", "llc_seconds", "analysis_seconds")
+TIMING_COLUMNS = ("train_seconds", "llc_seconds", "refine_seconds", "analysis_seconds")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class UnitTask:
     points: tuple[SweepPoint, ...]
     llc_checkpoints: str
     sgld: dict[str, Any]
+    refine: tuple[str, ...]
     analyses: bool
     work_hash: str
     threads: int
@@ -116,6 +118,16 @@ def run_unit(task: UnitTask) -> list[dict[str, Any]]:
                 errors[i] = llc_errors[position]
         timings["llc_seconds"] = time.perf_counter() - start
 
+    refined: dict[int, dict[str, float]] = {}
+    if task.refine:
+        start = time.perf_counter()
+        for i in [i for i in llc if i not in errors]:
+            try:
+                refined[i] = _refine(runs[i], config, task)
+            except Exception as err:
+                errors[i] = _error_text(err)
+        timings["refine_seconds"] = time.perf_counter() - start
+
     rows = []
     for i, point in enumerate(points):
         if i in errors:
@@ -127,11 +139,21 @@ def run_unit(task: UnitTask) -> list[dict[str, Any]]:
         except Exception as err:
             rows.append(failed_row(point, _error_text(err)))
             continue
-        row = _row(point, runs[i], llc.get(i), summary, len(runs), timings)
+        row = _row(point, runs[i], llc.get(i), {**summary, **refined.get(i, {})}, len(runs), timings)
         row["analysis_seconds"] = round(time.perf_counter() - start, 3)
         atomic_write_json(RunPaths(task.run_dir(point)).sweep_point, {"config_hash": point.config.hash(), "work_hash": task.work_hash, "row": row})
         rows.append(row)
     return rows
+
+
+def _refine(run: Run, config, task: UnitTask) -> dict[str, float]:
+    """Each refinement of the plan at the LLC's checkpoints, saved in the run; its table columns."""
+    columns: dict[str, float] = {}
+    for spec in task.refine:
+        parts = run_refined(run, config, spec, task.llc_checkpoints, progress=False)
+        save_refined(run, spec, parts)
+        columns.update(table_columns(spec, parts))
+    return columns
 
 
 def _analysis_summary(run: Run) -> dict[str, Any]:
@@ -184,6 +206,7 @@ def failed_row(point: SweepPoint, error: str) -> dict[str, Any]:
 
 def unit_tasks(sweep_dir: Path, units: Sequence[Sequence[SweepPoint]], spec, threads: int) -> list[UnitTask]:
     return [
-        UnitTask(str(sweep_dir), tuple(unit), spec.llc.checkpoints, dict(spec.llc.sgld), spec.analyses, spec.work_hash(), threads)
+        UnitTask(str(sweep_dir), tuple(unit), spec.llc.checkpoints, dict(spec.llc.sgld), tuple(spec.refine), spec.analyses,
+                 spec.work_hash(), threads)
         for unit in units
     ]
