@@ -12,7 +12,10 @@ from grokscope.analysis.circuits import (
     distance_irrelevance,
     frequency_doubling,
     gradient_symmetricity,
+    sum_dependence,
 )
+from grokscope.config import build_config
+from grokscope.models import build_model
 
 
 class Formula(nn.Module):
@@ -148,3 +151,37 @@ def test_distance_irrelevance_and_symmetricity_are_seeded_and_bounded():
 def test_unsupported_model_is_refused_clearly():
     with pytest.raises(ConfigError, match="not supported by the analyses"):
         fourier_modes(nn.Linear(3, 3))
+
+
+def test_sum_dependence_reads_one_for_a_clock_and_the_pizza_formulas_share():
+    assert sum_dependence(Clock(P, K), P) == pytest.approx(1.0, abs=1e-9)
+    # Pizza: E|cos(θ/2)|² / E cos²(θ/2) over the p differences, (2/π)² / ½ = 0.811 in the limit
+    theta = 2 * math.pi * K * torch.arange(P, dtype=torch.float64) / P
+    half = torch.cos(theta / 2).abs()
+    assert sum_dependence(Pizza(P, K), P) == pytest.approx(float(half.mean() ** 2 / half.square().mean()), rel=1e-6)
+
+
+class BlurredClock(Clock):
+    """A Clock plus a logit term in a and c alone: it ignores a − b as a Clock does, but only part
+    of its variance is a function of a + b − c."""
+
+    def forward_from_embeddings(self, ea, eb, pre_unembed=False):
+        clock = super().forward_from_embeddings(ea, eb, pre_unembed)
+        return clock if pre_unembed else clock + ea @ self.embedding.weight.T
+
+
+def test_a_logit_that_ignores_a_minus_b_is_not_called_a_clock_unless_it_is_a_function_of_the_sum():
+    metrics = circuit(BlurredClock(P, K), P, keys=[K])
+    assert metrics.distance_irrelevance > 0.7 and metrics.sum_dependence == pytest.approx(0.5, abs=0.01)
+    assert metrics.verdict == "unclear" and any("not shown a Clock" in note for note in metrics.notes)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_the_mlp_symmetricity_is_fixed_by_its_architecture_and_not_used(tied):
+    config = build_config("example", overrides={"linear_1_tied": tied, "p": P})
+    model = build_model(config.model, P, seed=0)
+    symmetricity = gradient_symmetricity(model, P)
+    assert symmetricity == pytest.approx(1.0, abs=1e-6) if tied else abs(symmetricity) < 0.3  # before any training
+    metrics = circuit(model, P, keys=[K])
+    assert metrics.distance_irrelevance > 0.9  # a random network's logit ignores a − b too
+    assert metrics.verdict == "unclear" and any("fixes its gradient symmetricity" in note for note in metrics.notes)

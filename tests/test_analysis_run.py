@@ -15,6 +15,7 @@ from grokscope.analysis import (
     progress,
     save_analysis,
 )
+from grokscope.analysis.circuits import verdict
 from grokscope.analysis.fourier import fourier_basis, keep_one_mode, mode_magnitudes
 
 
@@ -65,9 +66,13 @@ def test_analyze_run_writes_results_figures_and_animation(example_run):
     assert len(fourier["checkpoints"][0]["ablation_losses"]) == 53 // 2 + 1
     assert len(fourier["checkpoints"][-1]["hessian_top"]) == 5
     assert fourier["checkpoints"][-1]["hessian_top"][0] >= fourier["checkpoints"][-1]["hessian_top"][-1]
-    assert circuit["checkpoints"][0]["verdict"] == "unclear"  # nothing has formed at initialisation
-    # the run generalises, so a verdict is called; and the notebook API calls the same one
-    assert circuit["final_verdict"] == circuit["checkpoints"][-1]["verdict"] != "unclear"
+    first, last = circuit["checkpoints"][0], circuit["checkpoints"][-1]
+    assert first["verdict"] == "unclear"  # nothing has formed at initialisation
+    assert first["sum_dependence"] < 0.05 < 0.5 < last["sum_dependence"]  # training built logits of a + b − c
+    # the MLP's gradient symmetricity is fixed by its architecture: the verdict rests on the other two
+    assert any("fixes its gradient symmetricity" in note for note in last["notes"])
+    called, _ = verdict(last["gradient_symmetricity"], last["distance_irrelevance"], last["sum_dependence"], False)
+    assert circuit["final_verdict"] == last["verdict"] == called
     from grokscope.analysis import circuit as notebook_circuit
 
     final = example_run.model(example_run.steps[-1])

@@ -76,6 +76,7 @@ class SweepPaths(_Directory):
     spec = Entry("sweep.json")
     results = Entry("results.csv")
     fits = Entry("fits.json")
+    separation = Entry("separation.json")  # sweeps/separation.py: does an LLC column tell Pizza from Clock?
     report = Entry("report.html")
     runs = Entry("runs")
     figures = Entry("figures")

@@ -11,6 +11,10 @@ GENERALISED_TEST_ACCURACY = 0.9
 PIZZA_SYMMETRICITY = 0.98
 PIZZA_MAX_DISTANCE_IRRELEVANCE = 0.5
 CLOCK_MIN_DISTANCE_IRRELEVANCE = 0.7
+# A Clock's logits are a function of a + b − c alone (Q = cos(w(a + b − c)): sum dependence 1); a
+# Pizza's ideal logits |cos(w(a − b)/2)| cos(w(a + b − c)) read (2/π)²/(1/2) = 0.81, a network at
+# initialisation ~0. A Clock verdict needs at least this (docs/circuits.md, "The MLP family").
+CLOCK_MIN_SUM_DEPENDENCE = 0.9
 
 # Health of an LLC estimate (llc/health.py), read from the chains alone, without the true λ.
 # Rank-normalised split R-hat below this (Vehtari et al. 2021 recommend 1.01; SGLD loss traces of

@@ -3,11 +3,18 @@
 - Gradient symmetricity and distance irrelevance: Zhong et al. 2023 (arXiv 2306.17844, §4.2).
   Pizza: symmetricity ≥ 0.98 and small distance irrelevance (their Model A: 0.994 and 0.17);
   Clock: distance irrelevance near 1.
+- Sum dependence: the fraction of the (per-pair centred) logits' variance that is a function of
+  (a + b − c) mod p: 1 for a Clock's Q = cos(w(a + b − c)), 0.81 for a Pizza's ideal logits, ~0
+  at initialisation. Positive evidence for a Clock, where distance irrelevance alone only says
+  "not a Pizza" (it is ~1 at initialisation).
 - Frequency doubling: the original study's criterion. For an embedding mode k, a Pizza shows a
   mode at 2k mod p in the activations the unembedding reads; a Clock only at k. It needs p odd
   (then k -> 2k is a bijection on the frequencies); for even p it is reported as null, with why.
 
-The verdict uses the two published metrics; the doubling ratio is reported beside them.
+The verdict uses the published metrics and the sum dependence; the doubling ratio is reported
+beside them. A model whose architecture fixes its gradient symmetricity (the original study's MLP:
+exactly 1 with tied input maps, near 0 with untied ones, whatever it learnt) sets
+``symmetricity_is_evidence = False``; its verdict rests on the other two (docs/circuits.md).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from torch import nn
 from ..seeding import generator
 from ..thresholds import (
     CLOCK_MIN_DISTANCE_IRRELEVANCE,
+    CLOCK_MIN_SUM_DEPENDENCE,
     PIZZA_MAX_DISTANCE_IRRELEVANCE,
     PIZZA_SYMMETRICITY,
 )
@@ -30,6 +38,7 @@ from .fourier import fourier_basis
 class CircuitMetrics:
     gradient_symmetricity: float
     distance_irrelevance: float
+    sum_dependence: float
     frequency_doubling: float | None
     verdict: str
     notes: list[str]
@@ -40,9 +49,9 @@ class CircuitMetrics:
     def plot(self):
         from .charts import bars
 
-        values = [self.gradient_symmetricity, self.distance_irrelevance, self.frequency_doubling or 0.0]
+        values = [self.gradient_symmetricity, self.distance_irrelevance, self.sum_dependence, self.frequency_doubling or 0.0]
         fig = bars(values, f"verdict: {self.verdict}", "", "value")
-        fig.axes[0].set_xticks(range(3), ["gradient symmetricity", "distance irrelevance", "frequency doubling"])
+        fig.axes[0].set_xticks(range(4), ["gradient\nsymmetricity", "distance\nirrelevance", "sum\ndependence", "frequency\ndoubling"])
         return fig
 
 
@@ -76,6 +85,21 @@ def distance_irrelevance(model: nn.Module, p: int) -> tuple[float, list[str]]:
 
 
 @torch.no_grad()
+def sum_dependence(model: nn.Module, p: int) -> float:
+    """R² of the logits Q_abc (centred over c for each pair: softmax ignores a shift) fitted by
+    the best function of (a + b − c) mod p, i.e. its mean over each such class."""
+    pairs = _all_pairs(p)
+    logits = model(pairs).double()
+    logits = logits - logits.mean(1, keepdim=True)
+    total = logits.square().sum()
+    if total <= 0:
+        return 0.0
+    sums = (pairs[:, :1] + pairs[:, 1:] - torch.arange(p)).remainder(p).flatten()  # [p*p*p], row-major as logits
+    means = torch.zeros(p, dtype=torch.float64).index_add_(0, sums, logits.flatten()) / (p * p)
+    return float(1 - (logits.flatten() - means[sums]).square().sum() / total)
+
+
+@torch.no_grad()
 def frequency_doubling(model: nn.Module, p: int, keys: list[int]) -> tuple[float | None, list[str]]:
     """Σ_k s(2k mod p) / Σ_k s(k) for the key frequencies k, where s is the magnitude spectrum
     over b (a fixed, then averaged over a) of the activations the unembedding reads."""
@@ -98,17 +122,28 @@ def frequency_doubling(model: nn.Module, p: int, keys: list[int]) -> tuple[float
     return doubled / max(base, 1e-12), []
 
 
-def verdict(symmetricity: float, irrelevance: float) -> str:
-    if symmetricity >= PIZZA_SYMMETRICITY and irrelevance <= PIZZA_MAX_DISTANCE_IRRELEVANCE:
-        return "pizza"
-    if irrelevance >= CLOCK_MIN_DISTANCE_IRRELEVANCE and symmetricity < PIZZA_SYMMETRICITY:
-        return "clock"
-    return "unclear"
+def verdict(symmetricity: float, irrelevance: float, sums: float, symmetricity_is_evidence: bool = True) -> tuple[str, list[str]]:
+    """pizza: symmetric gradients (where that is evidence) and a logit organised by a − b; clock: a
+    logit that ignores a − b, is a function of a + b − c, and gradients that are not symmetric."""
+    notes = [] if symmetricity_is_evidence else [
+        "this architecture fixes its gradient symmetricity, so it is not evidence: the verdict rests on "
+        "distance irrelevance and sum dependence"]
+    symmetric = symmetricity >= PIZZA_SYMMETRICITY if symmetricity_is_evidence else None
+    if symmetric in (True, None) and irrelevance <= PIZZA_MAX_DISTANCE_IRRELEVANCE:
+        return "pizza", notes
+    if irrelevance >= CLOCK_MIN_DISTANCE_IRRELEVANCE and symmetric in (False, None):
+        if sums >= CLOCK_MIN_SUM_DEPENDENCE:
+            return "clock", notes
+        notes.append(f"the logit ignores a − b but is only {sums:.0%} a function of a + b − c "
+                     f"(a Clock's is ~100%, at least {CLOCK_MIN_SUM_DEPENDENCE:.0%} called): not a Pizza, not shown a Clock")
+    return "unclear", notes
 
 
 def circuit_metrics(model: nn.Module, p: int, keys: list[int], seed: int = 0) -> CircuitMetrics:
-    """All three numbers and the verdict for one model."""
+    """All four numbers and the verdict for one model."""
     symmetricity = gradient_symmetricity(model, p, seed=seed)
     irrelevance, notes = distance_irrelevance(model, p)
+    sums = sum_dependence(model, p)
     doubling, more = frequency_doubling(model, p, keys)
-    return CircuitMetrics(symmetricity, irrelevance, doubling, verdict(symmetricity, irrelevance), notes + more)
+    called, why = verdict(symmetricity, irrelevance, sums, getattr(model, "symmetricity_is_evidence", True))
+    return CircuitMetrics(symmetricity, irrelevance, sums, doubling, called, notes + more + why)

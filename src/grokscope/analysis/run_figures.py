@@ -17,6 +17,7 @@ from ..run import Run
 from ..store import atomic_write_bytes, atomic_write_json
 from ..thresholds import (
     CLOCK_MIN_DISTANCE_IRRELEVANCE,
+    CLOCK_MIN_SUM_DEPENDENCE,
     PIZZA_MAX_DISTANCE_IRRELEVANCE,
     PIZZA_SYMMETRICITY,
 )
@@ -61,11 +62,12 @@ def analysis_figures(run: Run, analysis: RunAnalysis) -> dict[str, plt.Figure]:
             steps,
             {"gradient symmetricity": [c.circuit["gradient_symmetricity"] for c in analysis.checkpoints],
              "distance irrelevance": [c.circuit["distance_irrelevance"] for c in analysis.checkpoints],
+             "sum dependence": [c.circuit["sum_dependence"] for c in analysis.checkpoints],
              "frequency doubling": [c.circuit["frequency_doubling"] for c in analysis.checkpoints]},
             f"Pizza vs Clock: final verdict {analysis.final_verdict!r}, formed at step {analysis.circuit_formed_at}",
             "value",
             marks={"pizza symmetricity ≥": PIZZA_SYMMETRICITY, "pizza DI ≤": PIZZA_MAX_DISTANCE_IRRELEVANCE,
-                   "clock DI ≥": CLOCK_MIN_DISTANCE_IRRELEVANCE}),
+                   "clock DI ≥": CLOCK_MIN_DISTANCE_IRRELEVANCE, "clock sum dependence ≥": CLOCK_MIN_SUM_DEPENDENCE}),
         "circles": _circles_grid(run, analysis),
     }
     return figs

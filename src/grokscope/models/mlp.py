@@ -162,6 +162,10 @@ class MLP(nn.Module):
     Submodule names are the original code's, so ``state_dict()`` keys match its checkpoints.
     """
 
+    # ∂Q/∂E_a and ∂Q/∂E_b differ only by the first-layer map each passes through: identical with
+    # tied maps (symmetricity 1 at initialisation), near 0 with untied ones (docs/circuits.md)
+    symmetricity_is_evidence = False
+
     def __init__(self, cfg: MLPConfig, p: int, seed: int = 0):
         super().__init__()
         self.cfg, self.p = cfg, p

@@ -18,6 +18,7 @@ from ..png import save_figure
 from ..store import load_tensors, read_json, read_metadata, read_metrics
 from ..thresholds import (
     CLOCK_MIN_DISTANCE_IRRELEVANCE,
+    CLOCK_MIN_SUM_DEPENDENCE,
     GENERALISED_TEST_ACCURACY,
     PIZZA_MAX_DISTANCE_IRRELEVANCE,
     PIZZA_SYMMETRICITY,
@@ -220,13 +221,17 @@ def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
     if circuit:
         section.text = (f"Final verdict: {circuit['final_verdict']}, stable from step {fmt(circuit['circuit_formed_at'])}. "
                         f"Pizza: gradient symmetricity ≥ {PIZZA_SYMMETRICITY} and distance irrelevance ≤ {PIZZA_MAX_DISTANCE_IRRELEVANCE}; "
-                        f"Clock: distance irrelevance ≥ {CLOCK_MIN_DISTANCE_IRRELEVANCE} (the metrics are Zhong et al. 2023's, the cut-offs "
-                        f"ours). Below {GENERALISED_TEST_ACCURACY} test accuracy no circuit is called.")
+                        f"Clock: distance irrelevance ≥ {CLOCK_MIN_DISTANCE_IRRELEVANCE} and sum dependence ≥ {CLOCK_MIN_SUM_DEPENDENCE} "
+                        f"(logits a function of a + b − c). The first two metrics are Zhong et al. 2023's, the cut-offs ours; where the "
+                        f"architecture fixes gradient symmetricity (the MLP) it is not used. Below {GENERALISED_TEST_ACCURACY} test "
+                        "accuracy no circuit is called.")
         for stem, caption in figures_of("circuit"):
             _figure_file(run_dir, stem, caption, f"grokscope analyze {run_dir}", section)
-        section.tables.append({"header": ["step", "test acc", "gradient symmetricity", "distance irrelevance", "frequency doubling", "verdict"],
+        section.tables.append({"header": ["step", "test acc", "gradient symmetricity", "distance irrelevance", "sum dependence",
+                                          "frequency doubling", "verdict"],
                                "css": "", "rows": [[c["step"], fmt(c["test_acc"], ".3f"), fmt(c["gradient_symmetricity"], ".3f"),
-                                                    fmt(c["distance_irrelevance"], ".3f"), fmt(c["frequency_doubling"], ".3f"),
+                                                    fmt(c["distance_irrelevance"], ".3f"), fmt(c.get("sum_dependence"), ".3f"),
+                                                    fmt(c["frequency_doubling"], ".3f"),
                                                     c["verdict"]] for c in circuit["checkpoints"]]})
     return section
 

@@ -65,6 +65,7 @@ def build_sweep_report(sweep_dir: str | Path) -> Path:
         for row in failed:
             summary.missing.append(f"failed: {row['point']}: {row['error']} (rerun `{rerun}` to retry)")
         _fits(sweep_dir, summary)
+        _separation(sweep_dir, summary)
         _figures(sweep_dir, spec, rerun, figures)
         keys = list(spec.grid)
         shown = SHOWN_COLUMNS[:-1] + [(column, column) for column in refined_columns(rows)] + SHOWN_COLUMNS[-1:]  # error last
@@ -88,6 +89,20 @@ def _fits(sweep_dir: Path, section: Section) -> None:
             for field, field_fits in fits.items() for fit in field_fits]
     if rows:
         section.tables.append({"header": ["least-squares line", "series", "points", "slope", "intercept", "R²"], "css": "", "rows": rows})
+
+
+def _separation(sweep_dir: Path, section: Section) -> None:
+    path = SweepPaths(sweep_dir).separation
+    try:
+        entries = read_json(path) if path.exists() else []
+    except GrokscopeError as err:
+        section.missing.append(f"unreadable: {SweepPaths.separation} ({err})")
+        return
+    rows = [[e["column"], f"{e['n_pizza']} / {e['n_clock']}", fmt(e["pizza_mean"]), fmt(e["clock_mean"]), fmt(e["auroc"], ".2f"),
+             f"{fmt(e['low'], '.2f')} – {fmt(e['high'], '.2f')}"] for e in entries]
+    if rows:
+        section.tables.append({"header": ["LLC column as a Pizza score", "pizza / clock points", "pizza mean", "clock mean",
+                                          "AUROC", "95% bootstrap"], "css": "", "rows": rows})
 
 
 def _figures(sweep_dir: Path, spec, rerun: str, section: Section) -> None:

@@ -19,6 +19,7 @@ from ..layout import SweepPaths
 from ..store import RunLock, atomic_write_json, atomic_write_text
 from .executors import EXECUTORS, default_workers
 from .fits import axis_fields, line_fits, save_sweep_figures
+from .separation import separation
 from .spec import SweepSpec, sweep_points, work_units
 from .table import write_results
 from .work import finished_row, unit_tasks
@@ -91,17 +92,22 @@ def run_sweep(
         figures = save_sweep_figures(sweep_dir, spec.grid, table())
         fits = {f: [asdict(fit) for fit in line_fits(table(), keys, f)] for f in axis_fields(spec.grid)}
         atomic_write_json(SweepPaths(sweep_dir).fits, fits)
+        separated = separation(table())
+        atomic_write_json(SweepPaths(sweep_dir).separation, separated)
     outcome = SweepOutcome(sweep_dir, table(), reused, len(pending), time.perf_counter() - start, figures)
     if progress:
-        _print_summary(outcome, fits)
+        _print_summary(outcome, fits, separated)
     return outcome
 
 
-def _print_summary(outcome: SweepOutcome, fits: dict[str, list[dict[str, Any]]]) -> None:
+def _print_summary(outcome: SweepOutcome, fits: dict[str, list[dict[str, Any]]], separated: list[dict[str, Any]]) -> None:
     print(outcome.summary())
     for field_name, field_fits in fits.items():
         for fit in field_fits:
             print(f"LLC against {field_name} [{fit['series']}]: slope {fit['slope']:.4g}, R² {fit['r2']:.3f} over {fit['n_points']} points")
+    for entry in separated:
+        print(f"{entry['column']} as a Pizza score ({entry['n_pizza']} pizza, {entry['n_clock']} clock points): "
+              f"AUROC {entry['auroc']:.2f} [{entry['low']:.2f}, {entry['high']:.2f}]")
     for row in outcome.failed:
         print(f"failed: {row['point']}: {row['error']}")
     for path in outcome.figures:

@@ -165,6 +165,7 @@ def _analysis_summary(run: Run) -> dict[str, Any]:
         "key_frequencies": " ".join(map(str, analysis.key_frequencies)),
         "gradient_symmetricity": circuit["gradient_symmetricity"],
         "distance_irrelevance": circuit["distance_irrelevance"],
+        "sum_dependence": circuit["sum_dependence"],
     }
 
 
