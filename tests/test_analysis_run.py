@@ -115,11 +115,18 @@ def test_run_without_checkpoints_is_refused(tmp_path, tiny_config):
         analyze_run(load_run(run.path), progress=False)
 
 
-def test_transformer_trains_and_works_with_llc_and_analyses(tmp_path, tiny_config):
+@pytest.mark.parametrize("preset", ["pizza", "nanda"])
+def test_transformer_trains_and_works_with_llc_and_analyses(tmp_path, preset):
     from grokscope.llc import estimate_llc
+    from grokscope.llc.selection import model_components
 
-    cfg = build_config("pizza", overrides={"p": 7, "d_model": 8, "n_heads": 2, "n_steps": 30, "n_checkpoints": 2, "eval_every": 5})
+    cfg = build_config(preset, overrides={"p": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "n_steps": 30, "n_checkpoints": 2,
+                                          "eval_every": 5, "train_frac": 0.6})
     run = train(cfg, tmp_path / "t", progress=False)
+    if preset == "nanda":  # "a b =": the "=" embedding is a parameter of the embed component, and it learns
+        assert "equals" in model_components(run.new_model())["embed"]
+        assert not torch.equal(run.state_dict(0)["equals"], run.state_dict(30)["equals"])
+        assert run.state_dict(0)["embedding.weight"].shape[0] == 7  # the analyses' token table stays p rows
     data = run.dataset()
     result = estimate_llc(run.new_model(), (data.train_x, data.train_y), [run.state_dict(s) for s in run.steps],
                           epsilon=1e-4, n_steps=30, batch_size=8, chains=2)

@@ -15,12 +15,36 @@ def test_presets_match_reference():
     nwd = build_config("no-weight-decay")
     assert (nwd.model.embed_dim, nwd.model.hidden_size, nwd.training.weight_decay) == (16, 32, 0.0)
     assert (nwd.training.n_steps, nwd.training.n_checkpoints) == (2000, 40)
-    assert set(PRESETS) == {"example", "no-weight-decay", "pizza", "clock"}
+    assert set(PRESETS) == {"example", "no-weight-decay", "pizza", "clock", "nanda"}
     for name, alpha in (("pizza", 0.0), ("clock", 1.0)):
         cfg = build_config(name)
         assert (cfg.task.p, cfg.task.train_frac, cfg.model.kind, cfg.model.attention_rate) == (59, 0.8, "transformer", alpha)
         assert (cfg.training.optimizer, cfg.training.lr, cfg.training.weight_decay) == ("adamw", 1e-3, 2.0)
         assert cfg.training.betas == (0.9, 0.98) and cfg.training.full_batch
+
+
+def test_nanda_preset_is_the_published_model():
+    cfg = build_config("nanda")  # REFERENCE §10
+    assert (cfg.task.p, cfg.task.train_frac) == (113, 0.3)
+    assert (cfg.model.d_model, cfg.model.n_heads, cfg.model.d_mlp, cfg.model.attention_rate, cfg.model.equals_token) == (128, 4, 512, 1.0, True)
+    tc = cfg.training
+    assert (tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.warmup_steps, tc.full_batch, tc.n_steps) == ("adamw", 1e-3, 1.0, (0.9, 0.98), 10, True, 40000)
+    from grokscope.models import build_model
+
+    d, d_mlp, p = 128, 512, 113
+    expected = (p + 1) * d + 3 * d + 4 * d * d + 2 * d * d_mlp + d_mlp + d + p * d  # tokens and "=", positions, attention, MLP, unembedding
+    assert sum(t.numel() for t in build_model(cfg.model, p).parameters()) == expected  # about 225k, as published
+
+
+def test_settings_added_later_leave_older_runs_their_identity():
+    from grokscope.config import parse_config
+
+    cfg = build_config("pizza")
+    older = json.loads(cfg.to_json())  # as a run directory written before these settings existed
+    del older["training"]["warmup_steps"], older["model"]["equals_token"]
+    assert parse_config(older).hash() == cfg.hash()
+    assert build_config("pizza", overrides={"warmup_steps": 10}).hash() != cfg.hash()
+    assert build_config("pizza", overrides={"equals_token": True}).hash() != cfg.hash()
 
 
 def test_checkpoint_schedule_has_init_evenly_spaced_and_final():

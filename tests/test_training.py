@@ -54,6 +54,18 @@ def test_no_weight_decay_tail_really_switches_it_off(tmp_path, tiny_config):
     assert not _same_weights(_final_weights(tail), _final_weights(with_wd))
 
 
+def test_warm_up_ramps_the_learning_rate_linearly(tmp_path, tiny_config):
+    from grokscope.training import _lr_at
+
+    cfg = tiny_config(warmup_steps=10, lr=0.01)
+    assert [_lr_at(cfg, step) for step in (0, 4, 9, 10, 59)] == pytest.approx([0.001, 0.005, 0.01, 0.01, 0.01])
+    plain = train(tiny_config(), tmp_path / "plain", progress=False)
+    one_step = train(tiny_config(warmup_steps=1), tmp_path / "one", progress=False)  # a one-step warm-up is none
+    warmed = train(tiny_config(warmup_steps=20), tmp_path / "warm", progress=False)
+    assert _same_weights(_final_weights(plain), _final_weights(one_step))
+    assert not _same_weights(_final_weights(plain), _final_weights(warmed))
+
+
 @pytest.mark.slow
 def test_resume_after_kill_gives_the_same_final_weights(tmp_path, tiny_config):
     cfg = tiny_config(n_steps=4000, n_checkpoints=40, eval_every=50)

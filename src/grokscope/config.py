@@ -46,6 +46,7 @@ class TrainingConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     full_batch: bool = Field(False, description="every step uses the whole training set")
     weight_decay: float = Field(0.0002, ge=0.0)
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up over the first N steps (Nanda et al.: 10)")
     no_weight_decay_steps: int = Field(0, ge=0, description="switch weight decay off for the last N steps")
     eval_every: int = Field(10, ge=1, description="full-batch evaluation interval (and at every checkpoint)")
     seed: int = Field(0, ge=0)
@@ -55,6 +56,8 @@ class TrainingConfig(_Strict):
     def _consistent(self) -> "TrainingConfig":
         if self.n_checkpoints > self.n_steps:
             raise ValueError(f"n_checkpoints={self.n_checkpoints} exceeds n_steps={self.n_steps}")
+        if self.warmup_steps > self.n_steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} exceeds n_steps={self.n_steps}")
         if self.no_weight_decay_steps > self.n_steps:
             raise ValueError(f"no_weight_decay_steps={self.no_weight_decay_steps} exceeds n_steps={self.n_steps}")
         return self
@@ -90,10 +93,17 @@ class RunConfig(_Strict):
         return json.dumps(self.model_dump(), indent=2, sort_keys=True)
 
     def hash(self) -> str:
-        """A short stable hash of every setting (the run's identity for resume and sweeps)."""
-        canonical = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        """A short stable hash of every setting (the run's identity for resume and sweeps). Settings
+        added after runs existed are left out at their default, so those runs keep their identity."""
+        settings = self.model_dump()
+        for section, field, default in HASH_OMITS_DEFAULTS:
+            if settings[section].get(field, default) == default:
+                settings[section].pop(field, None)
+        canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+
+HASH_OMITS_DEFAULTS = (("training", "warmup_steps", 0), ("model", "equals_token", False))
 
 PRESETS: dict[str, dict[str, Any]] = {
     # REFERENCE §1: the original study's example run.
@@ -115,6 +125,17 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
         }
         for name, alpha in (("pizza", 0.0), ("clock", 1.0))
+    },
+    # Nanda et al. 2023's grokking transformer (REFERENCE §10): tokens "a b =", p = 113, 30% of the
+    # pairs, full batch, AdamW lr 1e-3, weight decay 1, 10-step warm-up, 40k steps. Hours on a
+    # 2-core CPU; training resumes where it stopped (docs/refined.md, "Nanda's transformer").
+    "nanda": {
+        "task": {"p": 113, "train_frac": 0.3},
+        "model": {"kind": "transformer", "d_model": 128, "n_heads": 4, "d_mlp": 512, "attention_rate": 1.0, "equals_token": True},
+        "training": {
+            "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1.0, "betas": [0.9, 0.98], "warmup_steps": 10,
+            "full_batch": True, "n_steps": 40000, "n_checkpoints": 80, "eval_every": 100,
+        },
     },
 }
 

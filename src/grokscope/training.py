@@ -67,6 +67,12 @@ def _weight_decay_at(config: RunConfig, step: int) -> float:
     return 0.0 if step >= tc.n_steps - tc.no_weight_decay_steps else tc.weight_decay
 
 
+def _lr_at(config: RunConfig, step: int) -> float:
+    """Learning rate of the update from ``step`` to ``step + 1``: linear warm-up, then constant."""
+    tc = config.training
+    return tc.lr * min(1.0, (step + 1) / tc.warmup_steps) if tc.warmup_steps else tc.lr
+
+
 def shared_settings(config: RunConfig) -> RunConfig:
     """What runs must share to be trained together: everything but the seed and the label kind."""
     return config.model_copy(
@@ -243,6 +249,7 @@ class _StackedTraining:
         for step in range(self.start, tc.n_steps):
             for group in self.optimizer.param_groups:
                 group["weight_decay"] = _weight_decay_at(self.config, step)
+                group["lr"] = _lr_at(self.config, step)
             self.optimizer.zero_grad(set_to_none=True)
             self._minibatch_loss().backward()
             self.optimizer.step()

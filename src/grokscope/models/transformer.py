@@ -1,7 +1,9 @@
 """One-layer transformer with an attention rate α (Zhong et al. 2023, "The Clock and the Pizza",
 arXiv 2306.17844, §4): two input tokens, no LayerNorm, no causal mask, output read at the last
 position. attention = α · softmax(QKᵀ/√d_head) + (1 − α) · uniform. α = 0 tends to learn Pizza,
-α = 1 Clock.
+α = 1 Clock. With ``equals_token`` the input is "a b =" and the output is read at "=" (Nanda et al.
+2023, arXiv 2301.05217; REFERENCE §10); the "=" embedding is its own parameter, so ``embedding``
+stays the p-row token table the analyses read.
 
 A plain ``nn.Module``: SGLD batches it with ``torch.func.vmap`` (the generic path).
 """
@@ -27,6 +29,7 @@ class TransformerConfig(Strict):
     n_heads: int = Field(4, ge=1)
     d_mlp: int | None = Field(None, ge=1, description="MLP width; default 4 * d_model")
     attention_rate: float = Field(1.0, ge=0.0, le=1.0, description="α: 0 = uniform attention, 1 = softmax")
+    equals_token: bool = Field(False, description='inputs "a b =", read out at "=" (Nanda et al.)')
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TransformerConfig":
@@ -48,7 +51,10 @@ class Transformer(nn.Module):
 
         self.embedding = nn.Embedding(p, d)
         self.embedding.weight = normal(p, d, fan_in=d)
-        self.pos = normal(2, d, fan_in=d)
+        positions = 3 if cfg.equals_token else 2
+        self.pos = normal(positions, d, fan_in=d)
+        if cfg.equals_token:
+            self.equals = normal(d, fan_in=d)  # row p of a p + 1 token vocabulary
         self.W_QKV = normal(d, 3 * d, fan_in=d)  # [W_Q | W_K | W_V], each d -> heads * d_head
         self.W_O = normal(d, d, fan_in=d)  # concatenated heads -> residual
         self.W_in, self.b_in = normal(d, d_mlp, fan_in=d), nn.Parameter(torch.zeros(d_mlp))
@@ -57,7 +63,7 @@ class Transformer(nn.Module):
         self.unembed.weight = normal(p, d, fan_in=d)
 
     def components(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Named components as element masks (REFERENCE §8): ``embed`` (token and position
+        """Named components as element masks (REFERENCE §8): ``embed`` (token, "=" and position
         embeddings), ``head{i}`` (head i's columns of W_Q, W_K, W_V and its rows of W_O), ``attn``
         (every head), ``mlp`` and ``unembed``."""
         d, heads = self.cfg.d_model, self.cfg.n_heads
@@ -67,7 +73,7 @@ class Transformer(nn.Module):
         def whole(*names: str) -> dict[str, torch.Tensor]:
             return {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
 
-        out = {"embed": whole("embedding.weight", "pos")}
+        out = {"embed": whole("embedding.weight", "pos", *(["equals"] if self.cfg.equals_token else []))}
         for h in range(heads):
             qkv = torch.zeros(d, 3 * d, dtype=torch.bool)
             for section in range(3):  # W_Q, W_K, W_V side by side, each [d, heads * d_head]
@@ -87,10 +93,11 @@ class Transformer(nn.Module):
     def forward_from_embeddings(self, ea: torch.Tensor, eb: torch.Tensor, pre_unembed: bool = False) -> torch.Tensor:
         """Logits [m, p] (or the residual stream read by the unembedding) from token embeddings [m, d]."""
         m, d, heads = ea.shape[0], self.cfg.d_model, self.cfg.n_heads
-        x = torch.stack([ea, eb], dim=1) + self.pos  # [m, 2, d]
-        q, k, v = (x @ self.W_QKV).view(m, 2, 3, heads, d // heads).permute(2, 0, 3, 1, 4)  # [m, heads, 2, d_head]
+        tokens = [ea, eb, self.equals.expand(m, d)] if self.cfg.equals_token else [ea, eb]
+        x = torch.stack(tokens, dim=1) + self.pos  # [m, positions, d]
+        q, k, v = (x @ self.W_QKV).view(m, len(tokens), 3, heads, d // heads).permute(2, 0, 3, 1, 4)  # [m, heads, positions, d_head]
         q = q[:, :, -1:]  # only the last position is read out
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d // heads)  # [m, heads, 1, 2]
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // heads)  # [m, heads, 1, positions]
         alpha = self.cfg.attention_rate
         pattern = alpha * torch.softmax(scores, dim=-1) + (1 - alpha) / scores.shape[-1]
         attended = (pattern @ v).reshape(m, d) @ self.W_O
