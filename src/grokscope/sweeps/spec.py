@@ -155,13 +155,14 @@ BUILTIN_SPECS: dict[str, dict[str, Any]] = {
     # REFERENCE §8 and the open question: can the LLC tell Pizza from Clock? Zhong et al.'s attention
     # rate α from uniform (Pizza) to softmax (Clock) attention, the `pizza` preset's setup; the final
     # checkpoint's λ̂, wrLLC per component and drLLC per bin of a − b beside the circuit verdict
-    # (docs/refined.md, scripts/alpha_phase.py).
+    # (docs/refined.md, scripts/alpha_phase.py). These transformers (weight decay 2) are sharp: the
+    # default ε = 5e-4 diverges, ε ≥ 1e-5 has MALA acceptance ≤ 0.55; 3e-6 is accepted at 0.91.
     "alpha-phase": {
         "name": "alpha-phase",
         "preset": "pizza",
         "grid": {"attention_rate": [0.0, 0.25, 0.5, 0.75, 1.0], "seed": [0, 1, 2, 3]},
-        "llc": {"checkpoints": "last", "sgld": {"chains": 4, "n_steps": 2000, "batch_size": 64}},
-        "refine": ["components", "data:difference:8"],
+        "llc": {"checkpoints": "last", "sgld": {"chains": 4, "n_steps": 1500, "batch_size": 64, "epsilon": 3e-6}},
+        "refine": ["components", "data:difference:4"],
     },
 }
 
