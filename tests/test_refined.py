@@ -7,7 +7,7 @@ from torch import nn
 
 from grokscope import ConfigError, build_config, train
 from grokscope.llc import estimate_llc, sgld_config
-from grokscope.llc.refine import WHOLE, run_refined
+from grokscope.llc.refine import WHOLE, data_subsets, run_refined, strongest_frequency
 from grokscope.llc.stored import run_llc
 
 
@@ -92,8 +92,6 @@ def test_data_refined_on_the_training_set_is_the_ordinary_estimate(example):
 
 
 def test_difference_bins_partition_every_pair_and_run_batched(example):
-    from grokscope.llc.refine import data_subsets
-
     subsets = data_subsets(example.dataset(), example.config.training.seed, "data:difference:5", batch_size=64)
     p = example.config.task.p
     sizes = {int(y.shape[0]) for _, y in subsets.values()}
@@ -102,9 +100,24 @@ def test_difference_bins_partition_every_pair_and_run_batched(example):
         assert torch.equal(y, (x[:, 0] + x[:, 1]) % p) and len(set(map(tuple, x.tolist()))) == len(x)  # distinct real pairs
         differences = set(((x[:, 0] - x[:, 1]) % p).tolist())
         assert max(differences) - min(differences) == len(differences) - 1  # a contiguous run of differences
-    for spec in ("data:trained", "data:difference:5"):
+    for spec in ("data:trained", "data:difference:5", "data:frequency:3"):
         done = run_cli("llc", example.path, "--refine", spec, "--checkpoints", "-1", "--steps", "200", "--chains", "2")
         assert done.returncode == 0, done.stderr
     stored = json.loads((example.path / "results" / "llc_refined.json").read_text())
     assert "data:trained" in stored and list(stored["data:difference:5"]["parts"]) == list(subsets)  # kept side by side
     assert (example.path / "figures" / "llc_refined_data_difference.png").exists()
+    k = strongest_frequency(example)
+    assert list(stored["data:frequency:3"]["parts"]) == [f"{k}(a-b) folded in {r}" for r in ("0..8", "9..17", "18..26")]
+
+
+def test_frequency_bins_group_pairs_by_the_phase_of_a_key_frequency(example):
+    data, p, k = example.dataset(), example.config.task.p, 4
+    subsets = data_subsets(data, 0, "data:frequency:3", batch_size=64, frequency=k)
+    amplitude = []  # a Pizza's |cos(πk(a − b)/p)|: falls from bin to bin
+    for x, y in subsets.values():
+        assert torch.equal(y, (x[:, 0] + x[:, 1]) % p)
+        phase = (k * (x[:, 0] - x[:, 1])).remainder(p)
+        amplitude.append(torch.cos(torch.pi * torch.minimum(phase, p - phase) / p).abs())
+    assert amplitude[0].min() > amplitude[1].max() and amplitude[1].min() > amplitude[2].max()
+    with pytest.raises(ConfigError, match="BINS must be a whole number from 1 to 27"):
+        data_subsets(data, 0, "data:frequency:28", batch_size=64)

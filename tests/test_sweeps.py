@@ -81,7 +81,7 @@ def test_spec_expands_to_validated_points_grouped_by_shape():
         ({"llc": {"sgld": {"chains": 0}}}, "invalid SGLD setting: chains=0"),
         ({"llc": {"sgld": {"batch_size": 500}}}, r"SGLD batch_size=500 exceeds its 46 training pairs"),
         ({"colour": "red"}, "colour: unknown key"),
-        ({"refine": ["weights"]}, "refine: 'weights': use components, data:trained or data:difference"),
+        ({"refine": ["weights"]}, "refine: 'weights': use components, data:trained, data:difference"),
         ({"llc": {"checkpoints": "none"}}, "refine needs llc.checkpoints last or all"),
         ({"refine": ["data:difference:7"]}, r"sweep point \{'p': 7, 'seed': 0\}: --refine data:difference:7: subsets .* fewer pairs than the minibatch \(16\)"),
     ],

@@ -317,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     llc.add_argument("--auto-at", dest="auto_at", default="last", help="checkpoints to calibrate at (last, or indices; "
                      "with several the smallest chosen epsilon is used)")
     llc.add_argument("--refine", help="components: the weight-refined LLC of each named component beside the whole model's; "
-                     "data:difference[:BINS] (pairs binned by (a-b) mod p, default 8 bins) or data:trained (train vs held-out "
-                     "pairs): the data-refined LLC of each subset; one batched run (results/llc_refined.json)")
+                     "data:difference[:BINS] (pairs binned by (a-b) mod p, default 8 bins), data:frequency[:BINS] (binned by "
+                     "k(a-b) folded, k the final embedding's strongest frequency) or data:trained (train vs held-out pairs): "
+                     "the data-refined LLC of each subset; one batched run (results/llc_refined.json)")
     llc.set_defaults(func=_cmd_llc)
 
     calibrate = sub.add_parser("calibrate", help="choose epsilon from the data: a batched grid with health flags and the rule's choice")

@@ -3,8 +3,11 @@ in ONE batched run of parts × checkpoints × chains:
 
 - weight-refined (``components``): the LLC of each named component of the model, only its entries
   sampled and the rest held at w*;
-- data-refined (``data:difference[:BINS]``, ``data:trained``): the same estimator with the loss
-  everywhere (SGLD drift, averaged loss, L(w*)) on a subset q of the pairs and nβ from q's size.
+- data-refined (``data:difference[:BINS]``, ``data:frequency[:BINS]``, ``data:trained``): the same
+  estimator with the loss everywhere (SGLD drift, averaged loss, L(w*)) on a subset q of the pairs
+  and nβ from q's size. ``frequency`` bins the pairs by the phase k(a − b) of the final embedding's
+  strongest frequency k, folded to [0, p/2]: the pairs where a Pizza's amplitude |cos(πk(a − b)/p)|
+  is large come first, those where it vanishes last.
 
 Every part at checkpoint k draws its chains' streams from the keys of the whole-model chains of k
 (common random numbers), so the part equal to the ordinary estimate (``whole``, or the ``trained``
@@ -18,6 +21,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from ..analysis.fourier import mode_magnitudes
 from ..errors import ConfigError, GrokscopeError
 from ..png import save_figure
 from ..run import Run
@@ -32,30 +36,37 @@ from .selection import model_components
 from .stored import select_checkpoints
 
 WHOLE = "whole"
-DIFFERENCE_BINS = 8  # default number of bins of (a − b) mod p
+DEFAULT_BINS = 8  # default number of bins of a data refinement by difference or frequency phase
+BINNED = ("difference", "frequency")
 
 
 def refinements(spec: str) -> str:
-    """``spec`` checked and normalised: components | data:trained | data:difference:BINS."""
+    """``spec`` checked and normalised: components | data:trained | data:difference:BINS | data:frequency:BINS."""
     parts = spec.split(":")
     if parts in (["components"], ["data", "trained"]):
         return spec
-    if parts == ["data", "difference"]:
-        return f"data:difference:{DIFFERENCE_BINS}"
-    if len(parts) == 3 and parts[:2] == ["data", "difference"]:
+    if len(parts) == 2 and parts[0] == "data" and parts[1] in BINNED:
+        return f"{spec}:{DEFAULT_BINS}"
+    if len(parts) == 3 and parts[0] == "data" and parts[1] in BINNED:
         return spec
-    raise ConfigError(f"--refine={spec!r}: use components, data:trained or data:difference[:BINS]")
+    raise ConfigError(f"--refine={spec!r}: use components, data:trained, data:difference[:BINS] or data:frequency[:BINS]")
 
 
-def data_subsets(data: ModularDataset, seed: int, spec: str, batch_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def strongest_frequency(run: Run) -> int:
+    """The frequency k ≥ 1 of largest magnitude in the final checkpoint's embedding."""
+    embedding = run.model(run.steps[-1]).embedding.weight.detach()
+    return int(mode_magnitudes(embedding)[1:].argmax()) + 1
+
+
+def data_subsets(data: ModularDataset, seed: int, spec: str, batch_size: int, frequency: int = 1) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The named subsets q of pairs a data refinement estimates on, each checked to hold at least
-    one minibatch. Difference bins are cut to the smallest bin's size (a random subset of each,
-    seeded by the run's ``seed``): λ̂ scales with nβ at these sizes, so bins of different sizes
-    would differ by their nβ alone (docs/refined.md)."""
+    one minibatch. Bins are cut to the smallest bin's size (a random subset of each, seeded by the
+    run's ``seed``): λ̂ scales with nβ at these sizes, so bins of different sizes would differ by
+    their nβ alone (docs/refined.md). ``frequency`` is the k of ``data:frequency``."""
     if spec == "data:trained":
         sets = {"trained": (data.train_x, data.train_y), "held-out": (data.test_x, data.test_y)}
     else:
-        sets = _difference_bins(data, seed, spec)
+        sets = _bins(data, seed, spec, frequency)
     too_small = {name: int(y.shape[0]) for name, (_, y) in sets.items() if y.shape[0] < batch_size}
     if too_small:
         raise ConfigError(f"--refine {spec}: subsets {too_small} have fewer pairs than the minibatch ({batch_size}); "
@@ -63,20 +74,29 @@ def data_subsets(data: ModularDataset, seed: int, spec: str, batch_size: int) ->
     return sets
 
 
-def _difference_bins(data: ModularDataset, seed: int, spec: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    bins_text, p = spec.split(":")[2], data.p
-    if not bins_text.isdigit() or not 1 <= int(bins_text) <= p:
-        raise ConfigError(f"--refine {spec}: BINS must be a whole number from 1 to p = {p}")
+def _bins(data: ModularDataset, seed: int, spec: str, frequency: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Pairs binned by (a − b) mod p in [0, p), or by k(a − b) mod p folded to [0, p/2], in equal-width
+    ranges of whole values, each cut to the smallest bin's size."""
+    kind, bins_text = spec.split(":")[1:]
+    p = data.p
+    values = p if kind == "difference" else p // 2 + 1
+    if not bins_text.isdigit() or not 1 <= int(bins_text) <= values:
+        raise ConfigError(f"--refine {spec}: BINS must be a whole number from 1 to {values} for p = {p}")
     bins = int(bins_text)
     x, y = data.all_pairs()
-    which = (x[:, 0] - x[:, 1]).remainder(p) * bins // p
+    coordinate = (x[:, 0] - x[:, 1]).remainder(p)
+    if kind == "frequency":
+        coordinate = (coordinate * frequency).remainder(p)
+        coordinate = torch.minimum(coordinate, p - coordinate)
+    which = coordinate * bins // values
     size = min(int((which == b).sum()) for b in range(bins))
-    order = torch.randperm(x.shape[0], generator=generator(seed, "difference-bins"))
+    order = torch.randperm(x.shape[0], generator=generator(seed, f"{kind}-bins"))
+    name = "(a-b) mod p" if kind == "difference" else f"{frequency}(a-b) folded"
     out = {}
     for b in range(bins):
         rows = order[which[order] == b][:size]  # a seeded random `size` pairs of the bin: equal sizes, equal nβ
-        lo, hi = (b * p + bins - 1) // bins, ((b + 1) * p + bins - 1) // bins - 1
-        out[f"(a-b) mod p in {lo}..{hi}"] = (x[rows], y[rows])
+        lo, hi = (b * values + bins - 1) // bins, ((b + 1) * values + bins - 1) // bins - 1
+        out[f"{name} in {lo}..{hi}"] = (x[rows], y[rows])
     return out
 
 
@@ -92,7 +112,8 @@ def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all
         sizes = {name: data.n_train for name in masks}
         inputs = dict(data=(data.train_x, data.train_y), set_masks=[m for m in masks.values() for _ in steps])
     else:
-        sets = data_subsets(run.dataset(), run.config.training.seed, spec, config.batch_size)
+        frequency = strongest_frequency(run) if spec.startswith("data:frequency") else 1
+        sets = data_subsets(run.dataset(), run.config.training.seed, spec, config.batch_size, frequency)
         sizes = {name: int(y.shape[0]) for name, (_, y) in sets.items()}
         inputs = dict(data=[subset for subset in sets.values() for _ in steps])
     result = estimate_llc(model, param_sets=params * len(sizes), config=config, checkpoint_ids=steps * len(sizes),
@@ -106,7 +127,8 @@ def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all
 def table_columns(spec: str, parts: dict[str, LLCResult]) -> dict[str, float]:
     """The last checkpoint's refined LLCs as flat table columns (a sweep's results.csv):
     ``wr_<component>`` per component; ``dr_bin<i>`` per difference bin and their coefficient of
-    variation ``dr_bins_cv`` (std over bins / mean: how much λ̂ depends on a − b); ``dr_held_out``."""
+    variation ``dr_bins_cv`` (std over bins / mean: how much λ̂ depends on a − b); ``dr_phase<i>``
+    and ``dr_phase_cv`` the same for frequency-phase bins; ``dr_held_out``."""
     last = {name: part.entries[-1].llc_mean for name, part in parts.items() if name != WHOLE}
     if spec == "components":
         return {f"wr_{name}": value for name, value in last.items()}
@@ -114,7 +136,8 @@ def table_columns(spec: str, parts: dict[str, LLCResult]) -> dict[str, float]:
         return {"dr_held_out": last["held-out"]}
     values = torch.tensor(list(last.values()), dtype=torch.float64)
     cv = float(values.std() / values.mean()) if len(values) > 1 else 0.0
-    return {**{f"dr_bin{i}": value for i, value in enumerate(last.values())}, "dr_bins_cv": cv}
+    prefix, cv_name = ("dr_bin", "dr_bins_cv") if spec.startswith("data:difference") else ("dr_phase", "dr_phase_cv")
+    return {**{f"{prefix}{i}": value for i, value in enumerate(last.values())}, cv_name: cv}
 
 
 def figure_stem(spec: str) -> str:

@@ -69,7 +69,7 @@ class SweepSpec(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict, alias="set")
     grid: dict[str, list[Any]]
     llc: LLCPlan = LLCPlan()
-    refine: list[str] = Field(default_factory=list, description="refined LLCs per point: components, data:trained, data:difference[:BINS]")
+    refine: list[str] = Field(default_factory=list, description="refined LLCs per point: components, data:trained, data:difference[:BINS], data:frequency[:BINS]")
     analyses: bool = True
     batch_seeds: bool = Field(True, description="train and sample points that share every shape together")
 
