@@ -185,3 +185,12 @@ def test_the_mlp_symmetricity_is_fixed_by_its_architecture_and_not_used(tied):
     metrics = circuit(model, P, keys=[K])
     assert metrics.distance_irrelevance > 0.9  # a random network's logit ignores a − b too
     assert metrics.verdict == "unclear" and any("fixes its gradient symmetricity" in note for note in metrics.notes)
+
+
+def test_the_verdict_in_words_says_since_when_or_why_none_was_called():
+    from grokscope.analysis import verdict_summary
+
+    assert verdict_summary({"final_verdict": "clock", "circuit_formed_at": 720, "checkpoints": []}) == "clock (stable from step 720)"
+    unclear = {"final_verdict": "unclear", "circuit_formed_at": None, "checkpoints": [{"notes": ["first", "the reason"]}]}
+    assert verdict_summary(unclear) == "unclear (the reason)"
+    assert verdict_summary({"final_verdict": "unclear", "circuit_formed_at": None, "checkpoints": []}) == "unclear"

@@ -188,18 +188,18 @@ def _cmd_validate(args: argparse.Namespace) -> None:
 def _cmd_analyze(args: argparse.Namespace) -> None:
     import time
 
-    from .analysis import analyze_run, save_analysis, save_stages
+    from .analysis import analyze_run, save_analysis, save_stages, verdict_summary
     from .run import load_run
 
     run = load_run(args.run)
     start = time.perf_counter()
     analysis = analyze_run(run, progress=not args.quiet)
     written = save_analysis(run, analysis)
-    print(f"key frequencies: {analysis.key_frequencies}; final verdict: {analysis.final_verdict} "
-          f"(formed at step {analysis.circuit_formed_at}); {len(analysis.steps)} checkpoints in {time.perf_counter() - start:.1f} s")
+    print(f"key frequencies: {analysis.key_frequencies}; final verdict: {verdict_summary(analysis.circuit_json())}; "
+          f"{len(analysis.steps)} checkpoints in {time.perf_counter() - start:.1f} s")
     last = analysis.checkpoints[-1].circuit
     print(f"final: gradient symmetricity {last['gradient_symmetricity']:.3f}, distance irrelevance "
-          f"{last['distance_irrelevance']:.3f}, frequency doubling {last['frequency_doubling']}")
+          f"{last['distance_irrelevance']:.3f}, sum dependence {last['sum_dependence']:.3f}, frequency doubling {last['frequency_doubling']}")
     print(f"wrote {len(written)} files under {run.path}")
     if run.paths.llc.exists():
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .analysis import analyze_run, save_analysis, save_stages
+from .analysis import analyze_run, save_analysis, save_stages, verdict_summary
 from .config import build_config
 from .llc.config import sgld_config
 from .llc.stored import run_llc, save_llc
@@ -42,7 +42,7 @@ def run_demo(out: str | Path = "runs/demo", progress: bool = True, command: str 
     print(run.summary_line())
     print(f"LLC: peak {peak.llc_mean:.1f} ± {peak.llc_std:.1f} at step {peak.step}; final {valid[-1].llc_mean:.1f} ± {valid[-1].llc_std:.1f}")
     print("stages: " + "; ".join(f"{s['start']}–{s['end']} {s['phase']} (λ̂ {s['llc_trend']})" for s in stages["stages"]))
-    print(f"circuit: {analysis.final_verdict} (formed at step {analysis.circuit_formed_at}); key frequencies {analysis.key_frequencies}")
+    print(f"circuit: {verdict_summary(analysis.circuit_json())}; key frequencies {analysis.key_frequencies}")
     print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + f"; total {time.perf_counter() - start:.1f} s")
     print(f"report: {page}")
     return page

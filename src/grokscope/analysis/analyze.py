@@ -85,6 +85,14 @@ class RunAnalysis:
         }
 
 
+def verdict_summary(circuit: dict) -> str:
+    """A stored circuit.json's final verdict in words: since when it holds, or why none was called."""
+    if circuit["final_verdict"] != "unclear":
+        return f"{circuit['final_verdict']} (stable from step {circuit['circuit_formed_at']})"
+    notes = (circuit.get("checkpoints") or [{}])[-1].get("notes") or []
+    return "unclear" + (f" ({notes[-1]})" if notes else "")
+
+
 def analyze_run(
     run: Run, progress: bool = True, hessian_count: int = 5, seed: int = 0, final_only: bool = False
 ) -> RunAnalysis:

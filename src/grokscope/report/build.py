@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..analysis.analyze import verdict_summary
 from ..analysis.registry import figures_of
 from ..analysis.stages import plot_stages, stage_table
 from ..errors import GrokscopeError
@@ -219,7 +220,7 @@ def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
     section = Section("circuit", "Pizza or Clock")
     section.missing += results.note(RunPaths.circuit)
     if circuit:
-        section.text = (f"Final verdict: {circuit['final_verdict']}, stable from step {fmt(circuit['circuit_formed_at'])}. "
+        section.text = (f"Final verdict: {verdict_summary(circuit)}. "
                         f"Pizza: gradient symmetricity ≥ {PIZZA_SYMMETRICITY} and distance irrelevance ≤ {PIZZA_MAX_DISTANCE_IRRELEVANCE}; "
                         f"Clock: distance irrelevance ≥ {CLOCK_MIN_DISTANCE_IRRELEVANCE} and sum dependence ≥ {CLOCK_MIN_SUM_DEPENDENCE} "
                         f"(logits a function of a + b − c). The first two metrics are Zhong et al. 2023's, the cut-offs ours; where the "
