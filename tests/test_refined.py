@@ -121,3 +121,17 @@ def test_frequency_bins_group_pairs_by_the_phase_of_a_key_frequency(example):
     assert amplitude[0].min() > amplitude[1].max() and amplitude[1].min() > amplitude[2].max()
     with pytest.raises(ConfigError, match="BINS must be a whole number from 1 to 27"):
         data_subsets(data, 0, "data:frequency:28", batch_size=64)
+
+
+def test_the_report_names_a_refinement_entry_it_cannot_read(example, tmp_path):
+    from grokscope.report import build_run_report
+
+    path = example.path / "results" / "llc_refined.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({**stored, "components": {"settings": {}}, "settings": 3}))  # damaged, or from another version
+    try:
+        html = build_run_report(example.path).read_text()
+    finally:
+        path.write_text(json.dumps(stored))
+    assert "entry &#39;components&#39;" in html and "entry &#39;settings&#39;" in html

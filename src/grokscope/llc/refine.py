@@ -124,7 +124,7 @@ def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all
             for i, name in enumerate(sizes)}
 
 
-def table_columns(spec: str, parts: dict[str, LLCResult]) -> dict[str, float]:
+def table_columns(spec: str, parts: dict[str, LLCResult]) -> dict[str, float | None]:
     """The last checkpoint's refined LLCs as flat table columns (a sweep's results.csv):
     ``wr_<component>`` per component; ``dr_bin<i>`` per difference bin and their coefficient of
     variation ``dr_bins_cv`` (std over bins / mean: how much λ̂ depends on a − b); ``dr_phase<i>``
@@ -134,8 +134,8 @@ def table_columns(spec: str, parts: dict[str, LLCResult]) -> dict[str, float]:
         return {f"wr_{name}": value for name, value in last.items()}
     if spec == "data:trained":
         return {"dr_held_out": last["held-out"]}
-    values = torch.tensor(list(last.values()), dtype=torch.float64)
-    cv = float(values.std() / values.mean()) if len(values) > 1 else 0.0
+    values = torch.tensor([float("nan") if v is None else v for v in last.values()], dtype=torch.float64)
+    cv = float(values.std() / values.mean()) if len(values) > 1 and not values.isnan().any() else None  # None: a bin diverged
     prefix, cv_name = ("dr_bin", "dr_bins_cv") if spec.startswith("data:difference") else ("dr_phase", "dr_phase_cv")
     return {**{f"{prefix}{i}": value for i, value in enumerate(last.values())}, cv_name: cv}
 

@@ -165,6 +165,9 @@ def _llc(run_dir: Path, llc, metrics, stages, refined, results: RunResults) -> S
             section.tables.append({"header": ["steps", "phase", "λ̂", "what happens"], "rows": stage_table(stages), "css": ""})
     section.missing += results.note(RunPaths.llc_refined)
     for spec, entry in (refined or {}).items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("parts"), dict) and entry["parts"]):
+            section.missing.append(f"unreadable: {RunPaths.llc_refined} entry {spec!r} (rerun `grokscope llc {run_dir} --refine ...`)")
+            continue
         _own_figure(run_dir, figure_stem(spec), f"Refined LLC ({spec}; grokscope llc --refine {spec})", plot_refined(spec, entry), section)
         last = {name: entries[-1] for name, entries in entry["parts"].items()}
         section.tables.append({"header": [spec, f"λ̂ at step {next(iter(last.values()))['step']}", "std", "health flags"], "css": "",
