@@ -60,6 +60,17 @@ def separation_table(rows):
               f"{entry['auroc']:.2f} ({entry['low']:.2f}–{entry['high']:.2f}) | {'; '.join(within) or '—'} |")
 
 
+def per_seed_table(rows, column="llc_mean"):
+    """``column`` per seed (rows) and α (columns), with each point's verdict: seeds share their data
+    split and initialisation across α, so this compares circuits with everything else held fixed."""
+    alphas = sorted({float(r["attention_rate"]) for r in rows})
+    print(f"\n| seed | " + " | ".join(f"α = {a:g}" for a in alphas) + " |")
+    print("| --- | " + " | ".join("---" for _ in alphas) + " |")
+    for seed in sorted({int(r["seed"]) for r in rows}):
+        cells = {float(r["attention_rate"]): f"{float(r[column]):.3g} ({r['verdict']})" for r in rows if int(r["seed"]) == seed}
+        print(f"| {seed} | " + " | ".join(cells.get(a, "—") for a in alphas) + " |")
+
+
 def figure(rows, columns):
     fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
     rng = np.random.default_rng(0)
@@ -87,6 +98,7 @@ def main() -> None:
     print()
     per_alpha_table(rows, columns)
     separation_table(rows)
+    per_seed_table(rows)
     print("\nsweep:", json.dumps(json.loads(SweepPaths(args.sweep_dir).spec.read_text())))
     if args.figure:
         shown = ["llc_mean", *[c for c in columns if c.startswith("wr_") and not c.startswith("wr_head")], "dr_bins_cv"]
