@@ -157,12 +157,13 @@ def plot_stages(llc: dict, metrics: list[dict[str, float]], stages: dict):
 
 
 def shade_stages(axes, stages: dict) -> None:
-    """Alternate shading for each stage on every axis, its phase written at the top of the first."""
+    """Alternate shading for each stage on every axis, its phase written at the top of the first
+    (on alternate rows, so the names of neighbouring short stages do not overlap)."""
     for i, stage in enumerate(stages["stages"]):
         for ax in axes:
             ax.axvspan(stage["start"], stage["end"], color="0.85" if i % 2 else "0.93", zorder=0)
-        axes[0].annotate(stage["phase"], ((stage["start"] + stage["end"]) / 2, 0.97), xycoords=("data", "axes fraction"),
-                         ha="center", va="top", fontsize=8)
+        axes[0].annotate(stage["phase"], ((stage["start"] + stage["end"]) / 2, 0.97 - 0.06 * (i % 2)), xycoords=("data", "axes fraction"),
+                         ha="center", va="top", fontsize=7)
     if stages["grokking_step"] is not None:
         for ax in axes:
             ax.axvline(stages["grokking_step"], color="k", ls=":", lw=0.8)
