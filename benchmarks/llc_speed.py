@@ -17,6 +17,9 @@ The floor, measured in the same run:
     python benchmarks/llc_speed.py --device cuda --chains 1 4 16 40 --devinterp-checkpoints 0
     python benchmarks/llc_speed.py --variants-only             # per-step cost of rmsprop_sgld, step
                                                                # metrics and MALA relative to plain sgld
+    python benchmarks/llc_speed.py --run runs/nanda --as-is    # an existing run's checkpoints, untrained further
+
+On a GPU the table adds each workload's peak device memory.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from grokscope import build_config, train
+from grokscope import build_config, load_run, train
 from grokscope.llc import estimate_llc
 from grokscope.llc.objective import BatchedObjective
+from grokscope.llc.sampler import ChainStreams, block_length
 
 SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=3000, burn_in=750, batch_size=64)
 DEVINTERP_CHAINS = (1, 4)  # devinterp at 16 chains a checkpoint would take hours here
@@ -105,9 +109,27 @@ def run_grokscope(run, chains: int, device: torch.device, **extra: object) -> fl
     data = run.dataset()
     params = [run.state_dict(s) for s in run.steps]
     sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     estimate_llc(run.new_model(), (data.train_x, data.train_y), params, checkpoint_ids=run.steps, chains=chains,
                  device=str(device), **{**SETTINGS, **extra})
+    sync(device)
+    return time.perf_counter() - start
+
+
+def stream_seconds(chain_count: int, n_params: int, n_data: int, device: torch.device) -> float:
+    """Seconds spent drawing the workload's per-chain minibatch indices and noise alone (as the
+    loop on ``device`` draws them, without overlapping anything)."""
+    streams = ChainStreams([(0, "bench", c) for c in range(chain_count)], [n_data] * chain_count,
+                           SETTINGS["batch_size"], n_params, device, background=False)
+    length, done = block_length(n_params), 0
+    sync(device)
+    start = time.perf_counter()
+    while done < SETTINGS["n_steps"]:
+        index, _, _ = streams.request(min(length, SETTINGS["n_steps"] - done))
+        index.to(device)
+        done += index.shape[1]
     sync(device)
     return time.perf_counter() - start
 
@@ -172,12 +194,18 @@ def main() -> None:
     parser.add_argument("--devinterp-checkpoints", default="all",
                         help="'all', N evenly spaced checkpoints (scaled up), or 0 to skip devinterp")
     parser.add_argument("--variants-only", action="store_true", help="only the per-step cost of each kernel and observer")
+    parser.add_argument("--as-is", action="store_true", help="sample the run at --run as it stands (no training)")
+    parser.add_argument("--steps", type=int, default=SETTINGS["n_steps"], help="SGLD steps per chain (burn-in: a quarter)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(2)
+    SETTINGS.update(n_steps=args.steps, burn_in=args.steps // 4)
 
-    run = train(build_config(args.preset), Path(args.run or f"runs/bench-{args.preset}"), progress=False)
+    if args.as_is:
+        run = load_run(args.run)
+    else:
+        run = train(build_config(args.preset), Path(args.run or f"runs/bench-{args.preset}"), progress=False)
     k = len(run.steps)
     n_params = sum(p.numel() for p in run.new_model().parameters())
     rate = matmul_rate(device)
@@ -191,7 +219,7 @@ def main() -> None:
 
     run_grokscope(run, 1, device, n_steps=100, burn_in=25)  # warm-up (first-call overheads)
     if args.variants_only:
-        variant_costs(run, device)
+        variant_costs(run, device, steps=min(1000, SETTINGS["n_steps"]))
         return
     if args.devinterp_checkpoints == "all":
         dv_steps = run.steps
@@ -203,20 +231,26 @@ def main() -> None:
     rows = []
     for chains in args.chains:
         ours = run_grokscope(run, chains, device)
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        if device.type == "cuda":
+            print(f"{chains} chain(s): drawing the streams alone takes {stream_seconds(k * chains, n_params, run.dataset().n_train, device):.1f} s")
         theirs = run_devinterp(run, dv_steps, chains, device) * scale if dv_steps and chains in DEVINTERP_CHAINS else None
         chain_steps = k * chains * SETTINGS["n_steps"]
-        rows.append((chains, ours, theirs, per_chain_step * chain_steps / rate, n_params * chain_steps / noise_rate, chain_steps))
+        rows.append((chains, ours, theirs, per_chain_step * chain_steps / rate, n_params * chain_steps / noise_rate, chain_steps, peak))
         print(f"{chains} chain(s): grokscope {ours:.1f} s" + (f", devinterp {theirs:.1f} s" if theirs else ""), flush=True)
 
     marker = "" if scale in (0.0, 1.0) else f" (devinterp measured on {len(dv_steps)} of {k} checkpoints, scaled ×{scale:.2f})"
     print(f"\nnoise floor at {1e9 / noise_rate:.2f} ns a number ({noise_label}){marker}")
-    print("| chains/checkpoint | grokscope | devinterp 1.3.2 | speed-up | matmul floor | noise floor | grokscope / (matmul + noise floor) | µs per chain-step |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for chains, ours, theirs, mm_floor, noise_floor, chain_steps in rows:
+    memory = " peak device memory |" if device.type == "cuda" else ""
+    print("| chains/checkpoint | grokscope | devinterp 1.3.2 | speed-up | matmul floor | noise floor | "
+          f"grokscope / (matmul + noise floor) | µs per chain-step | chain-steps per second |{memory}")
+    print("| --- " * (9 + bool(memory)) + "|")
+    for chains, ours, theirs, mm_floor, noise_floor, chain_steps, peak in rows:
         dv = f"{theirs:.0f} s | {theirs / ours:.1f}×" if theirs else "— | —"
         print(f"| {chains} | {ours:.1f} s | {dv} | {mm_floor:.2f} s | {noise_floor:.2f} s | "
-              f"{ours / (mm_floor + noise_floor):.2f}× | {1e6 * ours / chain_steps:.1f} |")
-    variant_costs(run, device)
+              f"{ours / (mm_floor + noise_floor):.2f}× | {1e6 * ours / chain_steps:.1f} | {chain_steps / ours:,.0f} |"
+              + (f" {peak:.2f} GiB |" if memory else ""))
+    variant_costs(run, device, steps=min(1000, SETTINGS["n_steps"]))
 
 
 if __name__ == "__main__":

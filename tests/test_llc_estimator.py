@@ -177,6 +177,29 @@ def test_the_cuda_path_matches_the_cpu(tiny_run):
     assert all(np.isfinite(e.llc_mean) and e.llc_mean > 0 for e in result.entries)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the GPU path is not exercised")
+def test_the_transformer_on_cuda_matches_the_cpu():
+    from grokscope.config import TransformerConfig
+    from grokscope.llc.objective import BatchedObjective
+    from grokscope.models import Transformer
+
+    p = 7
+    model = Transformer(TransformerConfig(d_model=8, n_heads=2, d_mlp=16), p, seed=0)
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    x = torch.stack([a.flatten(), b.flatten()], dim=1)
+    y = (x[:, 0] + x[:, 1]) % p
+    stacked = {n: t.detach() + 0.1 * torch.randn(3, *t.shape) for n, t in model.named_parameters()}
+    xs, ys = x[:32].expand(3, -1, -1), y[:32].expand(3, -1)
+    objective = BatchedObjective(model, "cross_entropy")
+    loss, grads = objective.losses_and_grads(stacked, {}, xs, ys)
+    loss_gpu, grads_gpu = objective.losses_and_grads({n: t.cuda() for n, t in stacked.items()}, {}, xs.cuda(), ys.cuda())
+    torch.testing.assert_close(loss_gpu.cpu(), loss, rtol=1e-4, atol=1e-5)
+    for name in grads:
+        torch.testing.assert_close(grads_gpu[name].cpu(), grads[name], rtol=1e-3, atol=1e-5)
+    result = estimate_llc(model, (x, y), device="cuda", **{**FAST, "epsilon": 1e-4})
+    assert result.settings["device"] == "cuda" and np.isfinite(result.entries[0].llc_mean)
+
+
 def test_result_fields_and_json(tiny_run):
     model, data, params = _inputs(tiny_run)
     result = estimate_llc(model, data, params, steps=tiny_run.steps, mala=True, **FAST)
