@@ -134,6 +134,21 @@ def stream_seconds(chain_count: int, n_params: int, n_data: int, device: torch.d
     return time.perf_counter() - start
 
 
+def gpu_profile(run, chains: int, device: torch.device, steps: int = 200) -> None:
+    """Kernels launched per SGLD step and the share of the wall time the GPU is busy (torch's
+    profiler): a small batch is launch-bound when that share is low."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        wall = run_grokscope(run, chains, device, n_steps=steps, burn_in=steps // 4)
+    kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+    busy = sum(getattr(e, "self_device_time_total", 0) for e in kernels) / 1e6
+    launches = sum(e.count for e in kernels)
+    print(f"profile, {chains} chain(s) × {len(run.steps)} checkpoints, {steps} steps: {launches / steps:.0f} kernels a step, "
+          f"GPU busy {busy:.2f} s of {wall:.2f} s wall ({100 * busy / wall:.0f}%)")
+
+
 # (label, extra settings): the kernels and observers whose per-step cost is printed relative to plain sgld
 VARIANTS = [
     ("sgld", dict(mala=False)),
@@ -195,6 +210,8 @@ def main() -> None:
                         help="'all', N evenly spaced checkpoints (scaled up), or 0 to skip devinterp")
     parser.add_argument("--variants-only", action="store_true", help="only the per-step cost of each kernel and observer")
     parser.add_argument("--as-is", action="store_true", help="sample the run at --run as it stands (no training)")
+    parser.add_argument("--profile", type=int, nargs="*", default=[], metavar="CHAINS",
+                        help="on a GPU: kernels per step and GPU busy share at these chain counts, then stop")
     parser.add_argument("--steps", type=int, default=SETTINGS["n_steps"], help="SGLD steps per chain (burn-in: a quarter)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -218,6 +235,10 @@ def main() -> None:
         print(f"normal numbers: {value / 1e6:.0f} M/s ({1e9 / value:.2f} ns each) by {label}")
 
     run_grokscope(run, 1, device, n_steps=100, burn_in=25)  # warm-up (first-call overheads)
+    if args.profile:
+        for chains in args.profile:
+            gpu_profile(run, chains, device)
+        return
     if args.variants_only:
         variant_costs(run, device, steps=min(1000, SETTINGS["n_steps"]))
         return
