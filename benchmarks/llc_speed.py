@@ -232,7 +232,7 @@ def main() -> None:
     print(f"device: {device}; checkpoints: {k}; parameters: {n_params}; {per_chain_step / 1e6:.3f} MFLOP per chain-step")
     print(f"float32 matmul rate: {rate / 1e9:.1f} GFLOP/s")
     for label, value in noise.items():
-        print(f"normal numbers: {value / 1e6:.0f} M/s ({1e9 / value:.2f} ns each) by {label}")
+        print(f"normal numbers: {value / 1e6:.0f} M/s ({1e9 / value:.3g} ns each) by {label}")
 
     run_grokscope(run, 1, device, n_steps=100, burn_in=25)  # warm-up (first-call overheads)
     if args.profile:
@@ -261,14 +261,14 @@ def main() -> None:
         print(f"{chains} chain(s): grokscope {ours:.1f} s" + (f", devinterp {theirs:.1f} s" if theirs else ""), flush=True)
 
     marker = "" if scale in (0.0, 1.0) else f" (devinterp measured on {len(dv_steps)} of {k} checkpoints, scaled ×{scale:.2f})"
-    print(f"\nnoise floor at {1e9 / noise_rate:.2f} ns a number ({noise_label}){marker}")
+    print(f"\nnoise floor at {1e9 / noise_rate:.3g} ns a number ({noise_label}){marker}")
     memory = " peak device memory |" if device.type == "cuda" else ""
     print("| chains/checkpoint | grokscope | devinterp 1.3.2 | speed-up | matmul floor | noise floor | "
           f"grokscope / (matmul + noise floor) | µs per chain-step | chain-steps per second |{memory}")
     print("| --- " * (9 + bool(memory)) + "|")
     for chains, ours, theirs, mm_floor, noise_floor, chain_steps, peak in rows:
         dv = f"{theirs:.0f} s | {theirs / ours:.1f}×" if theirs else "— | —"
-        print(f"| {chains} | {ours:.1f} s | {dv} | {mm_floor:.2f} s | {noise_floor:.2f} s | "
+        print(f"| {chains} | {ours:.1f} s | {dv} | {mm_floor:.3g} s | {noise_floor:.3g} s | "
               f"{ours / (mm_floor + noise_floor):.2f}× | {1e6 * ours / chain_steps:.1f} | {chain_steps / ours:,.0f} |"
               + (f" {peak:.2f} GiB |" if memory else ""))
     variant_costs(run, device, steps=min(1000, SETTINGS["n_steps"]))
