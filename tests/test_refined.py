@@ -25,6 +25,14 @@ def test_every_component_is_below_the_whole_model_and_whole_is_the_ordinary_esti
     for name in ("embedding", "layer1", "output"):
         for part, whole in zip(parts[name].entries, parts[WHOLE].entries):
             assert 0 < part.llc_mean < whole.llc_mean + 2 * (whole.llc_std + part.llc_std), (name, part.step)
+    # given the ordinary estimate (as a sweep does), the whole model is not sampled again: same parts
+    reused = run_refined(example, config, "components", "6,12,-1", progress=False, whole=ordinary)
+    assert list(reused) == list(parts)
+    for name in parts:
+        assert [e.llc_per_chain for e in reused[name].entries] == [e.llc_per_chain for e in parts[name].entries], name
+        # the selection record lists the batched run's sets, which now lack the whole model's
+        without_selection = [{k: v for k, v in r[name].settings.items() if k != "selection"} for r in (reused, parts)]
+        assert without_selection[0] == without_selection[1], name
 
 
 class TwoParts(nn.Module):

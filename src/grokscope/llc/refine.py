@@ -16,6 +16,7 @@ subset) gives `grokscope llc`'s numbers bit for bit.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -100,15 +101,20 @@ def _bins(data: ModularDataset, seed: int, spec: str, frequency: int) -> dict[st
     return out
 
 
-def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all", progress: bool = True) -> dict[str, LLCResult]:
-    """Part name -> its LLC over the chosen checkpoints, for the refinement ``spec``."""
+def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all", progress: bool = True,
+                whole: LLCResult | None = None) -> dict[str, LLCResult]:
+    """Part name -> its LLC over the chosen checkpoints, for the refinement ``spec``. ``whole``: the
+    ordinary LLC of this run with the same ``config`` and checkpoints (e.g. a sweep's llc.json,
+    estimated just before); ``components`` then takes it as its whole-model row, which it equals bit
+    for bit, instead of sampling the whole model again."""
     spec = refinements(spec)
     model = run.new_model()
     steps = select_checkpoints(run, checkpoints)
     params = [run.state_dict(step) for step in steps]
+    reuse = spec == "components" and whole is not None and [e.step for e in whole.entries] == steps
     if spec == "components":
         data = run.dataset()
-        masks = {WHOLE: None, **model_components(model)}
+        masks = {**({} if reuse else {WHOLE: None}), **model_components(model)}
         sizes = {name: data.n_train for name in masks}
         inputs = dict(data=(data.train_x, data.train_y), set_masks=[m for m in masks.values() for _ in steps])
     else:
@@ -119,9 +125,13 @@ def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all
     result = estimate_llc(model, param_sets=params * len(sizes), config=config, checkpoint_ids=steps * len(sizes),
                           steps=steps * len(sizes), progress=progress, **inputs)
     nbeta = result.settings["nbeta"]
-    return {name: result.part(i * len(steps), (i + 1) * len(steps), part=name, n_pairs=sizes[name],
-                              nbeta=nbeta[i * len(steps)] if isinstance(nbeta, list) else nbeta)
-            for i, name in enumerate(sizes)}
+    parts = {name: result.part(i * len(steps), (i + 1) * len(steps), part=name, n_pairs=sizes[name],
+                               nbeta=nbeta[i * len(steps)] if isinstance(nbeta, list) else nbeta)
+             for i, name in enumerate(sizes)}
+    if not reuse:
+        return parts
+    own = {**result.settings, "part": WHOLE, "n_pairs": run.dataset().n_train, "nbeta": nbeta}
+    return {WHOLE: replace(whole, settings=own), **parts}
 
 
 def table_columns(spec: str, parts: dict[str, LLCResult]) -> dict[str, float | None]:

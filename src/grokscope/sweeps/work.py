@@ -123,7 +123,7 @@ def run_unit(task: UnitTask) -> list[dict[str, Any]]:
         start = time.perf_counter()
         for i in [i for i in llc if i not in errors]:
             try:
-                refined[i] = _refine(runs[i], config, task)
+                refined[i] = _refine(runs[i], config, task, llc[i])
             except Exception as err:
                 errors[i] = _error_text(err)
         timings["refine_seconds"] = time.perf_counter() - start
@@ -146,11 +146,12 @@ def run_unit(task: UnitTask) -> list[dict[str, Any]]:
     return rows
 
 
-def _refine(run: Run, config, task: UnitTask) -> dict[str, float]:
-    """Each refinement of the plan at the LLC's checkpoints, saved in the run; its table columns."""
+def _refine(run: Run, config, task: UnitTask, whole) -> dict[str, float]:
+    """Each refinement of the plan at the LLC's checkpoints (``whole``: the run's LLC there, not
+    sampled again), saved in the run; its table columns."""
     columns: dict[str, float] = {}
     for spec in task.refine:
-        parts = run_refined(run, config, spec, task.llc_checkpoints, progress=False)
+        parts = run_refined(run, config, spec, task.llc_checkpoints, progress=False, whole=whole)
         save_refined(run, spec, parts)
         columns.update(table_columns(spec, parts))
     return columns
