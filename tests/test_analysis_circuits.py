@@ -9,6 +9,7 @@ from torch import nn
 from grokscope import ConfigError
 from grokscope.analysis import circuit, fourier_modes
 from grokscope.analysis.circuits import (
+    all_pair_logits,
     distance_irrelevance,
     frequency_doubling,
     gradient_symmetricity,
@@ -144,7 +145,7 @@ def test_even_p_marks_doubling_as_not_computed():
 def test_distance_irrelevance_and_symmetricity_are_seeded_and_bounded():
     model = Clock(P, K)
     assert gradient_symmetricity(model, P, seed=1) == gradient_symmetricity(model, P, seed=1)
-    di, notes = distance_irrelevance(Pizza(P, K), P)
+    di, notes = distance_irrelevance(all_pair_logits(Pizza(P, K), P), P)
     assert 0 <= di < 1e-5 and not notes
 
 
@@ -154,11 +155,11 @@ def test_unsupported_model_is_refused_clearly():
 
 
 def test_sum_dependence_reads_one_for_a_clock_and_the_pizza_formulas_share():
-    assert sum_dependence(Clock(P, K), P) == pytest.approx(1.0, abs=1e-9)
+    assert sum_dependence(all_pair_logits(Clock(P, K), P), P) == pytest.approx(1.0, abs=1e-9)
     # Pizza: E|cos(θ/2)|² / E cos²(θ/2) over the p differences, (2/π)² / ½ = 0.811 in the limit
     theta = 2 * math.pi * K * torch.arange(P, dtype=torch.float64) / P
     half = torch.cos(theta / 2).abs()
-    assert sum_dependence(Pizza(P, K), P) == pytest.approx(float(half.mean() ** 2 / half.square().mean()), rel=1e-6)
+    assert sum_dependence(all_pair_logits(Pizza(P, K), P), P) == pytest.approx(float(half.mean() ** 2 / half.square().mean()), rel=1e-6)
 
 
 class BlurredClock(Clock):

@@ -71,11 +71,18 @@ def gradient_symmetricity(model: nn.Module, p: int, n_triples: int = 100, seed: 
 
 
 @torch.no_grad()
-def distance_irrelevance(model: nn.Module, p: int) -> tuple[float, list[str]]:
+def all_pair_logits(model: nn.Module, p: int) -> torch.Tensor:
+    """The model's logits [p*p, p] on every pair (a, b), row a*p + b: what distance irrelevance and
+    sum dependence both read."""
+    return model(_all_pairs(p))
+
+
+def distance_irrelevance(logits: torch.Tensor, p: int) -> tuple[float, list[str]]:
     """Mean over d of the std of the correct-class logit over {a − b ≡ d}, over its std on all
-    pairs. A logit that does not vary at all does not depend on the distance: 1, with a note."""
+    pairs (``logits``: :func:`all_pair_logits`). A logit that does not vary at all does not depend
+    on the distance: 1, with a note."""
     pairs = _all_pairs(p)
-    correct = model(pairs)[torch.arange(p * p), (pairs[:, 0] + pairs[:, 1]) % p].double()
+    correct = logits[torch.arange(p * p), (pairs[:, 0] + pairs[:, 1]) % p].double()
     overall = correct.std(correction=0)  # population std, as Zhong et al.: a perfect Clock reads exactly 1
     if overall <= 1e-5 * correct.abs().mean().clamp_min(1e-30):  # float32 noise on a constant
         return 1.0, ["the correct logit is the same for every pair; distance irrelevance set to 1"]
@@ -84,12 +91,11 @@ def distance_irrelevance(model: nn.Module, p: int) -> tuple[float, list[str]]:
     return float(within.mean() / overall), []
 
 
-@torch.no_grad()
-def sum_dependence(model: nn.Module, p: int) -> float:
-    """R² of the logits Q_abc (centred over c for each pair: softmax ignores a shift) fitted by
-    the best function of (a + b − c) mod p, i.e. its mean over each such class."""
+def sum_dependence(logits: torch.Tensor, p: int) -> float:
+    """R² of the logits Q_abc (:func:`all_pair_logits`, centred over c for each pair: softmax
+    ignores a shift) fitted by the best function of (a + b − c) mod p, i.e. its mean over each such class."""
     pairs = _all_pairs(p)
-    logits = model(pairs).double()
+    logits = logits.double()
     logits = logits - logits.mean(1, keepdim=True)
     total = logits.square().sum()
     if total <= 0:
@@ -142,8 +148,9 @@ def verdict(symmetricity: float, irrelevance: float, sums: float, symmetricity_i
 def circuit_metrics(model: nn.Module, p: int, keys: list[int], seed: int = 0) -> CircuitMetrics:
     """All four numbers and the verdict for one model."""
     symmetricity = gradient_symmetricity(model, p, seed=seed)
-    irrelevance, notes = distance_irrelevance(model, p)
-    sums = sum_dependence(model, p)
+    logits = all_pair_logits(model, p)
+    irrelevance, notes = distance_irrelevance(logits, p)
+    sums = sum_dependence(logits, p)
     doubling, more = frequency_doubling(model, p, keys)
     called, why = verdict(symmetricity, irrelevance, sums, getattr(model, "symmetricity_is_evidence", True))
     return CircuitMetrics(symmetricity, irrelevance, sums, doubling, called, notes + more + why)
