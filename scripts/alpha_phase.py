@@ -64,7 +64,7 @@ def per_seed_table(rows, column="llc_mean"):
     """``column`` per seed (rows) and α (columns), with each point's verdict: seeds share their data
     split and initialisation across α, so this compares circuits with everything else held fixed."""
     alphas = sorted({float(r["attention_rate"]) for r in rows})
-    print(f"\n| seed | " + " | ".join(f"α = {a:g}" for a in alphas) + " |")
+    print("\n| seed | " + " | ".join(f"α = {a:g}" for a in alphas) + " |")
     print("| --- | " + " | ".join("---" for _ in alphas) + " |")
     for seed in sorted({int(r["seed"]) for r in rows}):
         cells = {float(r["attention_rate"]): f"{float(r[column]):.3g} ({r['verdict']})" for r in rows if int(r["seed"]) == seed}
