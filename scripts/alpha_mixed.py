@@ -5,10 +5,13 @@
         --batch-size 64 --epsilon 3e-6 --refine components; done
     python scripts/alpha_mixed.py runs/alpha-mixed
 
-Prints (markdown, for docs/refined.md) each seed's circuit measures, verdict, λ̂ and weight-refined
-LLCs, then the Spearman rank correlation of every LLC column with distance irrelevance (the
-Pizza-to-Clock axis: ~0.3 for a Pizza, ≥ 0.7 for a Clock) and with gradient symmetricity, with a
-permutation p-value (exact over all orderings for 8 seeds).
+Seeds not at a minimum at the last checkpoint (training loss above AT_A_MINIMUM, e.g. caught in
+one of Adam's loss spikes) are left out and named. Prints (markdown, for docs/refined.md) each
+seed's circuit measures, verdict, λ̂ and weight-refined LLCs, then the Spearman rank correlation of
+every LLC column with distance irrelevance (the Pizza-to-Clock axis: ~0.3 for a Pizza, ≥ 0.7 for a
+Clock) and with gradient symmetricity, with a permutation p-value; then each column's AUROC as a
+score for the Pizza-like seeds (distance irrelevance within the verdict's Pizza bound, whatever
+their symmetricity) against those called `clock`.
 """
 
 from __future__ import annotations
@@ -20,20 +23,29 @@ from pathlib import Path
 
 import numpy as np
 
+from grokscope.sweeps.separation import auroc, auroc_interval
 from grokscope.sweeps.table import read_results
+from grokscope.thresholds import PIZZA_MAX_DISTANCE_IRRELEVANCE
 
 MEASURES = ("gradient_symmetricity", "distance_irrelevance", "sum_dependence")
+AT_A_MINIMUM = 1e-3  # final training loss above which a seed is left out (e.g. caught in a loss spike)
 
 
 def ranks(values: np.ndarray) -> np.ndarray:
     return values.argsort().argsort().astype(float)
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Rank correlation and its two-sided permutation p-value (exact for n ≤ 8)."""
+def spearman(x: np.ndarray, y: np.ndarray, draws: int = 20000) -> tuple[float, float]:
+    """Rank correlation and its two-sided permutation p-value: exact over every ordering for n ≤ 8,
+    else from ``draws`` seeded random orderings."""
     rx, ry = ranks(x), ranks(y)
     rho = float(np.corrcoef(rx, ry)[0, 1])
-    null = [np.corrcoef(rx, ry[list(order)])[0, 1] for order in itertools.permutations(range(len(ry)))]
+    if len(ry) <= 8:
+        orders = [list(order) for order in itertools.permutations(range(len(ry)))]
+    else:
+        rng = np.random.default_rng(0)
+        orders = [rng.permutation(len(ry)) for _ in range(draws)]
+    null = np.array([np.corrcoef(rx, ry[order])[0, 1] for order in orders])
     return rho, float(np.mean(np.abs(null) >= abs(rho) - 1e-12))
 
 
@@ -42,6 +54,11 @@ def main() -> None:
     parser.add_argument("sweep", type=Path)
     args = parser.parse_args()
     rows = sorted(read_results(args.sweep), key=lambda r: int(r["seed"]))
+    away = [r for r in rows if float(r["final_train_loss"]) > AT_A_MINIMUM]
+    rows = [r for r in rows if r not in away]
+    if away:
+        print(f"left out, not at a minimum at the last checkpoint (train loss > {AT_A_MINIMUM:g}; λ̂ is defined at one): "
+              + ", ".join(f"seed {r['seed']} (train loss {float(r['final_train_loss']):.3g})" for r in away) + "\n")
     llcs: dict[str, list[float]] = {"λ̂": [float(r["llc_mean"]) for r in rows]}
     for r in rows:
         refined_path = args.sweep / r["run_dir"] / "results" / "llc_refined.json"
@@ -64,6 +81,15 @@ def main() -> None:
     for name, values in llcs.items():
         (r_di, p_di), (r_sym, p_sym) = spearman(np.array(values), di), spearman(np.array(values), sym)
         print(f"| {name} | {r_di:+.2f} ({p_di:.2f}) | {r_sym:+.2f} ({p_sym:.2f}) |")
+
+    pizza_like = di <= PIZZA_MAX_DISTANCE_IRRELEVANCE
+    clock = np.array([r["verdict"] == "clock" for r in rows])
+    print(f"\n| LLC column | AUROC, {pizza_like.sum()} Pizza-like against {clock.sum()} clock (95% bootstrap) |")
+    print("| --- | --- |")
+    for name, values in llcs.items():
+        values = np.array(values)
+        low, high = auroc_interval(values[pizza_like], values[clock])
+        print(f"| {name} | {auroc(values[pizza_like], values[clock]):.2f} ({low:.2f}–{high:.2f}) |")
 
 
 if __name__ == "__main__":
