@@ -159,43 +159,42 @@ def test_closed_form_backward_equals_autograd(linear_1_tied, tie_unembed, activa
         torch.testing.assert_close(grads[name], want, rtol=1e-5, atol=1e-6, msg=name)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the GPU path is not exercised")
-def test_the_cuda_path_matches_the_cpu(tiny_run):
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the GPU path is not exercised")
+
+
+def _assert_cuda_objective_matches_cpu(model, stacked, x, y):
+    """Per-chain loss and gradients of the parameter sets ``stacked`` on a minibatch, CUDA against CPU."""
     from grokscope.llc.objective import BatchedObjective
 
-    model, data, params = _inputs(tiny_run)
     objective = BatchedObjective(model, "cross_entropy")
-    stacked = {n: torch.stack([p[n] for p in params]) for n in params[0]}
-    x, y = data[0][:32].expand(len(params), -1, -1), data[1][:32].expand(len(params), -1)
     loss, grads = objective.losses_and_grads(stacked, {}, x, y)
     loss_gpu, grads_gpu = objective.losses_and_grads({n: t.cuda() for n, t in stacked.items()}, {}, x.cuda(), y.cuda())
     torch.testing.assert_close(loss_gpu.cpu(), loss, rtol=1e-4, atol=1e-5)
     for name in grads:
         torch.testing.assert_close(grads_gpu[name].cpu(), grads[name], rtol=1e-3, atol=1e-5)
+
+
+@NO_CUDA
+def test_the_cuda_path_matches_the_cpu(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    stacked = {n: torch.stack([p[n] for p in params]) for n in params[0]}
+    _assert_cuda_objective_matches_cpu(model, stacked, data[0][:32].expand(len(params), -1, -1), data[1][:32].expand(len(params), -1))
     result = estimate_llc(model, data, params, device="cuda", **FAST)
     assert result.settings["device"] == "cuda"
     assert all(np.isfinite(e.llc_mean) and e.llc_mean > 0 for e in result.entries)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the GPU path is not exercised")
+@NO_CUDA
 def test_the_transformer_on_cuda_matches_the_cpu():
     from grokscope.config import TransformerConfig
-    from grokscope.llc.objective import BatchedObjective
     from grokscope.models import Transformer
 
     p = 7
     model = Transformer(TransformerConfig(d_model=8, n_heads=2, d_mlp=16), p, seed=0)
-    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
-    x = torch.stack([a.flatten(), b.flatten()], dim=1)
+    x = torch.cartesian_prod(torch.arange(p), torch.arange(p))
     y = (x[:, 0] + x[:, 1]) % p
     stacked = {n: t.detach() + 0.1 * torch.randn(3, *t.shape) for n, t in model.named_parameters()}
-    xs, ys = x[:32].expand(3, -1, -1), y[:32].expand(3, -1)
-    objective = BatchedObjective(model, "cross_entropy")
-    loss, grads = objective.losses_and_grads(stacked, {}, xs, ys)
-    loss_gpu, grads_gpu = objective.losses_and_grads({n: t.cuda() for n, t in stacked.items()}, {}, xs.cuda(), ys.cuda())
-    torch.testing.assert_close(loss_gpu.cpu(), loss, rtol=1e-4, atol=1e-5)
-    for name in grads:
-        torch.testing.assert_close(grads_gpu[name].cpu(), grads[name], rtol=1e-3, atol=1e-5)
+    _assert_cuda_objective_matches_cpu(model, stacked, x[:32].expand(3, -1, -1), y[:32].expand(3, -1))
     result = estimate_llc(model, (x, y), device="cuda", **{**FAST, "epsilon": 1e-4})
     assert result.settings["device"] == "cuda" and np.isfinite(result.entries[0].llc_mean)
 

@@ -130,7 +130,7 @@ def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all
              for i, name in enumerate(sizes)}
     if not reuse:
         return parts
-    own = {**result.settings, "part": WHOLE, "n_pairs": run.dataset().n_train, "nbeta": nbeta}
+    own = {**result.settings, "part": WHOLE, "n_pairs": sizes[next(iter(sizes))], "nbeta": nbeta}
     return {WHOLE: replace(whole, settings=own), **parts}
 
 
