@@ -95,9 +95,11 @@ def in_threads(jobs) -> None:
 
 
 def flops_per_chain_step(run, device: torch.device) -> float:
-    """Matmul FLOPs of one chain's minibatch loss and gradient, as torch counts them."""
+    """Matmul FLOPs of one chain's minibatch loss and gradient, as torch counts them (on the torch
+    path: the compiled MLP step does the same products where torch cannot see them)."""
     data, model = run.dataset(), run.new_model()
     objective = BatchedObjective(model, "cross_entropy")
+    objective.compiled = None
     params = {n: p.detach().unsqueeze(0).to(device) for n, p in model.named_parameters()}
     x, y = (t[: SETTINGS["batch_size"]].unsqueeze(0).to(device) for t in (data.train_x, data.train_y))
     with FlopCounterMode(display=False) as counter:

@@ -1,6 +1,7 @@
 """The package as a user gets it: built into an sdist and a wheel, installed into a fresh virtual
 environment with only the core requirements, and run from a directory outside the source tree."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -23,6 +24,7 @@ def test_the_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert "grokscope/report/page.html" in names  # the report's template is package data
+    assert "grokscope/models/mlp_native.c" in names  # and the compiled MLP step's source
     assert not any(name.startswith(("tests/", "grokscope/report/browser")) for name in names)  # test support stays out
 
     venv = tmp_path / "venv"
@@ -42,6 +44,10 @@ def test_the_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     located = subprocess.run([str(venv / "bin" / "python"), "-c", "import grokscope; print(grokscope.__file__)"],
                              cwd=work, capture_output=True, text=True)
     assert str(venv) in located.stdout and str(ROOT) not in located.stdout
+    compiled = subprocess.run([str(venv / "bin" / "python"), "-c", "from grokscope.models import MLP, MLPConfig; "
+                               "print(MLP(MLPConfig(), 7).compiled_loss_and_grads('cross_entropy') is not None)"],
+                              cwd=work, capture_output=True, text=True, env={**os.environ, "GROKSCOPE_NATIVE_CACHE": str(tmp_path / "native")})
+    assert compiled.stdout.strip() == "True", compiled.stderr[-2000:]  # built from the installed source
     assert "sweep" in grokscope("--help").stdout
     grokscope("train", "--set", "n_steps=50", "--set", "n_checkpoints=2", "--out", "run", "--quiet")
     grokscope("llc", "run", "--steps", "40", "--chains", "2", "--json")

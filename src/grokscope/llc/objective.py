@@ -4,6 +4,8 @@ Built-in models provide ``batched_logits(params, x)`` (a hand-batched forward, f
 ``nn.Module`` is batched with ``torch.func.vmap`` over ``functional_call``. Built-in losses give the
 gradient w.r.t. the outputs in closed form, so autograd only runs through the model, and not at
 all for a model that also writes out its backward pass (``batched_logits_and_vjp``, the MLP's).
+On a CPU a model may go further and compute loss and gradient in one compiled call
+(``compiled_loss_and_grads(loss)``, the MLP's: models/mlp_native.c).
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class BatchedObjective:
         self.closed_form = hasattr(self.loss, "value_and_output_grad")
         self.forward = batched_forward(model)
         self.forward_and_vjp = getattr(model, "batched_logits_and_vjp", None) if self.closed_form else None
+        compile_for = getattr(model, "compiled_loss_and_grads", None)
+        self.compiled = compile_for(loss) if compile_for is not None and isinstance(loss, str) else None
 
     def replica(self) -> "BatchedObjective":
         """An objective safe to use beside this one in another thread: this one when the model's
@@ -108,6 +112,9 @@ class BatchedObjective:
     def losses_and_grads(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Tree]:
         """Per-chain minibatch loss [B] and its gradient tree (zero for a parameter the outputs do not
         read); chains do not interact."""
+        if self.compiled is not None and self.compiled.accepts(x):
+            loss, grads = self.compiled({**fixed, **sampled}, x, y)
+            return loss, {name: grads[name] for name in sampled}
         if self.forward_and_vjp is not None:
             outputs, vjp = self.forward_and_vjp({**fixed, **sampled}, x)
             loss, output_grad = self.loss.value_and_output_grad(outputs, y)

@@ -56,13 +56,15 @@ def potential(loss: torch.Tensor, state: KernelState) -> torch.Tensor:
 
 def log_proposal(to: Tree, start: Tree, drift: Tree, scale: Tree) -> torch.Tensor:
     """log q(to | start) per chain, up to a constant, for the Gaussian proposal
-    N(start − drift, diag(scale²)); entries with scale 0 (masked) do not move and are skipped."""
+    N(start − drift, diag(scale²)); entries with scale 0 (masked) do not move and are skipped.
+    The scale keeps its own (often per-chain) shape, so only six passes touch every entry."""
     total = 0.0
     for n in to:
-        s = scale[n].expand_as(to[n])
-        moving = s > 0
-        z = torch.where(moving, (to[n] - start[n] + drift[n]) / torch.where(moving, s, 1.0), 0.0)
-        total = total + (-0.5 * z.square() - torch.where(moving, s, 1.0).log()).flatten(1).sum(-1)
+        moving = scale[n] > 0
+        safe = torch.where(moving, scale[n], 1.0)
+        z = (to[n] - start[n] + drift[n]).mul_(safe.reciprocal().mul_(moving))
+        dims = tuple(range(1, z.dim()))
+        total = total - 0.5 * z.square_().sum(dims) - safe.log().expand_as(z).sum(dims)
     return total
 
 

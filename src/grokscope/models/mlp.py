@@ -12,6 +12,7 @@ SGLD loop runs without autograd.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 from typing import Callable, Literal
@@ -20,8 +21,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ..errors import ConfigError
 from ..seeding import generator
 from ..strict import Strict
+from . import native
 
 ACTIVATIONS = {
     "gelu": nn.functional.gelu,
@@ -143,6 +146,48 @@ def batched_logits_and_vjp(
     return logits, vjp
 
 
+class CompiledCrossEntropy:
+    """The minibatch cross-entropy of B stacked MLPs and its gradient in one C call
+    (models/mlp_native.c, built per shape by models/native.py): the numbers of
+    :func:`batched_logits_and_vjp` with the closed-form cross-entropy gradient up to float rounding,
+    every chain computed on its own, all its intermediates in cache. For the untied unembedding."""
+
+    _POINTER = ctypes.c_void_p
+
+    def __init__(self, library: ctypes.CDLL, cfg: MLPConfig):
+        self.fn = library.mlp_loss_and_grads
+        pointers, size = [self._POINTER] * 6, ctypes.c_int64
+        self.fn.argtypes = [size, size, *pointers, self._POINTER, size, self._POINTER, size, self._POINTER, *pointers]
+        self.fn.restype = ctypes.c_int
+        self.tied = cfg.linear_1_tied
+        left = "linear1r" if self.tied else "linear1l"
+        self.names = ("embedding.weight", f"{left}.weight", f"{left}.bias", "linear1r.weight", "linear1r.bias", "linear2.weight")
+
+    @staticmethod
+    def accepts(x: torch.Tensor) -> bool:
+        return x.device.type == "cpu"
+
+    def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss [B] and d loss / d params (every parameter) on x [B, m, 2], y [B, m]."""
+        if x.stride(-1) != 1 or x.stride(-2) != 2:
+            x = x.contiguous()
+        y = y if y.stride(-1) == 1 else y.contiguous()
+        inputs = [params[name].contiguous() for name in self.names]
+        grads = [torch.empty_like(t) for t in inputs]
+        loss = torch.empty(x.shape[0])
+        status = self.fn(x.shape[0], x.shape[1], *(t.data_ptr() for t in inputs), x.data_ptr(), x.stride(0),
+                         y.data_ptr(), y.stride(0), loss.data_ptr(), *(g.data_ptr() for g in grads))
+        if status == -2:
+            raise ConfigError(f"a token or target outside 0..{inputs[0].shape[1] - 1}: the data do not fit this model")
+        if status != 0:
+            raise MemoryError("no memory for the compiled MLP step's scratch buffers")
+        if not self.tied:
+            return loss, dict(zip(self.names, grads))
+        # both input maps are linear1r: its gradient is the sum of the two halves'
+        embed, left_w, left_b, right_w, right_b, out = grads
+        return loss, {"embedding.weight": embed, "linear1r.weight": left_w.add_(right_w), "linear1r.bias": left_b.mul_(2.0), "linear2.weight": out}
+
+
 def logits_from_pair(params: dict[str, torch.Tensor], pair: torch.Tensor, cfg: MLPConfig, pre_unembed: bool = False) -> torch.Tensor:
     """Logits [B, m, p] from embeddings laid side by side, pair = [E[a] | E[b]] [B, m, 2d];
     with ``pre_unembed`` the activations the unembedding reads instead."""
@@ -187,6 +232,15 @@ class MLP(nn.Module):
 
     def batched_logits_and_vjp(self, params: dict[str, torch.Tensor], x: torch.Tensor):
         return batched_logits_and_vjp(params, x, self.cfg)
+
+    def compiled_loss_and_grads(self, loss: str) -> CompiledCrossEntropy | None:
+        """The compiled minibatch loss and gradient for ``loss``, or None where there is none (a tied
+        unembedding, another loss, no C compiler: the callers keep :func:`batched_logits_and_vjp`)."""
+        if loss != "cross_entropy" or self.cfg.tie_unembed:
+            return None
+        activation = {"gelu": 0, "relu": 1, "quad": 2}[self.cfg.activation]
+        library = native.load("mlp_native.c", P=self.p, D=self.cfg.embed_dim, H=self.cfg.hidden_size, ACT=activation)
+        return None if library is None else CompiledCrossEntropy(library, self.cfg)
 
     def components(self) -> dict[str, dict[str, torch.Tensor]]:
         """Named components as element masks (for weight-refined LLCs, REFERENCE §8): the embedding,

@@ -14,7 +14,7 @@ and its noise scale, so observers (MALA acceptance, step norms) work for every k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import torch
@@ -33,6 +33,7 @@ class ChainSettings:
     gamma: torch.Tensor
     nbeta: torch.Tensor
     weight_decay: torch.Tensor
+    _shaped: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def broadcast(cls, n_chains: int, device: torch.device | str = "cpu", **values: float | Sequence[float]) -> "ChainSettings":
@@ -51,8 +52,12 @@ class ChainSettings:
         return cls(**tensors)
 
     def per_element(self, name: str, like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Setting ``name`` shaped [B, 1, ..., 1] to broadcast against a [B, ...] tensor."""
-        return getattr(self, name).to(dtype).view(-1, *([1] * (like.dim() - 1)))
+        """Setting ``name`` shaped [B, 1, ..., 1] to broadcast against a [B, ...] tensor (made once per
+        shape and dtype: observers ask for it at every measured step)."""
+        key = (name, like.dim(), dtype)
+        if key not in self._shaped:
+            self._shaped[key] = getattr(self, name).to(dtype).view(-1, *([1] * (like.dim() - 1)))
+        return self._shaped[key]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,214 @@
+/* The reference MLP's minibatch cross-entropy and its gradient, chain by chain, in one call.
+
+   The same function as models/mlp.py's batched_logits_and_vjp followed by the closed-form
+   cross-entropy gradient (llc/objective.py), for the untied unembedding:
+
+     pre = [E[a] | E[b]] [Wl | Wr]^T + bl + br,  hidden = act(pre),  logits = hidden W2^T,
+     loss = mean_i (logsumexp(logits_i) - logits_i[y_i]),  G = (softmax - onehot) / M,
+
+   then every gradient by the chain rule. The shapes are compile-time constants (-DP= -DD= -DH=,
+   and -DACT=0/1/2 for gelu/relu/quad; the minibatch size M is an argument), so the compiler
+   unrolls and vectorises the inner loops; grokscope/models/native.py builds one library per shape
+   and caches it. Each chain is computed on its own with all its intermediates in cache, in a fixed
+   order, so a chain's numbers do not depend on what else is in the call.
+
+   Every matrix product has the form out[r, :] = sum_s coef[r, s] * rows[s, :] over rows padded to
+   whole 8-float vectors (ROWCOMB), a few output rows at a time. */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* glibc's vector erff/expf (libmvec), declared here since math.h declares them only under
+   -ffast-math, whose finite-math assumption would hide a diverging chain's inf and nan */
+float erff(float) __attribute__((simd("notinbranch")));
+float expf(float) __attribute__((simd("notinbranch")));
+
+#define D2 (2 * D)
+
+typedef float v8 __attribute__((vector_size(32)));
+#define VEC(n) (((n) + 7) / 8) /* vectors in a row of n floats */
+#define BLOCK_ROWS(nv) ((nv) >= 12 ? 1 : 12 / (nv)) /* output rows whose accumulators fit in registers */
+
+/* out[r, :] = init (or 0) + sum_{s < S} coef[r * cr + s * cs] * rows[s, :] for r < R, where out and
+   rows are padded rows of NV vectors (row strides in vectors). BLOCK_ROWS(NV) output rows go
+   together: their accumulators stay in registers and hide the multiply-add latency. */
+#define ROWCOMB(out, R, NV, init, coef, cr, cs, S, rows)                                        \
+    do {                                                                                      \
+        enum { RB_ = BLOCK_ROWS(NV) };                                                        \
+        int r0_ = 0;                                                                          \
+        for (; r0_ + RB_ <= (R); r0_ += RB_) ROWCOMB_BLOCK(RB_, r0_, out, NV, init, coef, cr, cs, S, rows); \
+        if ((R) % RB_)                                                                        \
+            for (; r0_ < (R); r0_++) ROWCOMB_BLOCK(1, r0_, out, NV, init, coef, cr, cs, S, rows);  \
+    } while (0)
+
+#define ROWCOMB_BLOCK(RB, r0, out, NV, init, coef, cr, cs, S, rows)                             \
+    do {                                                                                      \
+        v8 acc_[RB][NV];                                                                      \
+        _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (RB); b_++)                            \
+            _Pragma("GCC unroll 16") for (int n_ = 0; n_ < (NV); n_++)                         \
+                acc_[b_][n_] = (init) ? ((const v8 *)(init))[n_] : (v8){0};                    \
+        for (int s_ = 0; s_ < (S); s_++) {                                                    \
+            const v8 *row_ = (const v8 *)(rows) + s_ * (NV);                                  \
+            _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (RB); b_++) {                       \
+                const float c_ = (coef)[((r0) + b_) * (cr) + s_ * (cs)];                      \
+                _Pragma("GCC unroll 16") for (int n_ = 0; n_ < (NV); n_++)                     \
+                    acc_[b_][n_] += c_ * row_[n_];                                            \
+            }                                                                                 \
+        }                                                                                     \
+        _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (RB); b_++)                            \
+            _Pragma("GCC unroll 16") for (int n_ = 0; n_ < (NV); n_++)                         \
+                ((v8 *)(out))[((r0) + b_) * (NV) + n_] = acc_[b_][n_];                         \
+    } while (0)
+
+#define HP (VEC(H) * 8) /* padded row lengths */
+#define PP (VEC(P) * 8)
+#define D2P (VEC(D2) * 8)
+
+/* The largest of P logits, vectorised (finite-math lets the compiler use vector max); a non-finite
+   logit makes the loss non-finite whatever this returns, so the chain is still flagged. */
+__attribute__((optimize("finite-math-only"))) static float row_max(const float *row) {
+    float top = row[0];
+    for (int c = 1; c < P; c++) top = row[c] > top ? row[c] : top;
+    return top;
+}
+
+/* Per-chain scratch: fixed-size buffers, then those with one row per example. */
+#define FIXED_FLOATS (H * D2P + D2 * HP + HP + 2 * P * HP + H * PP + H * D2P)
+#define FLOATS_PER_EXAMPLE (D2P + 4 * HP + 2 * PP + D2P)
+
+static void chain(int M, float *scratch, const float *E, const float *Wl, const float *bl,
+                  const float *Wr, const float *br, const float *W2, const int64_t *x,
+                  const int64_t *y, float *loss, float *gE, float *gWl, float *gbl, float *gWr,
+                  float *gbr, float *gW2) {
+    float *next = scratch;
+#define TAKE(name, rows, cols) float(*name)[cols] = (float(*)[cols])next; next += (rows) * (cols)
+    TAKE(first, H, D2P);
+    TAKE(firstT, D2, HP);
+    float *bias = next;
+    next += HP;
+    TAKE(W2p, P, HP);
+    TAKE(gW2p, P, HP);
+    TAKE(W2T, H, PP);
+    TAKE(gFirst, H, D2P);
+    TAKE(pair, M, D2P);
+    TAKE(pre, M, HP);
+    TAKE(hidden, M, HP);
+    TAKE(slope, M, HP);
+    TAKE(gH, M, HP);
+    TAKE(logits, M, PP);
+    TAKE(G, M, PP);
+    TAKE(gPair, M, D2P);
+#undef TAKE
+    /* padding that is read must be 0; the rest is written before it is read */
+    if (D2 != D2P) {
+        memset(first, 0, H * D2P * sizeof(float));
+        memset(pair, 0, M * D2P * sizeof(float));
+    }
+    if (H != HP) {
+        memset(firstT, 0, D2 * HP * sizeof(float));
+        memset(bias, 0, HP * sizeof(float));
+        memset(W2p, 0, P * HP * sizeof(float));
+    }
+    if (P != PP) memset(W2T, 0, H * PP * sizeof(float));
+
+    for (int i = 0; i < M; i++) {
+        memcpy(pair[i], E + x[2 * i] * D, D * sizeof(float));
+        memcpy(pair[i] + D, E + x[2 * i + 1] * D, D * sizeof(float));
+    }
+    for (int j = 0; j < H; j++) {
+        memcpy(first[j], Wl + j * D, D * sizeof(float));
+        memcpy(first[j] + D, Wr + j * D, D * sizeof(float));
+        bias[j] = bl[j] + br[j];
+        for (int k = 0; k < D2; k++) firstT[k][j] = first[j][k];
+    }
+    for (int c = 0; c < P; c++) {
+        memcpy(W2p[c], W2 + c * H, H * sizeof(float));
+        for (int k = 0; k < H; k++) W2T[k][c] = W2p[c][k];
+    }
+
+    /* forward */
+    ROWCOMB(pre, M, VEC(H), bias, &pair[0][0], D2P, 1, D2, firstT);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < HP; j++) { /* the padding stays 0: act(0) = 0 */
+            const float z = pre[i][j];
+#if ACT == 0 /* gelu(z) = z Phi(z), gelu'(z) = Phi(z) + z phi(z) */
+            const float cdf = 0.5f * (1.0f + erff(z * 0.70710678118654752f));
+            hidden[i][j] = z * cdf;
+            slope[i][j] = cdf + z * 0.39894228040143268f * expf(-0.5f * z * z);
+#elif ACT == 1
+            hidden[i][j] = z > 0.0f ? z : 0.0f;
+            slope[i][j] = z > 0.0f ? 1.0f : 0.0f;
+#else
+            hidden[i][j] = z * z;
+            slope[i][j] = 2.0f * z;
+#endif
+        }
+    ROWCOMB(logits, M, VEC(P), (const float *)0, &hidden[0][0], HP, 1, H, W2T);
+
+    /* cross-entropy and d loss / d logits */
+    float total = 0.0f;
+    for (int i = 0; i < M; i++) {
+        const float top = row_max(logits[i]);
+        float sum = 0.0f;
+        for (int c = 0; c < P; c++) {
+            G[i][c] = expf(logits[i][c] - top);
+            sum += G[i][c];
+        }
+        total += top + logf(sum) - logits[i][y[i]];
+        const float scale = 1.0f / (sum * M);
+        for (int c = 0; c < P; c++) G[i][c] *= scale;
+        G[i][y[i]] -= 1.0f / M;
+    }
+    *loss = total / M;
+
+    /* backward */
+    ROWCOMB(gW2p, P, VEC(H), (const float *)0, &G[0][0], 1, PP, M, hidden);
+    for (int c = 0; c < P; c++) memcpy(gW2 + c * H, gW2p[c], H * sizeof(float));
+    ROWCOMB(gH, M, VEC(H), (const float *)0, &G[0][0], PP, 1, P, W2p);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < HP; j++) gH[i][j] *= slope[i][j]; /* now d loss / d pre */
+    for (int j = 0; j < H; j++) {
+        float s = 0.0f;
+        for (int i = 0; i < M; i++) s += gH[i][j];
+        gbl[j] = s;
+        gbr[j] = s;
+    }
+    ROWCOMB(gFirst, H, VEC(D2), (const float *)0, &gH[0][0], 1, HP, M, pair);
+    for (int j = 0; j < H; j++) {
+        memcpy(gWl + j * D, gFirst[j], D * sizeof(float));
+        memcpy(gWr + j * D, gFirst[j] + D, D * sizeof(float));
+    }
+    ROWCOMB(gPair, M, VEC(D2), (const float *)0, &gH[0][0], HP, 1, H, first);
+    memset(gE, 0, P * D * sizeof(float));
+    for (int i = 0; i < M; i++) {
+        float *ea = gE + x[2 * i] * D, *eb = gE + x[2 * i + 1] * D;
+        for (int k = 0; k < D; k++) ea[k] += gPair[i][k];
+        for (int k = 0; k < D; k++) eb[k] += gPair[i][D + k];
+    }
+}
+
+/* Chains 0..B-1 on minibatches of M examples; parameters and gradients are [B, ...] contiguous,
+   x [B, ., M, 2] and y [B, ., M] with chain strides x_stride and y_stride (in elements).
+   Returns 0; -1 when the scratch memory cannot be allocated; -2 when a token or target is not in
+   [0, P) (nothing is read out of bounds). */
+int mlp_loss_and_grads(int64_t B, int64_t M, const float *E, const float *Wl, const float *bl,
+                       const float *Wr, const float *br, const float *W2, const int64_t *x,
+                       int64_t x_stride, const int64_t *y, int64_t y_stride, float *loss, float *gE,
+                       float *gWl, float *gbl, float *gWr, float *gbr, float *gW2) {
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < M; i++) {
+            const int64_t a = x[b * x_stride + 2 * i], c = x[b * x_stride + 2 * i + 1], t = y[b * y_stride + i];
+            if (a < 0 || a >= P || c < 0 || c >= P || t < 0 || t >= P) return -2;
+        }
+    const size_t bytes = (FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE) * sizeof(float);
+    float *scratch = aligned_alloc(32, (bytes + 31) / 32 * 32);
+    if (!scratch) return -1;
+    for (int64_t b = 0; b < B; b++)
+        chain((int)M, scratch, E + b * P * D, Wl + b * H * D, bl + b * H, Wr + b * H * D, br + b * H,
+              W2 + b * P * H, x + b * x_stride, y + b * y_stride, loss + b, gE + b * P * D,
+              gWl + b * H * D, gbl + b * H, gWr + b * H * D, gbr + b * H, gW2 + b * P * H);
+    free(scratch);
+    return 0;
+}

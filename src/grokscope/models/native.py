@@ -1,0 +1,99 @@
+"""C kernels for the built-in models, compiled on first use and cached.
+
+A kernel's source (a ``.c`` file beside this module) is compiled once per set of shape constants
+(``-DP=53 -DD=12 ...``) with the machine's C compiler (``$CC``, else ``cc``) for this CPU
+(``-march=native``), into ``$GROKSCOPE_NATIVE_CACHE`` (default ``~/.cache/grokscope/native``), under a
+name hashed from the source, the flags, the constants and the CPU, so an edit or another machine
+sharing the directory never loads a stale library. A build takes well under a second; it is written
+to a temporary file and renamed, so processes building at once never see half a library.
+
+Every caller keeps its torch path: with no compiler, a failed build, or ``GROKSCOPE_NATIVE=0``,
+:func:`load` returns None (a failed build says why, once) and nothing else changes.
+
+The flags are -ffast-math without its finite-math assumption: a diverging chain's inf and nan must
+reach the loss, where the sampler flags them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
+         "-fassociative-math", "-freciprocal-math", "-shared", "-fPIC")
+
+
+def enabled() -> bool:
+    """False when the environment asks for the torch path (``GROKSCOPE_NATIVE=0``)."""
+    return os.environ.get("GROKSCOPE_NATIVE", "1") != "0"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GROKSCOPE_NATIVE_CACHE") or Path.home() / ".cache" / "grokscope" / "native")
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_signature() -> str:
+    """What -march=native depends on: the machine and its instruction-set flags."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return f"{platform.machine()} {platform.processor()} {flags}"
+
+
+def library_path(source: str, constants: dict[str, int], compiler: str) -> Path:
+    """Where the library of ``source`` built with ``constants`` is cached."""
+    text = (Path(__file__).parent / source).read_bytes()
+    key = repr((text, FLAGS, sorted(constants.items()), compiler, _cpu_signature())).encode()
+    stem = Path(source).stem
+    return cache_dir() / f"{stem}-{hashlib.sha256(key).hexdigest()[:16]}.so"
+
+
+def compiler() -> str | None:
+    """The C compiler's path ($CC, else cc), or None."""
+    return shutil.which(os.environ.get("CC", "cc"))
+
+
+@functools.lru_cache(maxsize=None)
+def _build_and_load(source: str, constants: tuple[tuple[str, int], ...], compiler: str) -> ctypes.CDLL | None:
+    target = library_path(source, dict(constants), compiler)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        command = [compiler, *FLAGS, *(f"-D{k}={v}" for k, v in constants), "-o", tmp, str(Path(__file__).parent / source), "-lm"]
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
+            os.replace(tmp, target)
+        except (OSError, subprocess.SubprocessError) as error:
+            Path(tmp).unlink(missing_ok=True)
+            detail = getattr(error, "stderr", None) or error
+            log.warning("building %s failed, so it runs on the torch path (about 2x slower): %s", source, detail)
+            return None
+    try:
+        return ctypes.CDLL(str(target))
+    except OSError as error:  # e.g. a libm without the vector functions the build referred to
+        log.warning("loading %s failed, so it runs on the torch path (about 2x slower): %s", source, error)
+        return None
+
+
+def load(source: str, **constants: int) -> ctypes.CDLL | None:
+    """The compiled library of ``source`` for these shape constants, or None (see the module doc)."""
+    if not enabled():
+        return None
+    path = compiler()
+    if path is None:
+        log.info("no C compiler found: %s runs on the torch path", source)
+        return None
+    return _build_and_load(source, tuple(sorted(constants.items())), path)

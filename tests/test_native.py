@@ -1,0 +1,93 @@
+"""The compiled MLP step (models/mlp_native.c through models/native.py) against the torch path."""
+
+import logging
+
+import pytest
+import torch
+
+from grokscope import ConfigError
+from grokscope.llc.objective import BatchedObjective, CrossEntropy
+from grokscope.models import native
+from grokscope.models.mlp import MLP, MLPConfig, batched_logits_and_vjp
+
+needs_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C compiler here: the compiled MLP step is not built")
+
+
+def _stacked(cfg: MLPConfig, p: int, chains: int) -> tuple[MLP, dict[str, torch.Tensor]]:
+    models = [MLP(cfg, p, seed=s) for s in range(chains)]
+    return models[0], {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n, _ in models[0].named_parameters()}
+
+
+def _minibatch(p: int, chains: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(p, (chains, m, 2), generator=g)
+    return x, torch.randint(p, (chains, m), generator=g)
+
+
+@needs_compiler
+@pytest.mark.parametrize("linear_1_tied", [False, True])
+@pytest.mark.parametrize("activation", ["gelu", "relu", "quad"])
+@pytest.mark.parametrize("shape", [(11, 5, 9, 7), (53, 12, 48, 64)])  # padded rows, and the example's exact vectors
+def test_compiled_step_equals_the_closed_form_torch_path(linear_1_tied, activation, shape):
+    p, d, h, m = shape
+    cfg = MLPConfig(embed_dim=d, hidden_size=h, linear_1_tied=linear_1_tied, activation=activation)
+    model, params = _stacked(cfg, p, 3)
+    x, y = _minibatch(p, 3, m)
+    compiled = model.compiled_loss_and_grads("cross_entropy")
+    assert compiled is not None
+    loss, grads = compiled(params, x, y)
+    logits, vjp = batched_logits_and_vjp(params, x, cfg)
+    want_loss, output_grad = CrossEntropy().value_and_output_grad(logits, y)
+    want = vjp(output_grad)
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
+    assert sorted(grads) == sorted(want)
+    for name, expected in want.items():
+        torch.testing.assert_close(grads[name], expected, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@needs_compiler
+def test_a_chain_is_computed_alone_and_strided_minibatches_are_read_in_place():
+    cfg = MLPConfig(embed_dim=6, hidden_size=10)
+    model, params = _stacked(cfg, 13, 4)
+    compiled = model.compiled_loss_and_grads("cross_entropy")
+    g = torch.Generator().manual_seed(2)
+    xs, ys = torch.randint(13, (4, 5, 8, 2), generator=g), torch.randint(13, (4, 5, 8), generator=g)  # [B, T, m, ...]
+    loss, grads = compiled(params, xs[:, 3], ys[:, 3])  # the sampler's view of step 3: strided across chains
+    one_loss, one_grads = compiled({n: t[2:3] for n, t in params.items()}, xs[2:3, 3].contiguous(), ys[2:3, 3].contiguous())
+    assert torch.equal(loss[2:3], one_loss)
+    assert all(torch.equal(grads[n][2:3], one_grads[n]) for n in grads)
+
+
+@needs_compiler
+def test_nonfinite_parameters_give_a_nonfinite_loss():
+    model, params = _stacked(MLPConfig(embed_dim=4, hidden_size=8), 7, 2)
+    params["linear2.weight"][1, 0, 0] = float("inf")
+    loss, _ = model.compiled_loss_and_grads("cross_entropy")(params, *_minibatch(7, 2, 5))
+    assert torch.isfinite(loss[0]) and not torch.isfinite(loss[1])
+
+
+@needs_compiler
+def test_tokens_outside_the_vocabulary_are_refused_not_read():
+    model, params = _stacked(MLPConfig(embed_dim=4, hidden_size=8), 7, 2)
+    x, y = _minibatch(7, 2, 5)
+    x[1, 2, 0] = 7
+    with pytest.raises(ConfigError, match="outside 0..6"):
+        model.compiled_loss_and_grads("cross_entropy")(params, x, y)
+
+
+def test_the_objective_keeps_the_torch_path_without_the_compiled_step(monkeypatch, tmp_path, caplog):
+    model, params = _stacked(MLPConfig(embed_dim=4, hidden_size=8, activation="relu"), 7, 2)
+    x, y = _minibatch(7, 2, 5)
+    assert model.compiled_loss_and_grads("mse") is None
+    assert MLP(MLPConfig(embed_dim=4, hidden_size=8, tie_unembed=True), 7).compiled_loss_and_grads("cross_entropy") is None
+    monkeypatch.setenv("GROKSCOPE_NATIVE", "0")
+    assert BatchedObjective(model, "cross_entropy").compiled is None
+    monkeypatch.setenv("GROKSCOPE_NATIVE", "1")
+    monkeypatch.setenv("GROKSCOPE_NATIVE_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    with caplog.at_level(logging.WARNING, logger="grokscope.models.native"):
+        objective = BatchedObjective(model, "cross_entropy")
+    assert objective.compiled is None and "torch path" in caplog.text
+    assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+    loss, grads = objective.losses_and_grads(params, {}, x, y)
+    assert torch.isfinite(loss).all() and sorted(grads) == sorted(params)
