@@ -15,7 +15,7 @@ import torch
 
 from .kernels import Kernel, KernelState
 from .objective import BatchedObjective
-from .tree import Tree, flatten, per_chain_dot, per_chain_sum
+from .tree import Tree, flatten, per_chain_dot, per_chain_squared_norm
 
 STEP_METRICS = ("gradient", "localisation", "weight_decay", "noise", "distance")
 
@@ -49,23 +49,24 @@ def potential(loss: torch.Tensor, state: KernelState) -> torch.Tensor:
     """U(w) per chain [B] = nβ L(w) + (γ/2)||w − w*||² + (wd/2)||w||²: the negative log density
     of the localised tempered posterior (Lau et al. 2023)."""
     s, dtype = state.settings, loss.dtype
-    distance = per_chain_sum({n: (w - state.anchor[n]).square() for n, w in state.w.items()})
-    norm = per_chain_sum({n: w.square() for n, w in state.w.items()})
-    return s.nbeta.to(dtype) * loss + 0.5 * s.gamma.to(dtype) * distance + 0.5 * s.weight_decay.to(dtype) * norm
+    w = list(state.w.values())
+    distance = per_chain_squared_norm(torch._foreach_sub(w, [state.anchor[n] for n in state.w]))
+    return s.nbeta.to(dtype) * loss + 0.5 * s.gamma.to(dtype) * distance + 0.5 * s.weight_decay.to(dtype) * per_chain_squared_norm(w)
 
 
 def log_proposal(to: Tree, start: Tree, drift: Tree, scale: Tree) -> torch.Tensor:
     """log q(to | start) per chain, up to a constant, for the Gaussian proposal
     N(start − drift, diag(scale²)); entries with scale 0 (masked) do not move and are skipped.
-    The scale keeps its own (often per-chain) shape, so only six passes touch every entry."""
-    total = 0.0
-    for n in to:
-        moving = scale[n] > 0
-        safe = torch.where(moving, scale[n], 1.0)
-        z = (to[n] - start[n] + drift[n]).mul_(safe.reciprocal().mul_(moving))
-        dims = tuple(range(1, z.dim()))
-        total = total - 0.5 * z.square_().sum(dims) - safe.log().expand_as(z).sum(dims)
-    return total
+    The scale keeps its own (often per-chain) shape; the passes over every entry are ``foreach``
+    operations over all tensors at once."""
+    names = list(to)
+    moving = [scale[n] > 0 for n in names]
+    safe = [torch.where(m, scale[n], 1.0) for m, n in zip(moving, names)]
+    z = torch._foreach_sub([to[n] for n in names], [start[n] for n in names])
+    torch._foreach_add_(z, [drift[n] for n in names])
+    torch._foreach_mul_(z, [torch.where(m, s.reciprocal(), 0.0) for m, s in zip(moving, safe)])
+    log_scale = sum(log.expand_as(t).sum(tuple(range(1, t.dim()))) for log, t in zip(torch._foreach_log(safe), z))
+    return -0.5 * per_chain_squared_norm(z) - log_scale
 
 
 class MalaAcceptance:

@@ -18,13 +18,15 @@ def tree_map(fn: Callable[..., torch.Tensor], *trees: Tree) -> Tree:
     return {name: fn(*(tree[name] for tree in trees)) for name in trees[0]}
 
 
-def per_chain_sum(tree: Tree) -> torch.Tensor:
-    """Sum of every element of each chain's parameters: [B]."""
-    return sum(t.flatten(1).sum(-1) for t in tree.values())
-
-
 def per_chain_dot(a: Tree, b: Tree) -> torch.Tensor:
     return sum((a[name] * b[name]).flatten(1).sum(-1) for name in a)
+
+
+def per_chain_squared_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Σ t² over every element of each chain [B], as one concatenation and one reduction (the
+    observers' measurements are dominated by the number of operations, not their size)."""
+    flat = torch.cat([t.flatten(1) for t in tensors], dim=1)
+    return torch.linalg.vecdot(flat, flat)
 
 
 def scale_per_chain(tree: Tree, factor: torch.Tensor) -> Tree:
