@@ -91,3 +91,14 @@ def test_the_objective_keeps_the_torch_path_without_the_compiled_step(monkeypatc
     assert list(tmp_path.iterdir()) == []  # no half-written library left behind
     loss, grads = objective.losses_and_grads(params, {}, x, y)
     assert torch.isfinite(loss).all() and sorted(grads) == sorted(params)
+
+
+@needs_compiler
+def test_inputs_the_c_code_cannot_read_are_left_to_torch():
+    model, params = _stacked(MLPConfig(embed_dim=4, hidden_size=8), 7, 2)
+    x, y = _minibatch(7, 2, 5)
+    compiled = model.compiled_loss_and_grads("cross_entropy")
+    assert compiled.accepts(params, x, y)
+    assert not compiled.accepts(params, x.int(), y)
+    assert not compiled.accepts(params, x, y.int())
+    assert not compiled.accepts({n: t.double() for n, t in params.items()}, x, y)

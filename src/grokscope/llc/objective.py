@@ -112,11 +112,12 @@ class BatchedObjective:
     def losses_and_grads(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Tree]:
         """Per-chain minibatch loss [B] and its gradient tree (zero for a parameter the outputs do not
         read); chains do not interact."""
-        if self.compiled is not None and self.compiled.accepts(x):
-            loss, grads = self.compiled({**fixed, **sampled}, x, y)
+        params = {**fixed, **sampled}
+        if self.compiled is not None and self.compiled.accepts(params, x, y):
+            loss, grads = self.compiled(params, x, y)
             return loss, {name: grads[name] for name in sampled}
         if self.forward_and_vjp is not None:
-            outputs, vjp = self.forward_and_vjp({**fixed, **sampled}, x)
+            outputs, vjp = self.forward_and_vjp(params, x)
             loss, output_grad = self.loss.value_and_output_grad(outputs, y)
             grads = vjp(output_grad)
             return loss, {name: grads[name] for name in sampled}

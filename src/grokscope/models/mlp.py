@@ -164,8 +164,10 @@ class CompiledCrossEntropy:
         self.names = ("embedding.weight", f"{left}.weight", f"{left}.bias", "linear1r.weight", "linear1r.bias", "linear2.weight")
 
     @staticmethod
-    def accepts(x: torch.Tensor) -> bool:
-        return x.device.type == "cpu"
+    def accepts(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> bool:
+        """What the C code reads: float32 parameters and int64 tokens and targets, in CPU memory."""
+        embed = params["embedding.weight"]
+        return embed.device.type == "cpu" and embed.dtype == torch.float32 and x.dtype == y.dtype == torch.int64
 
     def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss [B] and d loss / d params (every parameter) on x [B, m, 2], y [B, m]."""
