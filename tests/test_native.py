@@ -89,6 +89,10 @@ def test_the_objective_keeps_the_torch_path_without_the_compiled_step(monkeypatc
         objective = BatchedObjective(model, "cross_entropy")
     assert objective.compiled is None and "torch path" in caplog.text
     assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+    monkeypatch.delenv("CC")
+    monkeypatch.setenv("GROKSCOPE_NATIVE_CACHE", "/proc/no-such-cache")  # a cache that cannot be made
+    with caplog.at_level(logging.WARNING, logger="grokscope.models.native"):
+        assert BatchedObjective(model, "cross_entropy").compiled is None
     loss, grads = objective.losses_and_grads(params, {}, x, y)
     assert torch.isfinite(loss).all() and sorted(grads) == sorted(params)
 

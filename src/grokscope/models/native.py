@@ -52,12 +52,11 @@ def _cpu_signature() -> str:
     return f"{platform.machine()} {platform.processor()} {flags}"
 
 
-def library_path(source: str, constants: dict[str, int], compiler: str) -> Path:
-    """Where the library of ``source`` built with ``constants`` is cached."""
+def library_path(directory: Path, source: str, constants: dict[str, int], compiler: str) -> Path:
+    """Where the library of ``source`` built with ``constants`` is cached in ``directory``."""
     text = (Path(__file__).parent / source).read_bytes()
     key = repr((text, FLAGS, sorted(constants.items()), compiler, _cpu_signature())).encode()
-    stem = Path(source).stem
-    return cache_dir() / f"{stem}-{hashlib.sha256(key).hexdigest()[:16]}.so"
+    return directory / f"{Path(source).stem}-{hashlib.sha256(key).hexdigest()[:16]}.so"
 
 
 def compiler() -> str | None:
@@ -66,18 +65,20 @@ def compiler() -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _build_and_load(source: str, constants: tuple[tuple[str, int], ...], compiler: str) -> ctypes.CDLL | None:
-    target = library_path(source, dict(constants), compiler)
+def _build_and_load(source: str, constants: tuple[tuple[str, int], ...], compiler: str, directory: Path) -> ctypes.CDLL | None:
+    target = library_path(directory, source, dict(constants), compiler)
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        command = [compiler, *FLAGS, *(f"-D{k}={v}" for k, v in constants), "-o", tmp, str(Path(__file__).parent / source), "-lm"]
-        try:
+        tmp = None
+        try:  # an unwritable cache, a missing or failing compiler: all end on the torch path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+            os.close(fd)
+            command = [compiler, *FLAGS, *(f"-D{k}={v}" for k, v in constants), "-o", tmp, str(Path(__file__).parent / source), "-lm"]
             subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
             os.replace(tmp, target)
         except (OSError, subprocess.SubprocessError) as error:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             detail = getattr(error, "stderr", None) or error
             log.warning("building %s failed, so it runs on the torch path (about 2x slower): %s", source, detail)
             return None
@@ -96,4 +97,4 @@ def load(source: str, **constants: int) -> ctypes.CDLL | None:
     if path is None:
         log.info("no C compiler found: %s runs on the torch path", source)
         return None
-    return _build_and_load(source, tuple(sorted(constants.items())), path)
+    return _build_and_load(source, tuple(sorted(constants.items())), path, cache_dir())
