@@ -7,7 +7,8 @@ The forward pass is written once, over parameter sets stacked along a leading ba
 (:func:`batched_logits`), so that SGLD can step many chains and checkpoints in one computation; the
 ``nn.Module`` view is the same function with a batch of one. :func:`batched_logits_and_vjp` is the
 same forward with its backward pass written out (a few batched matmuls and one scatter-add), so the
-SGLD loop runs without autograd.
+SGLD loop runs without autograd; on a CPU, :class:`CompiledCrossEntropy` computes the same loss and
+gradient in one call into mlp_native.c.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ ACTIVATIONS = {
     "relu": torch.relu,
     "quad": torch.square,
 }
+
+# name -> the ACT code of mlp_native.c
+NATIVE_ACTIVATION_CODES = {"gelu": 0, "relu": 1, "quad": 2}
 
 # name -> (d act / d pre) ⊙ upstream, given (upstream, pre)
 ACTIVATION_VJPS = {
@@ -240,8 +244,8 @@ class MLP(nn.Module):
         unembedding, another loss, no C compiler: the callers keep :func:`batched_logits_and_vjp`)."""
         if loss != "cross_entropy" or self.cfg.tie_unembed:
             return None
-        activation = {"gelu": 0, "relu": 1, "quad": 2}[self.cfg.activation]
-        library = native.load("mlp_native.c", P=self.p, D=self.cfg.embed_dim, H=self.cfg.hidden_size, ACT=activation)
+        library = native.load("mlp_native.c", P=self.p, D=self.cfg.embed_dim, H=self.cfg.hidden_size,
+                              ACT=NATIVE_ACTIVATION_CODES[self.cfg.activation])
         return None if library is None else CompiledCrossEntropy(library, self.cfg)
 
     def components(self) -> dict[str, dict[str, torch.Tensor]]:
