@@ -15,7 +15,7 @@ import torch
 
 from .kernels import Kernel, KernelState
 from .objective import BatchedObjective
-from .tree import Tree, flatten, per_chain_dot, per_chain_squared_norm
+from .tree import Tree, flatten, leaves, per_chain_dot, per_chain_squared_norm
 
 STEP_METRICS = ("gradient", "localisation", "weight_decay", "noise", "distance")
 
@@ -48,24 +48,28 @@ class LossTrace:
 def potential(loss: torch.Tensor, state: KernelState) -> torch.Tensor:
     """U(w) per chain [B] = nβ L(w) + (γ/2)||w − w*||² + (wd/2)||w||²: the negative log density
     of the localised tempered posterior (Lau et al. 2023)."""
-    s, dtype = state.settings, loss.dtype
-    w = list(state.w.values())
-    distance = per_chain_squared_norm(torch._foreach_sub(w, [state.anchor[n] for n in state.w]))
-    return s.nbeta.to(dtype) * loss + 0.5 * s.gamma.to(dtype) * distance + 0.5 * s.weight_decay.to(dtype) * per_chain_squared_norm(w)
+    s, names = state.settings, list(state.w)
+    w = leaves(state.w, names)
+    distance = per_chain_squared_norm(torch._foreach_sub(w, leaves(state.anchor, names)))
+    value = s.per_element("nbeta", loss, loss.dtype) * loss
+    value.addcmul_(s.per_element("gamma", loss, loss.dtype), distance, value=0.5)
+    return value.addcmul_(s.per_element("weight_decay", loss, loss.dtype), per_chain_squared_norm(w), value=0.5)
 
 
 def log_proposal(to: Tree, start: Tree, drift: Tree, scale: Tree) -> torch.Tensor:
     """log q(to | start) per chain, up to a constant, for the Gaussian proposal
     N(start − drift, diag(scale²)); entries with scale 0 (masked) do not move and are skipped.
-    The scale keeps its own (often per-chain) shape; the passes over every entry are ``foreach``
-    operations over all tensors at once."""
+    The scale keeps its own (often per-chain) shape: broadcasting repeats each of its entries
+    equally often, so Σ log scale over the entries is its own sum times that count. The passes over
+    every entry are ``foreach`` operations over all tensors at once."""
     names = list(to)
-    moving = [scale[n] > 0 for n in names]
-    safe = [torch.where(m, scale[n], 1.0) for m, n in zip(moving, names)]
-    z = torch._foreach_sub([to[n] for n in names], [start[n] for n in names])
-    torch._foreach_add_(z, [drift[n] for n in names])
-    torch._foreach_mul_(z, [torch.where(m, s.reciprocal(), 0.0) for m, s in zip(moving, safe)])
-    log_scale = sum(log.expand_as(t).sum(tuple(range(1, t.dim()))) for log, t in zip(torch._foreach_log(safe), z))
+    scales = leaves(scale, names)
+    moving = [s > 0 for s in scales]
+    safe = [torch.where(m, s, 1.0) for m, s in zip(moving, scales)]
+    z = torch._foreach_sub(leaves(to, names), leaves(start, names))
+    torch._foreach_add_(z, leaves(drift, names))
+    torch._foreach_mul_(z, [torch.where(m, inverse, 0.0) for m, inverse in zip(moving, torch._foreach_reciprocal(safe))])
+    log_scale = sum(log.flatten(1).sum(-1) * (t[0].numel() // log[0].numel()) for log, t in zip(torch._foreach_log(safe), z))
     return -0.5 * per_chain_squared_norm(z) - log_scale
 
 

@@ -14,6 +14,11 @@ import torch
 Tree = dict[str, torch.Tensor]
 
 
+def leaves(tree: Tree, names: list[str]) -> list[torch.Tensor]:
+    """The tensors of ``tree`` in the order of ``names`` (the argument lists of torch's foreach ops)."""
+    return [tree[name] for name in names]
+
+
 def tree_map(fn: Callable[..., torch.Tensor], *trees: Tree) -> Tree:
     return {name: fn(*(tree[name] for tree in trees)) for name in trees[0]}
 

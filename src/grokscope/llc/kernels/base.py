@@ -20,7 +20,7 @@ from typing import Protocol, Sequence
 import torch
 
 from ...errors import ConfigError
-from ..tree import Tree
+from ..tree import Tree, leaves
 
 SETTING_NAMES = ("epsilon", "gamma", "nbeta", "weight_decay")
 
@@ -80,7 +80,10 @@ class StepTerms:
     noise_scale: Tree
 
     def drift(self) -> Tree:
-        return {n: self.gradient[n] + self.localisation[n] + self.weight_decay[n] for n in self.gradient}
+        names = list(self.gradient)
+        out = torch._foreach_add(leaves(self.gradient, names), leaves(self.localisation, names))
+        torch._foreach_add_(out, leaves(self.weight_decay, names))
+        return dict(zip(names, out))
 
 
 class Kernel(Protocol):

@@ -6,7 +6,8 @@ fused into three passes per tensor, with every coefficient per chain (a [B, 1, .
 
     w' = (1 − ε(γ + wd)/2)·w + (εγ/2)·w* − (ε nβ/2)·∇L_B(w) + √ε·ξ
 
-The anchor term (εγ/2)·w* is computed once, in ``init``.
+The anchor term (εγ/2)·w* and every coefficient are computed once, in ``init``; ``terms`` is four
+foreach passes.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..tree import Tree
+from ..tree import Tree, leaves
 from .base import ChainSettings, KernelState, StepTerms
 
 
 @dataclass(frozen=True)
 class SGLDState(KernelState):
+    """The coefficients of every tensor's update, per chain and shaped to broadcast against it."""
+
+    shrink: Tree  # 1 − ε(γ + wd)/2
     pull: Tree  # (εγ/2)·w*
-    shrink: Tree  # 1 − ε(γ + wd)/2, per chain, shaped to broadcast against each tensor
-    grad_scale: Tree  # −ε nβ / 2
+    gradient_scale: Tree  # ε nβ / 2
+    localisation_scale: Tree  # εγ / 2
+    decay_scale: Tree  # ε wd / 2
     noise_scale: Tree  # √ε
 
 
@@ -34,37 +39,36 @@ class SGLD:
 
     def init(self, anchors: Tree, settings: ChainSettings) -> SGLDState:
         s = settings
-        shrink = 1.0 - 0.5 * s.epsilon * (s.gamma + s.weight_decay)
-        pull, grad_scale, noise_scale = 0.5 * s.epsilon * s.gamma, -0.5 * s.epsilon * s.nbeta, s.epsilon.sqrt()
+        half = 0.5 * s.epsilon
 
         def shaped(values: torch.Tensor) -> Tree:
             return {n: values.to(a.dtype).view(-1, *([1] * (a.dim() - 1))) for n, a in anchors.items()}
 
-        pulls = shaped(pull)
+        localisation = shaped(half * s.gamma)
         return SGLDState(
             w={n: a.clone() for n, a in anchors.items()}, anchor=anchors, settings=settings,
-            pull={n: a * pulls[n] for n, a in anchors.items()},
-            shrink=shaped(shrink), grad_scale=shaped(grad_scale), noise_scale=shaped(noise_scale),
+            shrink=shaped(1.0 - half * (s.gamma + s.weight_decay)),
+            pull={n: a * localisation[n] for n, a in anchors.items()},
+            gradient_scale=shaped(half * s.nbeta), localisation_scale=localisation,
+            decay_scale=shaped(half * s.weight_decay), noise_scale=shaped(s.epsilon.sqrt()),
         )
 
     def step(self, state: SGLDState, loss_grad: Tree, noise: Tree) -> SGLDState:
-        names = list(state.w)
-
-        def column(tree: Tree) -> list[torch.Tensor]:
-            return [tree[n] for n in names]
-
         # one dispatch per pass over all tensors (torch's foreach ops, as torch.optim uses)
-        out = torch._foreach_addcmul(column(state.pull), column(state.w), column(state.shrink))
-        torch._foreach_addcmul_(out, column(loss_grad), column(state.grad_scale))
-        torch._foreach_addcmul_(out, column(noise), column(state.noise_scale))
+        names = list(state.w)
+        out = torch._foreach_addcmul(leaves(state.pull, names), leaves(state.w, names), leaves(state.shrink, names))
+        torch._foreach_addcmul_(out, leaves(loss_grad, names), leaves(state.gradient_scale, names), value=-1)
+        torch._foreach_addcmul_(out, leaves(noise, names), leaves(state.noise_scale, names))
         return replace(state, w=dict(zip(names, out)))
 
     def terms(self, state: SGLDState, loss_grad: Tree) -> StepTerms:
-        s = state.settings
-        half = {n: 0.5 * s.per_element("epsilon", t, t.dtype) for n, t in state.w.items()}
+        names = list(state.w)
+        w = leaves(state.w, names)
+        localisation = torch._foreach_sub(w, leaves(state.anchor, names))
+        torch._foreach_mul_(localisation, leaves(state.localisation_scale, names))
         return StepTerms(
-            gradient={n: half[n] * s.per_element("nbeta", g, g.dtype) * g for n, g in loss_grad.items()},
-            localisation={n: half[n] * s.per_element("gamma", w, w.dtype) * (w - state.anchor[n]) for n, w in state.w.items()},
-            weight_decay={n: half[n] * s.per_element("weight_decay", w, w.dtype) * w for n, w in state.w.items()},
+            gradient=dict(zip(names, torch._foreach_mul(leaves(loss_grad, names), leaves(state.gradient_scale, names)))),
+            localisation=dict(zip(names, localisation)),
+            weight_decay=dict(zip(names, torch._foreach_mul(w, leaves(state.decay_scale, names)))),
             noise_scale=state.noise_scale,
         )
