@@ -9,7 +9,8 @@ The floor, measured in the same run:
   matmul floor = forward+backward matmul FLOPs per chain-step (counted by torch's FlopCounterMode
                  on one chain) × chain-steps ÷ the float32 matmul rate of a large square matmul;
   noise floor  = one normal number per sampled parameter per chain-step ÷ the fastest rate of
-                 normal generation measured here (torch, numpy; one stream, and one per thread).
+                 normal generation measured here (torch, numpy, grokscope's own Philox generator;
+                 one stream, and one per thread).
 
     python benchmarks/llc_speed.py                             # the full workload (devinterp: ~45 min)
     python benchmarks/llc_speed.py --devinterp-checkpoints 4   # devinterp on 4 evenly spaced
@@ -37,8 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from grokscope import build_config, load_run, train
 from grokscope.llc import estimate_llc
+from grokscope.llc.noise import PhiloxNoise, block_length
 from grokscope.llc.objective import BatchedObjective
-from grokscope.llc.sampler import ChainStreams, block_length
+from grokscope.llc.sampler import ChainStreams
 
 SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=3000, burn_in=750, batch_size=64)
 DEVINTERP_CHAINS = (1, 4)  # devinterp at 16 chains a checkpoint would take hours here
@@ -83,6 +85,12 @@ def normal_rates(device: torch.device, numbers: int = 1 << 23) -> dict[str, floa
     host = np.empty(numbers, dtype=np.float32)
     rng = np.random.Generator(np.random.SFC64(0))
     rates["numpy SFC64 ziggurat, one generator"] = numbers / timed(lambda: rng.standard_normal(numbers, np.float32, out=host), device, 3)
+    philox = [PhiloxNoise(range(16 * i, 16 * i + 16), numbers // threads // 16) for i in range(threads)]
+    if philox[0].fill is not None:  # grokscope's C generator (llc/noise_native.c), as the sampler calls it
+        rates["grokscope Philox4x32-10 + Box-Muller, one stream"] = numbers / timed(
+            lambda: [philox[0].at(step) for step in range(threads)], device, 5)
+        rates[f"grokscope Philox4x32-10 + Box-Muller, {threads} streams in {threads} threads"] = numbers / timed(
+            lambda: in_threads([lambda i=i: philox[i].at(0) for i in range(threads)]), device, 5)
     return rates
 
 
@@ -124,13 +132,14 @@ def stream_seconds(chain_count: int, n_params: int, n_data: int, device: torch.d
     """Seconds spent drawing the workload's per-chain minibatch indices and noise alone (as the
     loop on ``device`` draws them, without overlapping anything)."""
     streams = ChainStreams([(0, "bench", c) for c in range(chain_count)], [n_data] * chain_count,
-                           SETTINGS["batch_size"], n_params, device, background=False)
+                           SETTINGS["batch_size"], n_params, device)
     length, done = block_length(n_params), 0
     sync(device)
     start = time.perf_counter()
     while done < SETTINGS["n_steps"]:
-        index, _, _ = streams.request(min(length, SETTINGS["n_steps"] - done))
-        index.to(device)
+        index = streams.indices(min(length, SETTINGS["n_steps"] - done)).to(device)
+        for step in range(done, done + index.shape[1]):
+            streams.noise.at(step)
         done += index.shape[1]
     sync(device)
     return time.perf_counter() - start

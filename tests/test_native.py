@@ -1,13 +1,12 @@
-"""The compiled MLP step (models/mlp_native.c through models/native.py) against the torch path."""
+"""The compiled MLP step (models/mlp_native.c through grokscope/native.py) against the torch path."""
 
 import logging
 
 import pytest
 import torch
 
-from grokscope import ConfigError
+from grokscope import ConfigError, native
 from grokscope.llc.objective import BatchedObjective, CrossEntropy
-from grokscope.models import native
 from grokscope.models.mlp import MLP, MLPConfig, batched_logits_and_vjp
 
 needs_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C compiler here: the compiled MLP step is not built")
@@ -85,13 +84,13 @@ def test_the_objective_keeps_the_torch_path_without_the_compiled_step(monkeypatc
     monkeypatch.setenv("GROKSCOPE_NATIVE", "1")
     monkeypatch.setenv("GROKSCOPE_NATIVE_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    with caplog.at_level(logging.WARNING, logger="grokscope.models.native"):
+    with caplog.at_level(logging.WARNING, logger="grokscope.native"):
         objective = BatchedObjective(model, "cross_entropy")
-    assert objective.compiled is None and "torch path" in caplog.text
+    assert objective.compiled is None and "Python path" in caplog.text
     assert list(tmp_path.iterdir()) == []  # no half-written library left behind
     monkeypatch.delenv("CC")
     monkeypatch.setenv("GROKSCOPE_NATIVE_CACHE", "/proc/no-such-cache")  # a cache that cannot be made
-    with caplog.at_level(logging.WARNING, logger="grokscope.models.native"):
+    with caplog.at_level(logging.WARNING, logger="grokscope.native"):
         assert BatchedObjective(model, "cross_entropy").compiled is None
     loss, grads = objective.losses_and_grads(params, {}, x, y)
     assert torch.isfinite(loss).all() and sorted(grads) == sorted(params)

@@ -28,6 +28,7 @@ from .kernels import (
     build_kernel,
     unit_directions,
 )
+from .noise import block_length, steps_held
 from .objective import BatchedObjective, LossFn, check_parameter_sets
 from .observers import (
     LossTrace,
@@ -38,7 +39,7 @@ from .observers import (
     StepNorms,
 )
 from .result import CheckpointLLC, LLCResult
-from .sampler import block_length, run_chains
+from .sampler import run_chains
 from .selection import Selection, select
 from .summary import cut_after_divergence, non_finite_entry, summarise, thinned_steps
 from .tree import Tree, tree_map
@@ -184,14 +185,14 @@ class _Job:
     def bytes_per_set(self, n_params: int) -> float:
         """An estimate of the memory one parameter set's chains take in the loop (float32; int64 indices)."""
         cfg, chains = self.cfg, self.cfg.chains
-        block = block_length(n_params)
+        block, noise_steps = block_length(n_params), steps_held(n_params, self.device)
         x_row = self.x[0, 0].numel() + self.y[0, 0].numel()
         with torch.no_grad():  # one chain's outputs on one minibatch, for the activations
             one = {n: t[:1] for n, t in {**self.anchors, **self.fixed}.items()}
             outputs = self.objective.forward(one, self.x[:1, : cfg.batch_size]).numel()
         per_chain = (
-            2 * block * n_params * 4  # noise: the block in use and the next one
-            + 2 * block * cfg.batch_size * (1 + x_row) * 8  # minibatch indices and the gathered rows
+            noise_steps * n_params * 4  # the noise held at once
+            + block * cfg.batch_size * (1 + x_row) * 8  # a block of minibatch indices and the gathered rows
             + 10 * n_params * 4  # position, anchor, pull, gradient, kernel state and temporaries
             + 8 * outputs * 4  # activations of the forward and backward pass
             + cfg.n_steps * 4 + cfg.save_samples * (n_params + 1) * 4
@@ -203,7 +204,7 @@ class _Job:
 
     def sample(self, indices: list[int], show_progress: bool, alone: bool, labels, init_loss, probe_init) -> list[tuple[CheckpointLLC, dict]]:
         """Run the chains of parameter sets ``indices`` together; their entries and saved tensors.
-        ``alone``: no other group samples at the same time (then noise is generated in the background)."""
+        ``alone``: no other group samples at the same time (then the objective needs no replica)."""
         cfg, chains = self.cfg, self.cfg.chains
         objective = self.objective if alone else self.objective.replica()
         subset = partial(tree_map, lambda t: t[indices].repeat_interleave(chains, dim=0))
@@ -234,7 +235,7 @@ class _Job:
         else:
             x, y = (t[indices].repeat_interleave(chains, dim=0) for t in (self.x, self.y))
         run_chains(objective, kernel, kernel.init(anchors, settings), fixed, x, y, keys, cfg.n_steps, cfg.batch_size,
-                   observers, progress=self.progress and show_progress, background_noise=alone,
+                   observers, progress=self.progress and show_progress,
                    sizes=[self.sizes[k] for k in indices for _ in range(chains)])
         recorded = {key: value for observer in observers for key, value in observer.result().items()}
         cut_after_divergence(recorded)

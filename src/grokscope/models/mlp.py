@@ -22,10 +22,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from .. import native
 from ..errors import ConfigError
 from ..seeding import generator
 from ..strict import Strict
-from . import native
 
 ACTIVATIONS = {
     "gelu": nn.functional.gelu,
@@ -152,7 +152,7 @@ def batched_logits_and_vjp(
 
 class CompiledCrossEntropy:
     """The minibatch cross-entropy of B stacked MLPs and its gradient in one C call
-    (models/mlp_native.c, built per shape by models/native.py): the numbers of
+    (models/mlp_native.c, built per shape by grokscope/native.py): the numbers of
     :func:`batched_logits_and_vjp` with the closed-form cross-entropy gradient up to float rounding,
     every chain computed on its own, all its intermediates in cache. For the untied unembedding."""
 
@@ -244,7 +244,7 @@ class MLP(nn.Module):
         unembedding, another loss, no C compiler: the callers keep :func:`batched_logits_and_vjp`)."""
         if loss != "cross_entropy" or self.cfg.tie_unembed:
             return None
-        library = native.load("mlp_native.c", P=self.p, D=self.cfg.embed_dim, H=self.cfg.hidden_size,
+        library = native.load("models/mlp_native.c", P=self.p, D=self.cfg.embed_dim, H=self.cfg.hidden_size,
                               ACT=NATIVE_ACTIVATION_CODES[self.cfg.activation])
         return None if library is None else CompiledCrossEntropy(library, self.cfg)
 

@@ -8,7 +8,7 @@
 
    then every gradient by the chain rule. The shapes are compile-time constants (-DP= -DD= -DH=,
    and -DACT=0/1/2 for gelu/relu/quad; the minibatch size M is an argument), so the compiler
-   unrolls and vectorises the inner loops; grokscope/models/native.py builds one library per shape
+   unrolls and vectorises the inner loops; grokscope/native.py builds one library per shape
    and caches it. Each chain is computed on its own with all its intermediates in cache, in a fixed
    order, so a chain's numbers do not depend on what else is in the call.
 

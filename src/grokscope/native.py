@@ -1,13 +1,13 @@
-"""C kernels for the built-in models, compiled on first use and cached.
+"""Small C kernels (the MLP's step, the chains' noise), compiled on first use and cached.
 
-A kernel's source (a ``.c`` file beside this module) is compiled once per set of shape constants
+A kernel's source (a ``.c`` file in the package, named relative to it: ``models/mlp_native.c``) is compiled once per set of shape constants
 (``-DP=53 -DD=12 ...``) with the machine's C compiler (``$CC``, else ``cc``) for this CPU
 (``-march=native``), into ``$GROKSCOPE_NATIVE_CACHE`` (default ``~/.cache/grokscope/native``), under a
 name hashed from the source, the flags, the constants and the CPU, so an edit or another machine
 sharing the directory never loads a stale library. A build takes well under a second; it is written
 to a temporary file and renamed, so processes building at once never see half a library.
 
-Every caller keeps its torch path: with no compiler, a failed build, or ``GROKSCOPE_NATIVE=0``,
+Every caller keeps its Python path: with no compiler, a failed build, or ``GROKSCOPE_NATIVE=0``,
 :func:`load` returns None (a failed build says why, once) and nothing else changes.
 
 The flags are -ffast-math without its finite-math assumption: a diverging chain's inf and nan must
@@ -28,13 +28,14 @@ import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+PACKAGE = Path(__file__).parent
 
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
          "-fassociative-math", "-freciprocal-math", "-shared", "-fPIC")
 
 
 def enabled() -> bool:
-    """False when the environment asks for the torch path (``GROKSCOPE_NATIVE=0``)."""
+    """False when the environment asks for the Python paths (``GROKSCOPE_NATIVE=0``)."""
     return os.environ.get("GROKSCOPE_NATIVE", "1") != "0"
 
 
@@ -54,7 +55,7 @@ def _cpu_signature() -> str:
 
 def library_path(directory: Path, source: str, constants: dict[str, int], compiler: str) -> Path:
     """Where the library of ``source`` built with ``constants`` is cached in ``directory``."""
-    text = (Path(__file__).parent / source).read_bytes()
+    text = (PACKAGE / source).read_bytes()
     key = repr((text, FLAGS, sorted(constants.items()), compiler, _cpu_signature())).encode()
     return directory / f"{Path(source).stem}-{hashlib.sha256(key).hexdigest()[:16]}.so"
 
@@ -73,19 +74,19 @@ def _build_and_load(source: str, constants: tuple[tuple[str, int], ...], compile
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
             os.close(fd)
-            command = [compiler, *FLAGS, *(f"-D{k}={v}" for k, v in constants), "-o", tmp, str(Path(__file__).parent / source), "-lm"]
+            command = [compiler, *FLAGS, *(f"-D{k}={v}" for k, v in constants), "-o", tmp, str(PACKAGE / source), "-lm"]
             subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
             os.replace(tmp, target)
         except (OSError, subprocess.SubprocessError) as error:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
             detail = getattr(error, "stderr", None) or error
-            log.warning("building %s failed, so it runs on the torch path (about 2x slower): %s", source, detail)
+            log.warning("building %s failed, so its Python path runs instead (slower): %s", source, detail)
             return None
     try:
         return ctypes.CDLL(str(target))
     except OSError as error:  # e.g. a libm without the vector functions the build referred to
-        log.warning("loading %s failed, so it runs on the torch path (about 2x slower): %s", source, error)
+        log.warning("loading %s failed, so its Python path runs instead (slower): %s", source, error)
         return None
 
 
@@ -95,6 +96,6 @@ def load(source: str, **constants: int) -> ctypes.CDLL | None:
         return None
     path = compiler()
     if path is None:
-        log.info("no C compiler found: %s runs on the torch path", source)
+        log.info("no C compiler found: %s runs on its Python path", source)
         return None
     return _build_and_load(source, tuple(sorted(constants.items())), path, cache_dir())

@@ -1,0 +1,114 @@
+"""The chains' Gaussian noise: one independent stream per chain, a function of (chain key, step).
+
+On a CPU the normals come from Philox4x32-10 counters through Box–Muller (Salmon et al. 2011;
+the generator behind JAX's, cuRAND's and numpy's counter-based streams), as llc/noise_native.c
+defines them: element e of step s of the chain whose 64-bit key is k depends only on (k, s, e),
+so a chain's noise is the same alone or batched, in any block of steps, on any thread. The C code
+makes about 2 ns a number per core here, against 4–7 ns for torch's generator; without a C compiler
+(or with ``GROKSCOPE_NATIVE=0``) :func:`reference_normals` computes the same numbers in numpy, to
+float rounding, several times slower. On an accelerator each chain keeps its own torch generator,
+drawn a block of steps at a time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import native
+
+M0, M1 = 0xD2511F53, 0xCD9E8D57  # Philox4x32's multipliers
+W0, W1 = 0x9E3779B9, 0xBB67AE85  # and its key increments (Weyl sequence)
+LOW = 0xFFFFFFFF
+LANES, GROUPS = 8, 4  # the layout of llc/noise_native.c: a chunk is GROUPS * LANES counters
+CHUNK = 4 * GROUPS * LANES  # normals per chunk
+NOISE_BLOCK_ELEMENTS = 1 << 22  # on an accelerator, per chain: one block of noise holds at most this many numbers
+
+
+def block_length(n_params: int) -> int:
+    """Steps drawn per call where noise (on an accelerator) and minibatch indices come in blocks: a
+    function of the model size only (never of the number of chains)."""
+    return max(1, min(64, NOISE_BLOCK_ELEMENTS // max(n_params, 1)))
+
+
+def philox4x32_10(counters: np.ndarray, k0: np.ndarray | int, k1: np.ndarray | int) -> np.ndarray:
+    """The four 32-bit words of each counter [4, ...] under the key (k0, k1) (broadcast against the
+    counters' trailing dimensions): ten Philox rounds in uint64 arithmetic, where every 32 × 32-bit
+    product is exact."""
+    c0, c1, c2, c3 = (np.asarray(w, dtype=np.uint64) for w in counters)
+    k0, k1 = np.asarray(k0, dtype=np.uint64), np.asarray(k1, dtype=np.uint64)
+    for _ in range(10):
+        p0, p1 = c0 * np.uint64(M0), c2 * np.uint64(M1)
+        c0, c1, c2, c3 = (p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & np.uint64(LOW), (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & np.uint64(LOW)
+        k0, k1 = (k0 + np.uint64(W0)) & np.uint64(LOW), (k1 + np.uint64(W1)) & np.uint64(LOW)
+    return np.stack([c0, c1, c2, c3]).astype(np.uint32)
+
+
+def reference_normals(keys: Sequence[int], step: int, n: int) -> np.ndarray:
+    """[B, n] float32: the normals of step ``step`` of the chains with these keys, as
+    llc/noise_native.c defines them (numpy; the C code agrees to float rounding)."""
+    keys = np.asarray(keys, dtype=np.uint64)[:, None]
+    chunks = -(-n // CHUNK)
+    counter = np.arange(chunks * GROUPS * LANES, dtype=np.uint64)[None, :]
+    zeros = np.zeros_like(counter)
+    words = philox4x32_10([counter, zeros + (step & LOW), zeros + (step >> 32), zeros], keys & np.uint64(LOW), keys >> np.uint64(32))
+    scale, two_pi = np.float32(2.0**-24), np.float32(2 * np.pi)
+    outputs = []
+    for radius, angle in ((words[0], words[1]), (words[2], words[3])):
+        r = np.sqrt(np.float32(-2.0) * np.log(((radius >> 8) + 1).astype(np.float32) * scale))
+        a = two_pi * ((angle >> 8).astype(np.float32) * scale)
+        outputs += [r * np.cos(a), r * np.sin(a)]
+    z = np.stack(outputs, axis=1)  # [B, q, counter], counter = (chunk, group, lane)
+    z = z.reshape(len(keys), 4, chunks, GROUPS, LANES).transpose(0, 2, 3, 1, 4)  # element = (chunk, group, q, lane)
+    return np.ascontiguousarray(z.reshape(len(keys), -1)[:, :n])
+
+
+class PhiloxNoise:
+    """Each chain's normals at each step [B, P]: one C call for every chain (numpy without a compiler)."""
+
+    def __init__(self, keys: Sequence[int], n_params: int):
+        self.keys, self.n_params = np.asarray(keys, dtype=np.uint64), n_params
+        library = native.load("llc/noise_native.c")
+        self.fill = None
+        if library is not None:
+            self.fill = library.chain_normals
+            self.fill.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+            self.fill.restype = None
+
+    def at(self, step: int) -> torch.Tensor:
+        if self.fill is None:
+            return torch.from_numpy(reference_normals(self.keys, step, self.n_params))
+        out = torch.empty(len(self.keys), self.n_params)
+        self.fill(self.keys.ctypes.data, len(self.keys), step, self.n_params, out.data_ptr())
+        return out
+
+
+class TorchNoise:
+    """Each chain's normals from its own torch generator on the device, a block of steps per draw
+    (on an accelerator, a draw per chain and step would be a kernel launch each)."""
+
+    def __init__(self, keys: Sequence[int], n_params: int, device: torch.device):
+        self.generators = [torch.Generator(device=device).manual_seed(int(key)) for key in keys]
+        self.n_params, self.device = n_params, device
+        self.length, self.start, self.block = block_length(n_params), 0, None
+
+    def at(self, step: int) -> torch.Tensor:
+        if self.block is None or step >= self.start + self.block.shape[1]:
+            self.start = step
+            self.block = torch.empty(len(self.generators), self.length, self.n_params, device=self.device)
+            for b, generator in enumerate(self.generators):
+                torch.randn(self.length, self.n_params, generator=generator, device=self.device, out=self.block[b])
+        return self.block[:, step - self.start]
+
+
+def chain_noise(keys: Sequence[int], n_params: int, device: torch.device) -> PhiloxNoise | TorchNoise:
+    """The noise source for chains with these 64-bit keys (one each) on ``device``."""
+    return PhiloxNoise(keys, n_params) if device.type == "cpu" else TorchNoise(keys, n_params, device)
+
+
+def steps_held(n_params: int, device: torch.device) -> int:
+    """Steps of noise held in memory per chain at once (for memory estimates)."""
+    return 1 if device.type == "cpu" else block_length(n_params)
