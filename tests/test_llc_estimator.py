@@ -456,3 +456,15 @@ def test_epsilon_auto_estimates_every_set_at_the_calibrated_step_size(tiny_run):
     assert result.llc_means == estimate_llc(model, data, params, steps=tiny_run.steps, **at).llc_means
     cell = next(c for c in calibration["cells"] if c["epsilon"] == chosen)
     assert cell["llc_mean"] == result.entries[-1].llc_mean  # the calibration checkpoint's cell is its estimate
+
+
+def test_the_c_code_changes_no_estimate_beyond_float_rounding(tiny_run, monkeypatch):
+    """With GROKSCOPE_NATIVE=0 the MLP's step runs in torch and the noise in numpy (the paths of a
+    machine without a C compiler): the same chains, to float rounding."""
+    model, data, params = _inputs(tiny_run)
+    settings = dict(FAST, n_steps=60)
+    native_result = estimate_llc(model, data, params, **settings)
+    monkeypatch.setenv("GROKSCOPE_NATIVE", "0")
+    python_result = estimate_llc(model, data, params, **settings)
+    for ours, theirs in zip(native_result.entries, python_result.entries):
+        np.testing.assert_allclose(ours.llc_per_chain, theirs.llc_per_chain, rtol=1e-5)
