@@ -36,3 +36,22 @@ def test_console_command_runs_exit_handlers_and_keeps_its_exit_code(tmp_path):
     assert result.returncode == 2
     assert "is not a grokscope run" in result.stderr and "Traceback" not in result.stderr
     assert result.stdout.strip() == "exit handler ran"
+
+
+def test_figures_skip_pyplot_on_the_command_line_and_use_it_in_a_session(tmp_path):
+    """The command line draws on plain Figures (no pyplot import); where pyplot is loaded (a notebook)
+    figures are pyplot's, so the session shows them, and saving one releases it."""
+    script = ("import sys; from grokscope.png import new_figure, save_figure; fig = new_figure(); fig.subplots().plot([1, 2]); "
+              f"save_figure(fig, {str(tmp_path / 'plain.png')!r}); print(fig.canvas.manager is None, 'matplotlib.pyplot' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.split() == ["True", "False"], result.stderr
+    assert (tmp_path / "plain.png").read_bytes().startswith(b"\x89PNG")
+
+    import matplotlib.pyplot as plt
+
+    from grokscope.png import new_figure, save_figure
+
+    fig = new_figure()
+    assert fig.canvas.manager is not None and fig.number in plt.get_fignums()
+    save_figure(fig, tmp_path / "pyplot.png")
+    assert fig.number not in plt.get_fignums() and (tmp_path / "pyplot.png").read_bytes().startswith(b"\x89PNG")

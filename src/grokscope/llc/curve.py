@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
-
+from ..png import new_figure
 from ..thresholds import MALA_MIN_ACCEPTANCE
 
 
@@ -17,7 +16,8 @@ def draw_llc_curve(ax, entries: list[dict], **style) -> None:
 def plot_llc(result, metrics: list[dict[str, float]] | None = None):
     """λ̂ against the training step with error bars, and train/test loss on a second axis
     (the original study's plot)."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = new_figure(figsize=(8, 4.5))
+    ax = fig.subplots()
     kept = [e for e in result.entries if e.llc_mean is not None]
     xs = [e.step if e.step is not None else e.checkpoint_id for e in kept]
     ax.errorbar(xs, [e.llc_mean for e in kept], yerr=[e.llc_std or 0.0 for e in kept], fmt="o-", color="C0", capsize=3, label="LLC λ̂")
@@ -46,7 +46,8 @@ def plot_llc(result, metrics: list[dict[str, float]] | None = None):
 def plot_calibration(report: dict):
     """λ̂ ± std against ε (one line per nβ, γ; hollow markers: flagged cells), MALA acceptance on a
     second axis with its band, the chosen ε marked."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig = new_figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
     mala_ax = ax.twinx()
     rows: dict[tuple[float, float], list[dict]] = {}
     for cell in report["cells"]:
