@@ -9,7 +9,13 @@ import torch
 from scipy import stats
 
 from grokscope import native
-from grokscope.llc.noise import PhiloxNoise, philox4x32_10, reference_normals
+from grokscope.llc.noise import (
+    PhiloxNoise,
+    TorchNoise,
+    block_length,
+    philox4x32_10,
+    reference_normals,
+)
 
 needs_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C compiler here: the C generator is not built")
 
@@ -79,3 +85,13 @@ def test_the_numbers_are_standard_normal_and_uncorrelated():
         # neighbouring steps, neighbouring chains, neighbouring elements
         r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
         assert abs(r) < 5 / a.numel() ** 0.5
+
+
+def test_the_accelerator_path_draws_each_chains_generator_a_block_of_steps_at_a_time():
+    n = 300
+    length = block_length(n)
+    noise = TorchNoise([7, 8], n, torch.device("cpu"))  # the path a GPU takes, run on the CPU
+    steps = torch.stack([noise.at(step)[1] for step in range(length + 3)])
+    generator = torch.Generator().manual_seed(8)
+    expected = torch.cat([torch.randn(length, n, generator=generator), torch.randn(length, n, generator=generator)[:3]])
+    assert torch.equal(steps, expected)
