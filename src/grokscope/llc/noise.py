@@ -1,7 +1,7 @@
 """The chains' Gaussian noise: one independent stream per chain, a function of (chain key, step).
 
 On a CPU the normals come from Philox4x32-10 counters through Box–Muller (Salmon et al. 2011;
-the generator behind JAX's, cuRAND's and numpy's counter-based streams), as llc/noise_native.c
+cuRAND's Philox4_32_10; numpy's Philox is its 64-bit sibling), as llc/noise_native.c
 defines them: element e of step s of the chain whose 64-bit key is k depends only on (k, s, e),
 so a chain's noise is the same alone or batched, in any block of steps, on any thread. The C code
 makes about 2 ns a number per core here, against 4–7 ns for torch's generator; without a C compiler
