@@ -15,7 +15,7 @@ import torch
 
 from .kernels import Kernel, KernelState
 from .objective import BatchedObjective
-from .tree import Tree, flatten, leaves, per_chain_dot, per_chain_squared_norm
+from .tree import Tree, flatten, leaves, per_chain_squared_norm
 
 STEP_METRICS = ("gradient", "localisation", "weight_decay", "noise", "distance")
 
@@ -139,7 +139,7 @@ class StepNorms:
         noise_added = {n: terms.noise_scale[n] * noise[n] for n in noise}
         distance = {n: w - state.anchor[n] for n, w in state.w.items()}
         trees = (terms.gradient, terms.localisation, terms.weight_decay, noise_added, distance)
-        self.values[self.index[step]] = torch.stack([per_chain_dot(t, t).sqrt() for t in trees])
+        self.values[self.index[step]] = torch.stack([per_chain_squared_norm(list(t.values())).sqrt() for t in trees])
 
     def result(self) -> dict[str, torch.Tensor]:
         return {"step_metric_steps": torch.tensor(self.steps), "step_metrics": self.values.cpu()}

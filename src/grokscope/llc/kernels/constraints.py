@@ -9,7 +9,13 @@ from dataclasses import replace
 
 import torch
 
-from ..tree import Tree, per_chain_dot, scale_per_chain, tree_map
+from ..tree import (
+    Tree,
+    per_chain_dot,
+    per_chain_squared_norm,
+    scale_per_chain,
+    tree_map,
+)
 from .base import ChainSettings, Kernel, KernelState, StepTerms
 
 
@@ -65,7 +71,7 @@ class OrthogonalToGradient(_Constraint):
 
 def unit_directions(grad: Tree) -> Tree:
     """Each chain's gradient scaled to unit norm; a zero gradient stays zero (no projection)."""
-    norm = per_chain_dot(grad, grad).sqrt()
+    norm = per_chain_squared_norm(list(grad.values())).sqrt()
     inverse = torch.where(norm > 0, 1.0 / norm.clamp_min(torch.finfo(norm.dtype).tiny), torch.zeros_like(norm))
     return scale_per_chain(grad, inverse)
 
