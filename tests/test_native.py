@@ -45,6 +45,34 @@ def test_compiled_step_equals_the_closed_form_torch_path(linear_1_tied, activati
 
 
 @needs_compiler
+@pytest.mark.parametrize("scale", [8.0, 40.0])
+def test_the_compiled_gelu_and_softmax_hold_far_into_their_tails(scale):
+    """Scaled weights put pre-activations in both tails of the GELU (|z| in the hundreds, where the
+    C code's own erf and exp take their other branches or clamp) and spread the logits by hundreds:
+    the C numbers stay as close to a float64 computation as torch's float32 path does."""
+    cfg = MLPConfig(embed_dim=12, hidden_size=48)
+    model, params = _stacked(cfg, 53, 2)
+    params = {n: t * scale for n, t in params.items()}
+    x, y = _minibatch(53, 2, 64)
+    loss, grads = model.compiled_loss_and_grads("cross_entropy")(params, x, y)
+    pair = torch.stack([params["embedding.weight"][b][x[b]].flatten(1) for b in range(2)])
+    first = torch.cat([params["linear1l.weight"], params["linear1r.weight"]], -1)
+    pre = pair @ first.transpose(1, 2) + (params["linear1l.bias"] + params["linear1r.bias"]).unsqueeze(1)
+    assert pre.min() < -10 * scale and pre.max() > 10 * scale  # both tails are reached
+    exact, torch_float32 = (_loss_and_grads(params, x, y, cfg, dtype) for dtype in (torch.float64, torch.float32))
+    for name, expected in exact.items():
+        got = loss if name == "loss" else grads[name]
+        error, torch_error = ((t.double() - expected).abs().max() for t in (got, torch_float32[name]))
+        assert error <= 2 * torch_error + 1e-6 * expected.abs().max(), name  # as close as torch's float32 path
+
+
+def _loss_and_grads(params, x, y, cfg, dtype):
+    logits, vjp = batched_logits_and_vjp({n: t.to(dtype) for n, t in params.items()}, x, cfg)
+    loss, output_grad = CrossEntropy().value_and_output_grad(logits, y)
+    return {"loss": loss, **vjp(output_grad)}
+
+
+@needs_compiler
 def test_a_chain_is_computed_alone_and_strided_minibatches_are_read_in_place():
     cfg = MLPConfig(embed_dim=6, hidden_size=10)
     model, params = _stacked(cfg, 13, 4)

@@ -20,15 +20,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* glibc's vector erff/expf (libmvec), declared here since math.h declares them only under
-   -ffast-math, whose finite-math assumption would hide a diverging chain's inf and nan */
-float erff(float) __attribute__((simd("notinbranch")));
-float expf(float) __attribute__((simd("notinbranch")));
 
 #define D2 (2 * D)
 
 typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+typedef uint32_t vu8 __attribute__((vector_size(32)));
+
+/* lane by lane: mask (all ones or zeros, a vector comparison's result) ? a : b */
+static inline v8 lanes_select(vi8 mask, v8 a, v8 b) { return (v8)((mask & (vi8)a) | (~mask & (vi8)b)); }
 #define VEC(n) (((n) + 7) / 8) /* vectors in a row of n floats */
+
+/* e^x for x <= 0, eight lanes at once: 2^n e^r with n = round(x / ln 2), |r| <= ln 2 / 2 and e^r by
+   Cephes expf's polynomial (Moshier 1989); within 3e-7 relative. Below -87.3 it gives e^-87.3
+   (1e-38) instead of underflowing; nan stays nan. */
+static inline v8 exp_nonpositive(v8 x) {
+    x = lanes_select(x < -87.33654f, (v8){0} - 87.33654f, x);
+    const vi8 n = __builtin_convertvector(x * 1.44269504f - 0.5f, vi8); /* round to nearest: x <= 0 */
+    const v8 r = x - __builtin_convertvector(n, v8) * 0.693147182f;   /* a fused multiply-add */
+    const v8 r2 = r * r; /* the polynomial by Estrin's scheme: a short dependency chain */
+    const v8 p = ((r * 1.9875691500e-4f + 1.3981999507e-3f) * r2 + (r * 8.3334519073e-3f + 4.1665795894e-2f)) * r2 +
+                 (r * 1.6666665459e-1f + 5.0000001201e-1f);
+    return (p * r2 + r + 1.0f) * (v8)(((vu8)n + 127u) << 23);
+}
+
+#if ACT == 0
+/* The standard normal cdf Phi(z), and phi(z) in *density (GELU is z Phi(z), its slope
+   Phi(z) + z phi(z)), from one exponential e = exp(-z^2/2). With x = z / sqrt 2: for |x| < 1,
+   erf(x) = x T(x^2) by Cephes erff's polynomial; for |x| >= 1, erfc(|x|) = e g(1/|x|) / |x|, g a
+   degree-10 polynomial fitted to x e^(x^2) erfc(x) over 1/x in (0, 1] (within 3e-7 relative). */
+static inline v8 normal_cdf(v8 z, v8 *density) {
+    const v8 x = z * 0.70710678118654752f, x2 = x * x, e = exp_nonpositive(-x2);
+    *density = e * 0.39894228040143268f;
+    v8 small = x2 * 7.853861353153693e-5f - 8.010193625184903e-4f;
+    small = small * x2 + 5.188327685732524e-3f;
+    small = small * x2 - 2.685381193529856e-2f;
+    small = small * x2 + 1.128358514861418e-1f;
+    small = small * x2 - 3.761262582423300e-1f;
+    small = small * x2 + 1.128379165726710f;
+    const v8 ax = lanes_select(x < 0.0f, -x, x), one = (v8){0} + 1.0f;
+    const v8 t = one / lanes_select(ax > 1.0f, ax, one), u = t * 2.0f - 1.0f;
+    const v8 u2 = u * u, u4 = u2 * u2; /* Estrin's scheme, as above */
+    const v8 g = (u * -8.360442434e-02f + 5.107913688e-01f) + (u * 1.484864671e-02f - 9.159551362e-03f) * u2 +
+                 ((u * 1.449353801e-03f - 6.781814232e-03f) + (u * -1.089016651e-03f + 5.635830007e-04f) * u2) * u4 +
+                 ((u * 9.234511789e-05f + 6.283557129e-04f) + u2 * -1.553514361e-04f) * (u4 * u4);
+    const v8 half_erfc = e * g * t * 0.5f;
+    return lanes_select(ax < 1.0f, x * small * 0.5f + 0.5f, lanes_select(x > 0.0f, 1.0f - half_erfc, half_erfc));
+}
+#endif
 #define BLOCK_ROWS(nv) ((nv) >= 12 ? 1 : 12 / (nv)) /* output rows whose accumulators fit in registers */
 
 /* out[r, :] = init (or 0) + sum_{s < S} coef[r * cr + s * cs] * rows[s, :] for r < R, where out and
@@ -131,31 +170,37 @@ static void chain(int M, float *scratch, const float *E, const float *Wl, const 
     /* forward */
     ROWCOMB(pre, M, VEC(H), bias, &pair[0][0], D2P, 1, D2, firstT);
     for (int i = 0; i < M; i++)
-        for (int j = 0; j < HP; j++) { /* the padding stays 0: act(0) = 0 */
-            const float z = pre[i][j];
+        for (int v = 0; v < VEC(H); v++) { /* the padding stays 0: act(0) = 0 */
+            const v8 z = ((const v8 *)pre[i])[v];
 #if ACT == 0 /* gelu(z) = z Phi(z), gelu'(z) = Phi(z) + z phi(z) */
-            const float cdf = 0.5f * (1.0f + erff(z * 0.70710678118654752f));
-            hidden[i][j] = z * cdf;
-            slope[i][j] = cdf + z * 0.39894228040143268f * expf(-0.5f * z * z);
+            v8 density;
+            const v8 cdf = normal_cdf(z, &density);
+            ((v8 *)hidden[i])[v] = z * cdf;
+            ((v8 *)slope[i])[v] = cdf + z * density;
 #elif ACT == 1
-            hidden[i][j] = z > 0.0f ? z : 0.0f;
-            slope[i][j] = z > 0.0f ? 1.0f : 0.0f;
+            ((v8 *)hidden[i])[v] = lanes_select(z > 0.0f, z, (v8){0});
+            ((v8 *)slope[i])[v] = lanes_select(z > 0.0f, (v8){0} + 1.0f, (v8){0});
 #else
-            hidden[i][j] = z * z;
-            slope[i][j] = 2.0f * z;
+            ((v8 *)hidden[i])[v] = z * z;
+            ((v8 *)slope[i])[v] = 2.0f * z;
 #endif
         }
     ROWCOMB(logits, M, VEC(P), (const float *)0, &hidden[0][0], HP, 1, H, W2T);
 
     /* cross-entropy and d loss / d logits */
+    v8 last_lanes; /* 1 for the columns c < P of the last vector of a row, 0 for its padding */
+    for (int l = 0; l < 8; l++) last_lanes[l] = (P / 8) * 8 + l < P ? 1.0f : 0.0f;
     float total = 0.0f;
     for (int i = 0; i < M; i++) {
         const float top = row_max(logits[i]);
-        float sum = 0.0f;
-        for (int c = 0; c < P; c++) {
-            G[i][c] = expf(logits[i][c] - top);
-            sum += G[i][c];
+        v8 sums = {0};
+        for (int v = 0; v < VEC(P); v++) { /* padding lanes (c >= P) are set to 0 */
+            const v8 g = exp_nonpositive(((const v8 *)logits[i])[v] - top);
+            ((v8 *)G[i])[v] = v < P / 8 ? g : g * last_lanes;
+            sums += ((v8 *)G[i])[v];
         }
+        float sum = 0.0f;
+        for (int l = 0; l < 8; l++) sum += sums[l];
         total += top + logf(sum) - logits[i][y[i]];
         const float scale = 1.0f / (sum * M);
         for (int c = 0; c < P; c++) G[i][c] *= scale;
