@@ -5,7 +5,9 @@ Workload: every checkpoint of a preset's run (default `example`, 26 checkpoints)
 grokscope's defaults otherwise (MALA acceptance on every 20th move). devinterp runs the same
 checkpoints and settings sequentially, its normal use, in this same process.
 
-The floor, measured in the same run:
+The floor, measured in the same run, right before and right after each grokscope workload (this
+box's speed drifts by tens of percent within minutes; each workload takes the faster of its two
+measurements, the lower floor):
   matmul floor = forward+backward matmul FLOPs per chain-step (counted by torch's FlopCounterMode
                  on one chain) × chain-steps ÷ the float32 matmul rate of a large square matmul;
   noise floor  = one normal number per sampled parameter per chain-step ÷ the fastest rate of
@@ -99,6 +101,12 @@ def normal_rates(device: torch.device, numbers: int = 1 << 23, chunk: int = 1 <<
             lambda i=i: [philox[i].at(step) for step in range(calls // threads)] for i in range(threads)
         ]), device, 3)
     return rates
+
+
+def floor_rates(device: torch.device) -> tuple[float, str, float]:
+    """The matmul rate, and the fastest normal generator's name and rate, measured now."""
+    label, rate = max(normal_rates(device).items(), key=lambda item: item[1])
+    return matmul_rate(device), label, rate
 
 
 def in_threads(jobs) -> None:
@@ -245,10 +253,9 @@ def main() -> None:
     n_params = sum(p.numel() for p in run.new_model().parameters())
     rate = matmul_rate(device)
     noise = normal_rates(device)
-    noise_label, noise_rate = max(noise.items(), key=lambda item: item[1])
     per_chain_step = flops_per_chain_step(run, device)
     print(f"device: {device}; checkpoints: {k}; parameters: {n_params}; {per_chain_step / 1e6:.3f} MFLOP per chain-step")
-    print(f"float32 matmul rate: {rate / 1e9:.1f} GFLOP/s")
+    print(f"float32 matmul rate at the start: {rate / 1e9:.1f} GFLOP/s")
     for label, value in noise.items():
         print(f"normal numbers: {value / 1e6:.0f} M/s ({1e9 / value:.3g} ns each) by {label}")
 
@@ -269,22 +276,27 @@ def main() -> None:
 
     rows = []
     for chains in args.chains:
+        before = floor_rates(device)
         ours = run_grokscope(run, chains, device)
+        after = floor_rates(device)
+        rate, (_, noise_label, noise_rate) = max(before[0], after[0]), max(before, after, key=lambda r: r[2])
+        print(f"{chains} chain(s): matmul {before[0] / 1e9:.1f} / {after[0] / 1e9:.1f} GFLOP/s, normals "
+              f"{1e9 / before[2]:.3g} / {1e9 / after[2]:.3g} ns a number, before / after", flush=True)
         peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         if device.type == "cuda":
             print(f"{chains} chain(s): drawing the streams alone takes {stream_seconds(k * chains, n_params, run.dataset().n_train, device):.1f} s")
         theirs = run_devinterp(run, dv_steps, chains, device) * scale if dv_steps and chains in DEVINTERP_CHAINS else None
         chain_steps = k * chains * SETTINGS["n_steps"]
-        rows.append((chains, ours, theirs, per_chain_step * chain_steps / rate, n_params * chain_steps / noise_rate, chain_steps, peak))
+        rows.append((chains, ours, theirs, per_chain_step * chain_steps / rate, n_params * chain_steps / noise_rate, chain_steps, peak, noise_label))
         print(f"{chains} chain(s): grokscope {ours:.1f} s" + (f", devinterp {theirs:.1f} s" if theirs else ""), flush=True)
 
     marker = "" if scale in (0.0, 1.0) else f" (devinterp measured on {len(dv_steps)} of {k} checkpoints, scaled ×{scale:.2f})"
-    print(f"\nnoise floor at {1e9 / noise_rate:.3g} ns a number ({noise_label}){marker}")
+    print(f"\nfastest normals: {', '.join(sorted({row[-1] for row in rows}))}{marker}")
     memory = " peak device memory |" if device.type == "cuda" else ""
     print("| chains/checkpoint | grokscope | devinterp 1.3.2 | speed-up | matmul floor | noise floor | "
           f"grokscope / (matmul + noise floor) | µs per chain-step | chain-steps per second |{memory}")
     print("| --- " * (9 + bool(memory)) + "|")
-    for chains, ours, theirs, mm_floor, noise_floor, chain_steps, peak in rows:
+    for chains, ours, theirs, mm_floor, noise_floor, chain_steps, peak, _ in rows:
         dv = f"{theirs:.0f} s | {theirs / ours:.1f}×" if theirs else "— | —"
         print(f"| {chains} | {ours:.1f} s | {dv} | {mm_floor:.3g} s | {noise_floor:.3g} s | "
               f"{ours / (mm_floor + noise_floor):.2f}× | {1e6 * ours / chain_steps:.1f} | {chain_steps / ours:,.0f} |"

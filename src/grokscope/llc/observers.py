@@ -56,21 +56,30 @@ def potential(loss: torch.Tensor, state: KernelState) -> torch.Tensor:
     return value.addcmul_(s.per_element("weight_decay", loss, loss.dtype), per_chain_squared_norm(w), value=0.5)
 
 
-def log_proposal(to: Tree, start: Tree, drift: Tree, scale: Tree) -> torch.Tensor:
+class ProposalScale:
+    """A Gaussian proposal's scale tree made ready for :func:`log_proposal`: each entry's inverse
+    scale (0 where the scale is 0: masked entries do not move and are skipped) and Σ log scale per
+    chain over the moving entries. The scale keeps its own (often per-chain) shape: broadcasting
+    repeats each of its entries equally often, so Σ log scale is its own sum times that count."""
+
+    def __init__(self, scale: Tree, like: Tree):
+        self.tree, self.names = scale, list(like)
+        scales = leaves(scale, self.names)
+        moving = [s > 0 for s in scales]
+        safe = [torch.where(m, s, 1.0) for m, s in zip(moving, scales)]
+        self.inverse = [torch.where(m, inverse, 0.0) for m, inverse in zip(moving, torch._foreach_reciprocal(safe))]
+        self.log_scale = sum(log.flatten(1).sum(-1) * (like[name][0].numel() // log[0].numel())
+                             for name, log in zip(self.names, torch._foreach_log(safe)))
+
+
+def log_proposal(to: Tree, start: Tree, drift: Tree, scale: ProposalScale) -> torch.Tensor:
     """log q(to | start) per chain, up to a constant, for the Gaussian proposal
-    N(start − drift, diag(scale²)); entries with scale 0 (masked) do not move and are skipped.
-    The scale keeps its own (often per-chain) shape: broadcasting repeats each of its entries
-    equally often, so Σ log scale over the entries is its own sum times that count. The passes over
-    every entry are ``foreach`` operations over all tensors at once."""
-    names = list(to)
-    scales = leaves(scale, names)
-    moving = [s > 0 for s in scales]
-    safe = [torch.where(m, s, 1.0) for m, s in zip(moving, scales)]
+    N(start − drift, diag(scale²)), in three ``foreach`` passes over every entry and one reduction."""
+    names = scale.names
     z = torch._foreach_sub(leaves(to, names), leaves(start, names))
     torch._foreach_add_(z, leaves(drift, names))
-    torch._foreach_mul_(z, [torch.where(m, inverse, 0.0) for m, inverse in zip(moving, torch._foreach_reciprocal(safe))])
-    log_scale = sum(log.flatten(1).sum(-1) * (t[0].numel() // log[0].numel()) for log, t in zip(torch._foreach_log(safe), z))
-    return -0.5 * per_chain_squared_norm(z) - log_scale
+    torch._foreach_mul_(z, scale.inverse)
+    return -0.5 * per_chain_squared_norm(z) - scale.log_scale
 
 
 class MalaAcceptance:
@@ -86,14 +95,23 @@ class MalaAcceptance:
         self.total = torch.zeros(n_chains, device=device)
         self.count = 0
         self.previous = None
+        self.scale = None
+
+    def _proposal_scale(self, tree: Tree, like: Tree) -> ProposalScale:
+        """``tree`` made ready once for as long as the kernel keeps returning it (SGLD's never changes)."""
+        if self.scale is None or self.scale.tree is not tree:
+            self.scale = ProposalScale(tree, like)
+        return self.scale
 
     def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
         if self.previous is not None:
             u_old, w_old, drift_old, scale_old, (x, y) = self.previous
             new_loss, new_grad = self.objective.losses_and_grads(state.w, self.fixed, x, y)
             terms = self.kernel.terms(state, new_grad)
-            u_new, drift_new, scale_new = potential(new_loss, state), terms.drift(), terms.noise_scale
-            log_ratio = (u_old - u_new) + log_proposal(w_old, state.w, drift_new, scale_new) - log_proposal(state.w, w_old, drift_old, scale_old)
+            u_new, drift_new = potential(new_loss, state), terms.drift()
+            scale_new = self._proposal_scale(terms.noise_scale, state.w)
+            forward = log_proposal(state.w, w_old, drift_old, self._proposal_scale(scale_old, state.w))
+            log_ratio = (u_old - u_new) + log_proposal(w_old, state.w, drift_new, scale_new) - forward
             self.total += log_ratio.clamp(max=0).exp().nan_to_num(0.0)
             self.count += 1
             self.previous = None
