@@ -95,3 +95,11 @@ def test_the_accelerator_path_draws_each_chains_generator_a_block_of_steps_at_a_
     generator = torch.Generator().manual_seed(8)
     expected = torch.cat([torch.randn(length, n, generator=generator), torch.randn(length, n, generator=generator)[:3]])
     assert torch.equal(steps, expected)
+
+
+def test_a_refilled_source_returns_one_tensor_with_each_steps_numbers():
+    refilled, fresh = PhiloxNoise([5, 6], 300, refill=True), PhiloxNoise([5, 6], 300)
+    first = refilled.at(0)
+    assert refilled.at(1) is first  # the sampler cuts it into views once
+    assert torch.equal(first, fresh.at(1)) and not torch.equal(first, fresh.at(0))
+

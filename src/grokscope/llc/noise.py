@@ -67,10 +67,13 @@ def reference_normals(keys: Sequence[int], step: int, n: int) -> np.ndarray:
 
 
 class PhiloxNoise:
-    """Each chain's normals at each step [B, P]: one C call for every chain (numpy without a compiler)."""
+    """Each chain's normals at each step [B, P]: one C call for every chain (numpy without a compiler).
+    With ``refill``, every call refills and returns the same tensor (the sampler's loop, which cuts
+    it into views once); else each call returns a new one."""
 
-    def __init__(self, keys: Sequence[int], n_params: int):
+    def __init__(self, keys: Sequence[int], n_params: int, refill: bool = False):
         self.keys, self.n_params = np.asarray(keys, dtype=np.uint64), n_params
+        self.out = torch.empty(len(self.keys), n_params) if refill else None
         library = native.load("llc/noise_native.c")
         self.fill = None
         if library is not None:
@@ -80,8 +83,9 @@ class PhiloxNoise:
 
     def at(self, step: int) -> torch.Tensor:
         if self.fill is None:
-            return torch.from_numpy(reference_normals(self.keys, step, self.n_params))
-        out = torch.empty(len(self.keys), self.n_params)
+            normals = torch.from_numpy(reference_normals(self.keys, step, self.n_params))
+            return normals if self.out is None else self.out.copy_(normals)
+        out = self.out if self.out is not None else torch.empty(len(self.keys), self.n_params)
         self.fill(self.keys.ctypes.data, len(self.keys), step, self.n_params, out.data_ptr())
         return out
 
@@ -105,8 +109,9 @@ class TorchNoise:
 
 
 def chain_noise(keys: Sequence[int], n_params: int, device: torch.device) -> PhiloxNoise | TorchNoise:
-    """The noise source for chains with these 64-bit keys (one each) on ``device``."""
-    return PhiloxNoise(keys, n_params) if device.type == "cpu" else TorchNoise(keys, n_params, device)
+    """The noise source for chains with these 64-bit keys (one each) on ``device``; on a CPU it
+    refills one tensor."""
+    return PhiloxNoise(keys, n_params, refill=True) if device.type == "cpu" else TorchNoise(keys, n_params, device)
 
 
 def steps_held(n_params: int, device: torch.device) -> int:

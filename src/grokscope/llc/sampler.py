@@ -76,7 +76,7 @@ def run_chains(
     rows = torch.arange(n_chains, device=device).view(n_chains, 1, 1)
     length = block_length(n_params)
     bar = tqdm(total=n_steps, desc=kernel.name, unit="step", disable=not progress, file=sys.stderr)
-    step = 0
+    step, noise = 0, None
     try:
         while step < n_steps:
             index = streams.indices(min(length, n_steps - step)).to(device)
@@ -84,7 +84,8 @@ def run_chains(
             for t in range(index.shape[1]):
                 batch = (xs[:, t], ys[:, t])
                 loss, grad = objective.losses_and_grads(state.w, fixed, *batch)
-                step_noise = _noise_views(streams.noise.at(step), shapes, sizes_per_tensor)
+                if (drawn := streams.noise.at(step)) is not noise:  # a refilled tensor keeps its views
+                    noise, step_noise = drawn, _noise_views(drawn, shapes, sizes_per_tensor)
                 for observer in observers:
                     observer.observe(step, state, loss, grad, step_noise, batch)
                 state = kernel.step(state, grad, step_noise)
