@@ -31,6 +31,42 @@ typedef uint32_t vu8 __attribute__((vector_size(32)));
 static inline v8 lanes_select(vi8 mask, v8 a, v8 b) { return (v8)((mask & (vi8)a) | (~mask & (vi8)b)); }
 #define VEC(n) (((n) + 7) / 8) /* vectors in a row of n floats */
 
+/* dst[r][c] = src[c][r] for an 8 x 8 block: rows of src are 8-float vectors (absent rows, beyond
+   `rows`, read as 0), and only the first `keep` rows of dst are stored. Three rounds of shuffles
+   (unpack, pair, swap halves), as an AVX transpose does. */
+static inline void transpose_block(const float *src, int src_stride, int rows, float *dst, int dst_stride, int keep) {
+    const vi8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const vi8 pair_lo = {0, 1, 8, 9, 4, 5, 12, 13}, pair_hi = {2, 3, 10, 11, 6, 7, 14, 15};
+    const vi8 half_lo = {0, 1, 2, 3, 8, 9, 10, 11}, half_hi = {4, 5, 6, 7, 12, 13, 14, 15};
+    v8 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++)
+        if (i < rows) memcpy(&r[i], src + i * src_stride, sizeof(v8));
+        else r[i] = (v8){0};
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
+        t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = __builtin_shuffle(t[4 * i], t[4 * i + 2], pair_lo);
+        u[4 * i + 1] = __builtin_shuffle(t[4 * i], t[4 * i + 2], pair_hi);
+        u[4 * i + 2] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], pair_lo);
+        u[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], pair_hi);
+    }
+    for (int i = 0; i < 8; i++) {
+        const v8 out = __builtin_shuffle(u[i % 4], u[i % 4 + 4], i < 4 ? half_lo : half_hi);
+        if (i < keep) memcpy(dst + i * dst_stride, &out, sizeof(v8));
+    }
+}
+
+/* dst [cols][R8] = src [rows][cols8]^T for src rows of cols8 floats (a multiple of 8) and dst rows
+   of R8 floats (rows rounded up to 8; the extra columns of dst are 0); dst has `cols` rows. */
+static void transpose(const float *src, int rows, int cols8, float *dst, int cols) {
+    const int R8 = VEC(rows) * 8;
+    for (int r = 0; r < R8; r += 8)
+        for (int c = 0; c < cols8; c += 8)
+            if (c < cols) transpose_block(src + r * cols8 + c, cols8, rows - r, dst + c * R8 + r, R8, cols - c);
+}
+
 /* e^x for x <= 0, eight lanes at once: 2^n e^r with n = round(x / ln 2), |r| <= ln 2 / 2 and e^r by
    Cephes expf's polynomial (Moshier 1989); within 3e-7 relative where r comes from one fused
    multiply-add (any FMA CPU). Without FMA the error grows with |x| (4e-6 at x = -72, where e^x < 1e-31
@@ -142,17 +178,16 @@ static void chain(int M, float *scratch, const float *E, const float *Wl, const 
     TAKE(G, M, PP);
     TAKE(gPair, M, D2P);
 #undef TAKE
-    /* padding that is read must be 0; the rest is written before it is read */
+    /* padding that is read must be 0; the rest is written before it is read (the transposes write
+       their padding) */
     if (D2 != D2P) {
         memset(first, 0, H * D2P * sizeof(float));
         memset(pair, 0, M * D2P * sizeof(float));
     }
     if (H != HP) {
-        memset(firstT, 0, D2 * HP * sizeof(float));
         memset(bias, 0, HP * sizeof(float));
         memset(W2p, 0, P * HP * sizeof(float));
     }
-    if (P != PP) memset(W2T, 0, H * PP * sizeof(float));
 
     for (int i = 0; i < M; i++) {
         memcpy(pair[i], E + x[2 * i] * D, D * sizeof(float));
@@ -162,12 +197,10 @@ static void chain(int M, float *scratch, const float *E, const float *Wl, const 
         memcpy(first[j], Wl + j * D, D * sizeof(float));
         memcpy(first[j] + D, Wr + j * D, D * sizeof(float));
         bias[j] = bl[j] + br[j];
-        for (int k = 0; k < D2; k++) firstT[k][j] = first[j][k];
     }
-    for (int c = 0; c < P; c++) {
-        memcpy(W2p[c], W2 + c * H, H * sizeof(float));
-        for (int k = 0; k < H; k++) W2T[k][c] = W2p[c][k];
-    }
+    transpose(&first[0][0], H, D2P, &firstT[0][0], D2);
+    for (int c = 0; c < P; c++) memcpy(W2p[c], W2 + c * H, H * sizeof(float));
+    transpose(&W2p[0][0], P, HP, &W2T[0][0], H);
 
     /* forward */
     ROWCOMB(pre, M, VEC(H), bias, &pair[0][0], D2P, 1, D2, firstT);
