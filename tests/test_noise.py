@@ -102,4 +102,3 @@ def test_a_refilled_source_returns_one_tensor_with_each_steps_numbers():
     first = refilled.at(0)
     assert refilled.at(1) is first  # the sampler cuts it into views once
     assert torch.equal(first, fresh.at(1)) and not torch.equal(first, fresh.at(0))
-

@@ -4,7 +4,8 @@ The loop calls ``observe(step, state, loss, loss_grad, noise, batch)`` on every 
 state whose loss and gradient on the minibatch ``batch`` = (x, y) [B, m, ...] were just computed
 (before the kernel moves it), and reads
 ``result()`` (CPU tensors) once at the end. ``noise`` is this step's: on a CPU its tensors are
-refilled at the next step, so an observer copies what it keeps. Nothing here syncs with the host inside the loop.
+refilled at the next step, so an observer copies what it keeps. Nothing here syncs with the host
+inside the loop.
 Adding a measurement is one class with these two methods (devinterp's callbacks, without host syncs).
 """
 

@@ -13,13 +13,13 @@
    order, so a chain's numbers do not depend on what else is in the call.
 
    Every matrix product has the form out[r, :] = sum_s coef[r, s] * rows[s, :] over rows padded to
-   whole 8-float vectors (ROWCOMB), a few output rows at a time. */
+   whole 8-float vectors (ROWCOMB), a few output rows at a time; the elementwise passes (GELU and
+   its slope, the softmax's exponentials) are this file's own vector code, 8 lanes at a time. */
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
 
 #define D2 (2 * D)
 
