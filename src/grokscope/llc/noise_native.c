@@ -23,7 +23,8 @@
 #include <stdint.h>
 #include <string.h>
 
-/* glibc's vector functions (see models/mlp_native.c for why they are declared here) */
+/* glibc's vector functions, declared here since math.h declares them only under -ffast-math, whose
+   finite-math assumption the build leaves out (a diverging chain's inf and nan must stay visible) */
 float logf(float) __attribute__((simd("notinbranch")));
 float sinf(float) __attribute__((simd("notinbranch")));
 float cosf(float) __attribute__((simd("notinbranch")));
