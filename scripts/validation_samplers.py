@@ -18,9 +18,9 @@ import time
 
 import torch
 
+from grokscope.atomic import json_safe
 from grokscope.llc.calibrate import Cell, recommend
 from grokscope.llc.validate import parse_case, run_case, suite
-from grokscope.store import json_safe
 
 
 def _short(flags: list[str]) -> str:

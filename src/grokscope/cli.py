@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .errors import ConfigError, GrokscopeError
+from .figure_process import FigureProcess
 
 
 def parse_set_options(items: list[str]) -> dict[str, object]:
@@ -82,7 +83,7 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     if args.refine is not None:
         return _refine(run, config, args)
     result = run_llc(run, config, args.checkpoints, progress=not args.json, auto_at=args.auto_at if args.auto else None)
-    json_path, figure_path = save_llc(run, result)
+    json_path, figure_path = save_llc(run, result, args.figures)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return
@@ -121,11 +122,11 @@ def _refine(run, config, args: argparse.Namespace) -> None:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
+    from .atomic import atomic_write_json
     from .llc.calibrate import calibrate
     from .llc.curve import plot_calibration
     from .png import save_figure
     from .run import load_run
-    from .store import atomic_write_json
 
     run = load_run(args.run)
     config = _sgld_from_args(args)
@@ -158,9 +159,9 @@ def _print_calibration(report: dict) -> None:
 def _cmd_validate(args: argparse.Namespace) -> None:
     import json
 
+    from .atomic import json_safe
     from .llc.auto import AUTO_SAMPLER
     from .llc.validate import parse_case, run_case, suite
-    from .store import json_safe
 
     overrides = _sgld_settings(args)
     auto = args.auto or "epsilon" not in overrides
@@ -373,12 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, figures: FigureProcess | None = None) -> int:
+    """Run one command; ``figures``, when given, draws its figure (figure_process.py)."""
     import shlex
 
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.command_line = "grokscope " + shlex.join(argv)
+    args.figures = figures
     try:
         args.func(args)
     except GrokscopeError as err:
@@ -399,14 +402,21 @@ RESUMABLE = ("train", "sweep", "demo")  # commands whose rerun continues where a
 def run() -> None:
     """The ``grokscope`` console command: :func:`main`, then a quick exit.
 
-    Once torch is loaded, an ordinary exit spends about a second in libtorch's static destructors
-    (measured here: 1.0 s of a 10 s ``grokscope llc``). Every file is complete on disk by then
-    (written atomically), so the command runs Python's exit handlers (Ray's shutdown, logging,
-    finalizers), flushes its output and ends the process without them."""
+    For ``grokscope llc`` a helper process starts first and imports matplotlib on the other core
+    while this one imports torch, then draws llc.png (figure_process.py): 0.5-1.3 s of a ~8 s run
+    here. Once torch is loaded, an ordinary exit spends about a second in libtorch's static
+    destructors (measured here: 1.0 s of a 10 s ``grokscope llc``). Every file is complete on disk
+    by then (written atomically), so the command runs Python's exit handlers (Ray's shutdown,
+    logging, finalizers), flushes its output and ends the process without them."""
     import atexit
     import os
 
-    code = main()
+    figures = FigureProcess() if sys.argv[1:2] == ["llc"] else None
+    try:
+        code = main(figures=figures)
+    finally:
+        if figures is not None:
+            figures.close()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

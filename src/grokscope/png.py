@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .store import atomic_write_bytes
+from .atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

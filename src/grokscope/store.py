@@ -1,4 +1,4 @@
-"""The run directory on disk: atomic writes, a writer lock, safetensors checkpoints, metrics, manifest.
+"""The run directory on disk: a writer lock, safetensors checkpoints, metrics, manifest.
 File names come from :mod:`grokscope.layout`."""
 
 from __future__ import annotations
@@ -7,60 +7,20 @@ import csv
 import fcntl
 import io
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .errors import CheckpointError, RunLockedError
 from .layout import CHECKPOINT_PATTERN, RunPaths
 from .version import __version__
 
 METRIC_COLUMNS = ["step", "train_loss", "test_loss", "train_acc", "test_acc"]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader (or a kill) never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and inf become None (JSON has no such numbers), so files stay valid JSON for any reader."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (np.floating, np.integer)):
-        return json_safe(value.item())
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 class RunLock:

@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
+from ..atomic import atomic_write_bytes, atomic_write_json
 from ..png import save_figure
 from ..run import Run
-from ..store import atomic_write_bytes, atomic_write_json
 from ..thresholds import (
     CLOCK_MIN_DISTANCE_IRRELEVANCE,
     CLOCK_MIN_SUM_DEPENDENCE,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from ..atomic import atomic_write_json
 from ..errors import ConfigError
 from ..png import save_figure
 from ..run import Run
-from ..store import atomic_write_json, read_json
+from ..store import read_json
 from .stages import find_stages, plot_stages
 
 

@@ -7,21 +7,21 @@ from ..thresholds import MALA_MIN_ACCEPTANCE
 
 
 def draw_llc_curve(ax, entries: list[dict], **style) -> None:
-    """λ̂ ± std over training from stored entries (llc.json rows; those without an estimate skipped)."""
+    """λ̂ ± std over training from stored entries (llc.json rows; those without an estimate skipped),
+    placed by training step, or by checkpoint index where a run has no steps."""
     kept = [e for e in entries if e["llc_mean"] is not None]
-    ax.errorbar([e["step"] for e in kept], [e["llc_mean"] for e in kept], yerr=[e["llc_std"] or 0.0 for e in kept],
-                fmt="o-", **{"capsize": 3, **style})
+    ax.errorbar([e["checkpoint_id"] if e["step"] is None else e["step"] for e in kept], [e["llc_mean"] for e in kept],
+                yerr=[e["llc_std"] or 0.0 for e in kept], fmt="o-", **{"capsize": 3, **style})
 
 
-def plot_llc(result, metrics: list[dict[str, float]] | None = None):
-    """λ̂ against the training step with error bars, and train/test loss on a second axis
-    (the original study's plot)."""
+def plot_llc(llc: dict, metrics: list[dict[str, float]] | None = None):
+    """λ̂ against the training step with error bars, and train/test loss on a second axis (the
+    original study's plot), from an LLC result in its stored form (``LLCResult.to_dict()``, llc.json)."""
     fig = new_figure(figsize=(8, 4.5))
     ax = fig.subplots()
-    kept = [e for e in result.entries if e.llc_mean is not None]
-    xs = [e.step if e.step is not None else e.checkpoint_id for e in kept]
-    ax.errorbar(xs, [e.llc_mean for e in kept], yerr=[e.llc_std or 0.0 for e in kept], fmt="o-", color="C0", capsize=3, label="LLC λ̂")
-    ax.set_xlabel("training step" if kept and kept[0].step is not None else "checkpoint")
+    entries = llc["checkpoints"]
+    draw_llc_curve(ax, entries, color="C0", label="LLC λ̂")
+    ax.set_xlabel("checkpoint" if entries and entries[0]["step"] is None else "training step")
     ax.set_ylabel("λ̂ (LLC)", color="C0")
     if metrics:
         twin = ax.twinx()
@@ -32,7 +32,7 @@ def plot_llc(result, metrics: list[dict[str, float]] | None = None):
         twin.set_ylabel("loss")
         twin.legend(loc="center right")
     ax.legend(loc="upper left")
-    settings = result.settings
+    settings = llc["settings"]
     ax.set_title(
         f"LLC over training (nβ={settings['nbeta']:.4g} [{settings['nbeta_convention']}], "
         f"ε={settings['epsilon']:.3g}, γ={settings['gamma']}, {settings['chains']} chains)"

@@ -23,11 +23,12 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..analysis.fourier import mode_magnitudes
+from ..atomic import atomic_write_json, json_safe
 from ..errors import ConfigError, GrokscopeError
 from ..png import save_figure
 from ..run import Run
 from ..seeding import generator
-from ..store import atomic_write_json, json_safe, read_json
+from ..store import read_json
 from ..tasks import ModularDataset
 from .config import SGLDConfig
 from .curve import draw_llc_curve

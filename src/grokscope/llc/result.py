@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..store import json_safe
+from ..atomic import json_safe
 
 
 @dataclass
@@ -84,4 +84,4 @@ class LLCResult:
         """λ̂ per checkpoint with ±std error bars; train/test loss on a second axis when given."""
         from .curve import plot_llc
 
-        return plot_llc(self, metrics)
+        return plot_llc(self.to_dict(), metrics)

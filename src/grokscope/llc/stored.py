@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..errors import ConfigError
+from ..figure_process import FigureProcess
 from ..png import save_figure
 from ..run import Run
-from ..store import atomic_write_text, save_tensors
+from ..store import save_tensors
 from .config import SGLDConfig
 from .estimate import estimate_llc
 from .result import LLCResult
@@ -74,13 +76,15 @@ def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "al
     return parts
 
 
-def save_llc(run: Run, result: LLCResult) -> tuple[Path, Path]:
-    """Write RUN/results/llc.json and RUN/figures/llc.png (atomically), and, when samples were
+def save_llc(run: Run, result: LLCResult, figures: FigureProcess | None = None) -> tuple[Path, Path]:
+    """Write RUN/results/llc.json and RUN/figures/llc.png (atomically; the figure drawn by
+    ``figures`` when given and able, figure_process.py), and, when samples were
     saved, the last checkpoint's SGLD snapshots and their losses to RUN/results/llc_samples.safetensors
     (samples of an earlier estimate are removed, so the report never draws them beside these results)."""
     json_path, figure_path = run.paths.llc, run.paths.figure("llc")
     atomic_write_text(json_path, result.to_json() + "\n")
-    save_figure(result.plot(run.metrics), figure_path)
+    if figures is None or not figures.draw("llc", [result.to_dict(), run.metrics], figure_path):
+        save_figure(result.plot(run.metrics), figure_path)
     run.paths.llc_samples.unlink(missing_ok=True)
     if result.samples is not None:
         chains = result.settings["chains"]

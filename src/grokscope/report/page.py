@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 
-from ..store import atomic_write_text
+from ..atomic import atomic_write_text
 
 TEMPLATE = Path(__file__).with_name("page.html")
 

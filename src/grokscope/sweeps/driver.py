@@ -14,9 +14,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..atomic import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
 from ..layout import SweepPaths
-from ..store import RunLock, atomic_write_json, atomic_write_text
+from ..store import RunLock
 from .executors import EXECUTORS, default_workers
 from .fits import axis_fields, line_fits, save_sweep_figures
 from .separation import separation

@@ -7,8 +7,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write_text
 from ..layout import SweepPaths
-from ..store import atomic_write_text, read_csv_rows
+from ..store import read_csv_rows
 
 RESULT_COLUMNS = [
     "status", "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc", "grokking_step",

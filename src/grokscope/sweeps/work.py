@@ -16,13 +16,14 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..analysis import analyze_run
+from ..atomic import atomic_write_json
 from ..layout import RunPaths, SweepPaths
 from ..llc.config import sgld_config
 from ..llc.refine import run_refined, save_refined, table_columns
 from ..llc.result import LLCResult
 from ..llc.stored import run_llc_together, save_llc
 from ..run import Run
-from ..store import atomic_write_json, read_json
+from ..store import read_json
 from ..training import train_together
 from .spec import SweepPoint
 
