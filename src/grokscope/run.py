@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -45,8 +46,12 @@ class Run:
         paths = dict(list_checkpoints(self.path))
         if step not in paths:
             raise CheckpointError(f"{self.path} has no checkpoint at step {step}; it has {sorted(paths)}")
-        expected = {k: tuple(v.shape) for k, v in self.new_model().state_dict().items()}
-        return load_tensors(paths[step], expected)
+        return load_tensors(paths[step], self.parameter_shapes)
+
+    @cached_property
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of each tensor of the model's state dict (a checkpoint must match them)."""
+        return {k: tuple(v.shape) for k, v in self.new_model().state_dict().items()}
 
     def model(self, step: int) -> nn.Module:
         """A fresh model holding the weights saved at ``step``."""
