@@ -36,7 +36,10 @@ def test_the_figure_code_and_the_command_line_import_no_torch():
 @pytest.mark.parametrize("steps, metrics", [([0, 100, 200, 300, 400, 499], METRICS), ([None] * 4, None)])
 def test_the_helper_draws_the_same_png_as_this_process(tmp_path, steps, metrics):
     llc = stored_llc(steps)
-    assert FigureProcess().draw("llc", [llc, metrics], tmp_path / "helper.png")
+    helper = FigureProcess()
+    assert helper.draw("llc", [llc, metrics], tmp_path / "helper.png")
+    assert not helper.draw("llc", [llc, metrics], tmp_path / "again.png")  # one figure a helper
+    assert not (tmp_path / "again.png").exists()
     save_figure(plot_llc(llc, metrics), tmp_path / "here.png")
     assert (tmp_path / "helper.png").read_bytes() == (tmp_path / "here.png").read_bytes()
 
@@ -49,6 +52,11 @@ def test_a_helper_that_cannot_draw_says_so_and_writes_nothing(tmp_path):
     gone.close()
     assert not gone.draw("llc", [stored_llc([0, 1]), None], tmp_path / "gone.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_no_helper_where_no_process_can_start(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
+    assert FigureProcess.start() is None
 
 
 def test_the_console_command_draws_llc_png_from_what_it_stored(tmp_path):

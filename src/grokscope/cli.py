@@ -411,7 +411,7 @@ def run() -> None:
     import atexit
     import os
 
-    figures = FigureProcess() if sys.argv[1:2] == ["llc"] else None
+    figures = FigureProcess.start() if sys.argv[1:2] == ["llc"] else None
     try:
         code = main(figures=figures)
     finally:

@@ -25,16 +25,27 @@ def _figure_function(name: str):
 
 
 class FigureProcess:
-    """A started helper; ``draw`` sends it one figure and waits until the file is on disk."""
+    """A started helper; ``draw`` sends it one figure (one only) and waits until the file is on disk."""
 
     def __init__(self) -> None:
         self._process = subprocess.Popen(
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
+    @classmethod
+    def start(cls) -> FigureProcess | None:
+        """A started helper, or None where no process can be started (the caller draws itself)."""
+        try:
+            return cls()
+        except OSError:
+            return None
+
     def draw(self, figure: str, args: list, path: Path) -> bool:
         """Draw ``FIGURES[figure](*args)`` to ``path`` (PNG, written atomically). False when the
-        helper could not (it died, or the drawing failed there): the caller then draws it itself."""
+        helper could not (it died, drew its figure already, or the drawing failed there): the caller
+        then draws it itself."""
+        if self._process.poll() is not None:
+            return False
         job = json.dumps({"figure": figure, "args": args, "path": str(path)}).encode() + b"\n"
         self._process.communicate(job)  # a helper that is gone gives a non-zero return code
         return self._process.returncode == 0
