@@ -11,6 +11,7 @@ from ..png import save_figure
 from ..run import Run
 from ..store import save_tensors
 from .config import SGLDConfig
+from .curve import plot_llc
 from .estimate import estimate_llc
 from .result import LLCResult
 
@@ -83,8 +84,9 @@ def save_llc(run: Run, result: LLCResult, figures: FigureProcess | None = None) 
     (samples of an earlier estimate are removed, so the report never draws them beside these results)."""
     json_path, figure_path = run.paths.llc, run.paths.figure("llc")
     atomic_write_text(json_path, result.to_json() + "\n")
-    if figures is None or not figures.draw("llc", [result.to_dict(), run.metrics], figure_path):
-        save_figure(result.plot(run.metrics), figure_path)
+    stored = result.to_dict()
+    if figures is None or not figures.draw("llc", [stored, run.metrics], figure_path):
+        save_figure(plot_llc(stored, run.metrics), figure_path)
     run.paths.llc_samples.unlink(missing_ok=True)
     if result.samples is not None:
         chains = result.settings["chains"]
