@@ -68,3 +68,19 @@ def test_the_batched_grid_gives_each_cell_its_estimate_alone(tmp_path):
             assert (cell["llc_mean"], cell["llc_std"], cell["r_hat"], cell["mala_acceptance"]) == (
                 alone.llc_mean, alone.llc_std, alone.r_hat, alone.mala_acceptance)
         assert len({c["llc_mean"] for c in report["cells"]}) == 8  # the cells really differ
+
+
+def test_the_grid_runs_at_the_temperature_the_estimate_uses(tmp_path, tiny_config):
+    """A temperature multiplier divides nβ in the calibration's cells as in the estimate that follows."""
+    from grokscope import train
+    from grokscope.llc import sgld_config
+    from grokscope.llc.calibrate import calibrate
+    from grokscope.llc.stored import run_llc
+
+    run = train(tiny_config(), tmp_path / "run", progress=False)
+    base = sgld_config(n_steps=80, batch_size=16, chains=2, temp_multiplier=2.0)
+    report = calibrate(run, base, "last", epsilons=(1e-3,))
+    plain = sgld_config(n_steps=80, batch_size=16, chains=2).resolve_nbeta(len(run.dataset().train_y))[0]
+    assert report["default_nbeta"] == report["cells"][0]["nbeta"] == plain / 2
+    alone = run_llc(run, base.model_copy(update={"epsilon": 1e-3}), "last", progress=False).entries[0]
+    assert report["cells"][0]["llc_mean"] == alone.llc_mean

@@ -62,7 +62,7 @@ def test_rmsprop_sgld_equals_the_reference_formula_element_by_element():
                     g, xi = g_t[n][b].flatten()[index].item(), xi_t[n][b].flatten()[index].item()
                     v = alpha * v + (1 - alpha) * g * g
                     G = 1 / (v**0.5 + eps_rms)
-                    w = w - eps / 2 * (G * (nbeta * g + gamma * (w - anchor)) + wd * w) + eps**0.5 * G**0.5 * xi
+                    w = w - eps / 2 * G * (nbeta * g + gamma * (w - anchor) + wd * w) + eps**0.5 * G**0.5 * xi  # wd preconditioned too
                 got = state.w[n][b].flatten()[index].item()
                 assert abs(got - w) <= 1e-5 * max(1.0, abs(w)), (n, b, index, got, w)
 
@@ -150,3 +150,19 @@ def test_chain_settings_broadcast_scalars_and_refuse_wrong_lengths():
 
     with pytest.raises(ConfigError, match="gamma: 2 values for 3 chains"):
         ChainSettings.broadcast(3, epsilon=1e-3, gamma=[1.0, 2.0], nbeta=10.0, weight_decay=0.0)
+
+
+def test_rmsprop_sgld_samples_the_stated_weight_decay_prior():
+    """With no loss gradient and no localisation the target is the prior N(0, 1/wd) whatever the
+    preconditioner: every drift term is preconditioned like the noise (REFERENCE §7). Adding
+    weight decay outside G would give a variance of G/wd, here 10 times too wide."""
+    wd, eps = 2.0, 5e-3
+    kernel = RMSpropSGLD(0.99, 0.1)  # a zero gradient leaves V = 0, so G = 1 / 0.1 = 10
+    w0 = {"w": torch.zeros(1, 20000)}
+    state = kernel.init(w0, ChainSettings.broadcast(1, epsilon=eps, gamma=0.0, nbeta=1.0, weight_decay=wd))
+    zero, gen = {"w": torch.zeros(1, 20000)}, torch.Generator().manual_seed(0)
+    for _ in range(600):  # the relaxation time is 2 / (eps G wd) = 20 steps
+        state = kernel.step(state, zero, {"w": torch.randn(1, 20000, generator=gen)})
+    shrink = 1 - eps / 2 * 10 * wd
+    exact = eps * 10 / (1 - shrink**2)  # the discretised chain's stationary variance, 1/wd to O(eps)
+    assert abs(state.w["w"].var().item() - exact) < 0.05 * exact and abs(exact - 1 / wd) < 0.05 / wd

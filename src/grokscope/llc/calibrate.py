@@ -101,7 +101,7 @@ def calibrate_llc(
     cell by the module's rule. Without ``epsilons`` the grid is placed by a MALA bracket first.
     ``masks`` (as :func:`estimate_llc` takes them) restrict what is sampled."""
     weights = dict(params) if params is not None else {n: p.detach() for n, p in model.named_parameters()}
-    base = base.model_copy(update=dict(temp_multiplier=1.0, mala=True))
+    base = base.model_copy(update=dict(mala=True))
     default_nbeta, convention = base.resolve_nbeta(int(data[1].shape[0]))
     bracket = None
     if epsilons is None:

@@ -322,7 +322,9 @@ def _per_set_configs(cfg: SGLDConfig, per_set: Sequence[Mapping[str, float]] | N
         unknown = sorted(set(override) - set(PER_SET_SETTINGS))
         if unknown:
             raise ConfigError(f"per_set[{index}]: {unknown} cannot differ per set; allowed are {', '.join(PER_SET_SETTINGS)}")
-        configs.append(sgld_config(**{**cfg.model_dump(), **override}))
+        # a set's own nβ is the value it samples at: the temperature multiplier is already in it
+        final_nbeta = {"temp_multiplier": 1.0} if "nbeta" in override else {}
+        configs.append(sgld_config(**{**cfg.model_dump(), **override, **final_nbeta}))
     return configs
 
 

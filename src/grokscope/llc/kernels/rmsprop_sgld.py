@@ -3,10 +3,11 @@
 common samplers on deep linear networks). Per element, with g the minibatch loss gradient:
 
     V ← αV + (1 − α) g²   (V starts at 0),   G = 1 / (√V + eps)
-    w ← w − (ε/2) [ G ⊙ (nβ g + γ (w − w*)) + wd·w ] + √ε · √G ⊙ ξ
+    w ← w − (ε/2) G ⊙ (nβ g + γ (w − w*) + wd·w) + √ε · √G ⊙ ξ
 
-Defaults α = 0.99, eps = 0.1 (devinterp's); no gradient-correction term. devinterp's factory puts
-weight decay inside G (as a prior); here it stays outside, as REFERENCE §7 writes it.
+Defaults α = 0.99, eps = 0.1 (devinterp's); no gradient-correction term. Every drift term is
+preconditioned, weight decay included (as devinterp's factory does): the noise is scaled by √G, so
+only a drift of G ⊙ ∇U keeps exp(−U) as the target, with U's prior term (wd/2)‖w‖² as stated.
 """
 
 from __future__ import annotations
@@ -59,6 +60,6 @@ class RMSpropSGLD:
         return StepTerms(
             gradient={n: half[n] * s.per_element("nbeta", g, g.dtype) * g_inv[n] * g for n, g in loss_grad.items()},
             localisation={n: half[n] * s.per_element("gamma", w, w.dtype) * g_inv[n] * (w - state.anchor[n]) for n, w in state.w.items()},
-            weight_decay={n: half[n] * s.per_element("weight_decay", w, w.dtype) * w for n, w in state.w.items()},
+            weight_decay={n: half[n] * s.per_element("weight_decay", w, w.dtype) * g_inv[n] * w for n, w in state.w.items()},
             noise_scale={n: (2 * half[n] * g_inv[n]).sqrt() for n in state.w},
         )
