@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 
 from grokscope.llc.diagnostics import ess_bulk, ess_tail, rhat
-from grokscope.llc.health import drift, health_flags
+from grokscope.llc.health import assess
+from grokscope.llc.settling import mser_burn_in, settle
 from grokscope.thresholds import (
-    DRIFT_TOLERANCE,
     ESS_MIN,
     MALA_MIN_ACCEPTANCE,
+    MCSE_MAX_FRACTION,
     R_HAT_MAX,
+    SETTLE_TOLERANCE,
 )
 
 
@@ -63,30 +65,63 @@ def test_undefined_inputs_give_nan_not_an_error():
     assert np.isnan(ess_bulk(np.zeros((4, 3))))
 
 
-def _flags(**changes):
+def _findings(**changes):
     healthy = dict(llc_mean=10.0, diverged_chains=0, chains=4, r_hat=1.001, ess_bulk=2000.0, ess_tail=1500.0, mala_acceptance=0.9,
-                   frac_below_init=0.0, drift_change=0.1, drift_se=0.2)
-    return health_flags(**healthy | changes)
+                   frac_below_init=0.0, r_hat_batch=1.01, ess_batch=900.0, mcse=0.1, halves=(0.1, 0.2), doubling=(0.1, 0.2))
+    return assess(**healthy | changes)
 
 
-def test_each_flag_fires_on_its_own_cause_and_names_it():
-    assert _flags() == []
+def test_each_finding_fires_on_its_own_cause_names_it_and_sets_the_status():
+    assert _findings().items == [] and _findings().status == "ok"
     cases = {
-        "diverged": dict(diverged_chains=1), "negative λ̂": dict(llc_mean=-1.0), "draws below": dict(frac_below_init=0.6),
-        "chains disagree": dict(r_hat=R_HAT_MAX + 0.01), "few effective draws": dict(ess_tail=ESS_MIN - 1),
-        "step size is too large": dict(mala_acceptance=MALA_MIN_ACCEPTANCE - 0.01),
-        "drifts": dict(drift_change=-(DRIFT_TOLERANCE + 0.05) * 10.0, drift_se=0.1),
+        "diverged": (dict(diverged_chains=1), "unreliable", False),
+        "negative λ̂": (dict(llc_mean=-1.0, mcse=0.01), "unreliable", False),
+        "draws below": (dict(frac_below_init=0.6), "unreliable", False),
+        "step size is too large": (dict(mala_acceptance=MALA_MIN_ACCEPTANCE - 0.01), "unreliable", False),
+        "chains disagree: R-hat": (dict(r_hat=R_HAT_MAX + 0.01), "unreliable", True),
+        "R-hat of the batch means": (dict(r_hat_batch=R_HAT_MAX + 0.01), "unreliable", True),
+        "between the halves": (dict(halves=(-(SETTLE_TOLERANCE + 0.05) * 10.0, 0.1)), "unreliable", True),
+        "when the steps doubled": (dict(doubling=((SETTLE_TOLERANCE + 0.05) * 10.0, 0.1)), "unreliable", True),
+        "few effective draws": (dict(ess_batch=ESS_MIN - 1), "imprecise", True),
+        "Monte-Carlo error": (dict(mcse=(MCSE_MAX_FRACTION + 0.01) * 10.0), "imprecise", True),
     }
-    for words, change in cases.items():
-        flags = _flags(**change)
-        assert len(flags) == 1 and words in flags[0], (words, flags)
+    for words, (change, status, more_steps_help) in cases.items():
+        found = _findings(**change)
+        assert len(found.reasons) == 1 and words in found.reasons[0], (words, found.reasons)
+        assert (found.status, found.more_steps_help) == (status, more_steps_help), words
+    assert assess(None, 2, 2).status == "none"
+    assert _findings(mcse=1.0, mala_acceptance=0.5).status == "unreliable"  # the worst finding sets the status
 
 
-def test_drift_within_the_chain_to_chain_noise_is_not_flagged():
-    assert _flags(drift_change=2.0, drift_se=1.0) == []  # 20% of λ̂ but only 2 standard errors
+def test_a_change_within_the_chain_to_chain_noise_is_not_flagged():
+    assert _findings(halves=(2.0, 1.0), doubling=(-2.0, 1.0)).items == []  # 20% of λ̂ but only 2 standard errors
 
 
-def test_drift_measures_the_change_between_the_halves():
-    post = np.concatenate([np.zeros((4, 50)), np.ones((4, 50))], axis=1)
-    change, se = drift(post, nbeta=3.0)
-    assert change == pytest.approx(3.0) and se == pytest.approx(0.0)
+def test_mser_cuts_a_transient_and_keeps_a_stationary_trace():
+    rng = np.random.default_rng(0)
+    settled = rng.normal(size=(4, 2000))
+    rising = settled + 5.0 * np.exp(-np.arange(2000) / 100.0)[None] * -1  # starts 5 below and relaxes in ~100 steps
+    assert mser_burn_in(settled) <= 100
+    assert 150 <= mser_burn_in(rising) <= 1000  # the transient is still 1.1 (twice the noise of the mean) at 150
+    assert mser_burn_in(np.linspace(0, 1, 4000)[None].repeat(2, 0)) == 2000  # never settles: at most half is cut
+
+
+def test_settle_measures_the_paired_changes_and_the_mcse():
+    rng = np.random.default_rng(1)
+    noise = rng.normal(size=(4, 4000))
+    flat = settle(1.0 + 0.01 * noise, init_loss=0.9, nbeta=100.0, burn_in=0)
+    assert flat.per_chain == pytest.approx([10.0] * 4, abs=0.1)
+    assert abs(flat.halves[0]) < 3 * flat.halves[1] + 0.05 and abs(flat.doubling[0]) < 3 * flat.doubling[1] + 0.05
+    # independent draws: the MCSE is nβ σ / √(all draws), the batch means' R-hat near 1
+    assert flat.mcse == pytest.approx(100 * 0.01 / np.sqrt(16000), rel=0.25) and flat.r_hat_batch < 1.02
+    creeping = settle(1.0 + np.linspace(0, 0.05, 4000)[None] + 0.01 * noise, init_loss=0.9, nbeta=100.0, burn_in=0)
+    assert creeping.halves[0] == pytest.approx(2.5, rel=0.1) and creeping.doubling[0] > 0.5
+
+
+def test_a_slow_mode_shows_in_the_batch_means_not_in_the_raw_draws():
+    """Each chain sits at its own level (unsettled), hidden under 20 times larger minibatch noise."""
+    rng = np.random.default_rng(2)
+    levels = np.array([-1.0, -0.3, 0.3, 1.0])[:, None] * 0.05
+    traces = levels + rng.normal(size=(4, 20000))
+    found = settle(traces, init_loss=-10.0, nbeta=1.0, burn_in=0)
+    assert rhat(traces) < R_HAT_MAX < found.r_hat_batch

@@ -11,7 +11,7 @@ from grokscope.llc.kernels import (
     project_out,
     unit_directions,
 )
-from grokscope.llc.observers import MalaAcceptance, potential
+from grokscope.llc.observers import MalaAcceptance, join_blocks, potential
 
 
 def _tree(seed, shapes=((3, 4, 2), (3, 5))):
@@ -120,7 +120,7 @@ def test_mala_accepts_small_steps_on_a_gaussian_and_rejects_huge_ones():
             loss, grad = Gaussian.losses_and_grads(state.w, {}, None, None)
             observer.observe(step, state, loss, grad, None, (None, None))
             state = kernel.step(state, grad, {"x": torch.randn(512, 10, generator=g)})
-        return observer.result()["mala_acceptance"].mean().item()
+        return join_blocks([observer.result()])["mala_acceptance"].mean().item()
 
     assert acceptance(SGLD(), 1e-3, 2) > 0.99
     assert acceptance(SGLD(), 3.5, 2) < 0.2

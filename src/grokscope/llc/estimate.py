@@ -9,6 +9,7 @@ is the full-batch training loss. Every chain of every parameter set steps togeth
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Mapping, Sequence
@@ -23,6 +24,7 @@ from .config import SGLDConfig, sgld_config
 from .groups import cpu_workers, map_groups
 from .kernels import (
     ChainSettings,
+    Kernel,
     Masked,
     OrthogonalToGradient,
     build_kernel,
@@ -37,11 +39,13 @@ from .observers import (
     ProbeLosses,
     Snapshots,
     StepNorms,
+    chain_columns,
+    join_blocks,
 )
 from .result import CheckpointLLC, LLCResult
-from .sampler import run_chains
+from .sampler import ChainStreams, run_chains
 from .selection import Selection, select
-from .summary import cut_after_divergence, non_finite_entry, summarise, thinned_steps
+from .summary import non_finite_entry, summarise, thinned_steps
 from .tree import Tree, tree_map
 
 FULL_BATCH_CHUNK = 8192  # rows of data per chunk of a full-batch evaluation
@@ -142,7 +146,7 @@ def estimate_llc(
     order = range(len(param_sets))
     settings_record = {
         **cfg.model_dump(),
-        "burn_in_steps": cfg.burn_in_steps,
+        "max_steps": cfg.step_cap,
         "nbeta": nbetas[0][0] if len(set(sizes)) == 1 else [nb for nb, _ in nbetas],
         "nbeta_convention": nbetas[0][1],
         "n_train": n if len(set(sizes)) == 1 else sizes,
@@ -195,26 +199,78 @@ class _Job:
             + block * cfg.batch_size * (1 + x_row) * 8  # a block of minibatch indices and the gathered rows
             + 10 * n_params * 4  # position, anchor, pull, gradient, kernel state and temporaries
             + 8 * outputs * 4  # activations of the forward and backward pass
-            + cfg.n_steps * 4 + cfg.save_samples * (n_params + 1) * 4
+            + cfg.step_cap * 4 + cfg.save_samples * (n_params + 1) * 4
             + (0 if self.shared_data else self.y.shape[1] * x_row * 8)  # the set's own data, per chain
-            + sum(p[1].shape[0] * (8 * outputs / cfg.batch_size + (cfg.n_steps // self.probe_every + 1) * 4)
+            + sum(p[1].shape[0] * (8 * outputs / cfg.batch_size + (cfg.step_cap // self.probe_every + 1) * 4)
                   for p in self.probes.values())
         )
         return chains * per_chain
 
     def sample(self, indices: list[int], show_progress: bool, alone: bool, labels, init_loss, probe_init) -> list[tuple[CheckpointLLC, dict]]:
-        """Run the chains of parameter sets ``indices`` together; their entries and saved tensors.
+        """Run the chains of parameter sets ``indices`` together, in blocks of steps: n_steps, then
+        doubling, until each set's chains have settled (or more steps cannot help, or the cap is
+        reached); a set that is done leaves the batch. Their entries and saved tensors.
         ``alone``: no other group samples at the same time (then the objective needs no replica)."""
         cfg, chains = self.cfg, self.cfg.chains
         objective = self.objective if alone else self.objective.replica()
-        subset = partial(tree_map, lambda t: t[indices].repeat_interleave(chains, dim=0))
         keys = [(cfg.seed, "sgld", self.ids[k], c) for k in indices for c in range(chains)]
+        per_chain = partial(tree_map, lambda t: t[indices].repeat_interleave(chains, dim=0))
         settings = ChainSettings.broadcast(
             len(keys), self.device,
             **{name: [float(getattr(self.set_configs[k], name)) for k in indices for _ in range(chains)]
                for name in ("epsilon", "gamma", "weight_decay")},
             nbeta=[self.nbetas[k][0] for k in indices for _ in range(chains)],
         )
+        anchors, fixed = per_chain(self.anchors), per_chain(self.fixed) if self.fixed else {}
+        if self.shared_data:
+            x, y = (t[0].expand(len(keys), *t.shape[1:]) for t in (self.x, self.y))
+        else:
+            x, y = (t[indices].repeat_interleave(chains, dim=0) for t in (self.x, self.y))
+        n_params = sum(t[0].numel() for t in anchors.values())
+        streams = ChainStreams(keys, [self.sizes[k] for k in indices for _ in range(chains)], cfg.batch_size, n_params, self.device)
+        kernel = self.kernel(indices)
+        state = kernel.init(anchors, settings)
+        blocks: dict[int, list[dict]] = {k: [] for k in indices}
+        done: dict[int, tuple[CheckpointLLC, dict]] = {}
+        active, start, stop, began = list(indices), 0, cfg.n_steps, time.perf_counter()
+        while active:
+            observers = _observers(cfg, kernel, objective, fixed, self.probes, self.probe_every, self.probe_per_sample,
+                                   start, stop, len(active) * chains, n_params, self.device)
+            state = run_chains(objective, kernel, state, fixed, x, y, streams, start, stop, observers,
+                               progress=self.progress and show_progress)
+            recorded = {key: value for observer in observers for key, value in observer.result().items()}
+            out_of_budget = stop >= cfg.step_cap or (cfg.max_seconds is not None and time.perf_counter() - began > cfg.max_seconds)
+            staying = []
+            for j, k in enumerate(active):
+                cols = slice(j * chains, (j + 1) * chains)
+                blocks[k].append({key: chain_columns(key, value, cols) for key, value in recorded.items()})
+                joined = join_blocks(blocks[k])
+                entry, found = summarise(joined, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
+                                         _set_record(self.set_configs[k], self.nbetas[k][0]) if self.per_set else None,
+                                         {name: float(values[k]) for name, values in probe_init.items()})
+                if found.more_steps_help and not out_of_budget:
+                    staying.append(j)
+                    continue
+                if found.more_steps_help:
+                    entry.flags.append(f"budget spent: {stop} steps (max_steps {cfg.step_cap}"
+                                       + (f", max_seconds {cfg.max_seconds:g}" if cfg.max_seconds is not None else "") + ")")
+                done[k] = entry, {key: value for key, value in joined.items()
+                                  if key in ("samples", "sample_losses") or key.startswith("probe_samples/")}
+                del blocks[k]
+            if len(staying) < len(active):  # the finished sets leave the batch
+                keep = [j * chains + c for j in staying for c in range(chains)]
+                active = [active[j] for j in staying]
+                state, streams = state.take(keep), streams.keep(keep)
+                fixed = tree_map(lambda t: t[keep], fixed) if fixed else {}
+                x, y = (x[keep], y[keep]) if not self.shared_data else (x[: len(keep)], y[: len(keep)])
+                kernel = self.kernel(active)
+            start, stop = stop, min(2 * stop, cfg.step_cap)
+        return [done[k] for k in indices]
+
+    def kernel(self, indices: list[int]) -> Kernel:
+        """The kernel with the constraints of parameter sets ``indices`` (their chains' masks and
+        gradient directions, [B, ...] in chain order)."""
+        cfg, chains = self.cfg, self.cfg.chains
         kernel = build_kernel(cfg)
         if self.set_masks is None:
             masks = {name: m.to(self.device) for name, m in self.selection.masks.items()}
@@ -223,32 +279,11 @@ class _Job:
                      for name in self.selection.names}
         if cfg.restrict_to_orth_grad:
             masked_grad = {n: g * masks[n] if n in masks else g for n, g in self.init_grad.items()}
-            kernel = OrthogonalToGradient(kernel, subset(unit_directions(masked_grad)))
+            directions = tree_map(lambda t: t[indices].repeat_interleave(chains, dim=0), unit_directions(masked_grad))
+            kernel = OrthogonalToGradient(kernel, directions)
         if masks:
             kernel = Masked(kernel, masks)
-        anchors = subset(self.anchors)
-        fixed = subset(self.fixed) if self.fixed else {}
-        observers = _observers(cfg, kernel, objective, fixed, self.probes, self.probe_every, self.probe_per_sample,
-                               len(keys), sum(t[0].numel() for t in anchors.values()), self.device)
-        if self.shared_data:
-            x, y = (t[0].expand(len(keys), *t.shape[1:]) for t in (self.x, self.y))
-        else:
-            x, y = (t[indices].repeat_interleave(chains, dim=0) for t in (self.x, self.y))
-        run_chains(objective, kernel, kernel.init(anchors, settings), fixed, x, y, keys, cfg.n_steps, cfg.batch_size,
-                   observers, progress=self.progress and show_progress,
-                   sizes=[self.sizes[k] for k in indices for _ in range(chains)])
-        recorded = {key: value for observer in observers for key, value in observer.result().items()}
-        cut_after_divergence(recorded)
-        out = []
-        for j, k in enumerate(indices):
-            entry = summarise(recorded, j, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
-                               _set_record(self.set_configs[k], self.nbetas[k][0]) if self.per_set else None,
-                               {name: float(values[k]) for name, values in probe_init.items()})
-            cols = slice(j * chains, (j + 1) * chains)
-            tensors = {key: value[:, cols] for key, value in recorded.items()
-                       if key in ("samples", "sample_losses") or key.startswith("probe_samples/")}
-            out.append((entry, tensors))
-        return out
+        return kernel
 
 
 def _batches(indices: list[int], bytes_per_set: float, cfg: SGLDConfig, device: torch.device) -> list[list[int]]:
@@ -265,17 +300,23 @@ def _batches(indices: list[int], bytes_per_set: float, cfg: SGLDConfig, device: 
 
 
 def _merge_tensors(parts: list[dict | None], chains: int) -> tuple:
-    """Samples, their losses and per-sample probe losses of every set, in order (NaN for sets not sampled)."""
+    """Samples, their losses and per-sample probe losses of every set, in order (NaN for sets not
+    sampled, and past the steps a set recorded)."""
     present = [p for p in parts if p]
     if not present:
         return None, None, None
 
     def stacked(key: str) -> torch.Tensor | None:
+        """The sets' tensors [S_k, chains, ...] side by side, each padded with NaN to the longest S
+        (sets that ran longer record more probe steps)."""
         if key not in present[0]:
             return None
-        like = present[0][key]
-        blank = torch.full((like.shape[0], chains, *like.shape[2:]), float("nan"))
-        return torch.cat([p[key] if p else blank for p in parts], dim=1)
+        length, like = max(p[key].shape[0] for p in present), present[0][key]
+        padded = [torch.full((length, chains, *like.shape[2:]), float("nan")) for _ in parts]
+        for blank, p in zip(padded, parts):
+            if p:
+                blank[: p[key].shape[0]] = p[key]
+        return torch.cat(padded, dim=1)
 
     probe_keys = [key for key in present[0] if key.startswith("probe_samples/")]
     probe_samples = {key.split("/", 1)[1]: stacked(key) for key in probe_keys} or None
@@ -350,23 +391,29 @@ def _check_probes(objective: BatchedObjective, anchors: Tree, fixed: Tree, probe
     return init
 
 
-def _observers(cfg, kernel, objective, fixed, probes, probe_every, probe_per_sample, n_chains, n_params, device) -> list[Observer]:
-    observers: list[Observer] = [LossTrace(cfg.n_steps, n_chains, device)]
+def _observers(cfg, kernel, objective, fixed, probes, probe_every, probe_per_sample, start, stop, n_chains, n_params,
+               device) -> list[Observer]:
+    """The observers of steps [start, stop). Snapshots and step metrics are taken in the first
+    block of n_steps (so their number does not depend on how long the chains run)."""
+    def within(steps):
+        return [s for s in steps if start <= s < stop]
+
+    observers: list[Observer] = [LossTrace(start, stop, n_chains, device)]
     if cfg.mala:
-        observers.append(MalaAcceptance(kernel, objective, fixed, cfg.burn_in_steps, cfg.mala_every, n_chains, device))
+        observers.append(MalaAcceptance(kernel, objective, fixed, max(start, cfg.warmup_steps), cfg.mala_every, n_chains, device))
     if cfg.save_samples:
-        observers.append(Snapshots(_snapshot_steps(cfg), n_chains, n_params, device))
+        observers.append(Snapshots(within(_snapshot_steps(cfg)), n_chains, n_params, device))
     if cfg.step_metrics:
-        observers.append(StepNorms(kernel, thinned_steps(cfg).tolist(), n_chains, device))
+        observers.append(StepNorms(kernel, within(thinned_steps(cfg.n_steps, cfg.trace_points).tolist()), n_chains, device))
     if probes:
-        observers.append(ProbeLosses(objective, fixed, probes, probe_every, probe_per_sample, cfg.n_steps, n_chains, device))
+        observers.append(ProbeLosses(objective, fixed, probes, probe_every, probe_per_sample, start, stop, n_chains, device))
     return observers
 
 
 def _snapshot_steps(cfg: SGLDConfig) -> list[int]:
     if not cfg.save_samples:
         return []
-    burn, span = cfg.burn_in_steps, cfg.n_steps - 1 - cfg.burn_in_steps
+    burn, span = cfg.warmup_steps, cfg.n_steps - 1 - cfg.warmup_steps
     return sorted({burn + round(i * span / max(cfg.save_samples - 1, 1)) for i in range(cfg.save_samples)})
 
 

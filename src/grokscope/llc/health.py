@@ -1,57 +1,109 @@
-"""Health flags of one LLC estimate, read from its chains alone (no true λ needed): each flag is a
-one-line reason (REFERENCE §2: traces that settle above L_n(w*) without drifting, chains that agree,
-MALA acceptance near 0.9). The cut-offs live in ``grokscope.thresholds``."""
+"""The status of one LLC estimate, read from its chains alone (no true λ needed), with a one-line
+reason per finding. The cut-offs live in ``grokscope.thresholds``.
+
+- ``ok``: settled and precise;
+- ``imprecise``: settled, but the Monte-Carlo error is large (its MCSE is reported);
+- ``unreliable``: a bias (divergence, MALA, w* not a minimum, a step size λ̂ depends on) or chains
+  that have not settled: the number may be wrong;
+- ``none``: no estimate.
+
+Findings of the kinds ``unsettled`` and ``imprecise`` are cured by more steps (the estimate
+continues its chains while its budget lasts); ``bias`` findings are not.
+"""
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from ..thresholds import (
     BELOW_INIT_MAX_FRACTION,
-    DRIFT_TOLERANCE,
     ESS_MIN,
     MALA_MIN_ACCEPTANCE,
+    MCSE_MAX_FRACTION,
     R_HAT_MAX,
+    SETTLE_TOLERANCE,
 )
 
-
-def drift(post: np.ndarray, nbeta: float) -> tuple[float, float]:
-    """λ̂ of the second half of the post-burn-in draws minus λ̂ of the first half [chains, draws],
-    averaged over chains, and its standard error across chains (NaN with one chain)."""
-    half = post.shape[1] // 2
-    per_chain = nbeta * (post[:, half:].mean(axis=1) - post[:, :half].mean(axis=1))
-    se = per_chain.std(ddof=1) / math.sqrt(len(per_chain)) if len(per_chain) > 1 else float("nan")
-    return float(per_chain.mean()), float(se)
+STATUSES = ("ok", "imprecise", "unreliable", "none")  # in order of severity
+KIND_STATUS = {"imprecise": "imprecise", "unsettled": "unreliable", "bias": "unreliable", "none": "none"}
 
 
-def health_flags(
+def worst(*statuses: str) -> str:
+    return max(statuses, key=STATUSES.index)
+
+
+def status_line(statuses: list[str]) -> str:
+    """"all 26 estimates ok", or "3 of 26 estimates not ok (2 unreliable, 1 none)"."""
+    bad = [s for s in statuses if s != "ok"]
+    if not bad:
+        return f"all {len(statuses)} estimates ok"
+    counts = ", ".join(f"{bad.count(s)} {s}" for s in STATUSES[1:] if s in bad)
+    return f"{len(bad)} of {len(statuses)} estimates not ok ({counts})"
+
+
+@dataclass
+class Findings:
+    """Reasons to distrust an estimate, each with its kind (a key of KIND_STATUS)."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, kind: str, reason: str) -> None:
+        self.items.append((kind, reason))
+
+    @property
+    def status(self) -> str:
+        return worst("ok", *(KIND_STATUS[kind] for kind, _ in self.items))
+
+    @property
+    def reasons(self) -> list[str]:
+        return [reason for _, reason in self.items]
+
+    @property
+    def more_steps_help(self) -> bool:
+        """Whether continuing the chains could make the estimate ok: no bias, something to settle."""
+        kinds = {kind for kind, _ in self.items}
+        return bool(kinds) and kinds <= {"unsettled", "imprecise"}
+
+
+def _moved(change: float, se: float, llc: float) -> bool:
+    """A paired change larger than SETTLE_TOLERANCE of λ̂ and than two of its standard errors."""
+    return abs(change) > SETTLE_TOLERANCE * abs(llc) and not (math.isfinite(se) and abs(change) <= 2 * se)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def assess(
     llc_mean: float | None, diverged_chains: int, chains: int, r_hat: float | None = None, ess_bulk: float | None = None,
     ess_tail: float | None = None, mala_acceptance: float | None = None, frac_below_init: float | None = None,
-    drift_change: float | None = None, drift_se: float | None = None,
-) -> list[str]:
-    """Every reason to distrust an estimate; empty when it looks healthy."""
-    flags = []
+    r_hat_batch: float | None = None, ess_batch: float | None = None, mcse: float | None = None,
+    halves: tuple[float, float] | None = None, doubling: tuple[float, float] | None = None,
+) -> Findings:
+    """Every reason to distrust an estimate, each of its kind; no findings: ``ok``."""
+    found = Findings()
     if diverged_chains:
-        flags.append(f"diverged: {diverged_chains} of {chains} chains reached a non-finite loss (lower epsilon)")
+        found.add("bias", f"diverged: {diverged_chains} of {chains} chains reached a non-finite loss (lower epsilon)")
     if llc_mean is None:
-        return flags
+        found.add("none", "no estimate: no chain kept a finite loss")
+        return found
     if llc_mean <= 0:
-        flags.append("negative λ̂: the chains sit below L_n(w*), so w* is not a local minimum")
-    elif frac_below_init is not None and frac_below_init > BELOW_INIT_MAX_FRACTION:
-        flags.append(f"draws below L_n(w*): {frac_below_init:.0%} of draws (> {BELOW_INIT_MAX_FRACTION:.0%}); w* may not be a local minimum")
-    if r_hat is not None and math.isfinite(r_hat) and r_hat > R_HAT_MAX:
-        flags.append(f"chains disagree: R-hat {r_hat:.3f} > {R_HAT_MAX}")
-    ess = [v for v in (ess_bulk, ess_tail) if v is not None and math.isfinite(v)]
+        found.add("bias", "negative λ̂: the chains sit below L_n(w*), so w* is not a local minimum")
+    elif _finite(frac_below_init) and frac_below_init > BELOW_INIT_MAX_FRACTION:
+        found.add("bias", f"draws below L_n(w*): {frac_below_init:.0%} of draws (> {BELOW_INIT_MAX_FRACTION:.0%}); w* may not be a local minimum")
+    if _finite(mala_acceptance) and mala_acceptance < MALA_MIN_ACCEPTANCE:
+        found.add("bias", f"MALA acceptance {mala_acceptance:.2f} < {MALA_MIN_ACCEPTANCE}: the step size is too large (λ̂ reads high)")
+    for name, value in (("R-hat", r_hat), ("R-hat of the batch means", r_hat_batch)):
+        if _finite(value) and value > R_HAT_MAX:
+            found.add("unsettled", f"chains disagree: {name} {value:.3f} > {R_HAT_MAX}")
+    for what, change in (("between the halves of the draws", halves), ("when the steps doubled", doubling)):
+        if change is not None and _moved(*change, llc_mean):
+            direction = "rising" if change[0] > 0 else "falling"
+            found.add("unsettled", f"not settled: λ̂ still {direction} ({change[0]:+.3g} {what}, > {SETTLE_TOLERANCE:.0%})")
+    ess = [v for v in (ess_bulk, ess_tail, ess_batch) if _finite(v)]
     if ess and min(ess) < ESS_MIN:
-        flags.append(f"few effective draws: ESS {min(ess):.0f} < {ESS_MIN}")
-    if mala_acceptance is not None and mala_acceptance < MALA_MIN_ACCEPTANCE:
-        flags.append(f"MALA acceptance {mala_acceptance:.2f} < {MALA_MIN_ACCEPTANCE}: the step size is too large (λ̂ reads high)")
-    if drift_change is not None and abs(drift_change) > DRIFT_TOLERANCE * abs(llc_mean) and not (
-        drift_se is not None and math.isfinite(drift_se) and abs(drift_change) <= 3 * drift_se
-    ):
-        direction = "rising" if drift_change > 0 else "falling"
-        flags.append(f"loss trace drifts: λ̂ still {direction} ({drift_change:+.3g} between the halves of the draws); "
-                     "more steps or a larger epsilon")
-    return flags
+        found.add("imprecise", f"few effective draws: ESS {min(ess):.0f} < {ESS_MIN}")
+    if _finite(mcse) and mcse > MCSE_MAX_FRACTION * abs(llc_mean):
+        found.add("imprecise", f"Monte-Carlo error: MCSE {mcse:.3g} > {MCSE_MAX_FRACTION:.0%} of λ̂")
+    return found

@@ -81,6 +81,10 @@ class PhiloxNoise:
             self.fill.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
             self.fill.restype = None
 
+    def keep(self, rows: Sequence[int]) -> "PhiloxNoise":
+        """The noise of chains ``rows`` alone (the same numbers: a function of key and step)."""
+        return PhiloxNoise(self.keys[list(rows)], self.n_params, refill=self.out is not None)
+
     def at(self, step: int) -> torch.Tensor:
         if self.fill is None:
             normals = torch.from_numpy(reference_normals(self.keys, step, self.n_params))
@@ -98,6 +102,14 @@ class TorchNoise:
         self.generators = [torch.Generator(device=device).manual_seed(int(key)) for key in keys]
         self.n_params, self.device = n_params, device
         self.length, self.start, self.block = block_length(n_params), 0, None
+
+    def keep(self, rows: Sequence[int]) -> "TorchNoise":
+        """The noise of chains ``rows`` alone, each generator continuing where it stands."""
+        kept = TorchNoise.__new__(TorchNoise)
+        kept.generators = [self.generators[r] for r in rows]
+        kept.n_params, kept.device, kept.length, kept.start = self.n_params, self.device, self.length, self.start
+        kept.block = None if self.block is None else self.block[list(rows)]
+        return kept
 
     def at(self, step: int) -> torch.Tensor:
         if self.block is None or step >= self.start + self.block.shape[1]:

@@ -2,8 +2,9 @@
 
 The loop calls ``observe(step, state, loss, loss_grad, noise, batch)`` on every observer with the
 state whose loss and gradient on the minibatch ``batch`` = (x, y) [B, m, ...] were just computed
-(before the kernel moves it), and reads
-``result()`` (CPU tensors) once at the end. ``noise`` is this step's: on a CPU its tensors are
+(before the kernel moves it), and reads ``result()`` (CPU tensors) once at the end of a block of
+steps. An estimate that continues its chains runs a block at a time with fresh observers;
+:func:`chain_columns` and :func:`join_blocks` turn the blocks' results into one record per set. ``noise`` is this step's: on a CPU its tensors are
 refilled at the next step, so an observer copies what it keeps. Nothing here syncs with the host
 inside the loop.
 Adding a measurement is one class with these two methods (devinterp's callbacks, without host syncs).
@@ -29,22 +30,41 @@ class Observer(Protocol):
     def result(self) -> dict[str, torch.Tensor]: ...
 
 
-class LossTrace:
-    """The minibatch loss of every chain at every step [n_steps, B], and the first step at which each
-    chain's loss is non-finite (n_steps when never): the chain's draws from there on are discarded.
-    Chains never interact, so one diverging disturbs no other."""
+def chain_columns(key: str, value: torch.Tensor, cols: slice) -> torch.Tensor:
+    """The part of one recorded tensor that belongs to chains ``cols`` (the chain dimension of each
+    record: none for the lists of steps, last for step metrics, first for MALA sums, else second)."""
+    if key.endswith("_steps"):
+        return value
+    if key == "step_metrics":
+        return value[:, :, cols]
+    if key.startswith("mala_"):
+        return value[cols]
+    return value[:, cols]
 
-    def __init__(self, n_steps: int, n_chains: int, device: torch.device):
-        self.losses = torch.empty(n_steps, n_chains, device=device)
+
+def join_blocks(blocks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The records of consecutive blocks of the same chains as one: series joined along their steps,
+    MALA sums added, and the mean acceptance as ``mala_acceptance``."""
+    joined = {key: torch.cat([b[key] for b in blocks]) for key in blocks[0] if not key.startswith("mala_")}
+    if "mala_total" in blocks[0]:
+        total, count = sum(b["mala_total"] for b in blocks), sum(b["mala_count"] for b in blocks)
+        joined["mala_acceptance"] = total / count.clamp(min=1)
+    return joined
+
+
+class LossTrace:
+    """The minibatch loss of every chain at every step of [start, stop): [stop − start, B]. Chains
+    never interact, so one diverging disturbs no other (the summary cuts its draws from there on)."""
+
+    def __init__(self, start: int, stop: int, n_chains: int, device: torch.device):
+        self.start = start
+        self.losses = torch.empty(stop - start, n_chains, device=device)
 
     def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
-        self.losses[step] = loss
+        self.losses[step - self.start] = loss
 
     def result(self) -> dict[str, torch.Tensor]:
-        losses = self.losses.cpu()
-        bad = ~torch.isfinite(losses)
-        first = torch.where(bad.any(0), bad.int().argmax(0), losses.shape[0])
-        return {"losses": losses, "first_nonfinite_step": first, "diverged": bad.any(0)}
+        return {"losses": self.losses.cpu()}
 
 
 def potential(loss: torch.Tensor, state: KernelState) -> torch.Tensor:
@@ -95,7 +115,7 @@ class MalaAcceptance:
                  n_chains: int, device: torch.device):
         self.kernel, self.objective, self.fixed, self.start, self.every = kernel, objective, fixed, start, every
         self.total = torch.zeros(n_chains, device=device)
-        self.count = 0
+        self.count = torch.zeros(n_chains, dtype=torch.long)
         self.previous = None
         self.scale = None
 
@@ -115,14 +135,15 @@ class MalaAcceptance:
             forward = log_proposal(state.w, w_old, drift_old, self._proposal_scale(scale_old, state.w))
             log_ratio = (u_old - u_new) + log_proposal(w_old, state.w, drift_new, scale_new) - forward
             self.total += log_ratio.clamp(max=0).exp().nan_to_num(0.0)
-            self.count += 1
+            self.count += 1  # a count per chain, so that the chains' sums can part and join
             self.previous = None
         if step >= self.start and (step - self.start) % self.every == 0:
             terms = self.kernel.terms(state, loss_grad)
             self.previous = (potential(loss, state), state.w, terms.drift(), terms.noise_scale, batch)
 
     def result(self) -> dict[str, torch.Tensor]:
-        return {"mala_acceptance": (self.total / max(self.count, 1)).cpu()}
+        """Per chain: the sum of the acceptance probabilities and the number of moves measured."""
+        return {"mala_total": self.total.cpu(), "mala_count": self.count}
 
 
 class Snapshots:
@@ -162,7 +183,7 @@ class StepNorms:
         self.values[self.index[step]] = torch.stack([per_chain_squared_norm(list(t.values())).sqrt() for t in trees])
 
     def result(self) -> dict[str, torch.Tensor]:
-        return {"step_metric_steps": torch.tensor(self.steps), "step_metrics": self.values.cpu()}
+        return {"step_metric_steps": torch.tensor(self.steps, dtype=torch.long), "step_metrics": self.values.cpu()}
 
 
 class ProbeLosses:
@@ -172,10 +193,11 @@ class ProbeLosses:
 
     def __init__(
         self, objective: BatchedObjective, fixed: Tree, probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-        every: int, per_sample: bool, n_steps: int, n_chains: int, device: torch.device,
+        every: int, per_sample: bool, start: int, stop: int, n_chains: int, device: torch.device,
     ):
         self.objective, self.fixed, self.every, self.per_sample = objective, fixed, every, per_sample
-        self.steps = list(range(0, n_steps, every))
+        self.steps = list(range(-(-start // every) * every, stop, every))
+        self.row = {step: i for i, step in enumerate(self.steps)}
         self.probes = {name: (x.to(device), y.to(device)) for name, (x, y) in probes.items()}
         self.means = {name: torch.empty(len(self.steps), n_chains, device=device) for name in probes}
         self.samples = {
@@ -183,9 +205,9 @@ class ProbeLosses:
         } if per_sample else {}
 
     def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
-        if step % self.every:
+        row = self.row.get(step)
+        if row is None:
             return
-        row = step // self.every
         with torch.no_grad():
             for name, (x, y) in self.probes.items():
                 per_sample = self.objective.per_sample_losses(state.w, self.fixed, x, y)
@@ -194,7 +216,7 @@ class ProbeLosses:
                     self.samples[name][row] = per_sample
 
     def result(self) -> dict[str, torch.Tensor]:
-        out = {"probe_steps": torch.tensor(self.steps)}
+        out = {"probe_steps": torch.tensor(self.steps, dtype=torch.long)}
         out.update({f"probe_loss/{name}": t.cpu() for name, t in self.means.items()})
         out.update({f"probe_samples/{name}": t.cpu() for name, t in self.samples.items()})
         return out

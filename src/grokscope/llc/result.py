@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..atomic import json_safe
+from .health import STATUSES, status_line, worst
 
 
 @dataclass
@@ -31,8 +32,15 @@ class CheckpointLLC:
     trace_steps: list[int]
     loss_trace: list[list[float | None]]
     reason: str | None = None
-    drift: float | None = None  # λ̂ of the second half of the draws minus that of the first half
-    flags: list[str] = field(default_factory=list)  # health flags, each a one-line reason (llc/health.py)
+    status: str = "ok"  # ok, imprecise, unreliable or none (llc/health.py)
+    flags: list[str] = field(default_factory=list)  # the reasons behind the status, one line each
+    steps_used: int | None = None  # SGLD steps each chain took (the budget grows until the chains settle)
+    burn_in: int | None = None  # steps discarded, chosen from the trace (MSER-5) unless given
+    mcse: float | None = None  # Monte-Carlo standard error of λ̂ (batch means, llc/settling.py)
+    r_hat_batch: float | None = None  # R-hat of the batch means of the kept draws
+    ess_batch: float | None = None  # effective draws by the batch means
+    drift: float | None = None  # λ̂ of the second half of the kept draws minus that of the first half
+    doubling_change: float | None = None  # λ̂ minus λ̂ of the same chains over the first half of the steps
     settings: dict[str, float] | None = None  # this set's ε, γ, nβ, wd when they differ per set
     step_metrics: dict[str, Any] | None = None  # norms of the step's terms per chain (--step-metrics)
     probe_losses: dict[str, Any] | None = None  # mean loss per chain on each probe set
@@ -43,8 +51,13 @@ class CheckpointLLC:
         return {k: v for k, v in asdict(self).items() if k not in skip} | (self.settings or {}) | {"flags": "; ".join(self.flags)}
 
     @property
-    def healthy(self) -> bool:
-        return self.llc_mean is not None and not self.flags
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def downgrade(self, status: str, reason: str) -> None:
+        """Add a reason found outside the chains (e.g. by the step-size rule) and worsen the status to it."""
+        self.flags.append(reason)
+        self.status = worst(self.status, status)
 
 
 @dataclass
@@ -79,6 +92,14 @@ class LLCResult:
     @property
     def llc_means(self) -> list[float | None]:
         return [e.llc_mean for e in self.entries]
+
+    def status_counts(self) -> dict[str, int]:
+        """How many estimates have each status (ok, imprecise, unreliable, none)."""
+        return {status: sum(e.status == status for e in self.entries) for status in STATUSES}
+
+    def status_line(self) -> str:
+        """One line for a summary: all ok, or how many estimates are not and why."""
+        return status_line([e.status for e in self.entries])
 
     def plot(self, metrics: list[dict[str, float]] | None = None):
         """λ̂ per checkpoint with ±std error bars; train/test loss on a second axis when given."""

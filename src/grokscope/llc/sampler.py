@@ -31,9 +31,19 @@ class ChainStreams:
     [B, P], a step at a time."""
 
     def __init__(self, keys: list[tuple], n_data: Sequence[int], batch_size: int, n_params: int, device: torch.device):
-        self.n_data, self.batch_size = n_data, batch_size
+        self.keys, self.n_data, self.batch_size = list(keys), list(n_data), batch_size
+        self.n_params, self.device = n_params, device
         self.batch_gens = [generator(*key, "batches") for key in keys]
         self.noise = chain_noise([derive_seed(*key, "noise") for key in keys], n_params, device)
+
+    def keep(self, rows: Sequence[int]) -> "ChainStreams":
+        """The streams of chains ``rows`` alone, each continuing where it stands."""
+        kept = ChainStreams.__new__(ChainStreams)
+        kept.keys, kept.n_data = [self.keys[r] for r in rows], [self.n_data[r] for r in rows]
+        kept.batch_size, kept.n_params, kept.device = self.batch_size, self.n_params, self.device
+        kept.batch_gens = [self.batch_gens[r] for r in rows]
+        kept.noise = self.noise.keep(rows)
+        return kept
 
     def indices(self, length: int) -> torch.Tensor:
         """The next ``length`` minibatches of every chain: [B, length, m] row indices."""
@@ -55,31 +65,28 @@ def run_chains(
     fixed: Tree,
     x: torch.Tensor,
     y: torch.Tensor,
-    keys: list[tuple],
-    n_steps: int,
-    batch_size: int,
+    streams: ChainStreams,
+    start: int,
+    stop: int,
     observers: Sequence[Observer],
     progress: bool = True,
-    sizes: Sequence[int] | None = None,
 ) -> KernelState:
-    """Step every chain of ``state`` (name -> [B, ...]) ``n_steps`` times with ``kernel``, chain b
-    on its own training data x, y [B, n, ...] (its first ``sizes[b]`` rows; default all) with its own
-    streams (``keys[b]``); every observer
-    sees each step. Returns the final state; the observers hold what was recorded."""
+    """Step every chain of ``state`` (name -> [B, ...]) from step ``start`` to ``stop`` with
+    ``kernel``, chain b on its own training data x, y [B, n, ...] (its first ``streams.n_data[b]``
+    rows) with its own ``streams``; every observer sees each step. Returns the final state; the
+    observers hold what was recorded. Calling it again from ``stop`` with the returned state and
+    the same streams continues the chains exactly as one longer call would have."""
     shapes = {name: tuple(t.shape[1:]) for name, t in state.w.items()}
-    n_chains = len(keys)
+    n_chains = len(streams.keys)
     sizes_per_tensor = [int(torch.Size(s).numel()) for s in shapes.values()]
-    n_params = sum(sizes_per_tensor)
     device = next(iter(state.w.values())).device
-    sizes = list(sizes) if sizes is not None else [int(y.shape[1])] * n_chains
-    streams = ChainStreams(keys, sizes, batch_size, n_params, device)
     rows = torch.arange(n_chains, device=device).view(n_chains, 1, 1)
-    length = block_length(n_params)
-    bar = tqdm(total=n_steps, desc=kernel.name, unit="step", disable=not progress, file=sys.stderr)
-    step, noise = 0, None
+    length = block_length(streams.n_params)
+    bar = tqdm(total=stop - start, desc=kernel.name, unit="step", disable=not progress, file=sys.stderr)
+    step, noise = start, None
     try:
-        while step < n_steps:
-            index = streams.indices(min(length, n_steps - step)).to(device)
+        while step < stop:
+            index = streams.indices(min(length, stop - step)).to(device)
             xs, ys = x[rows, index], y[rows, index]  # chain b's rows of its own data: [B, T, m, ...]
             for t in range(index.shape[1]):
                 batch = (xs[:, t], ys[:, t])

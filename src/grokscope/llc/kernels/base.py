@@ -14,7 +14,7 @@ and its noise scale, so observers (MALA acceptance, step norms) work for every k
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol, Sequence
 
 import torch
@@ -59,6 +59,10 @@ class ChainSettings:
             self._shaped[key] = getattr(self, name).to(dtype).view(-1, *([1] * (like.dim() - 1)))
         return self._shaped[key]
 
+    def take(self, rows: Sequence[int]) -> "ChainSettings":
+        """The settings of chains ``rows`` alone."""
+        return ChainSettings(**{name: getattr(self, name)[list(rows)] for name in SETTING_NAMES})
+
 
 @dataclass(frozen=True)
 class KernelState:
@@ -67,6 +71,15 @@ class KernelState:
     w: Tree
     anchor: Tree
     settings: ChainSettings
+
+    def take(self, rows: Sequence[int]) -> "KernelState":
+        """The state of chains ``rows`` alone (every tree of a kernel's state, and the settings)."""
+        index = list(rows)
+        parts = {}
+        for part in fields(self):
+            value = getattr(self, part.name)
+            parts[part.name] = value.take(index) if isinstance(value, ChainSettings) else {n: t[index] for n, t in value.items()}
+        return type(self)(**parts)
 
 
 @dataclass(frozen=True)
