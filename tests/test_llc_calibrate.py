@@ -2,46 +2,63 @@ from grokscope.llc.calibrate import Cell, _flag_not_flat, recommend
 from grokscope.thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
 
 
-def cell(eps, llc, mala=0.9, flags=(), diverged=0, per_chain=None):
+def cell(eps, llc, status="ok", biased=False, per_chain=None):
     per_chain = per_chain if per_chain is not None else [None if llc is None else llc + d for d in (-0.1, 0.0, 0.1)]
-    return Cell(eps, 100.0, 5.0, llc, 1.0, per_chain, 1.0, 500.0, 500.0, mala, 0.0, 0.0, diverged, list(flags))
+    return Cell(eps, 100.0, 5.0, llc, 1.0, per_chain, 1.0, 500.0, 500.0, 0.5 if biased else 0.95, 0.0, 0.0, 0, status, 1000, [], biased)
 
 
-def test_recommends_the_largest_healthy_epsilon():
-    cells = [cell(1e-4, 50.0, 0.97), cell(2e-4, 51.0, 0.95), cell(4e-4, 52.0, 0.9), cell(8e-4, 80.0, 0.6, ["MALA acceptance 0.60 < 0.8"]),
-             cell(1.6e-3, None, None, ["diverged"], diverged=4)]
+def test_recommends_the_largest_settled_epsilon_of_a_flat_run():
+    cells = [cell(1e-4, 50.0), cell(2e-4, 51.0), cell(4e-4, 52.0), cell(8e-4, 80.0, biased=True), cell(1.6e-3, None, "none", True)]
     rec = recommend(cells, 100.0, 5.0)
-    assert rec["epsilon"] == 4e-4 and rec["healthy"] and rec["why"] == "the largest step size of the first run of healthy cells"
+    assert rec["epsilon"] == 4e-4 and rec["flat_from"] == 1e-4 and "flat run" in rec["why"]
+
+
+def test_a_cell_unsettled_at_its_cap_is_a_reference_for_flatness_only():
+    """Smaller steps settle more slowly: the first settled cell may be checked against one that ran out of steps."""
+    cells = [cell(1e-4, 48.0, "unreliable"), cell(2e-4, 50.0, "unreliable"), cell(4e-4, 51.0), cell(8e-4, 60.0)]
+    rec = recommend(cells, 100.0, 5.0)
+    assert rec["epsilon"] == 4e-4 and rec["flat_from"] == 2e-4
+    assert recommend(cells[:2], 100.0, 5.0)["epsilon"] is None  # unsettled cells alone never make a choice
+
+
+def test_too_few_draws_never_disqualify_a_step_size():
+    """Unsettled cells are skipped (they had their budget), and imprecise ones still count as settled."""
+    cells = [cell(1e-4, 40.0, "unreliable"), cell(2e-4, 50.0, "imprecise"), cell(4e-4, 51.0, "unreliable"), cell(8e-4, 51.5)]
+    assert recommend(cells, 100.0, 5.0)["epsilon"] == 8e-4
 
 
 def test_past_the_first_jump_no_epsilon_is_trusted_even_on_a_second_plateau():
-    cells = [cell(1e-4, 50.0, flags=["flatness not checked"]), cell(2e-4, 51.0), cell(4e-4, 52.0), cell(8e-4, 300.0, flags=["not flat"]),
-             cell(1.6e-3, 305.0), cell(3.2e-3, 306.0)]
+    cells = [cell(1e-4, 50.0), cell(2e-4, 51.0), cell(4e-4, 52.0), cell(8e-4, 300.0), cell(1.6e-3, 305.0), cell(3.2e-3, 306.0)]
     assert recommend(cells, 100.0, 5.0)["epsilon"] == 4e-4
 
 
 def test_a_slow_creep_of_small_steps_ends_the_run():
-    creeping = [cell(1e-4, 100.0, flags=["flatness not checked"])] + [cell(1e-4 * 2**k, 100.0 + 4 * k) for k in range(1, 5)]
-    assert recommend(creeping, 100.0, 5.0)["epsilon"] == 4e-4  # 108 is within 5% of the run's first (104), 112 is not
+    creeping = [cell(1e-4 * 2**k, 100.0 + 4 * k) for k in range(5)]
+    assert recommend(creeping, 100.0, 5.0)["epsilon"] == 2e-4  # 104 is within 5% of the run's first (100), 108 is not
 
 
-def test_without_a_healthy_cell_the_least_bad_is_chosen_and_marked():
-    cells = [cell(1e-4, 50.0, 0.97, ["chains disagree: R-hat 1.2 > 1.05"]), cell(2e-4, 55.0, 0.85, ["few effective draws: ESS 40 < 100"]),
-             cell(4e-4, 90.0, 0.5, ["MALA acceptance 0.50 < 0.8"])]
-    rec = recommend(cells, 100.0, 5.0)
-    assert rec["epsilon"] == 2e-4 and not rec["healthy"] and rec["flags"] == ["few effective draws: ESS 40 < 100"]
-    exploding = [cell(1e-2, 2.0, 0.95, ["flatness not checked"]), cell(2e-2, 40.0, 0.9, ["not flat"]), cell(4e-2, 900.0, 0.9, ["not flat"])]
-    assert recommend(exploding, 100.0, 5.0)["epsilon"] == 1e-2  # a tie goes to flags of too few steps, not of bias
-    rec = recommend([cell(1e-4, 90.0, 0.5, ["MALA"]), cell(2e-4, 95.0, 0.3, ["MALA"])], 100.0, 5.0)
-    assert rec["epsilon"] == 1e-4 and not rec["healthy"] and "none with MALA acceptance in band" in rec["why"]
+def test_a_lone_settled_cell_is_no_evidence_and_no_cell_gives_no_estimate():
+    """No fallback: without two flat settled cells the choice is None, with the reason and the range."""
+    rising = [cell(1e-4, 50.0), cell(2e-4, 60.0), cell(4e-4, 75.0), cell(8e-4, 95.0, biased=True)]
+    rec = recommend(rising, 100.0, 5.0)
+    assert rec["epsilon"] is None and rec["llc_mean"] is None and rec["status"] == "none"
+    assert rec["range"] == [50.0, 75.0] and "not flat" in rec["why"]
+    unsettled = [cell(1e-4, 50.0, "unreliable"), cell(2e-4, 55.0, "unreliable"), cell(4e-4, 90.0, biased=True)]
+    rec = recommend(unsettled, 100.0, 5.0)
+    assert rec["epsilon"] is None and rec["range"] is None and "no cell settled" in rec["why"]
+    # a jump after a lone cell starts the run again from the cell after the jump
+    assert recommend([cell(1e-4, 30.0), cell(2e-4, 50.0), cell(4e-4, 51.0)], 100.0, 5.0)["epsilon"] == 4e-4
 
 
-def test_a_jump_from_the_smaller_neighbour_is_flagged_not_flat():
+def test_a_jump_from_the_smaller_settled_neighbour_is_flagged_not_flat():
     step = 1 + 2 * FLAT_TOLERANCE
-    cells = [cell(1e-4, 50.0), cell(2e-4, 50.0 * (1 + FLAT_TOLERANCE / 2)), cell(4e-4, 50.0 * (1 + FLAT_TOLERANCE / 2) * step)]
+    cells = [cell(1e-4, 50.0), cell(2e-4, 50.0, "unreliable"), cell(4e-4, 50.0 * (1 + FLAT_TOLERANCE / 2)),
+             cell(8e-4, 50.0 * (1 + FLAT_TOLERANCE / 2) * step), cell(1.6e-3, 10.0, biased=True)]
     _flag_not_flat(cells)
-    assert [c.flags[0].split(":")[0] if c.flags else None for c in cells] == ["flatness not checked", None, "not flat"]
-    assert MALA_MIN_ACCEPTANCE < 0.9  # the helper's healthy acceptance lies in the band
+    assert [c.flags[0].split(":")[0] if c.flags else None for c in cells] == ["flatness not checked", None, None, "not flat", None]
+    _flag_not_flat(low := [cell(1e-4, 30.0, "unreliable"), cell(2e-4, 50.0)])  # against an unsettled smaller cell too
+    assert low[1].flags[0].startswith("not flat")
+    assert MALA_MIN_ACCEPTANCE < 0.95  # the helper's unbiased acceptance lies in the band
 
 
 def test_a_jump_within_the_paired_chain_noise_is_not_flagged():

@@ -4,6 +4,7 @@ import pytest
 from cli_helper import run_cli as grokscope
 
 from grokscope import build_config, train
+from grokscope.llc.health import status_line
 from grokscope.thresholds import ESS_MIN
 
 
@@ -14,7 +15,8 @@ def run_dir(tmp_path_factory):
 
 
 def test_llc_writes_json_and_figure(run_dir):
-    result = grokscope("llc", str(run_dir), "--steps", "60", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1", "--json")
+    result = grokscope("llc", str(run_dir), "--steps", "60", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1", "--json",
+                       "--no-auto")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     stored = json.loads((run_dir / "results" / "llc.json").read_text())
@@ -44,34 +46,64 @@ def test_calibrate_brackets_then_prints_the_grid_and_the_choice(run_dir):
     bracket = report["bracket"]
     assert len(bracket["epsilons"]) == len(bracket["mala_acceptance"]) == 9
     assert sorted(c["epsilon"] for c in report["cells"]) == pytest.approx([bracket["epsilon"] * 2.0**j for j in range(-3, 4)])
+    assert all(80 <= c["steps_used"] <= report["max_steps"] for c in report["cells"] if c["llc_mean"] is not None)
     rec = report["recommended"]
-    chosen = [c for c in report["cells"] if c["epsilon"] == rec["epsilon"]]
-    assert len(chosen) == 1 and chosen[0]["healthy"] == rec["healthy"] and chosen[0]["flags"] == rec["flags"]
-    assert all(c["healthy"] == (not c["flags"]) for c in report["cells"])
+    if rec["epsilon"] is None:  # this barely trained network: the reason is printed, no number
+        assert rec["llc_mean"] is None and f"chosen: none -- {rec['why']}" in result.stdout
+    else:
+        chosen = [c for c in report["cells"] if c["epsilon"] == rec["epsilon"]]
+        assert len(chosen) == 1 and chosen[0]["settled"] and chosen[0]["flags"] == rec["flags"]
+        assert "chosen: epsilon=" in result.stdout and f"{rec['epsilon']:.3g}" in result.stdout
     assert (run_dir / "figures" / "calibration.png").exists()
-    assert "chosen: epsilon=" in result.stdout and f"{rec['epsilon']:.3g}" in result.stdout
 
 
-def test_llc_auto_records_the_evidence_and_the_report_draws_it(run_dir):
-    result = grokscope("llc", str(run_dir), "--auto", "--steps", "80", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1")
+def test_llc_chooses_epsilon_by_default_and_the_report_shows_the_evidence(run_dir):
+    result = grokscope("llc", str(run_dir), "--steps", "80", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1")
     assert result.returncode == 0, result.stderr
     stored = json.loads((run_dir / "results" / "llc.json").read_text())
-    calibration = stored["settings"]["calibration"]
-    assert stored["settings"]["epsilon"] == calibration["recommended"]["epsilon"]
-    assert stored["settings"]["sampler"] == "sgld"  # AUTO_SAMPLER, as no --sampler was given
+    settings, calibration = stored["settings"], stored["settings"]["calibration"]
+    assert settings["auto"] is True and settings["sampler"] == "sgld"  # AUTO_SAMPLER, as no --sampler was given
     assert calibration["checkpoint_id"] == stored["checkpoints"][-1]["step"]
-    # 2 chains × 60 post-burn-in draws can never reach ESS_MIN: no cell is healthy, and every
-    # estimate says so, with the least bad cell's ε
-    assert 2 * 60 < ESS_MIN and not calibration["recommended"]["healthy"]
-    assert any(flag.startswith("few effective draws") for flag in calibration["recommended"]["flags"])
-    for entry in stored["checkpoints"]:
-        assert entry["mala_acceptance"] is not None
-        assert any(flag.startswith("auto: no healthy step size") for flag in entry["flags"]), entry["flags"]
-    assert "chosen: epsilon=" in result.stdout
+    chosen = calibration["recommended"]
+    assert settings["epsilon"] == chosen["epsilon"] is not None and f"chosen: epsilon={chosen['epsilon']:.3g}" in result.stdout
+    cell = next(c for c in calibration["cells"] if c["epsilon"] == chosen["epsilon"])
+    assert cell["settled"] and not cell["biased"]
+    statuses = [e["status"] for e in stored["checkpoints"]]
+    assert all(s in ("ok", "imprecise", "unreliable", "none") for s in statuses)
+    assert status_line(statuses) in result.stdout
     report = grokscope("report", str(run_dir))
     assert report.returncode == 0, report.stderr
     page = (run_dir / "report.html").read_text()
-    assert "--auto: chosen ε" in page and "health flags" in page
+    assert f"--auto: chosen ε = {chosen['epsilon']:.3g}" in page and status_line(statuses) in page
+
+
+def test_llc_says_none_when_no_step_size_passes(run_dir, monkeypatch, capsys):
+    """When the rule passes no cell (its cases are in test_llc_calibrate.py), nothing is estimated and
+    every entry says why: in llc.json, the command's output and the report."""
+    import grokscope.llc.calibrate as calibrate
+    from grokscope.cli import main
+
+    rule = calibrate.recommend
+    monkeypatch.setattr(calibrate, "recommend", lambda cells, nbeta, gamma: rule([], nbeta, gamma))  # every cell unsettled
+    assert main(["llc", str(run_dir), "--steps", "40", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1"]) == 0
+    printed = capsys.readouterr().out
+    stored = json.loads((run_dir / "results" / "llc.json").read_text())
+    assert stored["settings"]["calibration"]["recommended"]["epsilon"] is None and stored["settings"]["epsilon"] is None
+    for entry in stored["checkpoints"]:
+        assert entry["llc_mean"] is None and entry["status"] == "none" and entry["flags"][0].startswith("auto: no step size passes")
+    assert "chosen: none" in printed and "2 of 2 estimates not ok (2 none)" in printed
+    page = (grokscope("report", str(run_dir)), (run_dir / "report.html").read_text())[1]
+    assert "--auto: chosen ε = none" in page and "2 of 2 estimates not ok (2 none)" in page
+
+
+def test_explicit_epsilon_switches_auto_off_and_llc_json_says_so(run_dir):
+    result = grokscope("llc", str(run_dir), "--steps", "40", "--chains", "2", "--batch-size", "16", "--checkpoints", "-1",
+                       "--epsilon", "1e-4", "--max-steps", "40")
+    assert result.returncode == 0, result.stderr
+    settings = json.loads((run_dir / "results" / "llc.json").read_text())["settings"]
+    assert settings["auto"] is False and settings["auto_off"] == "--epsilon was given" and "calibration" not in settings
+    both = grokscope("llc", str(run_dir), "--epsilon", "1e-4", "--auto")
+    assert both.returncode == 2 and "not both" in both.stderr
 
 
 def test_llc_with_another_sampler_a_component_and_step_metrics(run_dir):

@@ -67,7 +67,8 @@ def test_undefined_inputs_give_nan_not_an_error():
 
 def _findings(**changes):
     healthy = dict(llc_mean=10.0, diverged_chains=0, chains=4, r_hat=1.001, ess_bulk=2000.0, ess_tail=1500.0, mala_acceptance=0.9,
-                   frac_below_init=0.0, r_hat_batch=1.01, ess_batch=900.0, mcse=0.1, halves=(0.1, 0.2), doubling=(0.1, 0.2))
+                   frac_below_init=0.0, r_hat_batch=1.01, ess_batch=900.0, mcse=0.1, halves=(0.1, 0.2), doubling=(0.1, 0.2),
+                   chain_spread=1.0)
     return assess(**healthy | changes)
 
 
@@ -91,6 +92,13 @@ def test_each_finding_fires_on_its_own_cause_names_it_and_sets_the_status():
         assert (found.status, found.more_steps_help) == (status, more_steps_help), words
     assert assess(None, 2, 2).status == "none"
     assert _findings(mcse=1.0, mala_acceptance=0.5).status == "unreliable"  # the worst finding sets the status
+
+
+def test_chains_that_disagree_by_less_than_the_tolerance_are_not_unsettled():
+    """R-hat above its cut-off with the chains' λ̂ within SETTLE_TOLERANCE of each other: immaterial."""
+    immaterial = _findings(r_hat_batch=R_HAT_MAX + 0.05, chain_spread=0.5 * SETTLE_TOLERANCE * 10.0)
+    assert immaterial.status == "ok"
+    assert _findings(r_hat_batch=R_HAT_MAX + 0.05, chain_spread=2 * SETTLE_TOLERANCE * 10.0).status == "unreliable"
 
 
 def test_a_change_within_the_chain_to_chain_noise_is_not_flagged():

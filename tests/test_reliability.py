@@ -56,7 +56,7 @@ def test_non_finite_weights_are_flagged_by_llc_analyze_and_report(run):
     weights = run.state_dict(last)
     weights["linear2.weight"][0, 0] = float("nan")
     save_tensors(run.paths.checkpoint(last), weights)
-    result = run_cli("llc", run.path, "--steps", "30", "--batch-size", "8", "--chains", "2")
+    result = run_cli("llc", run.path, "--steps", "30", "--batch-size", "8", "--chains", "2", "--no-auto")
     assert result.returncode == 0, result.stderr
     entry = json.loads(run.paths.llc.read_text())["checkpoints"][-1]
     assert entry["llc_mean"] is None and entry["reason"].startswith(f"non-finite weights at step {last}")
@@ -107,14 +107,14 @@ def test_sets_that_do_not_fit_together_are_split_with_the_same_numbers(run, monk
 
     model, data = run.new_model(), run.dataset()
     params = [run.state_dict(s) for s in run.steps]
-    settings = dict(n_steps=30, batch_size=8, chains=2, save_samples=2)
+    settings = dict(n_steps=30, max_steps=30, batch_size=8, chains=2, save_samples=2)
     whole = estimate_llc(model, (data.train_x, data.train_y), params, **settings)
     loops = []
     monkeypatch.setattr(estimate, "cpu_workers", lambda device: 1)  # one group a batch: the memory split alone
     monkeypatch.setattr(estimate._Job, "bytes_per_set", lambda self, n: 1e6)
     monkeypatch.setattr(estimate, "available_bytes", lambda device: 2.5e6 / estimate.USABLE_FRACTION)  # two sets a batch
     real_run_chains = estimate.run_chains
-    monkeypatch.setattr(estimate, "run_chains", lambda *a, **k: loops.append(len(a[6])) or real_run_chains(*a, **k))
+    monkeypatch.setattr(estimate, "run_chains", lambda *a, **k: loops.append(len(a[6].keys)) or real_run_chains(*a, **k))
     split = estimate_llc(model, (data.train_x, data.train_y), params, **settings)
     assert len(params) == 5 and loops == [4, 4, 2]  # 5 parameter sets x 2 chains, two sets a batch
     assert [e.llc_per_chain for e in split.entries] == [e.llc_per_chain for e in whole.entries]
@@ -323,9 +323,9 @@ def test_a_huge_grid_is_refused_before_validation(tmp_path, monkeypatch):
 
 
 def test_a_later_llc_without_samples_removes_the_earlier_samples(run):
-    assert run_cli("llc", run.path, "--steps", "20", "--batch-size", "8", "--save-samples", "3").returncode == 0
+    assert run_cli("llc", run.path, "--steps", "20", "--batch-size", "8", "--save-samples", "3", "--no-auto").returncode == 0
     assert run.paths.llc_samples.exists()
-    assert run_cli("llc", run.path, "--steps", "20", "--batch-size", "8").returncode == 0
+    assert run_cli("llc", run.path, "--steps", "20", "--batch-size", "8", "--no-auto").returncode == 0
     assert not run.paths.llc_samples.exists()
     run_cli("report", run.path)
     assert "missing: results/llc_samples.safetensors" in run.paths.report.read_text()

@@ -53,7 +53,8 @@ def _sgld_settings(args: argparse.Namespace) -> dict:
     from .llc.config import NBETA_CONVENTIONS
 
     names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay",
-             "params", "seed", "device", "save_samples", "sampler", "rmsprop_alpha", "rmsprop_eps", "step_metrics", "mala", "mala_every")
+             "params", "seed", "device", "save_samples", "sampler", "rmsprop_alpha", "rmsprop_eps", "step_metrics", "mala", "mala_every",
+             "max_steps", "max_seconds")
     settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if "steps" in settings:
         settings["n_steps"] = settings.pop("steps")
@@ -69,6 +70,17 @@ def _number(text: str, flag: str) -> float:
         raise ConfigError(f"{flag}={text!r}: expected a number, 'n/ln n' or 'm/ln m'") from None
 
 
+def _auto_choice(args: argparse.Namespace) -> tuple[bool, str | None]:
+    """Whether ε is chosen from the data (the default), and when not, why: --epsilon or --no-auto."""
+    if args.epsilon is not None:
+        if args.auto:
+            raise GrokscopeError("--auto chooses epsilon from the data; give it or --epsilon, not both")
+        return False, "--epsilon was given"
+    if args.no_auto:
+        return False, "--no-auto: the default epsilon"
+    return True, None
+
+
 def _cmd_llc(args: argparse.Namespace) -> None:
     import json
 
@@ -77,27 +89,29 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     from .run import load_run
 
     run = load_run(args.run)
-    if args.auto and args.sampler is None:
+    auto, off = _auto_choice(args)
+    if args.refine is not None:
+        return _refine(run, _sgld_from_args(args), args)
+    if auto and args.sampler is None:
         args.sampler = AUTO_SAMPLER
     config = _sgld_from_args(args)
-    if args.refine is not None:
-        return _refine(run, config, args)
-    result = run_llc(run, config, args.checkpoints, progress=not args.json, auto_at=args.auto_at if args.auto else None)
+    result = run_llc(run, config, args.checkpoints, progress=not args.json, auto_at=args.auto_at if auto else None)
+    if not auto:
+        result.settings.update(auto=False, auto_off=off)
     json_path, figure_path = save_llc(run, result, args.figures)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return
-    if args.auto:
+    if auto:
         _print_calibration(result.settings["calibration"])
-    print(f"{'step':>6} {'llc_mean':>10} {'llc_std':>8} {'r_hat':>6} {'MALA':>6}  health")
+    print(f"{'step':>6} {'llc_mean':>10} {'± MCSE':>8} {'steps':>6} {'r_hat':>6} {'MALA':>6}  {'status':<10} reasons")
     for e in result.entries:
-        if e.llc_mean is None:
-            print(f"{e.step:>6} {'null':>10}  {e.reason}")
-            continue
-        print(f"{e.step:>6} {e.llc_mean:10.3f} {e.llc_std:8.3f} {_num(e.r_hat, '6.3f')} {_num(e.mala_acceptance, '6.3f')}  "
-              f"{'; '.join(e.flags) or 'healthy'}")
-    print(f"sampler {result.settings['sampler']}, nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); "
-          f"wrote {json_path} and {figure_path}")
+        mean = "null" if e.llc_mean is None else f"{e.llc_mean:10.3f}"
+        print(f"{e.step:>6} {mean:>10} {_num(e.mcse, '8.3f')} {e.steps_used or 0:>6} {_num(e.r_hat, '6.3f')} "
+              f"{_num(e.mala_acceptance, '6.3f')}  {e.status:<10} {'; '.join(e.flags)}")
+    epsilon = result.settings["epsilon"]
+    print(f"{result.status_line()}; sampler {result.settings['sampler']}, ε = {_num(epsilon, '.3g')}, "
+          f"nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); wrote {json_path} and {figure_path}")
 
 
 def _refine(run, config, args: argparse.Namespace) -> None:
@@ -105,7 +119,8 @@ def _refine(run, config, args: argparse.Namespace) -> None:
 
     args.refine = refinements(args.refine)
     if args.auto or config.params is not None:
-        raise GrokscopeError(f"--refine {args.refine} estimates each part in turn; it takes neither --auto nor --params")
+        raise GrokscopeError(f"--refine {args.refine} estimates each part in turn; it takes neither --auto nor --params "
+                             "(it runs at the given or default epsilon)")
     parts = run_refined(run, config, args.refine, args.checkpoints, progress=not args.json)
     json_path, figure_path = save_refined(run, args.refine, parts)
     if args.json:
@@ -117,8 +132,10 @@ def _refine(run, config, args: argparse.Namespace) -> None:
     print(f"{'step':>6} " + " ".join(f"{name:>{width}}" for name in parts))
     for row in zip(*(part.entries for part in parts.values())):
         print(f"{row[0].step:>6} " + " ".join(_num(e.llc_mean, f"{width}.2f") for e in row))
-    flagged = sum(1 for part in parts.values() for e in part.entries if e.flags)
-    print(f"λ̂ per part ({args.refine}); {flagged} estimates carry health flags (see {json_path.name}); wrote {json_path} and {figure_path}")
+    from .llc.health import status_line
+
+    statuses = [e.status for part in parts.values() for e in part.entries]
+    print(f"λ̂ per part ({args.refine}); {status_line(statuses)} (reasons in {json_path.name}); wrote {json_path} and {figure_path}")
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
@@ -150,10 +167,12 @@ def _print_calibration(report: dict) -> None:
     for cell in report["cells"]:
         mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.4g}"
         print(f"eps={cell['epsilon']:<10.3g} nbeta={cell['nbeta']:<10.4g} gamma={cell['gamma']:<6g} llc={mean:<10} "
-              f"MALA={_num(cell['mala_acceptance'], '.3f')}  {'; '.join(cell['flags']) or 'healthy'}")
+              f"MALA={_num(cell['mala_acceptance'], '.3f')} steps={cell['steps_used'] or 0:<6} {cell['status']:<10} {'; '.join(cell['flags'])}")
     rec = report["recommended"]
-    print(f"chosen: epsilon={rec['epsilon']:.3g} nbeta={rec['nbeta']:.4g} gamma={rec['gamma']:g} ({rec['why']})"
-          + ("" if rec["healthy"] else " -- UNHEALTHY: " + "; ".join(rec["flags"])))
+    if rec["epsilon"] is None:
+        print(f"chosen: none -- {rec['why']}")
+    else:
+        print(f"chosen: epsilon={rec['epsilon']:.3g} nbeta={rec['nbeta']:.4g} gamma={rec['gamma']:g} ({rec['why']})")
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
@@ -164,26 +183,35 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     from .llc.validate import parse_case, run_case, suite
 
     overrides = _sgld_settings(args)
-    auto = args.auto or "epsilon" not in overrides
+    auto = "epsilon" not in overrides
+    if args.auto and not auto:
+        raise GrokscopeError("--auto chooses epsilon from the data; give it or --epsilon, not both")
     overrides.setdefault("sampler", AUTO_SAMPLER)
     cases = [parse_case(args.case)] if args.case else suite(quick=args.quick, grid=args.grid)
     if not args.json:
         print(f"step size: {'chosen by the calibration rule (--auto)' if auto else overrides['epsilon']}; sampler {overrides['sampler']}")
-        print(f"{'case':<28} {'true':>8} {'estimate':>10} {'± std':>8} {'rel err':>8} {'epsilon':>9} {'MALA':>6}  health")
+        print(f"{'case':<28} {'true':>8} {'estimate':>10} {'± MCSE':>8} {'rel err':>8} {'epsilon':>9} {'steps':>6} {'MALA':>6}  "
+              f"{'status':<10} reasons")
     rows = []
     for case in cases:
         row = run_case(case, auto=auto, **overrides)
         rows.append(row)
         if args.json:
             continue
-        estimate = "diverged" if row["estimate"] is None else f"{row['estimate']:10.4g}"
+        estimate = "none" if row["estimate"] is None else f"{row['estimate']:10.4g}"
         rel = "" if row["relative_error"] is None else f"{100 * row['relative_error']:+7.1f}%"
-        print(f"{row['case']:<28} {row['true']:8.4g} {estimate:>10} {row['std'] or 0:8.3g} {rel:>8} {row['settings']['epsilon']:9.3g} "
-              f"{_num(row['mala_acceptance'], '6.3f')}  {'; '.join(row['flags']) or 'healthy'}", flush=True)
+        print(f"{row['case']:<28} {row['true']:8.4g} {estimate:>10} {_num(row['mcse'], '8.3g')} {rel:>8} "
+              f"{_num(row['settings']['epsilon'], '9.3g')} {row['steps_used'] or 0:>6} {_num(row['mala_acceptance'], '6.3f')}  "
+              f"{row['status']:<10} {'; '.join(row['flags'])}", flush=True)
     if args.json:
-        keys = ("case", "true", "estimate", "std", "relative_error", "settings", "flags", "mala_acceptance", "r_hat", "calibration")
+        keys = ("case", "true", "estimate", "std", "mcse", "relative_error", "status", "steps_used", "seconds", "settings", "flags",
+                "mala_acceptance", "r_hat", "calibration")
         out = [json_safe({k: row[k] for k in keys}) for row in rows]
         print(json.dumps(out[0] if args.case else out, indent=2))
+    else:
+        from .llc.health import status_line
+
+        print(status_line([row["status"] for row in rows]))
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:
@@ -257,7 +285,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
-    from .llc.config import SGLDConfig
+    from .llc.config import BUDGET_FACTOR, SGLDConfig
     from .llc.kernels import KERNELS
 
     def default(name: str) -> str:  # stated once, in SGLDConfig
@@ -268,10 +296,14 @@ def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, help=f"rmsprop_sgld: preconditioner eps {default('rmsprop_eps')}")
     parser.add_argument("--gamma", type=float, help=f"localisation strength γ {default('gamma')}")
     parser.add_argument("--epsilon", type=float, help=f"step size ε {default('epsilon')}")
-    parser.add_argument("--steps", type=int, help=f"SGLD steps per chain {default('n_steps')}")
+    parser.add_argument("--steps", type=int, help=f"SGLD steps per chain in the first block {default('n_steps')}; "
+                        "the chains continue, doubling, until they settle")
+    parser.add_argument("--max-steps", dest="max_steps", type=int, help=f"the most SGLD steps per chain (default {BUDGET_FACTOR} × "
+                        "--steps; --max-steps equal to --steps: a fixed budget)")
+    parser.add_argument("--max-seconds", dest="max_seconds", type=float, help="start no further block of steps after this long")
     parser.add_argument("--batch-size", dest="batch_size", type=int, help=f"minibatch size m {default('batch_size')}")
     parser.add_argument("--chains", type=int, help=f"chains per checkpoint {default('chains')}")
-    parser.add_argument("--burn-in", dest="burn_in", type=int, help="steps discarded (default 25%%)")
+    parser.add_argument("--burn-in", dest="burn_in", type=int, help="steps discarded (default: chosen from the trace, MSER-5)")
     parser.add_argument("--nbeta", help="'n/ln n' (default), 'm/ln m', or a number")
     parser.add_argument("--restrict-to-orth-grad", dest="restrict_to_orth_grad", action="store_true", default=None)
     parser.add_argument("--weight-decay", dest="weight_decay", type=float, help="Gaussian prior strength")
@@ -313,8 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sgld_flags(llc)
     llc.add_argument("--checkpoints", default="all", help="all, last, or indices such as 0,5,-1")
     llc.add_argument("--json", action="store_true", help="print the results as JSON")
-    llc.add_argument("--auto", action="store_true", help="choose epsilon from the data first (a batched calibration; "
-                     "the evidence goes into llc.json and the report); uses the auto sampler unless --sampler is given")
+    llc.add_argument("--auto", action="store_true", help="choose epsilon from the data first (the default unless --epsilon or "
+                     "--no-auto is given: a batched calibration whose evidence goes into llc.json and the report); "
+                     "uses the auto sampler unless --sampler is given")
+    llc.add_argument("--no-auto", dest="no_auto", action="store_true", help="use the default epsilon instead of choosing it")
     llc.add_argument("--auto-at", dest="auto_at", default="last", help="checkpoints to calibrate at (last, or indices; "
                      "with several the smallest chosen epsilon is used)")
     llc.add_argument("--refine", help="components: the weight-refined LLC of each named component beside the whole model's; "

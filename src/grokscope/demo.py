@@ -1,5 +1,6 @@
 """`grokscope demo`: from nothing to a report: train the `example` preset, estimate the LLC of all
-its checkpoints (4 chains each), run every analysis, and write RUN/report.html."""
+its checkpoints (4 chains each, ε chosen from the data, each estimate continued until it settles),
+run every analysis, and write RUN/report.html."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 from .analysis import analyze_run, save_analysis, save_stages, verdict_summary
 from .config import build_config
 from .llc.config import sgld_config
+from .llc.health import llc_value
 from .llc.stored import run_llc, save_llc
 from .report import build_run_report
 from .training import train
 
-DEMO_SGLD = dict(save_samples=20, step_metrics=True)  # the default SGLD settings, plus what the report draws
+# the default SGLD settings with ε chosen from the data (--auto), plus what the report draws
+DEMO_SGLD = dict(save_samples=20, step_metrics=True)
 
 
 def run_demo(out: str | Path = "runs/demo", progress: bool = True, command: str = "grokscope.demo.run_demo() (Python API)") -> Path:
@@ -23,7 +26,7 @@ def run_demo(out: str | Path = "runs/demo", progress: bool = True, command: str 
     timings["train"] = time.perf_counter() - start
 
     mark = time.perf_counter()
-    llc = run_llc(run, sgld_config(**DEMO_SGLD), "all", progress=progress)
+    llc = run_llc(run, sgld_config(**DEMO_SGLD), "all", progress=progress, auto_at="last")
     save_llc(run, llc)
     timings["llc"] = time.perf_counter() - mark
 
@@ -37,10 +40,14 @@ def run_demo(out: str | Path = "runs/demo", progress: bool = True, command: str 
     page = build_run_report(run.path)
     timings["report"] = time.perf_counter() - mark
 
-    valid = [e for e in llc.entries if e.llc_mean is not None]
-    peak = max(valid, key=lambda e: e.llc_mean)
+    stored = llc.to_dict()["checkpoints"]
+    valid = [e for e in stored if e["llc_mean"] is not None]
     print(run.summary_line())
-    print(f"LLC: peak {peak.llc_mean:.1f} ± {peak.llc_std:.1f} at step {peak.step}; final {valid[-1].llc_mean:.1f} ± {valid[-1].llc_std:.1f}")
+    if valid:
+        peak = max(valid, key=lambda e: e["llc_mean"])
+        print(f"LLC ({llc.status_line()}): peak {llc_value(peak)} at step {peak['step']}; final {llc_value(valid[-1])}")
+    else:
+        print(f"LLC: {llc.status_line()}: {stored[-1]['reason']}")
     print("stages: " + "; ".join(f"{s['start']}–{s['end']} {s['phase']} (λ̂ {s['llc_trend']})" for s in stages["stages"]))
     print(f"circuit: {verdict_summary(analysis.circuit_json())}; key frequencies {analysis.key_frequencies}")
     print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + f"; total {time.perf_counter() - start:.1f} s")

@@ -2,8 +2,8 @@
 truth-free rule of llc/calibrate.py, then estimate every set at the chosen ε.
 
 The evidence (the bracket, the grid with its flags, the choice and why) goes into the result's
-``settings["calibration"]``; when the rule found no healthy cell, every entry carries a flag that
-says so, so an unhealthy choice is never a silent number."""
+``settings["calibration"]``. When the rule finds no step size, nothing is estimated: every entry
+has status ``none`` and the rule's reason, never a number that looks like an estimate."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .config import SGLDConfig
 from .estimate import estimate_llc
 from .objective import LossFn
 from .result import LLCResult
+from .summary import empty_entry
 
 # The kernel `--auto` uses unless one is named: the more faithful of the two on the ground-truth
 # suite with auto settings (docs/validation.md, "Settings chosen by the data").
@@ -47,15 +48,27 @@ def estimate_llc_auto(
         report = calibrate_llc(model, set_data, param_sets[index], config, loss=loss, checkpoint_id=ids[index],
                                masks=estimate_options.get("masks"), progress=progress)
         reports.append({"parameter_set": index, "checkpoint_id": ids[index], **report})
-    strictest = min(reports, key=lambda r: r["recommended"]["epsilon"])
+    failed = [r for r in reports if r["recommended"]["epsilon"] is None]
+    strictest = failed[0] if failed else min(reports, key=lambda r: r["recommended"]["epsilon"])
     chosen = strictest["recommended"]
-    result = estimate_llc(model, data, param_sets, loss=loss, config=config.model_copy(update=dict(epsilon=chosen["epsilon"])),
-                          checkpoint_ids=ids, progress=progress, **estimate_options)
-    unhealthy = [r for r in reports if not r["recommended"]["healthy"]]
-    if unhealthy:
-        where = ", ".join(str(r["checkpoint_id"]) for r in unhealthy)
-        for entry in result.entries:
-            entry.flags.append(f"auto: no healthy step size at calibration checkpoint {where}; ε = {chosen['epsilon']:.3g} "
-                               "was the rule's least bad choice (settings.calibration has the grid and its flags)")
+    if failed:
+        result = no_estimates(model, data, param_sets, config, ids, estimate_options.get("steps"),
+                              f"auto: {chosen['why']} (calibration at checkpoint {strictest['checkpoint_id']}; "
+                              "settings.calibration has the grid)")
+    else:
+        result = estimate_llc(model, data, param_sets, loss=loss, config=config.model_copy(update=dict(epsilon=chosen["epsilon"])),
+                              checkpoint_ids=ids, progress=progress, **estimate_options)
     result.settings["calibration"] = {**strictest, "all": reports if len(reports) > 1 else None}
+    result.settings["auto"] = True
     return result
+
+
+def no_estimates(model: nn.Module, data, param_sets: Sequence[Mapping[str, torch.Tensor]], config: SGLDConfig, ids: list[int],
+                 steps: Sequence[int] | None, reason: str) -> LLCResult:
+    """A result whose every entry is ``none`` for ``reason`` (nothing sampled)."""
+    n = int((data if isinstance(data, tuple) else list(data)[0])[1].shape[0])
+    nbeta, convention = config.resolve_nbeta(n)
+    labels = list(steps) if steps is not None else [None] * len(param_sets)
+    entries = [empty_entry(config.chains, checkpoint_id, label, "none", reason) for checkpoint_id, label in zip(ids, labels)]
+    return LLCResult(entries, {**config.model_dump(), "epsilon": None, "nbeta": nbeta, "nbeta_convention": convention, "n_train": n,
+                               "max_steps": config.step_cap})

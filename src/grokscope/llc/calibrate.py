@@ -1,21 +1,26 @@
-"""Choosing the SGLD step size from the data, without the true λ: a batched grid of cells with every
-cell's λ̂ and health flags, and one documented rule that picks a cell (docs/validation.md).
+"""Choosing the SGLD step size from the data, without the true λ: a batched grid of cells, each
+estimated until its chains settle (llc/estimate.py), and one documented rule that picks a cell by
+the evidence of step-size bias alone (docs/validation.md).
 
 The rule:
 1. Bracket (when no ε grid is given): short chains (500 steps, at most 4 chains) at ε = 1e-9, 1e-8,
    ..., 1e-1 in one batched run; ε₀ is the last ε, counting up, before the first whose chains
    diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE.
-2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains and steps, in one batched run. Every
-   cell gets the health flags of llc/health.py, and "not flat" when its λ̂ differs from the λ̂ at the
-   next smaller ε by more than FLAT_TOLERANCE and by more than two standard errors of the paired
-   per-chain differences (the smallest ε has no neighbour to check: "flatness not checked").
-3. Choose the largest ε of the first run of consecutive healthy cells, counting up from the
-   smallest ε, whose λ̂ also stays flat against the run's first cell (no slow creep): past the
-   first jump in λ̂ no ε is trusted, even where λ̂ levels off again. When no
-   cell is healthy, choose among the cells with MALA acceptance ≥ MALA_MIN_ACCEPTANCE the one with
-   the fewest flags (on a tie, one whose flags say too few steps rather than a step-size bias, then
-   the larger ε; the smallest ε when no cell qualifies), marked unhealthy with its reasons: never a
-   silent number.
+2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
+   chains continue until they settle or reach the step cap. A cell is biased when its chains
+   diverge, its MALA acceptance falls below MALA_MIN_ACCEPTANCE or w* is not a minimum; it is
+   settled when its status is ok or imprecise (llc/health.py). Too few draws never disqualify a
+   step size: more steps cure that, and the cell got them.
+3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
+   next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
+   the paired per-chain differences. So a cell settled at the smallest ε is checked against the next smaller unbiased cell whose chains
+   reached their cap unsettled (smaller steps settle more slowly), else it is "not checked".
+4. Choose the largest ε of the first run, counting up, of unbiased cells whose λ̂ stays flat from
+   cell to cell and against the run's first cell, made of settled cells except that its first may
+   be a cell unsettled at its cap (a reference for flatness only); the run needs two cells. Past
+   the first jump no ε is trusted. When no such run exists there is no estimate: the choice is
+   None, with the reason and the range of λ̂ over the settled unbiased cells (when there are any),
+   never a number that looks like an estimate.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from .stored import select_checkpoints
 BRACKET_EPSILONS = tuple(10.0**k for k in range(-9, 0))
 BRACKET_STEPS, BRACKET_CHAINS = 500, 4  # the bracketing chains (MALA measured on every 5th move after burn-in)
 GRID_OFFSETS = tuple(2.0**j for j in range(-3, 4))  # short chains misjudge ε₀ both ways (sgld over, RMSprop under)
-BIAS_FLAGS = ("not flat", "MALA")  # flags that say λ̂ depends on the step size (as opposed to too few steps)
+RULE = __doc__.split("The rule:\n", 1)[1].strip() if __doc__ else "docs/validation.md"
 
 
 @dataclass
@@ -57,20 +62,20 @@ class Cell:
     drift: float | None
     frac_below_init: float | None
     diverged_chains: int
+    status: str
+    steps_used: int | None
     flags: list[str]
+    biased: bool = False  # diverged, MALA below the band, or w* not a minimum
 
     @classmethod
-    def of(cls, setting: Mapping[str, float], entry: CheckpointLLC) -> "Cell":
-        fields = {name: getattr(entry, name) for name in cls.__dataclass_fields__ if name not in setting}
-        return cls(**setting, **fields | {"flags": list(entry.flags)})
+    def of(cls, setting: Mapping[str, float], entry: CheckpointLLC, biased: bool) -> "Cell":
+        fields = {name: getattr(entry, name) for name in cls.__dataclass_fields__ if name not in setting and name != "biased"}
+        return cls(**setting, **fields | {"flags": list(entry.flags)}, biased=biased)
 
     @property
-    def healthy(self) -> bool:
-        return self.llc_mean is not None and not self.flags
-
-    @property
-    def mala_in_band(self) -> bool:
-        return not self.diverged_chains and self.mala_acceptance is not None and self.mala_acceptance >= MALA_MIN_ACCEPTANCE
+    def settled(self) -> bool:
+        """Settled and unbiased: its λ̂ is evidence about the step size."""
+        return self.llc_mean is not None and not self.biased and self.status in ("ok", "imprecise")
 
 
 def calibrate(run: Run, base: SGLDConfig, checkpoint: str = "last", epsilons: Sequence[float] | None = None,
@@ -113,7 +118,7 @@ def calibrate_llc(
             for g in gammas or (base.gamma,) for f in nbeta_factors for e in sorted(epsilons)]
     result = estimate_llc(model, data, [weights] * len(grid), loss=loss, config=base,
                           checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
-    cells = [Cell.of(setting, entry) for setting, entry in zip(grid, result.entries)]
+    cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, result.entries)]
     _flag_not_flat(cells)
     return {
         "default_nbeta": default_nbeta,
@@ -122,10 +127,19 @@ def calibrate_llc(
         "n_steps": base.n_steps,
         "chains": base.chains,
         "bracket": bracket,
-        "cells": [asdict(c) | {"healthy": c.healthy} for c in cells],
+        "max_steps": base.step_cap,
+        "cells": [asdict(c) | {"settled": c.settled} for c in cells],
         "recommended": recommend(cells, default_nbeta, base.gamma),
-        "rule": __doc__.split("The rule:\n", 1)[1].strip(),
+        "rule": RULE,
     }
+
+
+def _biased(entry: CheckpointLLC) -> bool:
+    """Whether an estimate shows a bias more steps cannot cure: divergence, MALA below the band, or
+    chains below L_n(w*)."""
+    return (entry.llc_mean is None or entry.diverged_chains > 0 or entry.llc_mean <= 0
+            or (entry.mala_acceptance is not None and entry.mala_acceptance < MALA_MIN_ACCEPTANCE)
+            or any(flag.startswith("draws below") for flag in entry.flags))
 
 
 def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, masks, progress: bool) -> dict:
@@ -148,16 +162,19 @@ def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, m
 
 
 def _flag_not_flat(cells: list[Cell]) -> None:
-    """Flag each cell whose λ̂ is not flat (:func:`_jump`) against the λ̂ at the next smaller ε (same nβ, γ)."""
+    """Flag each settled cell whose λ̂ is not flat (:func:`_jump`) against the next smaller unbiased
+    cell with an estimate (same nβ, γ), settled or not."""
     rows: dict[tuple[float, float], list[Cell]] = {}
     for cell in cells:
         rows.setdefault((cell.nbeta, cell.gamma), []).append(cell)
     for row in rows.values():
-        row.sort(key=lambda c: c.epsilon)
-        row[0].flags.append("flatness not checked: the smallest ε of the grid")
-        for smaller, cell in zip(row, row[1:]):
-            change = _jump(smaller, cell)
-            if change is not None:
+        candidates = sorted((c for c in row if c.llc_mean is not None and not c.biased), key=lambda c: c.epsilon)
+        for smaller, cell in zip([None] + candidates, candidates):
+            if not cell.settled:
+                continue
+            if smaller is None:
+                cell.flags.append("flatness not checked: no smaller unbiased ε in the grid")
+            elif (change := _jump(smaller, cell)) is not None:
                 cell.flags.append(f"not flat: λ̂ {change:+.0%} against ε = {smaller.epsilon:.3g} "
                                   f"(> {FLAT_TOLERANCE:.0%} and 2 standard errors)")
 
@@ -177,25 +194,47 @@ def _jump(reference: Cell, cell: Cell) -> float | None:
     return None
 
 
+def _first_flat_run(candidates: list[Cell]) -> list[Cell]:
+    """The first run, counting up in ε, of unbiased cells whose λ̂ stays flat from cell to cell and
+    against the run's first, holding a settled cell beyond its first (whose λ̂ may be that of
+    chains still unsettled at their cap: it is only the reference), cut after its last settled
+    cell; [] when there is none."""
+    def closed(run: list[Cell]) -> list[Cell]:
+        while run and not run[-1].settled:
+            run = run[:-1]
+        return run if len(run) >= 2 else []
+
+    run: list[Cell] = []
+    for cell in candidates:
+        if run and (_jump(run[-1], cell) is not None or _jump(run[0], cell) is not None):
+            if closed(run):
+                return closed(run)
+            run = []
+        if not cell.settled and closed(run):
+            return closed(run)
+        run = [cell] if not cell.settled else run + [cell]
+    return closed(run)
+
+
 def recommend(cells: list[Cell], nbeta: float, gamma: float) -> dict:
-    """The rule's choice at (nβ, γ): the largest ε of the first run of healthy cells, else the least
-    bad cell, with its reasons."""
+    """The rule's choice at (nβ, γ): the largest ε of the first flat run of at least two settled,
+    unbiased cells; else no choice (epsilon None) with the reason."""
     at_base = [c for c in cells if np.isclose(c.nbeta, nbeta) and c.gamma == gamma]
     row = sorted(at_base or cells, key=lambda c: c.epsilon)  # every cell when the grid leaves out the base nβ, γ
-    run: list[Cell] = []
-    for cell in row:
-        if cell.healthy and not (run and _jump(run[0], cell) is not None):
-            run.append(cell)
-        elif run:
-            break
-    in_band = [c for c in row if c.mala_in_band and c.llc_mean is not None]
+    settled = [c for c in row if c.settled]
+    run = _first_flat_run([c for c in row if c.llc_mean is not None and not c.biased])
     if run:
-        chosen, why = run[-1], "the largest step size of the first run of healthy cells"
-    elif in_band:
-        chosen = min(in_band, key=lambda c: (len(c.flags), any(f.startswith(BIAS_FLAGS) for f in c.flags), -c.epsilon))
-        why = "no healthy cell: the cell with MALA acceptance in band and the fewest flags"
+        chosen = run[-1]
+        return {"epsilon": chosen.epsilon, "nbeta": chosen.nbeta, "gamma": chosen.gamma, "llc_mean": chosen.llc_mean,
+                "llc_std": chosen.llc_std, "mala_acceptance": chosen.mala_acceptance, "status": chosen.status,
+                "flags": list(chosen.flags), "flat_from": run[0].epsilon,
+                "why": f"the largest step size of the first flat run of settled cells (ε {run[0].epsilon:.3g} to {chosen.epsilon:.3g})"}
+    values = [c.llc_mean for c in settled]
+    if not settled:
+        why = ("no step size passes: no cell settled without bias within its budget "
+               f"({sum(c.biased for c in row)} biased, {len(row) - sum(c.biased for c in row)} not settled); more steps (--max-steps) may help")
     else:
-        chosen, why = row[0], "no healthy cell and none with MALA acceptance in band: the smallest step size"
-    return {"epsilon": chosen.epsilon, "nbeta": chosen.nbeta, "gamma": chosen.gamma, "llc_mean": chosen.llc_mean,
-            "llc_std": chosen.llc_std, "mala_acceptance": chosen.mala_acceptance, "healthy": chosen.healthy,
-            "flags": list(chosen.flags), "why": why}
+        why = ("no step size passes: λ̂ is not flat over two settled cells"
+               f" (settled λ̂ from {min(values):.4g} to {max(values):.4g} at ε {settled[0].epsilon:.3g} to {settled[-1].epsilon:.3g})")
+    return {"epsilon": None, "nbeta": nbeta, "gamma": gamma, "llc_mean": None, "llc_std": None, "mala_acceptance": None,
+            "status": "none", "flags": [why], "why": why, "range": [min(values), max(values)] if values else None}

@@ -20,7 +20,7 @@ from .kernels import KERNELS
 
 # nβ = size / ln(size), where size is the training-set size n or the minibatch size m
 NBETA_CONVENTIONS = {"n/ln n": "n", "m/ln m": "m"}
-BUDGET_FACTOR = 4  # the default cap on a chain's steps, in units of n_steps
+BUDGET_FACTOR = 8  # the default cap on a chain's steps, in units of n_steps
 
 
 class SGLDConfig(BaseModel):

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from ..png import new_figure
 from ..thresholds import MALA_MIN_ACCEPTANCE
+from .health import status_line
 
 
 def draw_llc_curve(ax, entries: list[dict], **style) -> None:
     """λ̂ ± std over training from stored entries (llc.json rows; those without an estimate skipped),
-    placed by training step, or by checkpoint index where a run has no steps."""
+    placed by training step, or by checkpoint index where a run has no steps. Estimates whose status
+    is not ok are drawn hollow."""
     kept = [e for e in entries if e["llc_mean"] is not None]
-    ax.errorbar([e["checkpoint_id"] if e["step"] is None else e["step"] for e in kept], [e["llc_mean"] for e in kept],
-                yerr=[e["llc_std"] or 0.0 for e in kept], fmt="o-", **{"capsize": 3, **style})
+    x = [e["checkpoint_id"] if e["step"] is None else e["step"] for e in kept]
+    line = ax.errorbar(x, [e["llc_mean"] for e in kept], yerr=[e["llc_std"] or 0.0 for e in kept], fmt="-",
+                       **{"capsize": 3, **style})[0]
+    ok = [e.get("status", "ok") == "ok" for e in kept]
+    for filled in (True, False):
+        points = [(xi, e["llc_mean"]) for xi, e, good in zip(x, kept, ok) if good == filled]
+        if points:
+            ax.plot(*zip(*points), "o", color=line.get_color(), mfc=line.get_color() if filled else "white",
+                    label=None if filled else "not ok (hollow)")
+
+
+def llc_title_settings(settings: dict) -> str:
+    """nβ, ε, γ and chains of a stored result, for a figure's title (ε may be none: no step size passed)."""
+    epsilon = "none" if settings.get("epsilon") is None else f"{settings['epsilon']:.3g}"
+    return (f"nβ={settings['nbeta']:.4g} [{settings['nbeta_convention']}], ε={epsilon}, γ={settings['gamma']}, "
+            f"{settings['chains']} chains")
 
 
 def plot_llc(llc: dict, metrics: list[dict[str, float]] | None = None):
@@ -32,11 +48,8 @@ def plot_llc(llc: dict, metrics: list[dict[str, float]] | None = None):
         twin.set_ylabel("loss")
         twin.legend(loc="center right")
     ax.legend(loc="upper left")
-    settings = llc["settings"]
-    ax.set_title(
-        f"LLC over training (nβ={settings['nbeta']:.4g} [{settings['nbeta_convention']}], "
-        f"ε={settings['epsilon']:.3g}, γ={settings['gamma']}, {settings['chains']} chains)"
-    )
+    statuses = [e.get("status", "ok") for e in entries]
+    ax.set_title(f"LLC over training ({llc_title_settings(llc['settings'])}); {status_line(statuses)}", fontsize=9)
     # fixed margins that fit these labels: tight_layout would measure every text first (0.3 s of a
     # 9 s `grokscope llc` here)
     fig.subplots_adjust(left=0.085, right=0.915, bottom=0.11, top=0.93)
@@ -58,7 +71,7 @@ def plot_calibration(report: dict):
         line = ax.errorbar(eps, [c["llc_mean"] for c in row], yerr=[c["llc_std"] or 0 for c in row], capsize=3,
                            label=f"λ̂ (nβ={nbeta:.4g}, γ={gamma:g})")[0]
         for c in row:
-            ax.plot(c["epsilon"], c["llc_mean"], "o", color=line.get_color(), mfc=line.get_color() if c["healthy"] else "white")
+            ax.plot(c["epsilon"], c["llc_mean"], "o", color=line.get_color(), mfc=line.get_color() if c["settled"] else "white")
         mala = [(c["epsilon"], c["mala_acceptance"]) for c in row if c["mala_acceptance"] is not None]
         if mala:
             mala_ax.plot(*zip(*mala), "s--", color="grey", alpha=0.7, ms=4)
@@ -66,12 +79,13 @@ def plot_calibration(report: dict):
     mala_ax.set_ylim(0, 1.02)
     mala_ax.set_ylabel("MALA acceptance (grey; healthy band shaded)")
     rec = report["recommended"]
-    ax.axvline(rec["epsilon"], color="black", ls=":", lw=1)
+    if rec["epsilon"] is not None:
+        ax.axvline(rec["epsilon"], color="black", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("ε (step size)")
     ax.set_ylabel("λ̂ ± std over chains")
-    state = "healthy" if rec["healthy"] else "UNHEALTHY: " + "; ".join(f.split(":")[0] for f in rec["flags"])
-    ax.set_title(f"Step-size calibration: chosen ε = {rec['epsilon']:.3g} ({state})\nhollow markers: flagged cells", fontsize=9)
+    chosen = "none: no step size passes" if rec["epsilon"] is None else f"{rec['epsilon']:.3g}"
+    ax.set_title(f"Step-size calibration: chosen ε = {chosen}\nhollow markers: cells not settled, or biased", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig

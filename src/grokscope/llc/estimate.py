@@ -257,6 +257,8 @@ class _Job:
                 done[k] = entry, {key: value for key, value in joined.items()
                                   if key in ("samples", "sample_losses") or key.startswith("probe_samples/")}
                 del blocks[k]
+            if not staying:
+                break
             if len(staying) < len(active):  # the finished sets leave the batch
                 keep = [j * chains + c for j in staying for c in range(chains)]
                 active = [active[j] for j in staying]

@@ -33,6 +33,15 @@ def worst(*statuses: str) -> str:
     return max(statuses, key=STATUSES.index)
 
 
+def llc_value(entry: dict) -> str:
+    """λ̂ ± std of a stored entry, with its status when that is not ok: "620.1 ± 15.5 (unreliable)"."""
+    if entry.get("llc_mean") is None:
+        return f"none ({entry.get('reason') or 'no estimate'})"
+    text = f"{entry['llc_mean']:.1f} ± {entry['llc_std'] or 0:.1f}"
+    status = entry.get("status", "ok")
+    return text if status == "ok" else f"{text} ({status})"
+
+
 def status_line(statuses: list[str]) -> str:
     """"all 26 estimates ok", or "3 of 26 estimates not ok (2 unreliable, 1 none)"."""
     bad = [s for s in statuses if s != "ok"]
@@ -79,9 +88,12 @@ def assess(
     llc_mean: float | None, diverged_chains: int, chains: int, r_hat: float | None = None, ess_bulk: float | None = None,
     ess_tail: float | None = None, mala_acceptance: float | None = None, frac_below_init: float | None = None,
     r_hat_batch: float | None = None, ess_batch: float | None = None, mcse: float | None = None,
-    halves: tuple[float, float] | None = None, doubling: tuple[float, float] | None = None,
+    halves: tuple[float, float] | None = None, doubling: tuple[float, float] | None = None, chain_spread: float | None = None,
 ) -> Findings:
-    """Every reason to distrust an estimate, each of its kind; no findings: ``ok``."""
+    """Every reason to distrust an estimate, each of its kind; no findings: ``ok``. ``chain_spread``:
+    the standard deviation of the chains' λ̂; an R-hat above R_HAT_MAX makes the estimate unsettled
+    when the chains' λ̂ also differ by more than SETTLE_TOLERANCE of λ̂ (like the other settling
+    checks: significant and material). A smaller disagreement is already in the MCSE."""
     found = Findings()
     if diverged_chains:
         found.add("bias", f"diverged: {diverged_chains} of {chains} chains reached a non-finite loss (lower epsilon)")
@@ -94,9 +106,11 @@ def assess(
         found.add("bias", f"draws below L_n(w*): {frac_below_init:.0%} of draws (> {BELOW_INIT_MAX_FRACTION:.0%}); w* may not be a local minimum")
     if _finite(mala_acceptance) and mala_acceptance < MALA_MIN_ACCEPTANCE:
         found.add("bias", f"MALA acceptance {mala_acceptance:.2f} < {MALA_MIN_ACCEPTANCE}: the step size is too large (λ̂ reads high)")
+    material = not _finite(chain_spread) or chain_spread > SETTLE_TOLERANCE * abs(llc_mean)
     for name, value in (("R-hat", r_hat), ("R-hat of the batch means", r_hat_batch)):
-        if _finite(value) and value > R_HAT_MAX:
-            found.add("unsettled", f"chains disagree: {name} {value:.3f} > {R_HAT_MAX}")
+        if _finite(value) and value > R_HAT_MAX and material:
+            spread = f", λ̂ spread {chain_spread:.3g} across chains" if _finite(chain_spread) else ""
+            found.add("unsettled", f"chains disagree: {name} {value:.3f} > {R_HAT_MAX}{spread}")
     for what, change in (("between the halves of the draws", halves), ("when the steps doubled", doubling)):
         if change is not None and _moved(*change, llc_mean):
             direction = "rising" if change[0] > 0 else "falling"

@@ -8,7 +8,7 @@
   the kept draws averaged over windows, so the minibatch noise, which is independent from step to
   step, shrinks by √window and the slow movement of the chains shows. R-hat and ESS of the batch
   means are the statistics "not drowned in minibatch noise"; the Monte-Carlo standard error (MCSE)
-  of λ̂ comes from them.
+  of λ̂ comes from them, or from the spread of the chains' own λ̂ when that is larger.
 - **Halves and doubling**: λ̂ of the first against the second half of the kept draws, and λ̂ of the
   whole run against the same chains' run of half the steps (each with its own burn-in), both paired
   per chain; a change larger than SETTLE_TOLERANCE of λ̂ and than two standard errors of the paired
@@ -81,6 +81,9 @@ def settle(traces: np.ndarray, init_loss: float, nbeta: float, burn_in: int | No
     usable = means.shape[1] >= 4
     ess_means = _ess(_split(means)) if usable else float("nan")
     pooled_sd = means.std(ddof=1) if means.size > 1 else float("nan")
+    # chains that disagree on a slow mode make the batch means' MCSE too small: the spread of the
+    # chains' own λ̂ bounds it from below
+    chain_sem = float(per_chain.std(ddof=1) / math.sqrt(len(per_chain))) if len(per_chain) > 1 else 0.0
     half = post.shape[1] // 2
     halves = paired_change(nbeta * (post[:, half:].mean(axis=1) - init_loss), nbeta * (post[:, :half].mean(axis=1) - init_loss))
     doubling = None
@@ -93,7 +96,7 @@ def settle(traces: np.ndarray, init_loss: float, nbeta: float, burn_in: int | No
         per_chain=per_chain,
         r_hat_batch=rhat(means) if usable else float("nan"),
         ess_batch=ess_bulk(means) * window if usable else float("nan"),
-        mcse=float(nbeta * pooled_sd / math.sqrt(ess_means)) if usable and ess_means > 0 else float("nan"),
+        mcse=max(float(nbeta * pooled_sd / math.sqrt(ess_means)) if usable and ess_means > 0 else float("nan"), chain_sem),
         halves=halves,
         doubling=doubling,
     )

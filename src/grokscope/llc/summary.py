@@ -18,14 +18,19 @@ from .result import CheckpointLLC
 from .settling import settle
 
 
+def empty_entry(chains: int, checkpoint_id: int, step: int | None, status: str, reason: str, init_loss: float = float("nan")) -> CheckpointLLC:
+    """An entry with no estimate, its status and reason."""
+    return CheckpointLLC(
+        checkpoint_id=checkpoint_id, step=step, llc_mean=None, llc_std=None, llc_sem=None, llc_per_chain=[None] * chains,
+        init_loss=init_loss, r_hat=None, ess_bulk=None, ess_tail=None, frac_below_init=None, diverged_chains=0, mala_acceptance=None,
+        trace_steps=[], loss_trace=[], reason=reason, status=status, flags=[reason],
+    )
+
+
 def non_finite_entry(cfg: SGLDConfig, checkpoint_id: int, step: int | None, init_loss: float) -> CheckpointLLC:
     where = f"step {step}" if step is not None else f"parameter set {checkpoint_id}"
-    return CheckpointLLC(
-        checkpoint_id=checkpoint_id, step=step, llc_mean=None, llc_std=None, llc_sem=None, llc_per_chain=[None] * cfg.chains,
-        init_loss=init_loss, r_hat=None, ess_bulk=None, ess_tail=None, frac_below_init=None, diverged_chains=0, mala_acceptance=None,
-        trace_steps=[], loss_trace=[], reason=f"non-finite weights at {where}: not sampled (the training diverged there)",
-        status="none", flags=[f"no estimate: non-finite weights at {where}"],
-    )
+    return empty_entry(cfg.chains, checkpoint_id, step, "none",
+                       f"non-finite weights at {where}: not sampled (the training diverged there)", init_loss)
 
 
 def thinned_steps(n_steps: int, points: int) -> np.ndarray:
@@ -76,7 +81,7 @@ def summarise(
     diagnostics = dict(r_hat=rhat(post), ess_bulk=ess_bulk(post), ess_tail=ess_tail(post),
                        frac_below_init=float((post < init_loss).mean()), mala_acceptance=mala)
     found = assess(float(values.mean()), int(diverged.sum()), chains, **diagnostics, r_hat_batch=settled.r_hat_batch,
-                   ess_batch=settled.ess_batch, mcse=settled.mcse, halves=settled.halves, doubling=settled.doubling)
+                   ess_batch=settled.ess_batch, mcse=settled.mcse, halves=settled.halves, doubling=settled.doubling, chain_spread=std)
     return CheckpointLLC(
         **base, **diagnostics,
         llc_mean=float(values.mean()),

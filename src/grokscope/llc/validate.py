@@ -1,12 +1,14 @@
 """Ground-truth suite: models whose learning coefficient is known (REFERENCE §3). Each family has
 its literature's data, batch size, γ and chain length; the step size is never set per case: it is
 chosen by the truth-free rule of llc/calibrate.py (``auto``) or given by the caller.
-``grokscope validate`` prints true vs estimated λ with the health flags."""
+``grokscope validate`` prints true vs estimated λ with each estimate's status and its reasons."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import random
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
@@ -102,7 +104,7 @@ def dln_case(widths: list[int], rank: int, seed: int = 0) -> Case:
 
     return Case(
         f"DLN {widths} r{rank}", true_llc_dln(widths, rank), build,
-        dict(gamma=1.0, n_steps=10_000, batch_size=500, chains=8, burn_in=5000),
+        dict(gamma=1.0, n_steps=10_000, batch_size=500, chains=8),
     )
 
 
@@ -119,6 +121,33 @@ REDUCED_RANK_CASES = [([5, 3, 5], 0), ([5, 4, 5], 0), ([4, 3, 8], 0), ([8, 3, 4]
 INTERMEDIATE_RANK_CASES = [([5, 3, 5], 1), ([3, 4, 5], 2), ([5, 4, 5], 2), ([4, 3, 8], 1), ([10, 10, 10, 10], 5)]
 LARGER_DLN_CASES = [([10, 20, 10], 0), ([10, 10, 10, 10], 0), ([10, 10, 10, 10], 10)]
 NORMAL_CROSSING_GRID = [(a, b) for a in range(4) for b in range(a, 4) if b > 0]
+
+
+HELD_OUT_SEED, HELD_OUT_COUNT = 20261203, 24
+
+
+def held_out_family(seed: int = HELD_OUT_SEED, count: int = HELD_OUT_COUNT) -> list[tuple[list[int], int]]:
+    """The validation family fixed before the rule ran on it (docs/validation.md lists it; never
+    tuned on): ``count`` deep linear networks drawn by ``seed``, depth 2-5, widths 2-12, rank
+    uniform from 0 to the narrowest width, no network twice and none of the development suite."""
+    rng = random.Random(seed)
+    development = {(tuple(w), r) for w, r in REDUCED_RANK_CASES + INTERMEDIATE_RANK_CASES + LARGER_DLN_CASES}
+    family: list[tuple[list[int], int]] = []
+    while len(family) < count:
+        widths = [rng.randint(2, 12) for _ in range(rng.randint(2, 5) + 1)]
+        rank = rng.randint(0, min(widths))
+        if (tuple(widths), rank) not in development and (widths, rank) not in family:
+            family.append((widths, rank))
+    return family
+
+
+HELD_OUT_CROSSINGS = [(0, 1), (1, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (3, 3)]  # devinterp's accuracy cases
+
+
+def held_out(seed: int = HELD_OUT_SEED) -> list[Case]:
+    """The held-out validation: the fixed family, devinterp's normal crossings and the regular model."""
+    return ([dln_case(w, r) for w, r in held_out_family(seed)] + [normal_crossing_case(p) for p in HELD_OUT_CROSSINGS]
+            + [regular_case()])
 
 
 def suite(quick: bool = False, grid: bool = False) -> list[Case]:
@@ -150,34 +179,40 @@ def parse_case(spec: str) -> Case:
 
 def run_case(case: Case, auto: bool = True, **overrides: object) -> dict:
     """Estimate one case: with ``auto`` the step size comes from the calibration rule (the chosen
-    grid cell is the estimate: its chains are those of an estimate alone at that ε), otherwise
-    ``overrides`` must name an epsilon."""
+    grid cell is the estimate: its chains are those of an estimate alone at that ε, continued until
+    settled), otherwise ``overrides`` must name an epsilon."""
     model, data = case.build()
     settings = {**case.settings, **overrides}
-    if "n_steps" in overrides and "burn_in" in case.settings and "burn_in" not in overrides:  # keep the case's burn-in fraction
-        settings["burn_in"] = case.settings["burn_in"] * int(overrides["n_steps"]) // case.settings["n_steps"]
+    start = time.perf_counter()
     if auto:
         settings.pop("epsilon", None)
         report = calibrate_llc(model, data, None, sgld_config(**settings), loss="mse")
         chosen = report["recommended"]
-        entry = next(c for c in report["cells"] if c["epsilon"] == chosen["epsilon"] and c["nbeta"] == chosen["nbeta"])
-        estimate, std, flags, mala, r_hat = entry["llc_mean"], entry["llc_std"], entry["flags"], entry["mala_acceptance"], entry["r_hat"]
         settings = {**settings, "epsilon": chosen["epsilon"], "auto": True}
+        if chosen["epsilon"] is None:
+            entry = {"llc_mean": None, "llc_std": None, "mcse": None, "mala_acceptance": None, "r_hat": None, "status": "none",
+                     "steps_used": None, "flags": chosen["flags"]}
+        else:
+            entry = next(c for c in report["cells"] if c["epsilon"] == chosen["epsilon"] and c["nbeta"] == chosen["nbeta"])
     else:
         if "epsilon" not in settings:
             raise ConfigError("give an epsilon, or use the automatic step size (auto)")
-        result = estimate_llc(model, data, loss="mse", **settings).entries[0]
-        estimate, std, flags, mala, r_hat = result.llc_mean, result.llc_std, result.flags, result.mala_acceptance, result.r_hat
+        entry = asdict(estimate_llc(model, data, loss="mse", **settings).entries[0])
         report = None
+    estimate = entry["llc_mean"]
     return {
         "case": case.name,
         "true": case.truth,
         "estimate": estimate,
-        "std": std,
+        "std": entry["llc_std"],
+        "mcse": entry["mcse"],
         "relative_error": None if estimate is None else (estimate - case.truth) / case.truth,
-        "mala_acceptance": mala,
-        "r_hat": r_hat,
-        "flags": flags,
+        "status": entry["status"],
+        "steps_used": entry["steps_used"],
+        "seconds": time.perf_counter() - start,
+        "mala_acceptance": entry["mala_acceptance"],
+        "r_hat": entry["r_hat"],
+        "flags": entry["flags"],
         "settings": settings,
         "calibration": report,
     }

@@ -14,6 +14,7 @@ from ..analysis.stages import plot_stages, stage_table
 from ..errors import GrokscopeError
 from ..layout import RunPaths
 from ..llc.curve import plot_calibration
+from ..llc.health import llc_value, status_line
 from ..llc.refine import figure_stem, plot_refined
 from ..png import save_figure
 from ..store import load_tensors, read_json, read_metadata, read_metrics
@@ -121,11 +122,12 @@ def _summary(metrics, llc, circuit, fourier, results: RunResults) -> Section:
     else:
         section.missing.append(f"missing: {RunPaths.metrics} (make it with `grokscope train`)")
     if llc:
-        valid = [e for e in llc["checkpoints"] if e["llc_mean"] is not None]
+        entries = llc["checkpoints"]
+        rows.append(["LLC estimates", status_line([e.get("status", "ok") for e in entries])])
+        valid = [e for e in entries if e["llc_mean"] is not None]
         if valid:
             peak = max(valid, key=lambda e: e["llc_mean"])
-            rows += [["peak LLC λ̂ (step)", f"{peak['llc_mean']:.1f} ± {peak['llc_std']:.1f} (step {peak['step']})"],
-                     ["final LLC λ̂", f"{valid[-1]['llc_mean']:.1f} ± {valid[-1]['llc_std']:.1f}"]]
+            rows += [["peak LLC λ̂ (step)", f"{llc_value(peak)} (step {peak['step']})"], ["final LLC λ̂", llc_value(valid[-1])]]
     section.missing += results.note(RunPaths.llc)
     if circuit:
         rows += [["circuit verdict", circuit["final_verdict"]], ["circuit formed at step", fmt(circuit["circuit_formed_at"])],
@@ -152,10 +154,12 @@ def _llc(run_dir: Path, llc, metrics, stages, refined, results: RunResults) -> S
     if llc:
         s = llc["settings"]
         rmsprop = f" (α = {s.get('rmsprop_alpha')}, eps = {s.get('rmsprop_eps')})" if s.get("sampler") == "rmsprop_sgld" else ""
+        budget = f"{s['n_steps']} steps, continued until settled up to {s['max_steps']}" if "max_steps" in s else f"{s['n_steps']} steps"
         section.text = (f"Sampler {s.get('sampler', 'sgld')}{rmsprop}. "
                         f"λ̂ = nβ (E[L] − L_n(w*)) with nβ = {s['nbeta']:.4g} ({s['nbeta_convention']}), ε = {s['epsilon']}, "
-                        f"γ = {s['gamma']}, {s['n_steps']} steps ({s['burn_in_steps']} burn-in), m = {s['batch_size']}, "
-                        f"{s['chains']} chains per checkpoint; error bars: std over chains.")
+                        f"γ = {s['gamma']}, {budget}, m = {s['batch_size']}, {s['chains']} chains per checkpoint; "
+                        f"error bars: std over chains; hollow points: estimates that are not ok. "
+                        f"{status_line([e.get('status', 'ok') for e in llc['checkpoints']])}.")
         _figure_file(run_dir, "llc", "λ̂ per checkpoint with train and test loss", f"grokscope llc {run_dir}", section)
         section.missing += results.note(RunPaths.stages)
         if stages and metrics:
@@ -170,9 +174,9 @@ def _llc(run_dir: Path, llc, metrics, stages, refined, results: RunResults) -> S
             continue
         _own_figure(run_dir, figure_stem(spec), f"Refined LLC ({spec}; grokscope llc --refine {spec})", plot_refined(spec, entry), section)
         last = {name: entries[-1] for name, entries in entry["parts"].items()}
-        section.tables.append({"header": [spec, f"λ̂ at step {next(iter(last.values()))['step']}", "std", "health flags"], "css": "",
-                               "rows": [[name, fmt(e["llc_mean"], ".1f"), fmt(e["llc_std"], ".1f"), e["flags"] or "healthy"]
-                                        for name, e in last.items()]})
+        section.tables.append({"header": [spec, f"λ̂ at step {next(iter(last.values()))['step']}", "std", "status", "reasons"],
+                               "css": "", "rows": [[name, fmt(e["llc_mean"], ".1f"), fmt(e["llc_std"], ".1f"), e.get("status", ""),
+                                                    "; ".join(e["flags"])] for name, e in last.items()]})
     return section
 
 
@@ -181,26 +185,35 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
     section.missing += results.note(RunPaths.llc)
     if not llc:
         return section
-    rows = [[e["step"], fmt(e["llc_mean"], ".2f"), fmt(e["llc_std"], ".2f"), fmt(e["llc_sem"], ".2f"), fmt(e["r_hat"], ".3f"),
-             fmt(e.get("ess_bulk", e.get("ess")), ".0f"), fmt(e.get("ess_tail"), ".0f"), fmt(e["frac_below_init"], ".3f"),
-             e["diverged_chains"], fmt(e.get("mala_acceptance"), ".3f"), "; ".join(filter(None, [e.get("reason"), *e.get("flags", [])])) or "healthy"]
+    rows = [[e["step"], e.get("status", "not recorded"), fmt(e["llc_mean"], ".2f"), fmt(e.get("mcse"), ".2f"), fmt(e["llc_std"], ".2f"),
+             fmt(e.get("steps_used")), fmt(e.get("burn_in")), fmt(e["r_hat"], ".3f"), fmt(e.get("r_hat_batch"), ".3f"),
+             fmt(e.get("ess_bulk", e.get("ess")), ".0f"), fmt(e.get("ess_batch"), ".0f"), fmt(e["frac_below_init"], ".3f"),
+             e["diverged_chains"], fmt(e.get("mala_acceptance"), ".3f"), "; ".join(dict.fromkeys(filter(None, [e.get("reason"), *e.get("flags", [])])))]
             for e in llc["checkpoints"]]
-    section.tables.append({"header": ["step", "λ̂", "std", "sem", "R-hat", "bulk ESS", "tail ESS", "draws < L_n(w*)", "diverged",
-                                      "MALA", "health flags"], "rows": rows, "css": ""})
-    if "flags" not in llc["checkpoints"][0]:
-        section.missing.append(f"not recorded: health flags (this llc.json predates them; rerun `grokscope llc {run_dir}`)")
+    section.text = status_line([e.get("status", "ok") for e in llc["checkpoints"]]) + " (llc/health.py: ok, imprecise, unreliable, none)."
+    section.tables.append({"header": ["step", "status", "λ̂", "MCSE", "std", "steps", "burn-in", "R-hat", "R-hat (batch means)",
+                                      "bulk ESS", "ESS (batch means)", "draws < L_n(w*)", "diverged", "MALA", "reasons"],
+                           "rows": rows, "css": ""})
+    if "status" not in llc["checkpoints"][0]:
+        section.missing.append(f"not recorded: statuses (this llc.json predates them; rerun `grokscope llc {run_dir}`)")
     calibration = llc["settings"].get("calibration")
     if calibration:
         rec = calibration["recommended"]
-        section.tables.append({"header": ["ε", "λ̂", "std", "R-hat", "MALA", "flags"], "css": "", "rows": [
-            [fmt(c["epsilon"], ".3g"), fmt(c["llc_mean"], ".3g"), fmt(c["llc_std"], ".2g"), fmt(c["r_hat"], ".3f"),
-             fmt(c["mala_acceptance"], ".3f"), "; ".join(c["flags"]) or "healthy"] for c in calibration["cells"]]})
-        _own_figure(run_dir, "llc_calibration", f"--auto: chosen ε = {rec['epsilon']:.3g} ({rec['why']}), at step "
+        section.tables.append({"header": ["ε", "λ̂", "std", "steps", "R-hat", "MALA", "status", "reasons"], "css": "", "rows": [
+            [fmt(c["epsilon"], ".3g"), fmt(c["llc_mean"], ".3g"), fmt(c["llc_std"], ".2g"), fmt(c.get("steps_used")),
+             fmt(c["r_hat"], ".3f"), fmt(c["mala_acceptance"], ".3f"), c.get("status", ""), "; ".join(c["flags"])]
+            for c in calibration["cells"]]})
+        chosen = "none" if rec["epsilon"] is None else f"{rec['epsilon']:.3g}"
+        _own_figure(run_dir, "llc_calibration", f"--auto: chosen ε = {chosen} ({rec['why']}), at step "
                     f"{calibration['checkpoint_id']}", plot_calibration(calibration), section)
     settings = llc["settings"]
     section.tables.append({"header": ["setting", "value"], "css": "",
                            "rows": [[k, json.dumps(v) if isinstance(v, (list, dict)) else fmt(v)] for k, v in settings.items()]})
-    _own_figure(run_dir, "sgld_traces", "SGLD minibatch-loss traces per chain", own_figures.sgld_traces(llc), section)
+    if any(e["loss_trace"] for e in llc["checkpoints"]):
+        _own_figure(run_dir, "sgld_traces", "SGLD minibatch-loss traces per chain (grey: the burn-in chosen from each trace)",
+                    own_figures.sgld_traces(llc), section)
+    else:
+        section.missing.append("no loss traces: no checkpoint was sampled (see the statuses above)")
     if any(e.get("step_metrics") for e in llc["checkpoints"]):
         _own_figure(run_dir, "sgld_step_metrics", "Norms of each step's terms per chain (grokscope llc --step-metrics)",
                     own_figures.step_metrics(llc), section)

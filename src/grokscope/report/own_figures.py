@@ -39,8 +39,9 @@ def sgld_traces(llc: dict, count: int = 4):
             ax.plot(entry["trace_steps"], [np.nan if v is None else v for v in trace], lw=0.8)
         if entry["init_loss"] is not None:
             ax.axhline(entry["init_loss"], ls="--", color="k", lw=0.8)
-        ax.axvline(llc["settings"]["burn_in_steps"], color="grey", lw=0.6)
-        ax.set(title=f"step {entry['step']}", xlabel="SGLD step")
+        if entry.get("burn_in") is not None:
+            ax.axvline(entry["burn_in"], color="grey", lw=0.6)
+        ax.set(title=f"step {entry['step']} ({entry.get('status', 'ok')})", xlabel="SGLD step")
     axes[0][0].set_ylabel("minibatch loss")
     fig.suptitle("SGLD loss traces per chain (dashed: L_n(w*); grey: end of burn-in)")
     fig.tight_layout()
