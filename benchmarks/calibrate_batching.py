@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     run = train(build_config("example"), Path(args.run), progress=False)
-    base = sgld_config(n_steps=args.steps, chains=args.chains)
+    base = sgld_config(n_steps=args.steps, max_steps=args.steps, chains=args.chains)  # a fixed budget: the same work either way
     cells = len(EPSILONS) * len(NBETA_FACTORS)
 
     start = time.perf_counter()

@@ -51,6 +51,7 @@ def main() -> None:
     ours = timed_process([
         grokscope, "llc", args.run, "--chains", str(args.chains), "--epsilon", str(SETTINGS["epsilon"]),
         "--gamma", str(SETTINGS["gamma"]), "--steps", str(SETTINGS["n_steps"]), "--burn-in", str(SETTINGS["burn_in"]),
+        "--max-steps", str(SETTINGS["n_steps"]),  # a fixed budget, as devinterp's
         "--batch-size", str(SETTINGS["batch_size"]), "--checkpoints", "all",
     ])
     theirs = timed_process([sys.executable, __file__, "--devinterp-worker", "--run", args.run, "--chains", str(args.chains)])

@@ -136,9 +136,11 @@ def run_grokscope(run, chains: int, device: torch.device, **extra: object) -> fl
     sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    settings = {**SETTINGS, **extra}
+    settings["max_steps"] = settings["n_steps"]  # a fixed budget, as devinterp's: the same work on both sides
     start = time.perf_counter()
     estimate_llc(run.new_model(), (data.train_x, data.train_y), params, checkpoint_ids=run.steps, chains=chains,
-                 device=str(device), **{**SETTINGS, **extra})
+                 device=str(device), **settings)
     sync(device)
     return time.perf_counter() - start
 

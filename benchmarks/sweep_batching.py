@@ -23,7 +23,7 @@ from grokscope.llc import sgld_config
 from grokscope.llc.stored import run_llc, run_llc_together
 from grokscope.training import train_together
 
-SGLD = dict(chains=4, n_steps=2000, batch_size=64)
+SGLD = dict(chains=4, n_steps=2000, max_steps=2000, batch_size=64)  # a fixed budget: the same work either way
 
 
 def timed(fn) -> tuple[float, object]:

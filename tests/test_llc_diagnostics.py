@@ -77,6 +77,7 @@ def test_each_finding_fires_on_its_own_cause_names_it_and_sets_the_status():
     cases = {
         "diverged": (dict(diverged_chains=1), "unreliable", False),
         "negative λ̂": (dict(llc_mean=-1.0, mcse=0.01), "unreliable", False),
+        "did not move": (dict(llc_mean=0.005, mcse=0.007), "unreliable", False),
         "draws below": (dict(frac_below_init=0.6), "unreliable", False),
         "step size is too large": (dict(mala_acceptance=MALA_MIN_ACCEPTANCE - 0.01), "unreliable", False),
         "chains disagree: R-hat": (dict(r_hat=R_HAT_MAX + 0.01), "unreliable", True),

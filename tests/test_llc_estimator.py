@@ -7,6 +7,7 @@ from torch import nn
 
 from grokscope import CheckpointError, ConfigError, train
 from grokscope.llc import estimate_llc, sgld_config
+from grokscope.llc.health import shows_bias
 from grokscope.llc.kernels import project_out, unit_directions
 from grokscope.llc.objective import BatchedObjective
 from grokscope.llc.observers import LossTrace
@@ -49,6 +50,51 @@ def test_batched_equals_alone_bit_for_bit(tiny_run):
     assert together.entries[2].loss_trace == alone.entries[0].loss_trace
     # and the chains really differ from each other
     assert len(set(together.entries[2].llc_per_chain)) == FAST["chains"]
+
+
+def test_continuing_the_chains_equals_one_longer_run(tiny_run):
+    """run_chains from 0 to n and then from n to 2n (same state and streams) takes the steps one call
+    from 0 to 2n takes, and draws the same minibatches and noise."""
+    from grokscope.llc.kernels import SGLD, ChainSettings
+    from grokscope.llc.sampler import ChainStreams, run_chains
+
+    model, (x, y), params = _inputs(tiny_run)
+    objective = BatchedObjective(model, "cross_entropy")
+    anchors = {n: t.unsqueeze(0).repeat(3, *[1] * t.dim()) for n, t in params[-1].items()}
+    settings = ChainSettings.broadcast(3, epsilon=1e-3, gamma=5.0, nbeta=30.0, weight_decay=0.0)
+    n_params = sum(t[0].numel() for t in anchors.values())
+    xs, ys = x.expand(3, *x.shape), y.expand(3, *y.shape)
+    finals, traces = [], []
+    for cuts in ([0, 250], [0, 97, 250]):  # 97: not a multiple of any block length
+        streams = ChainStreams([(0, "test", c) for c in range(3)], [len(y)] * 3, 16, n_params, torch.device("cpu"))
+        state, trace = SGLD().init(anchors, settings), []
+        for start, stop in zip(cuts, cuts[1:]):
+            observer = LossTrace(start, stop, 3, torch.device("cpu"))
+            state = run_chains(objective, SGLD(), state, {}, xs, ys, streams, start, stop, [observer], progress=False)
+            trace.append(observer.result()["losses"])
+        finals.append(state.w)
+        traces.append(torch.cat(trace))
+    assert torch.equal(traces[0], traces[1])
+    assert all(torch.equal(finals[0][n], finals[1][n]) for n in finals[0])
+
+
+def test_chains_continue_until_settled_and_finished_sets_leave_the_batch(tiny_run):
+    """Sets needing different budgets, estimated together, give each its numbers alone; a fixed
+    budget (max_steps = n_steps) runs exactly n_steps."""
+    model, data, params = _inputs(tiny_run)
+    steps = tiny_run.steps
+    settings = dict(FAST, n_steps=200, max_steps=3200)
+    together = estimate_llc(model, data, params, checkpoint_ids=steps, **settings)
+    used = [e.steps_used for e in together.entries]
+    assert len(set(used)) > 1 and all(u in (200, 400, 800, 1600, 3200) for u in used)  # the budget doubles, set by set
+    for k in range(len(params)):
+        alone = estimate_llc(model, data, params[k], checkpoint_ids=[steps[k]], **settings).entries[0]
+        assert (alone.llc_per_chain, alone.steps_used, alone.status) == (together.entries[k].llc_per_chain, used[k],
+                                                                         together.entries[k].status)
+    for entry in together.entries:  # a set stops early only when it is ok, or more steps cannot help
+        assert entry.steps_used == 3200 or entry.status == "ok" or shows_bias(entry.flags)
+    fixed = estimate_llc(model, data, params[-1], **dict(settings, max_steps=200)).entries[0]
+    assert fixed.steps_used == 200 and (fixed.status == "ok" or any(f.startswith("budget spent") for f in fixed.flags))
 
 
 @pytest.mark.parametrize("generic", [False, True])

@@ -69,6 +69,29 @@ def test_non_finite_weights_are_flagged_by_llc_analyze_and_report(run):
     assert f"non-finite weights at step {last}" in html and "unexpected structure" not in html
 
 
+def test_auto_calibrates_at_the_last_finite_checkpoint_when_the_last_is_not(run):
+    """A diverged last checkpoint has no posterior: the rule calibrates at the one before it, and
+    never calls a cell of non-finite chains settled."""
+    model, data = run.new_model(), run.dataset()
+    params = [run.state_dict(s) for s in run.steps]
+    params[-1]["linear2.weight"][0, 0] = float("nan")
+    result = estimate_llc(model, (data.train_x, data.train_y), params, checkpoint_ids=run.steps, epsilon="auto",
+                          n_steps=30, batch_size=8, chains=2)
+    calibration = result.settings["calibration"]
+    assert calibration["checkpoint_id"] == run.steps[-2]
+    assert all(c["llc_mean"] is not None for c in calibration["cells"] if c["settled"])
+    assert result.entries[-1].status == "none" and "non-finite weights" in result.entries[-1].reason
+
+
+def test_chains_that_never_moved_are_not_ok(run):
+    """ε = 1e-12: the chains stay at w*, λ̂ is minibatch noise around 0, and the status says so."""
+    result = run_cli("llc", run.path, "--steps", "40", "--batch-size", "8", "--chains", "2", "--checkpoints", "-1",
+                     "--epsilon", "1e-12", "--json")
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stdout)["checkpoints"][0]
+    assert entry["status"] == "unreliable" and any(f.startswith("chains did not move") for f in entry["flags"])
+
+
 def test_a_non_finite_set_does_not_change_the_others(run):
     model, data = run.new_model(), run.dataset()
     params = [run.state_dict(s) for s in run.steps]

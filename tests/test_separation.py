@@ -33,3 +33,11 @@ def test_separation_scores_each_llc_column_over_pizza_and_clock_points_only():
     assert found["llc_mean"]["auroc"] == 1.0 and (found["llc_mean"]["n_pizza"], found["llc_mean"]["n_clock"]) == (2, 2)
     assert found["wr_mlp"]["auroc"] == 0.25 and found["llc_mean"]["pizza_mean"] == 11.0
     assert separation([r for r in rows if r["verdict"] != "clock"]) == []  # one verdict: nothing to separate
+
+
+def test_the_llc_separation_is_also_given_over_points_whose_estimate_is_ok():
+    rows = [{"status": "done", "verdict": v, "llc_mean": str(x), "llc_status": s}
+            for v, x, s in [("pizza", 10, "ok"), ("pizza", 4, "unreliable"), ("clock", 5, "ok"), ("clock", 12, "imprecise")]]
+    entry = separation(rows)[0]
+    assert entry["auroc"] == 0.25 and (entry["n_pizza"], entry["n_clock"]) == (2, 2)  # all points: only 10 > 5 of 4 pairs
+    assert entry["auroc_ok_only"] == 1.0 and (entry["n_pizza_ok"], entry["n_clock_ok"]) == (1, 1)

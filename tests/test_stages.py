@@ -72,3 +72,14 @@ def test_example_run_has_a_boundary_between_the_llc_peak_and_grokking(tmp_path):
     assert any(peak <= b["step"] <= grokking for b in stages["boundaries"])
     assert stages["stages"][0]["phase"] == "memorisation" and stages["stages"][-1]["phase"] == "cleanup"
     assert (run.path / "figures" / "stages.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_stages_say_which_points_are_not_ok_and_where_the_ok_points_alone_turn():
+    """A single unreliable spike makes a λ̂ maximum with every point; without it there is none."""
+    values = [10, 20, 30, 40, 50, 200, 60, 70, 80, 90, 100]
+    llc, metrics = _synthetic(values, [1.0] * 11, [1.0] * 11, [1.0] * 11)
+    for entry in llc["checkpoints"]:
+        entry["status"] = "unreliable" if entry["llc_mean"] == 200 else "ok"
+    stages = find_stages(llc, metrics)
+    assert stages["not_ok_steps"] == [50] and [b["step"] for b in stages["boundaries"]] == [50, 60]
+    assert stages["llc_turns_ok_only"] == []

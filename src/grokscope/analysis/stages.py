@@ -89,9 +89,16 @@ def find_stages(llc: dict, metrics: list[dict[str, float]], fourier: dict | None
     stages = [_stage(start, end, curves, swing) for start, end in zip(edges[:-1], edges[1:])]
     peak = llc_steps[int(np.argmax(llc_means))]
     grokking = next((int(r["step"]) for r in metrics if r["test_acc"] >= GENERALISED_TEST_ACCURACY), None)
+    ok = [e for e in entries if e.get("status", "ok") == "ok"]
+    ok_means = [float(e["llc_mean"]) for e in ok]
     return {
         "boundaries": [{"step": s, "sources": sources[s]} for s in boundaries],
         "stages": stages,
+        # the same λ̂ turning points found from the estimates whose status is ok alone (None: fewer than 3)
+        "not_ok_steps": [int(e["step"]) for e in entries if e.get("status", "ok") != "ok"],
+        "llc_turns_ok_only": None if len(ok) < 3 else [
+            {"step": int(ok[i]["step"]), "kind": kind}
+            for i, kind in turning_points(ok_means, llc_swing(ok_means, [e.get("llc_sem") for e in ok]))],
         "llc_peak_step": peak,
         "grokking_step": grokking,
         "method": {"llc_min_swing": swing, "test_loss_min_swing": loss_swing, "min_swing_fraction": STAGE_MIN_SWING_FRACTION,

@@ -18,7 +18,7 @@ from .config import SGLDConfig
 from .estimate import estimate_llc
 from .objective import LossFn
 from .result import LLCResult
-from .summary import empty_entry
+from .summary import empty_entry, non_finite_entry
 
 # The kernel `--auto` uses unless one is named: the more faithful of the two on the ground-truth
 # suite with auto settings (docs/validation.md, "Settings chosen by the data").
@@ -36,14 +36,20 @@ def estimate_llc_auto(
     progress: bool = False,
     **estimate_options: object,
 ) -> LLCResult:
-    """Calibrate ε at the parameter sets ``calibrate_at`` (indices; default the last), take the
-    smallest ε chosen there (the strictest), and estimate every parameter set with it."""
+    """Calibrate ε at the parameter sets ``calibrate_at`` (indices; default the last; a set with
+    non-finite weights is replaced by the last finite one before it), take the smallest ε chosen
+    there (the strictest), and estimate every parameter set with it."""
     ids = list(checkpoint_ids) if checkpoint_ids is not None else list(range(len(param_sets)))
     bad = [i for i in calibrate_at if not -len(param_sets) <= i < len(param_sets)]
     if bad or not calibrate_at:
         raise ConfigError(f"calibrate_at={list(calibrate_at)}: give indices of the {len(param_sets)} parameter sets")
+    finite = [all(bool(torch.isfinite(t).all()) for t in p.values()) for p in param_sets]
+    at = sorted({_finite_at_or_before(i % len(param_sets), finite) for i in calibrate_at} - {None})
+    if not at:
+        return no_estimates(data, config, ids, estimate_options.get("steps"), finite,
+                            "auto: no parameter set at or before the calibration checkpoints has finite weights")
     reports = []
-    for index in sorted({i % len(param_sets) for i in calibrate_at}):
+    for index in at:
         set_data = data if isinstance(data, tuple) else list(data)[index]
         report = calibrate_llc(model, set_data, param_sets[index], config, loss=loss, checkpoint_id=ids[index],
                                masks=estimate_options.get("masks"), progress=progress)
@@ -52,7 +58,7 @@ def estimate_llc_auto(
     strictest = failed[0] if failed else min(reports, key=lambda r: r["recommended"]["epsilon"])
     chosen = strictest["recommended"]
     if failed:
-        result = no_estimates(model, data, param_sets, config, ids, estimate_options.get("steps"),
+        result = no_estimates(data, config, ids, estimate_options.get("steps"), finite,
                               f"auto: {chosen['why']} (calibration at checkpoint {strictest['checkpoint_id']}; "
                               "settings.calibration has the grid)")
     else:
@@ -63,12 +69,18 @@ def estimate_llc_auto(
     return result
 
 
-def no_estimates(model: nn.Module, data, param_sets: Sequence[Mapping[str, torch.Tensor]], config: SGLDConfig, ids: list[int],
-                 steps: Sequence[int] | None, reason: str) -> LLCResult:
-    """A result whose every entry is ``none`` for ``reason`` (nothing sampled)."""
+def _finite_at_or_before(index: int, finite: list[bool]) -> int | None:
+    """The parameter set to calibrate at for ``index``: itself, or the last one before it with finite
+    weights (a diverged checkpoint has no posterior to calibrate on)."""
+    return next((j for j in range(index, -1, -1) if finite[j]), None)
+
+
+def no_estimates(data, config: SGLDConfig, ids: list[int], steps: Sequence[int] | None, finite: list[bool], reason: str) -> LLCResult:
+    """A result whose every entry is ``none``: for ``reason``, or for its non-finite weights (nothing sampled)."""
     n = int((data if isinstance(data, tuple) else list(data)[0])[1].shape[0])
     nbeta, convention = config.resolve_nbeta(n)
-    labels = list(steps) if steps is not None else [None] * len(param_sets)
-    entries = [empty_entry(config.chains, checkpoint_id, label, "none", reason) for checkpoint_id, label in zip(ids, labels)]
+    labels = list(steps) if steps is not None else [None] * len(ids)
+    entries = [empty_entry(config.chains, k, label, "none", reason) if ok else non_finite_entry(config, k, label, float("nan"))
+               for k, label, ok in zip(ids, labels, finite)]
     return LLCResult(entries, {**config.model_dump(), "epsilon": None, "nbeta": nbeta, "nbeta_convention": convention, "n_train": n,
                                "max_steps": config.step_cap})

@@ -8,7 +8,8 @@ The rule:
    diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE.
 2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
    chains continue until they settle or reach the step cap. A cell is biased when its chains
-   diverge, its MALA acceptance falls below MALA_MIN_ACCEPTANCE or w* is not a minimum; it is
+   diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE or w* is not a
+   minimum; it is
    settled when its status is ok or imprecise (llc/health.py). Too few draws never disqualify a
    step size: more steps cure that, and the cell got them.
 3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
@@ -36,6 +37,7 @@ from ..errors import ConfigError
 from ..run import Run
 from ..thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
 from .config import SGLDConfig
+from .health import shows_bias
 from .estimate import estimate_llc
 from .objective import LossFn
 from .result import CheckpointLLC
@@ -135,11 +137,8 @@ def calibrate_llc(
 
 
 def _biased(entry: CheckpointLLC) -> bool:
-    """Whether an estimate shows a bias more steps cannot cure: divergence, MALA below the band, or
-    chains below L_n(w*)."""
-    return (entry.llc_mean is None or entry.diverged_chains > 0 or entry.llc_mean <= 0
-            or (entry.mala_acceptance is not None and entry.mala_acceptance < MALA_MIN_ACCEPTANCE)
-            or any(flag.startswith("draws below") for flag in entry.flags))
+    """Whether an estimate shows a bias more steps cannot cure (llc/health.py), or has no estimate."""
+    return entry.llc_mean is None or shows_bias(entry.flags)
 
 
 def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, masks, progress: bool) -> dict:

@@ -29,6 +29,15 @@ STATUSES = ("ok", "imprecise", "unreliable", "none")  # in order of severity
 KIND_STATUS = {"imprecise": "imprecise", "unsettled": "unreliable", "bias": "unreliable", "none": "none"}
 
 
+# how the reasons of kind "bias" begin (assess writes them): evidence that a step size is wrong
+BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance")
+
+
+def shows_bias(reasons: list[str]) -> bool:
+    """Whether an estimate's reasons include a bias, which more steps cannot cure."""
+    return any(reason.startswith(BIAS_REASONS) for reason in reasons)
+
+
 def worst(*statuses: str) -> str:
     return max(statuses, key=STATUSES.index)
 
@@ -100,7 +109,10 @@ def assess(
     if llc_mean is None:
         found.add("none", "no estimate: no chain kept a finite loss")
         return found
-    if llc_mean <= 0:
+    if _finite(mcse) and abs(llc_mean) <= 2 * mcse:
+        found.add("bias", f"chains did not move: λ̂ {llc_mean:.3g} is within two Monte-Carlo errors ({mcse:.3g}) of 0, so the "
+                          "loss never rose above L_n(w*) (the step size is too small to explore)")
+    elif llc_mean <= 0:
         found.add("bias", "negative λ̂: the chains sit below L_n(w*), so w* is not a local minimum")
     elif _finite(frac_below_init) and frac_below_init > BELOW_INIT_MAX_FRACTION:
         found.add("bias", f"draws below L_n(w*): {frac_below_init:.0%} of draws (> {BELOW_INIT_MAX_FRACTION:.0%}); w* may not be a local minimum")
@@ -118,6 +130,6 @@ def assess(
     ess = [v for v in (ess_bulk, ess_tail, ess_batch) if _finite(v)]
     if ess and min(ess) < ESS_MIN:
         found.add("imprecise", f"few effective draws: ESS {min(ess):.0f} < {ESS_MIN}")
-    if _finite(mcse) and mcse > MCSE_MAX_FRACTION * abs(llc_mean):
+    if _finite(mcse) and MCSE_MAX_FRACTION * abs(llc_mean) < mcse < abs(llc_mean) / 2:
         found.add("imprecise", f"Monte-Carlo error: MCSE {mcse:.3g} > {MCSE_MAX_FRACTION:.0%} of λ̂")
     return found

@@ -17,7 +17,8 @@ from .page import Section, embed_png, fmt, render_page
 
 SHOWN_COLUMNS = [
     ("status", "status"), ("final_test_acc", "test acc"), ("grokking_step", "grokking step"), ("llc_mean", "λ̂"),
-    ("llc_std", "± std"), ("llc_r_hat", "R-hat"), ("llc_diverged_chains", "diverged"), ("verdict", "verdict"),
+    ("llc_std", "± std"), ("llc_status", "λ̂ status"), ("llc_mala", "MALA"), ("llc_r_hat", "R-hat"),
+    ("llc_diverged_chains", "diverged"), ("verdict", "verdict"),
     ("key_frequencies", "key freqs"), ("error", "error"),
 ]
 
@@ -99,10 +100,12 @@ def _separation(sweep_dir: Path, section: Section) -> None:
         section.missing.append(f"unreadable: {SweepPaths.separation} ({err})")
         return
     rows = [[e["column"], f"{e['n_pizza']} / {e['n_clock']}", fmt(e["pizza_mean"]), fmt(e["clock_mean"]), fmt(e["auroc"], ".2f"),
-             f"{fmt(e['low'], '.2f')} – {fmt(e['high'], '.2f')}"] for e in entries]
+             f"{fmt(e['low'], '.2f')} – {fmt(e['high'], '.2f')}",
+             "" if "auroc_ok_only" not in e else f"{fmt(e['auroc_ok_only'], '.2f')} ({e['n_pizza_ok']} / {e['n_clock_ok']} ok)"]
+            for e in entries]
     if rows:
         section.tables.append({"header": ["LLC column as a Pizza score", "pizza / clock points", "pizza mean", "clock mean",
-                                          "AUROC", "95% bootstrap"], "css": "", "rows": rows})
+                                          "AUROC (all points)", "95% bootstrap", "AUROC (estimates ok only)"], "css": "", "rows": rows})
 
 
 def _figures(sweep_dir: Path, spec, rerun: str, section: Section) -> None:

@@ -1,6 +1,7 @@
 """Does an LLC-based quantity tell Pizza from Clock? Over a sweep's finished points called `pizza`
 or `clock`, the area under the ROC curve of each numeric LLC column (λ̂, wr_*, dr_*) as a score
-for `pizza`, with a bootstrap interval over points (REFERENCE §8, the open question).
+for `pizza`, with a bootstrap interval over points (REFERENCE §8, the open question); for λ̂ also
+over the points whose estimate is `ok` alone.
 
 AUROC = P(score of a random Pizza > score of a random Clock) + ½ P(tie) (the Mann–Whitney U over
 n_pizza · n_clock): 0.5 is no separation, 1 or 0 perfect separation (0: Pizzas score lower).
@@ -57,6 +58,12 @@ def separation(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not pizza or not clock:
             continue
         low, high = auroc_interval(pizza, clock)
-        out.append({"column": column, "n_pizza": len(pizza), "n_clock": len(clock), "auroc": auroc(pizza, clock),
-                    "low": low, "high": high, "pizza_mean": float(np.mean(pizza)), "clock_mean": float(np.mean(clock))})
+        entry = {"column": column, "n_pizza": len(pizza), "n_clock": len(clock), "auroc": auroc(pizza, clock),
+                 "low": low, "high": high, "pizza_mean": float(np.mean(pizza)), "clock_mean": float(np.mean(clock))}
+        if column == "llc_mean":  # λ̂ has a status: the same AUROC over the points whose estimate is ok alone
+            ok = [(label, v) for (label, v), r in zip(scored, done) if v is not None and r.get("llc_status") == "ok"]
+            ok_pizza, ok_clock = ([v for label, v in ok if label == kind] for kind in LABELS)
+            entry |= {"n_pizza_ok": len(ok_pizza), "n_clock_ok": len(ok_clock),
+                      "auroc_ok_only": auroc(ok_pizza, ok_clock) if ok_pizza and ok_clock else None}
+        out.append(entry)
     return out

@@ -13,7 +13,7 @@ from ..store import read_csv_rows
 
 RESULT_COLUMNS = [
     "status", "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc", "grokking_step",
-    "llc_step", "llc_mean", "llc_std", "llc_r_hat", "llc_diverged_chains",
+    "llc_step", "llc_mean", "llc_std", "llc_status", "llc_mcse", "llc_mala", "llc_steps_used", "llc_r_hat", "llc_diverged_chains",
     "verdict", "key_frequencies", "gradient_symmetricity", "distance_irrelevance", "sum_dependence",
     "batched", "train_seconds", "llc_seconds", "refine_seconds", "analysis_seconds", "config_hash", "run_dir", "error",
 ]
