@@ -67,7 +67,8 @@ class Cell:
     status: str
     steps_used: int | None
     flags: list[str]
-    biased: bool = False  # diverged, MALA below the band, or w* not a minimum
+    biased: bool = False  # diverged, did not move, MALA below the band, or w* not a minimum
+    mcse: float | None = None
 
     @classmethod
     def of(cls, setting: Mapping[str, float], entry: CheckpointLLC, biased: bool) -> "Cell":

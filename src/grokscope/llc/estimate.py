@@ -3,7 +3,8 @@
 λ̂(w*) = nβ · ( E_w[L_n(w)] − L_n(w*) )   (Lau et al. 2023, arXiv 2308.12108, eq. 3.3)
 
 E_w is the mean of the post-burn-in minibatch losses along SGLD chains started at w*, and L_n(w*)
-is the full-batch training loss. Every chain of every parameter set steps together (sampler.py).
+is the full-batch training loss. Every chain of every parameter set steps together (sampler.py),
+in blocks of steps until each set's chains have settled (settling.py, health.py).
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ def estimate_llc(
     ``epsilon="auto"`` chooses ε from the data first (llc/auto.py: a calibration at the last
     parameter set by the rule of llc/calibrate.py; the evidence lands in ``settings["calibration"]``).
     ``per_set`` gives parameter set k its own epsilon, gamma, nbeta or weight_decay (e.g. the cells
-    of a calibration grid, all at one checkpoint). ``probes`` (name -> (x, y)) records every
+    of a calibration grid, all at one checkpoint). Each set's chains run ``n_steps``, then continue
+    (2n, 4n, ... up to ``max_steps``) until its estimate is settled (``status`` "ok", llc/health.py)
+    or more steps cannot help; each entry records ``steps_used``. ``probes`` (name -> (x, y)) records every
     ``probe_every`` steps each chain's mean loss on each probe set (and per-sample losses with
     ``probe_per_sample``). Chain c of parameter set k is seeded by (seed, checkpoint_ids[k], c), so
     a set estimated alone or batched with others gives the same numbers.
