@@ -97,6 +97,14 @@ def test_chains_continue_until_settled_and_finished_sets_leave_the_batch(tiny_ru
     assert fixed.steps_used == 200 and (fixed.status == "ok" or any(f.startswith("budget spent") for f in fixed.flags))
 
 
+def test_a_time_cap_stops_the_chains_after_the_block_it_falls_in(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    result = estimate_llc(model, data, params, **dict(FAST, n_steps=100, max_steps=3200, max_seconds=1e-9))
+    for entry in result.entries:
+        assert entry.steps_used == 100
+        assert entry.status == "ok" or shows_bias(entry.flags) or "max_seconds 1e-09" in entry.flags[-1]
+
+
 @pytest.mark.parametrize("generic", [False, True])
 def test_thread_groups_give_the_numbers_of_one_loop(tiny_run, monkeypatch, generic):
     import grokscope.llc.estimate as estimate

@@ -261,6 +261,13 @@ def test_line_fit_recovers_an_exact_line_and_leaves_out_networks_that_did_not_ge
     modular = fits["random_labels=false"]
     assert modular.n_points == 6 and modular.slope == pytest.approx(2.0) and modular.r2 == pytest.approx(1.0)
     assert fits["random_labels=true"].n_points == 3 and fits["random_labels=true"].r2 < 1.0
+    rows[0]["llc_status"], rows[1]["llc_status"] = "unreliable", "ok"  # rows without a status are not ok-only points
+    ok_only = {f.series: f for f in line_fits(rows, ["p", "random_labels", "seed"], "p", ok_only=True)}
+    assert ok_only == {} and rows[0]["p"] == rows[1]["p"]  # one ok point at one p: no line
+    for row in rows[2:6]:
+        row["llc_status"] = "ok"
+    modular_ok = line_fits(rows, ["p", "random_labels", "seed"], "p", ok_only=True)[0]
+    assert (modular_ok.n_points, modular_ok.points) == (5, "ok only") and modular_ok.slope == pytest.approx(2.0)
 
 
 def test_builtin_specs_are_valid():

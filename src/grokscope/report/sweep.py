@@ -86,10 +86,11 @@ def _fits(sweep_dir: Path, section: Section) -> None:
     except GrokscopeError as err:
         section.missing.append(f"unreadable: {SweepPaths.fits} ({err})")
         return
-    rows = [[f"LLC against {field}", fit["series"], fit["n_points"], fmt(fit["slope"]), fmt(fit["intercept"]), fmt(fit["r2"], ".3f")]
-            for field, field_fits in fits.items() for fit in field_fits]
+    rows = [[f"LLC against {field}", fit["series"], f"{fit['n_points']} ({fit.get('points', 'all')})", fmt(fit["slope"]),
+             fmt(fit["intercept"]), fmt(fit["r2"], ".3f")] for field, field_fits in fits.items() for fit in field_fits]
     if rows:
-        section.tables.append({"header": ["least-squares line", "series", "points", "slope", "intercept", "R²"], "css": "", "rows": rows})
+        section.tables.append({"header": ["least-squares line", "series", "points (which)", "slope", "intercept", "R²"], "css": "",
+                               "rows": rows})
 
 
 def _separation(sweep_dir: Path, section: Section) -> None:

@@ -91,7 +91,8 @@ def run_sweep(
             bar.set_postfix(failed=sum(r["status"] == "failed" for r in rows.values()), refresh=False)
         bar.close()
         figures = save_sweep_figures(sweep_dir, spec.grid, table())
-        fits = {f: [asdict(fit) for fit in line_fits(table(), keys, f)] for f in axis_fields(spec.grid)}
+        fits = {f: [asdict(fit) for ok_only in (False, True) for fit in line_fits(table(), keys, f, ok_only)]
+                for f in axis_fields(spec.grid)}
         atomic_write_json(SweepPaths(sweep_dir).fits, fits)
         separated = separation(table())
         atomic_write_json(SweepPaths(sweep_dir).separation, separated)
@@ -105,7 +106,7 @@ def _print_summary(outcome: SweepOutcome, fits: dict[str, list[dict[str, Any]]],
     print(outcome.summary())
     for field_name, field_fits in fits.items():
         for fit in field_fits:
-            print(f"LLC against {field_name} [{fit['series']}]: slope {fit['slope']:.4g}, R² {fit['r2']:.3f} over {fit['n_points']} points")
+            print(f"LLC against {field_name} [{fit['series']}]: slope {fit['slope']:.4g}, R² {fit['r2']:.3f} over {fit['n_points']} points ({fit['points']})")
     for entry in separated:
         print(f"{entry['column']} as a Pizza score ({entry['n_pizza']} pizza, {entry['n_clock']} clock points): "
               f"AUROC {entry['auroc']:.2f} [{entry['low']:.2f}, {entry['high']:.2f}]")

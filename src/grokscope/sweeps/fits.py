@@ -34,6 +34,7 @@ class LineFit:
     r2: float
     x_min: float
     x_max: float
+    points: str = "all"  # "all" points, or "ok only": those whose λ̂ status is ok
 
 
 def _series_key(row: dict[str, Any], grid_keys: list[str], x_field: str | None) -> str:
@@ -57,11 +58,12 @@ def axis_fields(grid: dict[str, list[Any]]) -> list[str]:
     ]
 
 
-def line_fits(rows: list[dict[str, Any]], grid_keys: list[str], field: str) -> list[LineFit]:
-    """Least-squares lines llc_mean = slope * field + intercept, one per series."""
+def line_fits(rows: list[dict[str, Any]], grid_keys: list[str], field: str, ok_only: bool = False) -> list[LineFit]:
+    """Least-squares lines llc_mean = slope * field + intercept, one per series (``ok_only``: over
+    the points whose λ̂ status is ok alone)."""
     groups: dict[str, list[tuple[float, float]]] = {}
     for row in _done(rows):
-        if _counts_for_fit(row):
+        if _counts_for_fit(row) and (not ok_only or row.get("llc_status") == "ok"):
             groups.setdefault(_series_key(row, grid_keys, field), []).append((float(row[field]), float(row["llc_mean"])))
     fits = []
     for series, pairs in groups.items():
@@ -72,7 +74,8 @@ def line_fits(rows: list[dict[str, Any]], grid_keys: list[str], field: str) -> l
         residual = y - (slope * x + intercept)
         total = ((y - y.mean()) ** 2).sum()
         r2 = 1.0 - (residual**2).sum() / total if total > 0 else 1.0
-        fits.append(LineFit(series, len(x), float(slope), float(intercept), float(r2), float(x.min()), float(x.max())))
+        fits.append(LineFit(series, len(x), float(slope), float(intercept), float(r2), float(x.min()), float(x.max()),
+                            "ok only" if ok_only else "all"))
     return fits
 
 
@@ -90,6 +93,9 @@ def plot_llc_against(rows: list[dict[str, Any]], grid_keys: list[str], field: st
         left_out = [(float(r[field]), r["llc_mean"]) for x in xs for r in by_x[x] if not _counts_for_fit(r)]
         if left_out:
             ax.scatter(*zip(*left_out), facecolors="none", edgecolors=color, s=40, label=f"{name}: test acc < {GENERALISED_TEST_ACCURACY} (not fitted)")
+        not_ok = [(float(r[field]), r["llc_mean"]) for x in xs for r in by_x[x] if r.get("llc_status", "ok") != "ok"]
+        if not_ok:
+            ax.scatter(*zip(*not_ok), marker="s", facecolors="none", edgecolors=color, s=60, label=f"{name}: λ̂ not ok")
         fit = fits.get(name)
         if fit is not None:
             grid = np.linspace(fit.x_min, fit.x_max, 50)  # only where it was fitted
