@@ -13,6 +13,8 @@ from browser import NO_CHROMIUM, check_page, chromium_available
 
 from grokscope import ConfigError
 from grokscope.layout import RunPaths, SweepPaths
+from grokscope.llc import sgld_config
+from grokscope.llc.stored import run_llc
 from grokscope.sweeps import (
     BUILTIN_SPECS,
     load_spec,
@@ -32,7 +34,7 @@ TINY = {
     "preset": "example",
     "set": {"n_steps": 120, "n_checkpoints": 3, "embed_dim": 6, "hidden_size": 16, "batch_size": 32},
     "grid": {"p": [7, 11, 13], "seed": [0, 1]},
-    "llc": {"checkpoints": "all", "sgld": {"chains": 2, "n_steps": 120, "batch_size": 16}},
+    "llc": {"checkpoints": "all", "sgld": {"chains": 2, "n_steps": 120, "batch_size": 16, "epsilon": 1e-3}},
     "refine": ["components", "data:difference:2"],
     "analyses": True,
 }
@@ -147,6 +149,25 @@ def test_a_point_of_a_sweep_equals_the_same_run_trained_and_sampled_alone(local_
 
 
 @pytest.mark.slow
+def test_without_an_epsilon_each_run_of_a_unit_gets_the_rules_step_size(local_sweep):
+    """A sweep whose spec gives no ε calibrates each run at its last checkpoint (its own ε, or
+    none with the reason) and then samples the runs together: each equals its estimate alone."""
+    from grokscope import load_run
+    from grokscope.llc.auto import run_llc_together_auto
+
+    runs = [load_run(local_sweep.path / row["run_dir"]) for row in local_sweep.rows[:2]]
+    config = sgld_config(chains=2, n_steps=120, batch_size=16)
+    together = run_llc_together_auto(runs, config, "last")
+    for run, result in zip(runs, together):
+        chosen = result.settings["calibration"]["recommended"]["epsilon"]
+        assert result.settings["auto"] is True and result.settings["epsilon"] == chosen
+        if chosen is None:
+            assert all(e.status == "none" and e.llc_mean is None for e in result.entries)
+            continue
+        alone = run_llc(run, config.model_copy(update={"epsilon": chosen}), "last", progress=False)
+        assert [e.llc_per_chain for e in result.entries] == [e.llc_per_chain for e in alone.entries]
+
+
 def test_ray_executor_gives_the_local_table_value_for_value(local_sweep, tmp_path):
     import ray  # installed by `make test` (the `ray` extra): this test never skips
 

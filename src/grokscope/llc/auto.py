@@ -13,11 +13,13 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .calibrate import calibrate_llc
+from ..run import Run
+from .calibrate import calibrate, calibrate_llc
 from .config import SGLDConfig
 from .estimate import estimate_llc
 from .objective import LossFn
 from .result import LLCResult
+from .stored import run_llc_together, select_checkpoints
 from .summary import empty_entry, non_finite_entry
 
 # The kernel `--auto` uses unless one is named: the more faithful of the two on the ground-truth
@@ -67,6 +69,27 @@ def estimate_llc_auto(
     result.settings["calibration"] = {**strictest, "all": reports if len(reports) > 1 else None}
     result.settings["auto"] = True
     return result
+
+
+def run_llc_together_auto(runs: list[Run], config: SGLDConfig, checkpoints: str = "all", progress: bool = False) -> list[LLCResult]:
+    """:func:`run_llc_together` with each run's ε chosen by the rule at its last checkpoint (a run
+    whose calibration passes no step size gets ``none`` entries with the reason)."""
+    reports = [calibrate(run, config, "last", progress=progress) for run in runs]
+    chosen = [i for i, r in enumerate(reports) if r["recommended"]["epsilon"] is not None]
+    sampled = run_llc_together([runs[i] for i in chosen], config, checkpoints, progress,
+                               epsilons=[reports[i]["recommended"]["epsilon"] for i in chosen]) if chosen else []
+    results = dict(zip(chosen, sampled))
+    out = []
+    for i, (run, report) in enumerate(zip(runs, reports)):
+        if i not in results:
+            steps = select_checkpoints(run, checkpoints)
+            data = run.dataset()
+            results[i] = no_estimates((data.train_x, data.train_y), config, steps, steps, [True] * len(steps),
+                                      f"auto: {report['recommended']['why']} (calibration at step {report['step']})")
+            results[i].settings["run"] = str(run.path)
+        results[i].settings.update(calibration=report, auto=True)
+        out.append(results[i])
+    return out
 
 
 def _finite_at_or_before(index: int, finite: list[bool]) -> int | None:

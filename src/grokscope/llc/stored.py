@@ -57,22 +57,26 @@ def run_llc(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bo
     return result
 
 
-def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "all", progress: bool = True) -> list[LLCResult]:
+def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "all", progress: bool = True,
+                     epsilons: list[float] | None = None) -> list[LLCResult]:
     """The LLC of the chosen checkpoints of several runs of one shape (e.g. the seeds of a sweep
-    point) in ONE batched SGLD loop, each run on its own training set. Chains are seeded by
-    (SGLD seed, step, chain) as in :func:`run_llc`, so each run's result equals its result alone."""
+    point) in ONE batched SGLD loop, each run on its own training set (and with ``epsilons``, at
+    its own step size). Chains are seeded by (SGLD seed, step, chain) as in :func:`run_llc`, so
+    each run's result equals its result alone."""
     steps = [select_checkpoints(run, checkpoints) for run in runs]
     datasets = [run.dataset() for run in runs]
     data = [(d.train_x, d.train_y) for d, run_steps in zip(datasets, steps) for _ in run_steps]
     params = [run.state_dict(step) for run, run_steps in zip(runs, steps) for step in run_steps]
     flat_steps = [step for run_steps in steps for step in run_steps]
+    per_set = None if epsilons is None else [{"epsilon": e} for e, run_steps in zip(epsilons, steps) for _ in run_steps]
     result = estimate_llc(
         runs[0].new_model(), data, params, loss="cross_entropy",
-        config=config, checkpoint_ids=flat_steps, steps=flat_steps, progress=progress,
+        config=config, checkpoint_ids=flat_steps, steps=flat_steps, progress=progress, per_set=per_set,
     )
     parts, start = [], 0
-    for run, run_steps in zip(runs, steps):
-        parts.append(result.part(start, start + len(run_steps), run=str(run.path)))
+    for index, (run, run_steps) in enumerate(zip(runs, steps)):
+        own = {} if epsilons is None else {"epsilon": epsilons[index]}
+        parts.append(result.part(start, start + len(run_steps), run=str(run.path), **own))
         start += len(run_steps)
     return parts
 

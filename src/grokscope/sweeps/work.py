@@ -18,6 +18,7 @@ import torch
 from ..analysis import analyze_run
 from ..atomic import atomic_write_json
 from ..layout import RunPaths, SweepPaths
+from ..llc.auto import run_llc_together_auto
 from ..llc.config import sgld_config
 from ..llc.refine import run_refined, save_refined, table_columns
 from ..llc.result import LLCResult
@@ -106,10 +107,11 @@ def run_unit(task: UnitTask) -> list[dict[str, Any]]:
     if task.llc_checkpoints != "none":
         start = time.perf_counter()
         config = sgld_config(**task.sgld)
+        estimate = run_llc_together if "epsilon" in task.sgld else run_llc_together_auto  # ε from the data unless given
         order = [i for i in range(len(points)) if i in runs]
         llc_errors: dict[int, str] = {}
         found = _together_or_alone(
-            lambda rs: run_llc_together(rs, config, task.llc_checkpoints, progress=False), [runs[i] for i in order], llc_errors
+            lambda rs: estimate(rs, config, task.llc_checkpoints, progress=False), [runs[i] for i in order], llc_errors
         )
         for position, i in enumerate(order):
             if position in found:
