@@ -14,7 +14,7 @@ from cli_helper import run_cli
 
 from grokscope import CheckpointError, train
 from grokscope.layout import RunPaths
-from grokscope.llc import estimate_llc
+from grokscope.llc import estimate_llc, sgld_config
 from grokscope.store import save_tensors
 
 
@@ -390,3 +390,55 @@ def test_the_manifest_records_the_command_that_made_the_run(tmp_path, tiny_confi
     assert json.loads(api.paths.manifest.read_text())["command"] == "grokscope.train() (Python API)"
     run_cli("train", "--set", "n_steps=20", "--set", "p=11", "--set", "n_checkpoints=2", "--out", tmp_path / "cli")
     assert json.loads(RunPaths(tmp_path / "cli").manifest.read_text())["command"].startswith("grokscope train --set n_steps=20")
+
+
+# hostile run directories: the report embeds nothing from outside the run, and quotes the paths it suggests
+
+
+def test_the_report_does_not_embed_a_figure_that_leads_outside_the_run(run, tmp_path):
+    import base64
+
+    from grokscope.llc.stored import run_llc, save_llc
+    from grokscope.report import build_run_report
+
+    save_llc(run, run_llc(run, sgld_config(n_steps=20, max_steps=20, batch_size=8, chains=2), "last", progress=False))
+    secret = tmp_path / "elsewhere.png"
+    secret.write_bytes(b"\x89PNG\r\n\x1a\n" + b"private bytes " * 20)
+    figure = run.paths.figure("llc")
+    figure.unlink()
+    figure.symlink_to(secret)
+    html = build_run_report(run.path).read_text()
+    assert base64.b64encode(secret.read_bytes()).decode() not in html
+    assert "refused: figures/llc.png is not a regular file inside the run" in html
+
+
+def test_suggested_commands_quote_a_crafted_run_path(tmp_path, tiny_config):
+    import markupsafe
+
+    from grokscope.report import build_run_report
+    from grokscope.report.page import command
+
+    crafted = train(tiny_config(), tmp_path / "run $(touch PWNED); x`id`", progress=False)
+    html = build_run_report(crafted.path).read_text()
+    quoted = command("grokscope", "llc", crafted.path)
+    assert quoted.startswith("grokscope llc '") and str(markupsafe.escape(quoted)) in html
+    assert f"grokscope llc {crafted.path}`" not in html
+
+
+# hostile sweep specs: refused in one short line, before they can grow
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("bomb.yaml", "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+     + "".join(f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi")), "anchors and aliases"),
+    ("deep.json", "[" * 100_000 + "]" * 100_000, "nests deeper than a spec can"),
+    ("deep.yaml", "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 30)), "nesting deeper than"),
+    ("huge.json", json.dumps({"name": "x", "grid": {"p": [7]}, "set": {"n_steps": "x" * 2_000_000}}), "a spec is at most"),
+    ("long.json", json.dumps({"name": "x", "grid": {"p": [7]}, "set": {"n_steps": "x" * 500_000}}), "valid integer"),
+])
+def test_hostile_specs_are_refused_in_one_short_line(tmp_path, name, text, message):
+    spec = tmp_path / name
+    spec.write_text(text)
+    result = run_cli("sweep", spec, "--out", tmp_path / "out")  # the bomb, loaded, would be gigabytes
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr) < 600 and not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
 
@@ -164,6 +165,17 @@ def section_of(key: str) -> tuple[str, str]:
     raise ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(allowed)}")
 
 
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 3, 6, 6, 6, 6
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 60, 60, 40
+
+
+def short_repr(value: Any) -> str:
+    """repr of ``value`` cut to about 80 characters without building the whole (a value can be huge)."""
+    shown = _SHORT.repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -173,12 +185,11 @@ def format_validation_error(err: ValidationError) -> str:
         value = e.get("input")
         message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            lines.append(f"{field}: unknown key (value {value!r})")
+            lines.append(f"{field}: unknown key (value {short_repr(value)})")
         elif not field:  # a check across fields: its message names them
             lines.append(message)
         else:
-            shown = repr(value)
-            lines.append(f"{field}={shown if len(shown) <= 80 else shown[:77] + '...'}: {message}")
+            lines.append(f"{field}={short_repr(value)}: {message}")
     return "invalid config: " + "; ".join(lines)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from ..atomic import atomic_write_json
 from ..errors import ConfigError
 from ..png import save_figure
@@ -14,7 +16,7 @@ def save_stages(run: Run) -> dict:
     """Find the stages of ``run`` from results/llc.json, its metrics and (when present)
     results/fourier.json; write results/stages.json and figures/stages.png; return the stages."""
     if not run.paths.llc.exists():
-        raise ConfigError(f"{run.path} has no LLC curve ({run.paths.llc.name} missing): run `grokscope llc {run.path}` first")
+        raise ConfigError(f"{run.path} has no LLC curve ({run.paths.llc.name} missing): run `grokscope llc {shlex.quote(str(run.path))}` first")
     llc = read_json(run.paths.llc)
     fourier = read_json(run.paths.fourier) if run.paths.fourier.exists() else None
     stages = find_stages(llc, run.metrics, fourier)

@@ -26,7 +26,7 @@ from ..thresholds import (
     PIZZA_SYMMETRICITY,
 )
 from . import own_figures
-from .page import Section, embed_png, fmt, render_page
+from .page import Section, command, embed_png, fmt, render_page
 
 
 class RunResults:
@@ -51,19 +51,21 @@ class RunResults:
         return [self.problems[relative]] if relative in self.problems else []
 
 
-def _figure_file(run_dir: Path, stem: str, caption: str, command: str, section: Section) -> None:
+def _figure_file(run_dir: Path, stem: str, caption: str, remedy: str, section: Section) -> None:
     path = RunPaths(run_dir).figure(stem)
-    if path.exists():
-        section.figures.append({"caption": caption, "data": embed_png(path)})
+    if not path.exists():
+        section.missing.append(f"missing: {path.relative_to(run_dir)} (make it with `{remedy}`)")
+    elif (data := embed_png(path, run_dir)) is None:
+        section.missing.append(f"refused: {path.relative_to(run_dir)} is not a regular file inside the run (rerun `{remedy}`)")
     else:
-        section.missing.append(f"missing: {path.relative_to(run_dir)} (make it with `{command}`)")
+        section.figures.append({"caption": caption, "data": data})
 
 
 def _own_figure(run_dir: Path, stem: str, caption: str, fig, section: Section) -> None:
     """A figure the report draws: rendered once, saved as figures/<stem>.png and embedded."""
     path = RunPaths(run_dir).figure(stem)
     save_figure(fig, path)
-    section.figures.append({"caption": caption, "data": embed_png(path)})
+    section.figures.append({"caption": caption, "data": embed_png(path, run_dir)})
 
 
 def build_run_report(run_dir: str | Path) -> Path:
@@ -79,11 +81,11 @@ def build_run_report(run_dir: str | Path) -> Path:
         metrics = read_metrics(run_dir)
     except GrokscopeError as err:
         metrics, results.problems[RunPaths.metrics] = [], f"unreadable: {RunPaths.metrics} ({err})"
-    llc = results.json(RunPaths.llc, f"grokscope llc {run_dir}")
-    fourier = results.json(RunPaths.fourier, f"grokscope analyze {run_dir}")
-    circuit = results.json(RunPaths.circuit, f"grokscope analyze {run_dir}")
-    stages = results.json(RunPaths.stages, f"grokscope stages {run_dir}") if llc else None
-    refined = results.json(RunPaths.llc_refined, f"grokscope llc {run_dir} --refine ...") if (run_dir / RunPaths.llc_refined).exists() else None
+    llc = results.json(RunPaths.llc, command("grokscope", "llc", run_dir))
+    fourier = results.json(RunPaths.fourier, command("grokscope", "analyze", run_dir))
+    circuit = results.json(RunPaths.circuit, command("grokscope", "analyze", run_dir))
+    stages = results.json(RunPaths.stages, command("grokscope", "stages", run_dir)) if llc else None
+    refined = results.json(RunPaths.llc_refined, command("grokscope", "llc", run_dir) + " --refine ...") if (run_dir / RunPaths.llc_refined).exists() else None
     builders = [
         ("summary", "Summary", lambda: _summary(metrics, llc, circuit, fourier, results), [RunPaths.llc, RunPaths.circuit]),
         ("training", "Training curves", lambda: _training(run_dir, metrics, stages, results), [RunPaths.metrics]),
@@ -160,7 +162,7 @@ def _llc(run_dir: Path, llc, metrics, stages, refined, results: RunResults) -> S
                         f"γ = {s['gamma']}, {budget}, m = {s['batch_size']}, {s['chains']} chains per checkpoint; "
                         f"error bars: std over chains; hollow points: estimates that are not ok. "
                         f"{status_line([e.get('status', 'ok') for e in llc['checkpoints']])}.")
-        _figure_file(run_dir, "llc", "λ̂ per checkpoint with train and test loss", f"grokscope llc {run_dir}", section)
+        _figure_file(run_dir, "llc", "λ̂ per checkpoint with train and test loss", command("grokscope", "llc", run_dir), section)
         section.missing += results.note(RunPaths.stages)
         if stages and metrics:
             _own_figure(run_dir, "stages", "Developmental stages: boundaries at the critical points of λ̂ and of the test loss "
@@ -170,7 +172,7 @@ def _llc(run_dir: Path, llc, metrics, stages, refined, results: RunResults) -> S
     section.missing += results.note(RunPaths.llc_refined)
     for spec, entry in (refined or {}).items():
         if not (isinstance(entry, dict) and isinstance(entry.get("parts"), dict) and entry["parts"]):
-            section.missing.append(f"unreadable: {RunPaths.llc_refined} entry {spec!r} (rerun `grokscope llc {run_dir} --refine ...`)")
+            section.missing.append(f"unreadable: {RunPaths.llc_refined} entry {spec!r} (rerun `{command('grokscope', 'llc', run_dir)} --refine ...`)")
             continue
         _own_figure(run_dir, figure_stem(spec), f"Refined LLC ({spec}; grokscope llc --refine {spec})", plot_refined(spec, entry), section)
         last = {name: entries[-1] for name, entries in entry["parts"].items()}
@@ -195,7 +197,7 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
                                       "bulk ESS", "ESS (batch means)", "draws < L_n(w*)", "diverged", "MALA", "reasons"],
                            "rows": rows, "css": ""})
     if "status" not in llc["checkpoints"][0]:
-        section.missing.append(f"not recorded: statuses (this llc.json predates them; rerun `grokscope llc {run_dir}`)")
+        section.missing.append(f"not recorded: statuses (this llc.json predates them; rerun `{command('grokscope', 'llc', run_dir)}`)")
     calibration = llc["settings"].get("calibration")
     if calibration:
         rec = calibration["recommended"]
@@ -218,7 +220,7 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
         _own_figure(run_dir, "sgld_step_metrics", "Norms of each step's terms per chain (grokscope llc --step-metrics)",
                     own_figures.step_metrics(llc), section)
     else:
-        section.missing.append(f"not recorded: step metrics (make them with `grokscope llc {run_dir} --step-metrics`)")
+        section.missing.append(f"not recorded: step metrics (make them with `{command('grokscope', 'llc', run_dir, '--step-metrics')}`)")
     return section
 
 
@@ -228,7 +230,7 @@ def _fourier(run_dir: Path, fourier, results: RunResults) -> Section:
     if fourier:
         section.text = f"Key frequencies of the final embedding: {', '.join(map(str, fourier['key_frequencies']))}."
         for stem, caption in figures_of("fourier"):
-            _figure_file(run_dir, stem, caption, f"grokscope analyze {run_dir}", section)
+            _figure_file(run_dir, stem, caption, command("grokscope", "analyze", run_dir), section)
     return section
 
 
@@ -243,7 +245,7 @@ def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
                         f"architecture fixes gradient symmetricity (the MLP) it is not used. Below {GENERALISED_TEST_ACCURACY} test "
                         "accuracy no circuit is called.")
         for stem, caption in figures_of("circuit"):
-            _figure_file(run_dir, stem, caption, f"grokscope analyze {run_dir}", section)
+            _figure_file(run_dir, stem, caption, command("grokscope", "analyze", run_dir), section)
         section.tables.append({"header": ["step", "test acc", "gradient symmetricity", "distance irrelevance", "sum dependence",
                                           "frequency doubling", "verdict"],
                                "css": "", "rows": [[c["step"], fmt(c["test_acc"], ".3f"), fmt(c["gradient_symmetricity"], ".3f"),
@@ -258,7 +260,7 @@ def _hessian(run_dir: Path, fourier, results: RunResults) -> Section:
     section.missing += results.note(RunPaths.fourier)
     if fourier:
         for stem, caption in figures_of("hessian"):
-            _figure_file(run_dir, stem, caption, f"grokscope analyze {run_dir}", section)
+            _figure_file(run_dir, stem, caption, command("grokscope", "analyze", run_dir), section)
     return section
 
 
@@ -266,7 +268,7 @@ def _samples(run_dir: Path) -> Section:
     section = Section("samples", "SGLD samples (2-D PCA)")
     path = RunPaths(run_dir).llc_samples
     if not path.exists():
-        section.missing.append(f"missing: {RunPaths.llc_samples} (make it with `grokscope llc {run_dir} --save-samples 20`)")
+        section.missing.append(f"missing: {RunPaths.llc_samples} (make it with `{command('grokscope', 'llc', run_dir, '--save-samples', 20)}`)")
         return section
     try:
         tensors = load_tensors(path)

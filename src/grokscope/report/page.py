@@ -5,6 +5,8 @@ Content-Security-Policy allows no network request."""
 from __future__ import annotations
 
 import base64
+import shlex
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,22 @@ class Section:
     pre: list[str] = field(default_factory=list)
 
 
-def embed_png(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode()
+def embed_png(path: Path, root: Path) -> str | None:
+    """The PNG at ``path`` as base64, or None when it is not a regular file inside ``root`` (a
+    report built from an untrusted directory must not carry files from elsewhere)."""
+    try:
+        resolved = path.resolve(strict=True)
+        inside = resolved.is_relative_to(root.resolve(strict=True))
+    except (OSError, RuntimeError):
+        return None
+    if not inside or not stat.S_ISREG(resolved.stat().st_mode):
+        return None
+    return base64.b64encode(resolved.read_bytes()).decode()
+
+
+def command(*words: object) -> str:
+    """A command line to suggest, every word shell-quoted (a path may hold `$(...)` or `;`)."""
+    return " ".join(shlex.quote(str(word)) for word in words)
 
 
 def fmt(value: Any, spec: str = ".4g") -> str:

@@ -13,7 +13,7 @@ from ..sweeps.fits import axis_fields
 from ..sweeps.spec import parse_spec, sweep_points
 from ..sweeps.table import read_results, refined_columns
 from ..thresholds import GENERALISED_TEST_ACCURACY
-from .page import Section, embed_png, fmt, render_page
+from .page import Section, command, embed_png, fmt, render_page
 
 SHOWN_COLUMNS = [
     ("status", "status"), ("final_test_acc", "test acc"), ("grokking_step", "grokking step"), ("llc_mean", "λ̂"),
@@ -35,7 +35,7 @@ def build_sweep_report(sweep_dir: str | Path) -> Path:
     sweep_dir = Path(sweep_dir).resolve()
     if not SweepPaths(sweep_dir).is_sweep():
         raise GrokscopeError(f"{sweep_dir} is not a sweep directory (no sweep.json); make one with `grokscope sweep`")
-    rerun = f"grokscope sweep {SweepPaths(sweep_dir).spec} --out {sweep_dir}"
+    rerun = command("grokscope", "sweep", SweepPaths(sweep_dir).spec, "--out", sweep_dir)
     summary, table, figures, provenance = (Section("summary", "Summary"), Section("results", "Results"),
                                            Section("figures", "Figures"), Section("provenance", "Provenance"))
     try:
@@ -116,7 +116,9 @@ def _figures(sweep_dir: Path, spec, rerun: str, section: Section) -> None:
         stems.append(("llc_over_training", "LLC over training, mean ± std across seeds"))
     for stem, caption in stems:
         path = SweepPaths(sweep_dir).figure(stem)
-        if path.exists():
-            section.figures.append({"caption": caption, "data": embed_png(path)})
-        else:
+        if not path.exists():
             section.missing.append(f"missing: figures/{stem}.png (make it with `{rerun}`)")
+        elif (data := embed_png(path, sweep_dir)) is None:
+            section.missing.append(f"refused: figures/{stem}.png is not a regular file inside the sweep (rerun `{rerun}`)")
+        else:
+            section.figures.append({"caption": caption, "data": data})

@@ -201,12 +201,53 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
     path = Path(name_or_path)
     if not path.exists():
         raise ConfigError(f"sweep spec not found: {path} (built-in specs: {', '.join(BUILTIN_SPECS)})")
+    if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
+        raise ConfigError(f"sweep spec {path} is {path.stat().st_size} bytes; a spec is at most {MAX_SPEC_BYTES}")
     text = read_text(path, ConfigError)
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if kind == "JSON" else yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a safe loader)
+    except RecursionError:
+        raise ConfigError(f"sweep spec {path} nests deeper than a spec can (at most {MAX_SPEC_DEPTH} levels)") from None
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"sweep spec {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from None
+        raise ConfigError(f"sweep spec {path} is not valid {kind}: {str(err)[:300]}") from None
+    if _depth(data) > MAX_SPEC_DEPTH:
+        raise ConfigError(f"sweep spec {path} nests deeper than a spec can (at most {MAX_SPEC_DEPTH} levels)")
     return parse_spec(data, f"spec {path}")
+
+
+MAX_SPEC_BYTES = 1 << 20  # a spec is a page of YAML: a megabyte is far beyond any real one
+MAX_SPEC_DEPTH = 8  # spec → llc → sgld → value is four levels; lists of lists a few more
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases (one alias can stand for gigabytes: the
+    "billion laughs") and without nesting past MAX_SPEC_DEPTH."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.YAMLError(f"anchors and aliases (&, *) are not allowed in a sweep spec (line {event.start_mark.line + 1})")
+        self.depth += 1
+        if self.depth > MAX_SPEC_DEPTH:
+            raise yaml.YAMLError(f"nesting deeper than {MAX_SPEC_DEPTH} levels (line {event.start_mark.line + 1})")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _depth(data: Any) -> int:
+    """How deeply ``data`` nests lists and mappings (iteratively: no recursion limit to hit)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def sweep_points(spec: SweepSpec) -> list[SweepPoint]:
