@@ -442,3 +442,22 @@ def test_hostile_specs_are_refused_in_one_short_line(tmp_path, name, text, messa
     result = run_cli("sweep", spec, "--out", tmp_path / "out")  # the bomb, loaded, would be gigabytes
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr) < 600 and not (tmp_path / "out").exists()
+
+
+# unbounded reads: devices, FIFOs and directories are refused by type, before a byte is read
+
+
+@pytest.mark.parametrize("target", ["config", "checkpoint", "metrics"])
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "directory"])
+def test_a_run_file_that_is_a_device_fifo_or_directory_is_refused_in_one_line(run, target, kind):
+    path = {"config": run.paths.config, "checkpoint": run.paths.checkpoint(run.steps[-1]), "metrics": run.paths.metrics}[target]
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to(kind)
+    result = run_cli("llc", run.path, "--steps", "20", "--batch-size", "8", "--chains", "2", "--no-auto")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert str(path) in result.stderr and ("not a regular file" in result.stderr or "is a directory" in result.stderr)

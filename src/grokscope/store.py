@@ -7,6 +7,8 @@ import csv
 import fcntl
 import io
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,36 @@ from .layout import CHECKPOINT_PATTERN, RunPaths
 from .version import __version__
 
 METRIC_COLUMNS = ["step", "train_loss", "test_loss", "train_acc", "test_acc"]
+TEXT_LIMIT = 256 << 20  # a run's JSON and CSV files are kilobytes to a few megabytes
+CHECKPOINT_LIMIT = 4 << 30  # the largest built-in model's checkpoint is about 1 MB
+
+
+def read_bounded(path: Path, limit: int, error: type[Exception] = CheckpointError) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or one ``error`` naming it: missing,
+    a directory, a device or FIFO (opened without blocking, never read), or too large."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise error(f"missing file: {path}") from None
+    except OSError as err:
+        raise error(f"cannot read {path} ({err.strerror})") from None
+    try:
+        info = os.fstat(handle)
+        if stat.S_ISDIR(info.st_mode):
+            raise error(f"{path} is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path} is not a regular file (a device, FIFO or socket); refused")
+        if info.st_size > limit:
+            raise error(f"{path} is {info.st_size} bytes, more than the {limit} such a file may be; refused")
+        with os.fdopen(os.dup(handle), "rb") as stream:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise error(f"{path} grew past {limit} bytes while being read; refused")
+        return data
+    except OSError as err:
+        raise error(f"cannot read {path} ({err.strerror})") from None
+    finally:
+        os.close(handle)
 
 
 class RunLock:
@@ -54,10 +86,9 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 def load_tensors(path: Path, expected_shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
     """Read a safetensors file; report a missing, truncated or mismatched file by its path."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    data = read_bounded(path, CHECKPOINT_LIMIT)
     try:
         tensors = load_safetensors_bytes(data)
     except (SafetensorError, ValueError, RuntimeError) as err:
@@ -69,6 +100,8 @@ def load_tensors(path: Path, expected_shapes: dict[str, tuple[int, ...]] | None 
 
 def read_metadata(path: Path) -> dict[str, str]:
     """The string metadata stored in a safetensors file's header."""
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file; refused")
     try:
         with safe_open(str(path), "pt") as handle:
             return dict(handle.metadata() or {})
@@ -116,18 +149,13 @@ def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
 
 
 def read_text(path: Path, error: type[Exception] = CheckpointError) -> str:
-    """A text file's contents, or one ``error`` naming the file (missing, a directory, not UTF-8)."""
+    """A text file's contents, or one ``error`` naming the file (missing, a directory, a device or
+    FIFO, larger than TEXT_LIMIT, not UTF-8)."""
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"missing file: {path}") from None
-    except IsADirectoryError:
-        raise error(f"{path} is a directory, not a file") from None
+        return read_bounded(path, TEXT_LIMIT, error).decode("utf-8")
     except UnicodeDecodeError as err:
         raise error(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise error(f"cannot read {path} ({err.strerror})") from None
 
 
 def read_csv_rows(path: Path, columns: list[str]) -> list[dict[str, str]]:
