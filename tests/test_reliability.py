@@ -461,3 +461,14 @@ def test_a_run_file_that_is_a_device_fifo_or_directory_is_refused_in_one_line(ru
     result = run_cli("llc", run.path, "--steps", "20", "--batch-size", "8", "--chains", "2", "--no-auto")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert str(path) in result.stderr and ("not a regular file" in result.stderr or "is a directory" in result.stderr)
+
+
+def test_a_second_writer_of_a_run_is_refused_naming_the_holder(run):
+    from grokscope.store import RunLock
+
+    with RunLock(run.path):
+        for command in (["llc", run.path, "--steps", "20", "--no-auto"], ["analyze", run.path, "--quiet"], ["stages", run.path],
+                        ["calibrate", run.path, "--steps", "20"], ["report", run.path]):
+            result = run_cli(*command)
+            assert result.returncode == 2 and f"being written by another process (PID {os.getpid()})" in result.stderr, command
+    assert run_cli("report", run.path).returncode == 0  # released

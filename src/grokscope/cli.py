@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None, figures: FigureProcess | None = None) ->
     args.command_line = "grokscope " + shlex.join(argv)
     args.figures = figures
     try:
-        args.func(args)
+        with _writer_lock(args):
+            args.func(args)
     except GrokscopeError as err:
         print(f"grokscope: error: {err}", file=sys.stderr)
         return 2
@@ -431,6 +432,21 @@ def main(argv: list[str] | None = None, figures: FigureProcess | None = None) ->
 
 
 RESUMABLE = ("train", "sweep", "demo")  # commands whose rerun continues where an interrupted one stopped
+LOCKED = {"llc": "run", "calibrate": "run", "analyze": "run", "stages": "run", "report": "path"}  # writers: the argument naming their directory
+
+
+def _writer_lock(args: argparse.Namespace):
+    """The run's writer lock for the commands that write into an existing run (a second writer is
+    refused, naming the holder); train, sweep and demo take theirs where they write."""
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    target = getattr(args, LOCKED.get(args.command, ""), None)
+    if target is None or not Path(target).is_dir():
+        return nullcontext()  # a missing directory is named by the command itself
+    from .store import RunLock
+
+    return RunLock(Path(target))
 
 
 def run() -> None:

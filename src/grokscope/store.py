@@ -63,13 +63,24 @@ class RunLock:
         self._handle: Any = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a+")
+        except OSError as err:
+            raise RunLockedError(f"cannot write to {self.path.parent} ({err.strerror})") from None
         try:
             fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self._handle.seek(0)
+            holder = self._handle.read().strip() or "unknown"
             self._handle.close()
-            raise RunLockedError(f"{self.path.parent} is being written by another process") from None
+            raise RunLockedError(f"{self.path.parent} is being written by another process (PID {holder}); "
+                                 "wait for it to finish") from None
+        # the holder's PID, for the message above; a killed holder's lock is released by the OS
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(str(os.getpid()))
+        self._handle.flush()
         return self
 
     def __exit__(self, *exc: object) -> None:
