@@ -472,3 +472,45 @@ def test_a_second_writer_of_a_run_is_refused_naming_the_holder(run):
             result = run_cli(*command)
             assert result.returncode == 2 and f"being written by another process (PID {os.getpid()})" in result.stderr, command
     assert run_cli("report", run.path).returncode == 0  # released
+
+
+@pytest.mark.parametrize("case", ["regular:0", "dln:5,0,5:0", "dln:0,0:0", "dln:5:0"])
+def test_impossible_validation_cases_are_one_line(case):
+    result = run_cli("validate", "--case", case, "--steps", "20")
+    assert result.returncode == 2 and f"--case {case!r}" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("stored", ['{"checkpoints": 5}', "[1, 2]", '{"checkpoints": [{"x": 1}]}'])
+def test_stages_and_analyze_name_an_llc_json_of_the_wrong_shape(run, stored):
+    run.paths.llc.parent.mkdir(parents=True, exist_ok=True)
+    run.paths.llc.write_text(stored)
+    stages = run_cli("stages", run.path)
+    assert stages.returncode == 2 and "has an unexpected structure" in stages.stderr and "Traceback" not in stages.stderr
+    analyze = run_cli("analyze", run.path, "--quiet")
+    assert analyze.returncode == 0 and "has an unexpected structure" in analyze.stdout + analyze.stderr
+
+
+def test_a_new_llc_curve_removes_the_stages_found_from_the_old_one(run):
+    from grokscope.analysis import save_stages
+    from grokscope.llc.stored import run_llc, save_llc
+
+    config = sgld_config(n_steps=20, max_steps=20, batch_size=8, chains=2)
+    save_llc(run, run_llc(run, config, "all", progress=False))
+    save_stages(run)
+    assert run.paths.stages.exists()
+    save_llc(run, run_llc(run, config.model_copy(update={"seed": 1}), "all", progress=False))
+    assert not run.paths.stages.exists() and not run.paths.figure("stages").exists()
+
+
+def test_a_bad_auto_at_is_named_as_such(run):
+    result = run_cli("llc", run.path, "--auto-at", "99")
+    assert result.returncode == 2 and "--auto-at: indices [99] out of range" in result.stderr
+
+
+def test_a_short_row_of_a_table_is_named_with_its_real_cell_count(tmp_path):
+    from grokscope.store import read_csv_rows
+
+    table = tmp_path / "results.csv"
+    table.write_text("point,status,a,b\nx,done,1\n")
+    with pytest.raises(CheckpointError, match="line 2: 3 cells where the header has 4"):
+        read_csv_rows(table, ["point", "status"])

@@ -178,8 +178,9 @@ def read_csv_rows(path: Path, columns: list[str]) -> list[dict[str, str]]:
     if missing:
         raise CheckpointError(f"{path}: the header lacks {missing} (not a grokscope table, or damaged)")
     for line, row in enumerate(reader, start=2):
-        if None in row or any(row[c] is None for c in columns):
-            raise CheckpointError(f"{path}, line {line}: {len(row) - (None in row)} cells where the header has "
+        if None in row or any(value is None for value in row.values()):
+            cells = sum(value is not None for key, value in row.items() if key is not None) + len(row.get(None) or [])
+            raise CheckpointError(f"{path}, line {line}: {cells} cells where the header has "
                                   f"{len(reader.fieldnames)} (a cut-short or damaged row)")
         rows.append(row)
     return rows

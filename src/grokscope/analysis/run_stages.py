@@ -19,7 +19,11 @@ def save_stages(run: Run) -> dict:
         raise ConfigError(f"{run.path} has no LLC curve ({run.paths.llc.name} missing): run `grokscope llc {shlex.quote(str(run.path))}` first")
     llc = read_json(run.paths.llc)
     fourier = read_json(run.paths.fourier) if run.paths.fourier.exists() else None
-    stages = find_stages(llc, run.metrics, fourier)
+    try:
+        stages = find_stages(llc, run.metrics, fourier)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise ConfigError(f"{run.paths.llc} or {run.paths.fourier.name} has an unexpected structure ({type(err).__name__}: "
+                          f"{str(err)[:120]}); rerun `grokscope llc {shlex.quote(str(run.path))}`") from None
     stages["run"] = str(run.path)
     atomic_write_json(run.paths.stages, stages)
     save_figure(plot_stages(llc, run.metrics, stages), run.paths.figure("stages"))

@@ -16,8 +16,9 @@ from .estimate import estimate_llc
 from .result import LLCResult
 
 
-def select_checkpoints(run: Run, which: str) -> list[int]:
-    """'all', 'last', or a comma list of checkpoint indices (negative counts from the end)."""
+def select_checkpoints(run: Run, which: str, flag: str = "--checkpoints") -> list[int]:
+    """'all', 'last', or a comma list of checkpoint indices (negative counts from the end);
+    ``flag`` names the option in messages."""
     steps = run.steps
     if not steps:
         raise ConfigError(f"{run.path} has no checkpoints")
@@ -28,10 +29,10 @@ def select_checkpoints(run: Run, which: str) -> list[int]:
     try:
         indices = [int(part) for part in which.split(",")]
     except ValueError:
-        raise ConfigError(f"--checkpoints={which!r}: use all, last, or indices such as 0,5,-1") from None
+        raise ConfigError(f"{flag}={which!r}: use all, last, or indices such as 0,5,-1") from None
     bad = [i for i in indices if not -len(steps) <= i < len(steps)]
     if bad:
-        raise ConfigError(f"--checkpoints: indices {bad} out of range; the run has {len(steps)} checkpoints")
+        raise ConfigError(f"{flag}: indices {bad} out of range; the run has {len(steps)} checkpoints")
     return sorted({steps[i] for i in indices})
 
 
@@ -44,7 +45,7 @@ def run_llc(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bo
     from .auto import estimate_llc_auto
 
     steps = select_checkpoints(run, checkpoints)
-    at = select_checkpoints(run, auto_at)
+    at = select_checkpoints(run, auto_at, "--auto-at")
     missing = [step for step in at if step not in steps]
     if missing:
         raise ConfigError(f"--auto-at: steps {missing} are not among the estimated checkpoints ({checkpoints})")
@@ -85,9 +86,12 @@ def save_llc(run: Run, result: LLCResult, figures: FigureProcess | None = None) 
     """Write RUN/results/llc.json and RUN/figures/llc.png (atomically; the figure drawn by
     ``figures`` when given and able, figure_process.py), and, when samples were
     saved, the last checkpoint's SGLD snapshots and their losses to RUN/results/llc_samples.safetensors
-    (samples of an earlier estimate are removed, so the report never draws them beside these results)."""
+    (samples of an earlier estimate are removed, so the report never draws them beside these
+    results, and so are the stages found from the earlier λ̂ curve)."""
     json_path, figure_path = run.paths.llc, run.paths.figure("llc")
     atomic_write_text(json_path, result.to_json() + "\n")
+    run.paths.stages.unlink(missing_ok=True)  # derived from the λ̂ curve just replaced: `grokscope stages` remakes it
+    run.paths.figure("stages").unlink(missing_ok=True)
     stored = result.to_dict()
     if figures is None or not figures.draw("llc", [stored, run.metrics], figure_path):
         save_figure(plot_llc(stored, run.metrics), figure_path)

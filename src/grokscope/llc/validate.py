@@ -164,13 +164,18 @@ def parse_case(spec: str) -> Case:
     try:
         if kind == "dln":
             widths, rank = rest.rsplit(":", 1)
-            return dln_case([int(w) for w in widths.split(",")], int(rank))
+            sizes = [int(w) for w in widths.split(",")]
+            if len(sizes) < 2 or min(sizes) < 1:
+                raise ValueError("give at least two widths, each at least 1")
+            return dln_case(sizes, int(rank))
         if kind == "crossing":
             powers = tuple(int(k) for k in rest.split(","))
             if len(powers) != 2 or min(powers) < 0 or max(powers) == 0:
                 raise ValueError("two non-negative powers, not both 0")
             return normal_crossing_case(powers)
         if kind == "regular":
+            if int(rest) < 1:
+                raise ValueError("the dimension D must be at least 1")
             return regular_case(int(rest))
     except ValueError as err:
         raise ConfigError(f"--case {spec!r}: {err}") from None
