@@ -514,3 +514,12 @@ def test_a_short_row_of_a_table_is_named_with_its_real_cell_count(tmp_path):
     table.write_text("point,status,a,b\nx,done,1\n")
     with pytest.raises(CheckpointError, match="line 2: 3 cells where the header has 4"):
         read_csv_rows(table, ["point", "status"])
+
+
+def test_a_learning_rate_that_trains_to_a_non_finite_loss_stops_and_records_where(tmp_path, tiny_config):
+    out = tmp_path / "nan"
+    result = run_cli("train", "--preset", "example", "--set", "lr=1e30", "--set", "n_steps=40", "--set", "p=11",
+                     "--set", "hidden_size=8", "--set", "embed_dim=4", "--out", out, "--quiet")
+    assert result.returncode == 2 and "training diverged" in result.stderr and "Traceback" not in result.stderr
+    manifest = json.loads(RunPaths(out).manifest.read_text())
+    assert manifest["complete"] is False and f"step {manifest['diverged_at_step']}" in result.stderr

@@ -15,3 +15,7 @@ class CheckpointError(GrokscopeError):
 
 class RunLockedError(GrokscopeError):
     """Another process is writing the same run directory."""
+
+
+class TrainingDivergedError(GrokscopeError):
+    """The training loss became non-finite: the run stops there and records the step."""

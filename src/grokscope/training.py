@@ -10,6 +10,7 @@ Runs that differ only in seed or label kind can be trained as one stacked comput
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from contextlib import ExitStack
@@ -20,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import RunConfig, check_device, parse_config
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, TrainingDivergedError
 from .layout import RunPaths
 from .memory import check_memory, training_bytes
 from .models import batched_forward, build_model
@@ -256,6 +257,7 @@ class _StackedTraining:
             done = step + 1
             if done in evaluated:
                 self._record(done)
+                self._stop_if_diverged(done)
                 bar.set_postfix(test_acc=" ".join(f"{rows[-1]['test_acc']:.3f}" for rows in self.rows), refresh=False)
             if done in checkpoints:
                 self._save_checkpoints(done)
@@ -267,6 +269,20 @@ class _StackedTraining:
             write_manifest(run_dir, config.hash(), complete=True, command=command, train_seconds=round(elapsed, 3),
                            trained_together=len(self.configs))
         return elapsed
+
+    def _stop_if_diverged(self, step: int) -> None:
+        """Stop every run of the group when one's training loss is no longer finite: its metrics
+        (up to this step) are written and its manifest records the step; the message names it."""
+        diverged = [d for d, rows in zip(self.run_dirs, self.rows) if not math.isfinite(rows[-1]["train_loss"])]
+        if not diverged:
+            return
+        for config, run_dir, rows in zip(self.configs, self.run_dirs, self.rows):
+            write_metrics(run_dir, rows)
+            command = read_json(RunPaths(run_dir).manifest).get("command")
+            write_manifest(run_dir, config.hash(), complete=False, command=command,
+                           **({"diverged_at_step": step} if run_dir in diverged else {}))
+        raise TrainingDivergedError(f"training diverged: the train loss of {', '.join(map(str, diverged))} is not finite at "
+                                    f"step {step} (lower lr, or raise the warm-up); metrics up to that step are written")
 
     def _minibatch_loss(self) -> torch.Tensor:
         """Sum over runs of each run's mean cross-entropy: each run's gradient is its own."""
