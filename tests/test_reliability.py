@@ -523,3 +523,12 @@ def test_a_learning_rate_that_trains_to_a_non_finite_loss_stops_and_records_wher
     assert result.returncode == 2 and "training diverged" in result.stderr and "Traceback" not in result.stderr
     manifest = json.loads(RunPaths(out).manifest.read_text())
     assert manifest["complete"] is False and f"step {manifest['diverged_at_step']}" in result.stderr
+
+
+def test_memory_is_budgeted_under_an_address_space_limit(tmp_path):
+    """Under `ulimit -v` the memory estimate sees the limit, not the machine's free memory (the
+    refusal itself, with the flag that helps, is tested above)."""
+    script = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30));"
+              "from grokscope.memory import available_bytes; print(available_bytes())")
+    limited = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(limited.stdout) < 3 << 30

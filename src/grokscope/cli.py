@@ -422,6 +422,12 @@ def main(argv: list[str] | None = None, figures: FigureProcess | None = None) ->
     except GrokscopeError as err:
         print(f"grokscope: error: {err}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as err:
+        if not isinstance(err, MemoryError) and "alloc" not in str(err).lower() and "out of memory" not in str(err).lower():
+            raise
+        print(f"grokscope: error: out of memory ({str(err).splitlines()[0][:120]}); lower --chains, --batch-size or "
+              "--max-steps (llc), or the model size (train)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if args.command in RESUMABLE:
             print("grokscope: interrupted; rerun the same command to resume", file=sys.stderr)
