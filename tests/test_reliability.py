@@ -532,3 +532,23 @@ def test_memory_is_budgeted_under_an_address_space_limit(tmp_path):
               "from grokscope.memory import available_bytes; print(available_bytes())")
     limited = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert int(limited.stdout) < 3 << 30
+
+
+# write before you compute: a place results cannot go is named before any sampling or training
+
+
+def test_results_that_cannot_be_written_are_refused_before_sampling(run, monkeypatch):
+    import grokscope.llc.stored as stored
+
+    monkeypatch.setattr(stored, "run_llc", lambda *a, **k: pytest.fail("sampled before checking the output"))
+    run.paths.llc.parent.mkdir(parents=True, exist_ok=True)
+    run.paths.llc.mkdir()
+    result = run_cli("llc", run.path, "--steps", "20", "--no-auto")
+    assert result.returncode == 2 and "is a directory where a file must be written" in result.stderr
+
+
+@pytest.mark.parametrize("out, message", [("/proc/nonexist/run", "cannot create"), ("x" * 300, "a file name over 255 bytes"),
+                                          ("/".join(["d" * 200] * 25), "a path over 4096")])
+def test_an_out_directory_that_cannot_be_written_is_one_line(tmp_path, out, message):
+    result = run_cli("train", "--preset", "example", "--set", "n_steps=30", "--out", out if out.startswith("/") else tmp_path / out)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -6,11 +6,46 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import WriteError
+
+
+NAME_MAX, PATH_MAX = 255, 4096  # Linux's limits on a file name and a path, in bytes
+MIN_FREE_BYTES = 16 << 20  # the results of a command are kilobytes to a few megabytes
+
+
+def check_path_length(path: Path, flag: str = "") -> None:
+    """Refuse a path the file system cannot hold (before it is touched: it would raise OSError)."""
+    text = os.fsencode(str(Path(path).absolute()))
+    if len(text) >= PATH_MAX or any(len(part) > NAME_MAX for part in text.split(b"/")):
+        where = f"{flag} " if flag else ""
+        raise WriteError(f"{where}{path}: a file name over {NAME_MAX} bytes or a path over {PATH_MAX} cannot be written")
+
+
+def check_writable(*paths: Path, flag: str = "") -> None:
+    """Before anything is computed: each file of ``paths`` can be written (its name and path not
+    too long, not an existing directory, its folder creatable and writable, some space free).
+    Raises WriteError naming the problem (and ``flag``, the option that chose the place)."""
+    where = f"{flag} " if flag else ""
+    for path in map(Path, paths):
+        check_path_length(path, flag)
+        if path.is_dir():
+            raise WriteError(f"{where}{path} is a directory where a file must be written; move it away")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WriteError(f"{where}cannot create {path.parent} ({err.strerror})") from None
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise WriteError(f"{where}cannot write into {path.parent} (read-only or not ours)")
+        free = shutil.disk_usage(path.parent).free
+        if free < MIN_FREE_BYTES:
+            raise WriteError(f"{where}only {free >> 20} MB free where {path.name} goes; free some space first")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .atomic import check_writable
 from .errors import ConfigError, GrokscopeError
 from .figure_process import FigureProcess
 
@@ -89,6 +90,7 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     from .run import load_run
 
     run = load_run(args.run)
+    check_writable(run.paths.llc, run.paths.figure("llc"))
     auto, off = _auto_choice(args)
     if args.refine is not None:
         return _refine(run, _sgld_from_args(args), args)
@@ -146,6 +148,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
     from .run import load_run
 
     run = load_run(args.run)
+    check_writable(run.paths.calibration, run.paths.figure("calibration"))
     config = _sgld_from_args(args)
     report = calibrate(run, config, args.checkpoint, epsilons=args.epsilons, nbeta_factors=args.nbeta_factors,
                        gammas=args.gammas, progress=True)
@@ -221,6 +224,7 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
     from .run import load_run
 
     run = load_run(args.run)
+    check_writable(run.paths.fourier, run.paths.circuit, run.paths.figure("fourier"))
     start = time.perf_counter()
     analysis = analyze_run(run, progress=not args.quiet)
     written = save_analysis(run, analysis)

@@ -19,3 +19,7 @@ class RunLockedError(GrokscopeError):
 
 class TrainingDivergedError(GrokscopeError):
     """The training loss became non-finite: the run stops there and records the step."""
+
+
+class WriteError(GrokscopeError):
+    """A result cannot be written where it must go (checked before anything is computed)."""

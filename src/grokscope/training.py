@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .atomic import check_path_length, check_writable
 from .config import RunConfig, check_device, parse_config
 from .errors import CheckpointError, ConfigError, TrainingDivergedError
 from .layout import RunPaths
@@ -85,10 +86,13 @@ def shared_settings(config: RunConfig) -> RunConfig:
 
 
 def check_out_dir(run_dir: Path) -> None:
-    """The output directory must be a directory (or not exist yet), and nothing above it a file."""
+    """The output directory must be a directory (or not exist yet), nothing above it a file, and
+    its files writable (atomic.check_writable)."""
+    check_path_length(RunPaths(run_dir).config, flag="--out")
     for path in [run_dir, *run_dir.parents]:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {run_dir}: {path} is a file, not a directory")
+    check_writable(RunPaths(run_dir).config, flag="--out")
 
 
 def check_trainable(config: RunConfig, runs: int = 1) -> None:
