@@ -116,7 +116,8 @@ def test_non_finite_sgld_settings_are_refused(run, flag, value):
 
 
 @pytest.mark.parametrize("setting, field", [("lr=1e999", "training.lr"), ("scale_embed=Infinity", "model.scale_embed"),
-                                            ("weight_decay=NaN", "training.weight_decay"), ("betas=[0.9, 1.5]", "training.betas")])
+                                            ("weight_decay=NaN", "training.weight_decay"), ("betas=[0.9, 1.5]", "training.betas"),
+                                            ("p=2", "task.p")])
 def test_non_finite_or_out_of_range_training_settings_are_refused(tmp_path, setting, field):
     one_line_error(run_cli("train", "--set", setting, "--out", tmp_path / "r"), field)
     assert not (tmp_path / "r").exists()

@@ -25,7 +25,8 @@ from .strict import Strict as _Strict
 class TaskConfig(_Strict):
     """Modular addition a + b mod p (REFERENCE §1)."""
 
-    p: int = Field(53, ge=2, description="modulus; the task has p*p examples")
+    p: int = Field(53, ge=5, description="modulus; the task has p*p examples (at least 5: with fewer, chance alone "
+                   "reaches the generalisation threshold on the few held-out pairs)")
     train_frac: float = Field(0.95, gt=0.0, lt=1.0, description="fraction of pairs used for training")
     random_labels: bool = Field(False, description="memorisation control: a fixed pseudo-random label per pair")
     split: Literal["seeded", "legacy"] = Field(
