@@ -548,7 +548,7 @@ def test_results_that_cannot_be_written_are_refused_before_sampling(run, monkeyp
     assert result.returncode == 2 and "is a directory where a file must be written" in result.stderr
 
 
-@pytest.mark.parametrize("out, message", [("/proc/nonexist/run", "cannot create"), ("x" * 300, "a file name over 255 bytes"),
+@pytest.mark.parametrize("out, message", [("/proc/nonexist/run", "--out "), ("x" * 300, "a file name over 255 bytes"),
                                           ("/".join(["d" * 200] * 25), "a path over 4096")])
 def test_an_out_directory_that_cannot_be_written_is_one_line(tmp_path, out, message):
     result = run_cli("train", "--preset", "example", "--set", "n_steps=30", "--out", out if out.startswith("/") else tmp_path / out)

@@ -37,13 +37,12 @@ def check_writable(*paths: Path, flag: str = "") -> None:
         check_path_length(path, flag)
         if path.is_dir():
             raise WriteError(f"{where}{path} is a directory where a file must be written; move it away")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise WriteError(f"{where}cannot create {path.parent} ({err.strerror})") from None
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise WriteError(f"{where}cannot write into {path.parent} (read-only or not ours)")
-        free = shutil.disk_usage(path.parent).free
+        existing = next(folder for folder in path.parents if folder.exists())  # nothing is created here
+        if not existing.is_dir():
+            raise WriteError(f"{where}cannot create {path.parent}: {existing} is not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise WriteError(f"{where}cannot create or write into {path.parent} ({existing} is read-only or not ours)")
+        free = shutil.disk_usage(existing).free
         if free < MIN_FREE_BYTES:
             raise WriteError(f"{where}only {free >> 20} MB free where {path.name} goes; free some space first")
 

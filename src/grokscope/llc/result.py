@@ -69,7 +69,7 @@ class LLCResult:
     probe_samples: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # probe -> [S, K*C, n] per-sample losses
 
     def to_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings, "checkpoints": [json_safe(asdict(e)) for e in self.entries]}
+        return {"settings": json_safe(self.settings), "checkpoints": [json_safe(asdict(e)) for e in self.entries]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
