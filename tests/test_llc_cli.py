@@ -5,7 +5,6 @@ from cli_helper import run_cli as grokscope
 
 from grokscope import build_config, train
 from grokscope.llc.health import status_line
-from grokscope.thresholds import ESS_MIN
 
 
 @pytest.fixture(scope="module")
