@@ -8,6 +8,7 @@ import sys
 from .atomic import check_writable
 from .errors import ConfigError, GrokscopeError
 from .figure_process import FigureProcess
+from .sgld_flags import add_sgld_flags, auto_choice, sgld_from_args, sgld_settings
 
 
 def parse_set_options(items: list[str]) -> dict[str, object]:
@@ -43,45 +44,6 @@ def _cmd_import_legacy(args: argparse.Namespace) -> None:
     print(run.summary_line())
 
 
-def _sgld_from_args(args: argparse.Namespace):
-    from .llc.config import sgld_config
-
-    return sgld_config(**_sgld_settings(args))
-
-
-def _sgld_settings(args: argparse.Namespace) -> dict:
-    """The SGLD settings given on the command line (and only those)."""
-    from .llc.config import NBETA_CONVENTIONS
-
-    names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay",
-             "params", "seed", "device", "save_samples", "sampler", "rmsprop_alpha", "rmsprop_eps", "step_metrics", "mala", "mala_every",
-             "max_steps", "max_seconds")
-    settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if "steps" in settings:
-        settings["n_steps"] = settings.pop("steps")
-    if args.nbeta is not None:
-        settings["nbeta"] = args.nbeta if args.nbeta in NBETA_CONVENTIONS else _number(args.nbeta, "--nbeta")
-    return settings
-
-
-def _number(text: str, flag: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"{flag}={text!r}: expected a number, 'n/ln n' or 'm/ln m'") from None
-
-
-def _auto_choice(args: argparse.Namespace) -> tuple[bool, str | None]:
-    """Whether ε is chosen from the data (the default), and when not, why: --epsilon or --no-auto."""
-    if args.epsilon is not None:
-        if args.auto:
-            raise GrokscopeError("--auto chooses epsilon from the data; give it or --epsilon, not both")
-        return False, "--epsilon was given"
-    if args.no_auto:
-        return False, "--no-auto: the default epsilon"
-    return True, None
-
-
 def _cmd_llc(args: argparse.Namespace) -> None:
     import json
 
@@ -91,12 +53,12 @@ def _cmd_llc(args: argparse.Namespace) -> None:
 
     run = load_run(args.run)
     check_writable(run.paths.llc, run.paths.figure("llc"))
-    auto, off = _auto_choice(args)
+    auto, off = auto_choice(args)
     if args.refine is not None:
-        return _refine(run, _sgld_from_args(args), args)
+        return _refine(run, sgld_from_args(args), args)
     if auto and args.sampler is None:
         args.sampler = AUTO_SAMPLER
-    config = _sgld_from_args(args)
+    config = sgld_from_args(args)
     result = run_llc(run, config, args.checkpoints, progress=not args.json, auto_at=args.auto_at if auto else None)
     if not auto:
         result.settings.update(auto=False, auto_off=off)
@@ -149,7 +111,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
 
     run = load_run(args.run)
     check_writable(run.paths.calibration, run.paths.figure("calibration"))
-    config = _sgld_from_args(args)
+    config = sgld_from_args(args)
     report = calibrate(run, config, args.checkpoint, epsilons=args.epsilons, nbeta_factors=args.nbeta_factors,
                        gammas=args.gammas, progress=True)
     atomic_write_json(run.paths.calibration, report)
@@ -185,7 +147,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     from .llc.auto import AUTO_SAMPLER
     from .llc.validate import parse_case, run_case, suite
 
-    overrides = _sgld_settings(args)
+    overrides = sgld_settings(args)
     auto = "epsilon" not in overrides
     if args.auto and not auto:
         raise GrokscopeError("--auto chooses epsilon from the data; give it or --epsilon, not both")
@@ -288,41 +250,6 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, progress=not args.quiet, command=args.command_line)
 
 
-def _add_sgld_flags(parser: argparse.ArgumentParser) -> None:
-    from .llc.config import BUDGET_FACTOR, SGLDConfig
-    from .llc.kernels import KERNELS
-
-    def default(name: str) -> str:  # stated once, in SGLDConfig
-        return f"(default {SGLDConfig.model_fields[name].default:g})"
-
-    parser.add_argument("--sampler", choices=list(KERNELS), help="the SGLD kernel (default sgld)")
-    parser.add_argument("--rmsprop-alpha", dest="rmsprop_alpha", type=float, help=f"rmsprop_sgld: squared-gradient decay {default('rmsprop_alpha')}")
-    parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, help=f"rmsprop_sgld: preconditioner eps {default('rmsprop_eps')}")
-    parser.add_argument("--gamma", type=float, help=f"localisation strength γ {default('gamma')}")
-    parser.add_argument("--epsilon", type=float, help=f"step size ε {default('epsilon')}")
-    parser.add_argument("--steps", type=int, help=f"SGLD steps per chain in the first block {default('n_steps')}; "
-                        "the chains continue, doubling, until they settle")
-    parser.add_argument("--max-steps", dest="max_steps", type=int, help=f"the most SGLD steps per chain (default {BUDGET_FACTOR} × "
-                        "--steps; --max-steps equal to --steps: a fixed budget)")
-    parser.add_argument("--max-seconds", dest="max_seconds", type=float, help="start no further block of steps after this long")
-    parser.add_argument("--batch-size", dest="batch_size", type=int, help=f"minibatch size m {default('batch_size')}")
-    parser.add_argument("--chains", type=int, help=f"chains per checkpoint {default('chains')}")
-    parser.add_argument("--burn-in", dest="burn_in", type=int, help="steps discarded (default: chosen from the trace, MSER-5)")
-    parser.add_argument("--nbeta", help="'n/ln n' (default), 'm/ln m', or a number")
-    parser.add_argument("--restrict-to-orth-grad", dest="restrict_to_orth_grad", action="store_true", default=None)
-    parser.add_argument("--weight-decay", dest="weight_decay", type=float, help="Gaussian prior strength")
-    parser.add_argument("--params", help="sample only these: component names (MLP: embedding, layer1, output; transformer: "
-                        "embed, head0.., attn, mlp, unembed; comma-separated) or a regex over parameter names")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", help="cpu or cuda")
-    parser.add_argument("--save-samples", dest="save_samples", type=int, help="parameter snapshots kept per chain (for the report's PCA)")
-    parser.add_argument("--step-metrics", dest="step_metrics", action="store_true", default=None,
-                        help="record per chain the norms of each step's gradient, localisation, weight-decay and noise terms and |w - w*|")
-    parser.add_argument("--no-mala", dest="mala", action="store_false", default=None,
-                        help="skip the MALA acceptance check (it costs one extra gradient every --mala-every steps)")
-    parser.add_argument("--mala-every", dest="mala_every", type=int, help="measure the MALA acceptance of every k-th move (default 20)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
 
@@ -346,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     llc = sub.add_parser("llc", help="estimate the LLC of a run's checkpoints (all chains batched)")
     llc.add_argument("run", help="run directory")
-    _add_sgld_flags(llc)
+    add_sgld_flags(llc)
     llc.add_argument("--checkpoints", default="all", help="all, last, or indices such as 0,5,-1")
     llc.add_argument("--json", action="store_true", help="print the results as JSON")
     llc.add_argument("--auto", action="store_true", help="choose epsilon from the data first (the default unless --epsilon or "
@@ -363,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     calibrate = sub.add_parser("calibrate", help="choose epsilon from the data: a batched grid with health flags and the rule's choice")
     calibrate.add_argument("run", help="run directory")
-    _add_sgld_flags(calibrate)
+    add_sgld_flags(calibrate)
     calibrate.add_argument("--epsilons", type=float, nargs="+", help="the epsilon grid (default: placed by a MALA bracket)")
     calibrate.add_argument("--nbeta-factors", dest="nbeta_factors", type=float, nargs="+", default=[1.0],
                            help="also vary nbeta by these factors of its default")
@@ -407,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--case", help="one case: dln:WIDTHS:RANK (e.g. dln:5,3,5:1; true λ by Aoyagi's formula), "
                           "crossing:K1,K2 or regular:D")
     validate.add_argument("--json", action="store_true", help="print {true, estimate, std, relative_error, settings, flags} as JSON")
-    _add_sgld_flags(validate)
+    add_sgld_flags(validate)
     validate.set_defaults(func=_cmd_validate)
     return parser
 

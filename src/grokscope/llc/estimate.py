@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..memory import USABLE_FRACTION, available_bytes, gigabytes
 from ..version import __version__
 from .config import SGLDConfig, sgld_config
+from .data import full_batch_loss_and_grad, stack_data
 from .groups import cpu_workers, map_groups
 from .kernels import (
     ChainSettings,
@@ -49,7 +50,6 @@ from .selection import Selection, select
 from .summary import non_finite_entry, summarise, thinned_steps
 from .tree import Tree, tree_map
 
-FULL_BATCH_CHUNK = 8192  # rows of data per chunk of a full-batch evaluation
 
 
 def estimate_llc(
@@ -111,7 +111,7 @@ def estimate_llc(
                           "the number of SGLD steps is n_steps")
     labels = [int(step) for step in steps] if steps is not None else [None] * len(param_sets)
     device = torch.device(cfg.device)
-    x, y, sizes = _stack_data(data, len(param_sets), device)  # [K, n_max, ...]; set k uses its first sizes[k] rows
+    x, y, sizes = stack_data(data, len(param_sets), device)  # [K, n_max, ...]; set k uses its first sizes[k] rows
     n = min(sizes)
     if cfg.batch_size > n:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {n} training examples" + ("" if len(set(sizes)) == 1 else " of the smallest set"))
@@ -127,7 +127,7 @@ def estimate_llc(
     anchors = {name: stacked[name] for name in selection.names}
     fixed = {name: t for name, t in stacked.items() if name not in anchors}
     probe_init = _check_probes(objective, anchors, fixed, probes or {}, probe_every)
-    init_loss, init_grad = _full_batch_loss_and_grad(objective, anchors, fixed, x, y, sizes, cfg.restrict_to_orth_grad)
+    init_loss, init_grad = full_batch_loss_and_grad(objective, anchors, fixed, x, y, sizes, cfg.restrict_to_orth_grad)
     finite = [all(bool(torch.isfinite(t[k]).all()) for t in stacked.values()) for k in range(len(param_sets))]
 
     job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, sizes, shared_data, ids, set_configs, per_set is not None,
@@ -217,7 +217,7 @@ class _Job:
         cfg, chains = self.cfg, self.cfg.chains
         objective = self.objective if alone else self.objective.replica()
         keys = [(cfg.seed, "sgld", self.ids[k], c) for k in indices for c in range(chains)]
-        per_chain = partial(tree_map, lambda t: t[indices].repeat_interleave(chains, dim=0))
+        per_chain = partial(_chains_of, indices=indices, chains=chains)
         settings = ChainSettings.broadcast(
             len(keys), self.device,
             **{name: [float(getattr(self.set_configs[k], name)) for k in indices for _ in range(chains)]
@@ -284,11 +284,15 @@ class _Job:
                      for name in self.selection.names}
         if cfg.restrict_to_orth_grad:
             masked_grad = {n: g * masks[n] if n in masks else g for n, g in self.init_grad.items()}
-            directions = tree_map(lambda t: t[indices].repeat_interleave(chains, dim=0), unit_directions(masked_grad))
-            kernel = OrthogonalToGradient(kernel, directions)
+            kernel = OrthogonalToGradient(kernel, _chains_of(unit_directions(masked_grad), indices, chains))
         if masks:
             kernel = Masked(kernel, masks)
         return kernel
+
+
+def _chains_of(tree: Tree, indices: list[int], chains: int) -> Tree:
+    """Parameter sets ``indices`` of a [K, ...] tree, each repeated for its chains: [len(indices) · chains, ...]."""
+    return tree_map(lambda t: t[indices].repeat_interleave(chains, dim=0), tree)
 
 
 def _batches(indices: list[int], bytes_per_set: float, cfg: SGLDConfig, device: torch.device) -> list[list[int]]:
@@ -428,50 +432,3 @@ def _as_param_sets(model: nn.Module, params: object) -> list[dict[str, torch.Ten
     if isinstance(params, Mapping):
         return [dict(params)]
     return [dict(p) for p in params]
-
-
-def _stack_data(data: object, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """Inputs [K, n, ...], targets [K, n, ...] for K parameter sets, and the rows each set uses (a
-    shared set is expanded, not copied; smaller sets are padded with their first row, never drawn)."""
-    if isinstance(data, tuple):
-        x, y = data
-        return x.to(device).expand(k, *x.shape), y.to(device).expand(k, *y.shape), [int(y.shape[0])] * k
-    sets = list(data)
-    if len(sets) != k:
-        raise ConfigError(f"data: {len(sets)} training sets for {k} parameter sets")
-    if len({(tuple(x.shape[1:]), tuple(y.shape[1:])) for x, y in sets}) != 1 or any(x.shape[0] != y.shape[0] for x, y in sets):
-        raise ConfigError("data: the training sets must have rows of one shape, and as many targets as inputs")
-    sizes = [int(y.shape[0]) for _, y in sets]
-    if min(sizes) == 0:
-        raise ConfigError(f"data: training set {sizes.index(0)} is empty")
-
-    def padded(t: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t, t[:1].expand(max(sizes) - t.shape[0], *t.shape[1:])])
-
-    return (torch.stack([padded(x) for x, _ in sets]).to(device), torch.stack([padded(y) for _, y in sets]).to(device), sizes)
-
-
-def _full_batch_loss_and_grad(
-    objective: BatchedObjective, anchors: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor, sizes: list[int], want_grad: bool
-) -> tuple[torch.Tensor, Tree | None]:
-    """L_n(w*) [K] (and the tree of ∇L_n(w*)) over each set's first sizes[k] rows of x, y [K, n, ...],
-    in chunks of rows; sets of different sizes one at a time."""
-    if len(set(sizes)) > 1:
-        parts = [_full_batch_loss_and_grad(objective, *(tree_map(lambda t: t[k : k + 1], tree) for tree in (anchors, fixed)),
-                                           x[k : k + 1, :n], y[k : k + 1, :n], [n], want_grad) for k, n in enumerate(sizes)]
-        grads = {name: torch.cat([g[name] for _, g in parts]) for name in anchors} if want_grad else None
-        return torch.cat([loss for loss, _ in parts]), grads
-    k, n = y.shape[0], y.shape[1]
-    total = torch.zeros(k, dtype=torch.float64)
-    grad = tree_map(torch.zeros_like, anchors) if want_grad else None
-    for start in range(0, n, FULL_BATCH_CHUNK):
-        xb, yb = x[:, start : start + FULL_BATCH_CHUNK], y[:, start : start + FULL_BATCH_CHUNK]
-        weight = yb.shape[1] / n
-        if want_grad:
-            loss, g = objective.losses_and_grads(anchors, fixed, xb, yb)
-            grad = tree_map(lambda acc, gi: acc.add_(gi, alpha=weight), grad, g)
-        else:
-            with torch.no_grad():
-                loss = objective.losses(anchors, fixed, xb, yb)
-        total += weight * loss.double().cpu()
-    return total, grad

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..atomic import json_safe
-from .health import STATUSES, status_line, worst
+from .health import status_line
 
 
 @dataclass
@@ -50,15 +50,6 @@ class CheckpointLLC:
         skip = {"llc_per_chain", "trace_steps", "loss_trace", "settings", "step_metrics", "probe_losses", "flags"}
         return {k: v for k, v in asdict(self).items() if k not in skip} | (self.settings or {}) | {"flags": "; ".join(self.flags)}
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def downgrade(self, status: str, reason: str) -> None:
-        """Add a reason found outside the chains (e.g. by the step-size rule) and worsen the status to it."""
-        self.flags.append(reason)
-        self.status = worst(self.status, status)
-
 
 @dataclass
 class LLCResult:
@@ -92,10 +83,6 @@ class LLCResult:
     @property
     def llc_means(self) -> list[float | None]:
         return [e.llc_mean for e in self.entries]
-
-    def status_counts(self) -> dict[str, int]:
-        """How many estimates have each status (ok, imprecise, unreliable, none)."""
-        return {status: sum(e.status == status for e in self.entries) for status in STATUSES}
 
     def status_line(self) -> str:
         """One line for a summary: all ok, or how many estimates are not and why."""
