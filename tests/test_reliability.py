@@ -83,13 +83,21 @@ def test_auto_calibrates_at_the_last_finite_checkpoint_when_the_last_is_not(run)
     assert result.entries[-1].status == "none" and "non-finite weights" in result.entries[-1].reason
 
 
-def test_chains_that_never_moved_are_not_ok(run):
-    """ε = 1e-12: the chains stay at w*, λ̂ is minibatch noise around 0, and the status says so."""
+@pytest.mark.parametrize("frozen", [["--epsilon", "1e-12"], ["--sampler", "rmsprop_sgld", "--rmsprop-eps", "1e30"]])
+def test_chains_that_never_moved_are_not_ok(run, frozen):
+    """A step too small (or a preconditioner that makes it so): the chains stay at w*, λ̂ is
+    minibatch noise around 0, and the status says so."""
     result = run_cli("llc", run.path, "--steps", "40", "--batch-size", "8", "--chains", "2", "--checkpoints", "-1",
-                     "--epsilon", "1e-12", "--json")
+                     *frozen, "--json")
     assert result.returncode == 0, result.stderr
     entry = json.loads(result.stdout)["checkpoints"][0]
-    assert entry["status"] == "unreliable" and any(f.startswith("chains did not move") for f in entry["flags"])
+    assert entry["status"] != "ok"
+    if entry["status"] == "none":  # the rule tried every step size: each one's chains stood still
+        cells = json.loads(result.stdout)["settings"]["calibration"]["cells"]
+        assert all(any(f.startswith("chains did not move") for f in cell["flags"]) for cell in cells)
+        assert "more steps" not in entry["flags"][0]
+    else:
+        assert entry["status"] == "unreliable" and any(f.startswith("chains did not move") for f in entry["flags"])
 
 
 def test_a_non_finite_set_does_not_change_the_others(run):
@@ -191,7 +199,15 @@ def test_a_complete_run_without_its_checkpoints_is_refused(run):
     import shutil
 
     shutil.rmtree(run.paths.checkpoints)
-    one_line_error(run_cli("train", "--out", run.path, "--preset", "example", *_sets(run)), "marked complete", "checkpoints are missing")
+    one_line_error(run_cli("train", "--out", run.path, "--preset", "example", *_sets(run)), "marked complete", "checkpoints are missing or not files")
+
+
+def test_a_complete_run_with_a_checkpoint_replaced_by_a_directory_is_refused(run, tiny_config):
+    path = run.paths.checkpoint(run.steps[-1])
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(CheckpointError, match="missing or not files"):
+        train(tiny_config(), run.path, progress=False)
 
 
 def test_a_finished_run_rerun_says_so(run):
@@ -377,6 +393,15 @@ class Payload:
     """An object a state_dict should not hold."""
 
 
+def test_interrupting_while_torch_loads_is_one_line():
+    interrupt_in_parser = ("import sys, grokscope.cli as cli\n"
+                           "def interrupted():\n    raise KeyboardInterrupt\n"
+                           "cli.build_parser = interrupted\nsys.argv = ['grokscope', 'llc', 'run']\ncli.run()")
+    result = subprocess.run([sys.executable, "-c", interrupt_in_parser], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == "grokscope: interrupted before the command started; nothing was written"
+
+
 def test_the_legacy_refusal_never_suggests_unsafe_loading(tmp_path):
     from grokscope.legacy import _load_legacy_state_dict
 
@@ -461,7 +486,56 @@ def test_a_run_file_that_is_a_device_fifo_or_directory_is_refused_in_one_line(ru
         path.symlink_to(kind)
     result = run_cli("llc", run.path, "--steps", "20", "--batch-size", "8", "--chains", "2", "--no-auto")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert str(path) in result.stderr and ("not a regular file" in result.stderr or "is a directory" in result.stderr)
+    refusal = {"fifo": "not a regular file", "directory": "is a directory", "/dev/zero": "leads outside"}[kind]
+    assert str(path) in result.stderr and refusal in result.stderr
+
+
+@pytest.mark.parametrize("target", ["config", "checkpoint", "metrics", "llc"])
+def test_a_run_file_that_leads_outside_the_run_is_refused_in_one_line(run, tmp_path, target):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    if target == "llc":
+        assert run_cli("llc", run.path, "--steps", "20", "--batch-size", "8", "--chains", "2", "--no-auto").returncode == 0
+    path = {"config": run.paths.config, "checkpoint": run.paths.checkpoint(run.steps[-1]), "metrics": run.paths.metrics,
+            "llc": run.paths.llc}[target]
+    copy = outside / path.name
+    copy.write_bytes(path.read_bytes())  # a well-formed file: only where it lies is wrong
+    path.unlink()
+    path.symlink_to(copy)
+    command = ["stages", run.path] if target == "llc" else ["llc", run.path, "--steps", "20", "--chains", "2", "--no-auto"]
+    one_line_error(run_cli(*command), str(path), "leads outside")
+
+
+def test_a_run_directory_reached_through_a_symlink_still_reads(run, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(run.path)
+    assert run_cli("llc", link, "--steps", "20", "--batch-size", "8", "--chains", "2", "--no-auto").returncode == 0
+
+
+def test_a_second_llc_process_on_a_run_is_refused_while_the_first_samples(run):
+    slow = [sys.executable, "-m", "grokscope", "llc", str(run.path), "--steps", "200000", "--chains", "2", "--no-auto"]
+    first = subprocess.Popen(slow, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run.paths.lock.exists() and run.paths.lock.read_text().strip() == str(first.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = subprocess.run(slow[:5] + ["--steps", "20", "--no-auto"], capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, first.stderr.read()  # still sampling: the lock was held
+        one_line_error(second, f"PID {first.pid}")
+    finally:
+        first.kill()  # the OS releases the lock of a killed holder
+        first.wait(timeout=60)
+    assert run_cli("llc", run.path, "--steps", "20", "--chains", "2", "--no-auto").returncode == 0  # released
+
+
+def test_a_request_predicted_to_be_long_says_so_after_its_first_steps(run, monkeypatch):
+    import grokscope.llc.sampler as sampler
+
+    quick = ["llc", run.path, "--steps", "40", "--batch-size", "8", "--chains", "2", "--no-auto"]
+    assert "will take about" not in run_cli(*quick).stderr
+    monkeypatch.setattr(sampler, "LONG_RUN_SECONDS", 0)
+    said = [line for line in run_cli(*quick).stderr.splitlines() if "will take about" in line]
+    assert said and "these 40 steps" in said[0] and all("timed on the first 4 steps" in line for line in said)  # one a block
 
 
 def test_a_second_writer_of_a_run_is_refused_naming_the_holder(run):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .errors import WriteError
 
@@ -71,8 +70,8 @@ def json_safe(value: Any) -> Any:
     """NaN and inf become None (JSON has no such numbers), so files stay valid JSON for any reader."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, (np.floating, np.integer)):
-        return json_safe(value.item())
+    if isinstance(value, numbers.Real) and not isinstance(value, int) and hasattr(value, "item"):
+        return json_safe(value.item())  # numpy and torch scalars, without importing numpy here
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -398,9 +398,13 @@ def run() -> None:
     import atexit
     import os
 
-    figures = FigureProcess.start() if sys.argv[1:2] == ["llc"] else None
+    figures = None
     try:
+        figures = FigureProcess.start() if sys.argv[1:2] == ["llc"] else None
         code = main(figures=figures)
+    except KeyboardInterrupt:  # main handles one during the command; this is one while torch loads
+        print("grokscope: interrupted before the command started; nothing was written", file=sys.stderr)
+        code = 130
     finally:
         if figures is not None:
             figures.close()

@@ -46,7 +46,7 @@ class Run:
         paths = dict(list_checkpoints(self.path))
         if step not in paths:
             raise CheckpointError(f"{self.path} has no checkpoint at step {step}; it has {sorted(paths)}")
-        return load_tensors(paths[step], self.parameter_shapes)
+        return load_tensors(paths[step], self.parameter_shapes, self.path)
 
     @cached_property
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -89,7 +89,7 @@ def load_run(path: str | Path) -> Run:
     if not paths.is_run():
         raise CheckpointError(f"{run_dir} is not a grokscope run (no {RunPaths.config})")
     try:
-        config = parse_config(read_json(paths.config))
+        config = parse_config(read_json(paths.config, run_dir))
     except ConfigError as err:
         raise ConfigError(f"{paths.config}: {err}") from None
     return Run(run_dir, config, read_metrics(run_dir))

@@ -27,9 +27,20 @@ TEXT_LIMIT = 256 << 20  # a run's JSON and CSV files are kilobytes to a few mega
 CHECKPOINT_LIMIT = 4 << 30  # the largest built-in model's checkpoint is about 1 MB
 
 
-def read_bounded(path: Path, limit: int, error: type[Exception] = CheckpointError) -> bytes:
+def check_inside(path: Path, root: Path, error: type[Exception] = CheckpointError) -> None:
+    """Raise one ``error`` when ``path``, its symlinks resolved, leads outside ``root`` (a run or
+    sweep directory from elsewhere must not make grokscope read, or embed, other files)."""
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([real, base]) != base:
+        raise error(f"{path} leads outside {root} (to {real}); refused")
+
+
+def read_bounded(path: Path, limit: int, error: type[Exception] = CheckpointError, root: Path | None = None) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes, or one ``error`` naming it: missing,
-    a directory, a device or FIFO (opened without blocking, never read), or too large."""
+    a directory, a device or FIFO (opened without blocking, never read), too large, or (given
+    ``root``) leading outside ``root``."""
+    if root is not None:
+        check_inside(path, root, error)
     try:
         handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -94,12 +105,14 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     atomic_write_bytes(path, save_safetensors_bytes(contiguous, metadata=metadata))
 
 
-def load_tensors(path: Path, expected_shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; report a missing, truncated or mismatched file by its path."""
+def load_tensors(path: Path, expected_shapes: dict[str, tuple[int, ...]] | None = None,
+                 root: Path | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file (inside ``root`` when given); report a missing, truncated or
+    mismatched file by its path."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
-    data = read_bounded(path, CHECKPOINT_LIMIT)
+    data = read_bounded(path, CHECKPOINT_LIMIT, root=root)
     try:
         tensors = load_safetensors_bytes(data)
     except (SafetensorError, ValueError, RuntimeError) as err:
@@ -109,8 +122,10 @@ def load_tensors(path: Path, expected_shapes: dict[str, tuple[int, ...]] | None 
     return tensors
 
 
-def read_metadata(path: Path) -> dict[str, str]:
-    """The string metadata stored in a safetensors file's header."""
+def read_metadata(path: Path, root: Path | None = None) -> dict[str, str]:
+    """The string metadata stored in a safetensors file's header (inside ``root`` when given)."""
+    if root is not None:
+        check_inside(path, root)
     if path.exists() and not path.is_file():
         raise CheckpointError(f"{path} is not a regular file; refused")
     try:
@@ -159,21 +174,21 @@ def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
     atomic_write_text(RunPaths(run_dir).metrics, buffer.getvalue())
 
 
-def read_text(path: Path, error: type[Exception] = CheckpointError) -> str:
+def read_text(path: Path, error: type[Exception] = CheckpointError, root: Path | None = None) -> str:
     """A text file's contents, or one ``error`` naming the file (missing, a directory, a device or
-    FIFO, larger than TEXT_LIMIT, not UTF-8)."""
+    FIFO, larger than TEXT_LIMIT, not UTF-8, outside ``root`` when given)."""
     path = Path(path)
     try:
-        return read_bounded(path, TEXT_LIMIT, error).decode("utf-8")
+        return read_bounded(path, TEXT_LIMIT, error, root).decode("utf-8")
     except UnicodeDecodeError as err:
         raise error(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
-def read_csv_rows(path: Path, columns: list[str]) -> list[dict[str, str]]:
-    """The rows of a CSV file with a header holding ``columns``; a short, long or headerless row is
-    named by file and line."""
+def read_csv_rows(path: Path, columns: list[str], root: Path | None = None) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header holding ``columns`` (inside ``root`` when given); a
+    short, long or headerless row is named by file and line."""
     rows = []
-    reader = csv.DictReader(io.StringIO(read_text(path)))
+    reader = csv.DictReader(io.StringIO(read_text(path, root=root)))
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
         raise CheckpointError(f"{path}: the header lacks {missing} (not a grokscope table, or damaged)")
@@ -191,7 +206,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
     if not path.exists():
         return []
     rows = []
-    for line, row in enumerate(read_csv_rows(path, METRIC_COLUMNS), start=2):
+    for line, row in enumerate(read_csv_rows(path, METRIC_COLUMNS, run_dir), start=2):
         try:
             rows.append({k: (int(row[k]) if k == "step" else float(row[k])) for k in METRIC_COLUMNS})
         except ValueError:
@@ -199,9 +214,10 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
     return rows
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, root: Path | None = None) -> Any:
+    """A JSON file's value (inside ``root`` when given), or one CheckpointError naming the file."""
     try:
-        return json.loads(read_text(path))
+        return json.loads(read_text(path, root=root))
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON ({err})") from None
 

@@ -108,13 +108,13 @@ def _prepare_run_dir(config: RunConfig, run_dir: Path, command: str) -> int | No
     Returns the step to resume from, or None when the directory already holds a finished run."""
     paths = RunPaths(run_dir)
     if paths.config.exists():
-        existing = parse_config(read_json(paths.config))  # defaults of newer fields filled in
+        existing = parse_config(read_json(paths.config, paths.root))  # defaults of newer fields filled in
         if existing != config:
             raise ConfigError(
                 f"{run_dir} already holds a run with a different config; use another --out "
                 "or delete it"
             )
-        manifest = read_json(paths.manifest) if paths.manifest.exists() else {}
+        manifest = read_json(paths.manifest, paths.root) if paths.manifest.exists() else {}
         if manifest.get("complete"):
             _check_complete(config, paths)
             return None
@@ -125,9 +125,9 @@ def _prepare_run_dir(config: RunConfig, run_dir: Path, command: str) -> int | No
 
 
 def _check_complete(config: RunConfig, paths: RunPaths) -> None:
-    missing = [step for step in config.training.checkpoint_steps() if not paths.checkpoint(step).exists()]
+    missing = [step for step in config.training.checkpoint_steps() if not paths.checkpoint(step).is_file()]
     if missing:
-        raise CheckpointError(f"{paths.root} is marked complete but {len(missing)} checkpoints are missing "
+        raise CheckpointError(f"{paths.root} is marked complete but {len(missing)} checkpoints are missing or not files "
                               f"(e.g. {paths.checkpoint(missing[0])}); delete the run directory to train it again")
     read_metrics(paths.root)  # names the file when it is unreadable
 
@@ -138,12 +138,12 @@ def _check_resumable(config: RunConfig, paths: RunPaths) -> int:
     if not paths.resume.exists():
         return 0  # killed before its first checkpoint: start again (the same seed gives the same run)
     try:
-        start = int(read_metadata(paths.resume)["step"])
+        start = int(read_metadata(paths.resume, paths.root)["step"])
     except (KeyError, ValueError):
         raise CheckpointError(f"{paths.resume} has no valid step in its header; delete the run directory to train it again") from None
     shapes = {k: tuple(v.shape) for k, v in build_model(config.model, config.task.p, config.training.seed).state_dict().items()}
     for step in [s for s in config.training.checkpoint_steps() if s <= start]:
-        load_tensors(paths.checkpoint(step), shapes)  # names a missing, truncated or mismatched file
+        load_tensors(paths.checkpoint(step), shapes, paths.root)  # names a missing, truncated or mismatched file
     have = {int(r["step"]) for r in read_metrics(paths.root)}
     needed = {s for s in evaluation_steps(config) if s <= start}
     if needed - have:
@@ -269,7 +269,7 @@ class _StackedTraining:
         bar.close()
         elapsed = time.perf_counter() - t0
         for config, run_dir in zip(self.configs, self.run_dirs):
-            command = read_json(RunPaths(run_dir).manifest).get("command")
+            command = read_json(RunPaths(run_dir).manifest, run_dir).get("command")
             write_manifest(run_dir, config.hash(), complete=True, command=command, train_seconds=round(elapsed, 3),
                            trained_together=len(self.configs))
         return elapsed
@@ -282,7 +282,7 @@ class _StackedTraining:
             return
         for config, run_dir, rows in zip(self.configs, self.run_dirs, self.rows):
             write_metrics(run_dir, rows)
-            command = read_json(RunPaths(run_dir).manifest).get("command")
+            command = read_json(RunPaths(run_dir).manifest, run_dir).get("command")
             write_manifest(run_dir, config.hash(), complete=False, command=command,
                            **({"diverged_at_step": step} if run_dir in diverged else {}))
         raise TrainingDivergedError(f"training diverged: the train loss of {', '.join(map(str, diverged))} is not finite at "
@@ -323,7 +323,7 @@ class _StackedTraining:
             save_tensors(RunPaths(run_dir).resume, tensors, metadata={"step": str(step)})
 
     def _load_resume_states(self) -> None:
-        states = [load_tensors(RunPaths(d).resume) for d in self.run_dirs]
+        states = [load_tensors(RunPaths(d).resume, root=d) for d in self.run_dirs]
         for run_dir, tensors in zip(self.run_dirs, states):
             needed = {f"model.{name}" for name in self.params} | {"rng.batches"}
             if needed - set(tensors):

@@ -17,8 +17,8 @@ def save_stages(run: Run) -> dict:
     results/fourier.json; write results/stages.json and figures/stages.png; return the stages."""
     if not run.paths.llc.exists():
         raise ConfigError(f"{run.path} has no LLC curve ({run.paths.llc.name} missing): run `grokscope llc {shlex.quote(str(run.path))}` first")
-    llc = read_json(run.paths.llc)
-    fourier = read_json(run.paths.fourier) if run.paths.fourier.exists() else None
+    llc = read_json(run.paths.llc, run.path)
+    fourier = read_json(run.paths.fourier, run.path) if run.paths.fourier.exists() else None
     try:
         stages = find_stages(llc, run.metrics, fourier)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:

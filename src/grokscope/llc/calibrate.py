@@ -231,8 +231,10 @@ def recommend(cells: list[Cell], nbeta: float, gamma: float) -> dict:
                 "why": f"the largest step size of the first flat run of settled cells (ε {run[0].epsilon:.3g} to {chosen.epsilon:.3g})"}
     values = [c.llc_mean for c in settled]
     if not settled:
+        biased = sum(c.biased for c in row)
         why = ("no step size passes: no cell settled without bias within its budget "
-               f"({sum(c.biased for c in row)} biased, {len(row) - sum(c.biased for c in row)} not settled); more steps (--max-steps) may help")
+               f"({biased} biased, {len(row) - biased} not settled)"
+               + ("; more steps (--max-steps) may help" if biased < len(row) else "; see each cell's reasons"))
     else:
         why = ("no step size passes: λ̂ is not flat over two settled cells"
                f" (settled λ̂ from {min(values):.4g} to {max(values):.4g} at ε {settled[0].epsilon:.3g} to {settled[-1].epsilon:.3g})")

@@ -179,7 +179,7 @@ def save_refined(run: Run, spec: str, parts: dict[str, LLCResult]) -> tuple[Path
     stored = {}
     if run.paths.llc_refined.exists():
         try:
-            stored = read_json(run.paths.llc_refined)
+            stored = read_json(run.paths.llc_refined, run.path)
         except GrokscopeError:
             stored = {}  # unreadable: replaced by this refinement
     stored[spec] = entry

@@ -13,6 +13,7 @@ into device buffers that are copied out once at the end.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Sequence
 
 import torch
@@ -58,6 +59,33 @@ def _noise_views(noise: torch.Tensor, shapes: dict[str, tuple[int, ...]], sizes:
     return {name: part.view(-1, *shape) for (name, shape), part in zip(shapes.items(), noise.split_with_sizes(sizes, 1))}
 
 
+LONG_RUN_SECONDS = 600  # a block predicted to take longer says so after its first steps
+
+
+class LongRunNotice:
+    """A timed probe: after the first few steps of a block, one line on the progress stream when the
+    rest is predicted to take more than LONG_RUN_SECONDS, so a huge request says so at once
+    rather than when its first progress update comes."""
+
+    PROBE_STEPS = 3  # timed after the first step, which also pays one-off costs
+
+    def __init__(self, bar: tqdm, total: int):
+        self.bar, self.total, self.began = bar, total, 0.0
+
+    def after(self, done: int) -> bool:
+        """Record that ``done`` steps are done; True once the probe is over."""
+        if done == 1:
+            self.began = time.perf_counter()
+        if done < 1 + self.PROBE_STEPS or done >= self.total:
+            return done >= self.total
+        rest = (time.perf_counter() - self.began) / (done - 1) * (self.total - done)
+        if rest > LONG_RUN_SECONDS:
+            hours, minutes = divmod(round(rest / 60), 60)
+            self.bar.write(f"grokscope: these {self.total} steps will take about {f'{hours} h ' if hours else ''}{minutes} min "
+                           f"(timed on the first {done} steps); fewer chains or steps shorten it, Ctrl-C stops it", file=sys.stderr)
+        return True
+
+
 def run_chains(
     objective: BatchedObjective,
     kernel: Kernel,
@@ -83,6 +111,7 @@ def run_chains(
     rows = torch.arange(n_chains, device=device).view(n_chains, 1, 1)
     length = block_length(streams.n_params)
     bar = tqdm(total=stop - start, desc=kernel.name, unit="step", disable=not progress, file=sys.stderr)
+    notice = LongRunNotice(bar, stop - start) if progress else None
     step, noise = start, None
     try:
         while step < stop:
@@ -97,6 +126,8 @@ def run_chains(
                     observer.observe(step, state, loss, grad, step_noise, batch)
                 state = kernel.step(state, grad, step_noise)
                 step += 1
+                if notice is not None and notice.after(step - start):
+                    notice = None
             bar.update(index.shape[1])
     finally:
         bar.close()

@@ -42,7 +42,7 @@ class RunResults:
             self.problems[relative] = f"missing: {relative} (make it with `{command}`)"
             return None
         try:
-            return read_json(file)
+            return read_json(file, self.path)
         except GrokscopeError as err:
             self.problems[relative] = f"unreadable: {relative} ({err}); rerun `{command}`"
             return None
@@ -271,8 +271,8 @@ def _samples(run_dir: Path) -> Section:
         section.missing.append(f"missing: {RunPaths.llc_samples} (make it with `{command('grokscope', 'llc', run_dir, '--save-samples', 20)}`)")
         return section
     try:
-        tensors = load_tensors(path)
-        step = read_metadata(path).get("step", "?")
+        tensors = load_tensors(path, root=run_dir)
+        step = read_metadata(path, run_dir).get("step", "?")
     except GrokscopeError as err:
         section.missing.append(f"unreadable: {RunPaths.llc_samples} ({err})")
         return section

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import shlex
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,11 @@ from typing import Any
 import jinja2
 
 from ..atomic import atomic_write_text
+from ..errors import GrokscopeError
+from ..store import read_bounded
 
 TEMPLATE = Path(__file__).with_name("page.html")
+FIGURE_LIMIT = 64 << 20  # a figure is tens of kilobytes to a few megabytes
 
 
 @dataclass
@@ -33,13 +35,9 @@ def embed_png(path: Path, root: Path) -> str | None:
     """The PNG at ``path`` as base64, or None when it is not a regular file inside ``root`` (a
     report built from an untrusted directory must not carry files from elsewhere)."""
     try:
-        resolved = path.resolve(strict=True)
-        inside = resolved.is_relative_to(root.resolve(strict=True))
-    except (OSError, RuntimeError):
+        return base64.b64encode(read_bounded(path, FIGURE_LIMIT, root=root)).decode()
+    except GrokscopeError:
         return None
-    if not inside or not stat.S_ISREG(resolved.stat().st_mode):
-        return None
-    return base64.b64encode(resolved.read_bytes()).decode()
 
 
 def command(*words: object) -> str:

@@ -39,7 +39,7 @@ def build_sweep_report(sweep_dir: str | Path) -> Path:
     summary, table, figures, provenance = (Section("summary", "Summary"), Section("results", "Results"),
                                            Section("figures", "Figures"), Section("provenance", "Provenance"))
     try:
-        spec_data = read_json(SweepPaths(sweep_dir).spec)
+        spec_data = read_json(SweepPaths(sweep_dir).spec, sweep_dir)
         spec = parse_spec(spec_data, SweepPaths.spec)
     except GrokscopeError as err:
         summary.missing.append(f"unreadable: sweep.json ({err})")
@@ -82,7 +82,7 @@ def build_sweep_report(sweep_dir: str | Path) -> Path:
 def _fits(sweep_dir: Path, section: Section) -> None:
     path = SweepPaths(sweep_dir).fits
     try:
-        fits = read_json(path) if path.exists() else {}
+        fits = read_json(path, sweep_dir) if path.exists() else {}
     except GrokscopeError as err:
         section.missing.append(f"unreadable: {SweepPaths.fits} ({err})")
         return
@@ -96,7 +96,7 @@ def _fits(sweep_dir: Path, section: Section) -> None:
 def _separation(sweep_dir: Path, section: Section) -> None:
     path = SweepPaths(sweep_dir).separation
     try:
-        entries = read_json(path) if path.exists() else []
+        entries = read_json(path, sweep_dir) if path.exists() else []
     except GrokscopeError as err:
         section.missing.append(f"unreadable: {SweepPaths.separation} ({err})")
         return

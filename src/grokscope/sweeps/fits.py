@@ -113,7 +113,7 @@ def _llc_curve(run_dir: Path) -> tuple[list[int], list[float]] | None:
     path = RunPaths(run_dir).llc
     if not path.exists():
         return None
-    entries = [e for e in read_json(path)["checkpoints"] if e["llc_mean"] is not None]
+    entries = [e for e in read_json(path, run_dir)["checkpoints"] if e["llc_mean"] is not None]
     return [e["step"] for e in entries], [e["llc_mean"] for e in entries]
 
 

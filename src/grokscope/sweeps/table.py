@@ -57,4 +57,4 @@ def write_results(sweep_dir: Path, grid_keys: list[str], rows: list[dict[str, An
 
 def read_results(sweep_dir: Path) -> list[dict[str, str]]:
     """The table's rows as strings (empty cells for missing values)."""
-    return read_csv_rows(SweepPaths(sweep_dir).results, ["point", "status"])
+    return read_csv_rows(SweepPaths(sweep_dir).results, ["point", "status"], sweep_dir)

@@ -54,7 +54,7 @@ def finished_row(run_dir: Path, point: SweepPoint, work_hash: str) -> dict[str, 
     if not path.exists():
         return None
     try:
-        record = read_json(path)
+        record = read_json(path, run_dir)
     except Exception:  # a damaged record means: redo the point
         return None
     if record.get("config_hash") != point.config.hash() or record.get("work_hash") != work_hash:
