@@ -25,12 +25,16 @@ demo: $(VENV)/.core-installed
 /usr/bin/chromedriver:
 	apt-get update -q && apt-get install -y -q chromium chromium-driver
 
+# Everything, then the core tests again on the Python paths a machine without a C compiler takes.
+CORE_TESTS := tests/test_llc_estimator.py tests/test_llc_kernels.py tests/test_noise.py tests/test_native.py tests/test_training.py
 test: $(VENV)/.dev-installed /usr/bin/chromedriver
 	$(BIN)/python -m pytest -q
+	GROKSCOPE_NATIVE=0 $(BIN)/python -m pytest -q -m "not slow" $(CORE_TESTS)
 
-# The working loop: everything but the tests marked slow (real clusters, kills, scientific validations).
-test-fast: $(VENV)/.dev-installed /usr/bin/chromedriver
-	$(BIN)/python -m pytest -q -m "not slow"
+# The working loop: everything but the tests marked slow (real clusters, kills, scientific
+# validations) or browser (headless Chromium); it needs no browser.
+test-fast: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 # The tutorials in notebooks/, in JupyterLab.
 notebook: $(VENV)/.core-installed

@@ -29,3 +29,17 @@ def tiny_config():
         return build_config("example", overrides=sets)
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say once whether the compiled kernels (grokscope/native.py) were built and tested, or only
+    the Python paths (no C compiler, or GROKSCOPE_NATIVE=0)."""
+    from grokscope import native
+
+    if not native.enabled():
+        said = "not tested: GROKSCOPE_NATIVE=0 (the Python paths alone)"
+    elif native.compiler() is None:
+        said = "not tested: no C compiler (cc, gcc or clang) here; the Python paths alone"
+    else:
+        said = f"tested, built with {native.compiler()}"
+    terminalreporter.write_line(f"compiled kernels: {said}")

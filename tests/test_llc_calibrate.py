@@ -1,3 +1,5 @@
+import pytest
+
 from grokscope.llc.calibrate import Cell, _flag_not_flat, recommend
 from grokscope.thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
 
@@ -67,6 +69,7 @@ def test_a_jump_within_the_paired_chain_noise_is_not_flagged():
     assert noisy[0].flags and not noisy[1].flags
 
 
+@pytest.mark.slow
 def test_the_batched_grid_gives_each_cell_its_estimate_alone(tmp_path):
     from grokscope import build_config, train
     from grokscope.llc import sgld_config

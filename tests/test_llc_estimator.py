@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from compiled import needs_compiler
 
 from grokscope import CheckpointError, ConfigError, train
 from grokscope.llc import estimate_llc, sgld_config
@@ -105,7 +106,7 @@ def test_a_time_cap_stops_the_chains_after_the_block_it_falls_in(tiny_run):
         assert entry.status == "ok" or shows_bias(entry.flags) or "max_seconds 1e-09" in entry.flags[-1]
 
 
-@pytest.mark.parametrize("generic", [False, True])
+@pytest.mark.parametrize("generic", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_thread_groups_give_the_numbers_of_one_loop(tiny_run, monkeypatch, generic):
     import grokscope.llc.estimate as estimate
 
@@ -510,6 +511,7 @@ def test_epsilon_auto_estimates_every_set_at_the_calibrated_step_size(tiny_run):
     assert cell["llc_mean"] == result.entries[-1].llc_mean  # the calibration checkpoint's cell is its estimate
 
 
+@needs_compiler("the compiled MLP step and noise")
 def test_the_c_code_changes_no_estimate_beyond_float_rounding(tiny_run, monkeypatch):
     """With GROKSCOPE_NATIVE=0 the MLP's step runs in torch and the noise in numpy (the paths of a
     machine without a C compiler): the same chains, to float rounding."""

@@ -4,12 +4,13 @@ import logging
 
 import pytest
 import torch
+from compiled import needs_compiler
 
 from grokscope import ConfigError, native
 from grokscope.llc.objective import BatchedObjective, CrossEntropy
 from grokscope.models.mlp import MLP, MLPConfig, batched_logits_and_vjp
 
-needs_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C compiler here: the compiled MLP step is not built")
+needs_compiler = needs_compiler("the compiled MLP step")
 
 
 def _stacked(cfg: MLPConfig, p: int, chains: int) -> tuple[MLP, dict[str, torch.Tensor]]:

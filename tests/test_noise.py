@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from compiled import needs_compiler
 
 from grokscope import native
 from grokscope.llc.noise import (
@@ -17,7 +18,7 @@ from grokscope.llc.noise import (
     reference_normals,
 )
 
-needs_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C compiler here: the C generator is not built")
+needs_compiler = needs_compiler("the C generator")
 
 # Random123's kat_vectors for philox4x32 with 10 rounds: counter, key, output
 KNOWN_ANSWERS = [

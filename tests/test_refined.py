@@ -16,6 +16,7 @@ def example(tmp_path_factory):
     return train(build_config("example"), tmp_path_factory.mktemp("refined") / "example", progress=False)
 
 
+@pytest.mark.slow
 def test_every_component_is_below_the_whole_model_and_whole_is_the_ordinary_estimate(example):
     config = sgld_config(chains=2, n_steps=1000)
     parts = run_refined(example, config, "components", "6,12,-1", progress=False)
@@ -50,6 +51,7 @@ class TwoParts(nn.Module):
         return {"a": {"a": torch.ones(3, dtype=torch.bool)}, "b": {"b": torch.ones(2, dtype=torch.bool)}}
 
 
+@pytest.mark.slow
 def test_a_component_the_loss_does_not_read_has_zero_llc():
     model = TwoParts()
     g = torch.Generator().manual_seed(0)

@@ -59,6 +59,7 @@ def test_text_from_files_is_escaped(tmp_path):
     assert "run<b>x" not in html and "run&lt;b&gt;x" in html
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not chromium_available(), reason=NO_CHROMIUM)
 def test_report_in_headless_chromium(full_run, tmp_path):
     page = build_run_report(full_run.path)

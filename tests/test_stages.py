@@ -59,6 +59,7 @@ def test_too_short_a_curve_is_refused_clearly():
         find_stages(llc, metrics)
 
 
+@pytest.mark.slow
 def test_example_run_has_a_boundary_between_the_llc_peak_and_grokking(tmp_path):
     run = train(build_config("example"), tmp_path / "example", progress=False)
     missing = run_cli("stages", run.path)

@@ -168,6 +168,7 @@ def test_without_an_epsilon_each_run_of_a_unit_gets_the_rules_step_size(local_sw
         assert [e.llc_per_chain for e in result.entries] == [e.llc_per_chain for e in alone.entries]
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_local_table_value_for_value(local_sweep, tmp_path):
     import ray  # installed by `make test` (the `ray` extra): this test never skips
 
@@ -307,6 +308,7 @@ def test_sweep_page_shows_table_fits_and_figures(local_sweep):
     assert html.count("data:image/png;base64,") == 2 and "http://" not in html and "https://" not in html
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not chromium_available(), reason=NO_CHROMIUM)
 def test_sweep_page_opens_in_chromium(local_sweep, tmp_path):
     from grokscope.report import build_sweep_report

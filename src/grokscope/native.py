@@ -2,7 +2,7 @@
 
 A kernel's source (a ``.c`` file in the package, named relative to it: ``models/mlp_native.c``) is
 compiled once per set of constants (``-DP=53 -DD=12 ...``) with the machine's C compiler (``$CC``,
-else ``cc``) for this CPU (``-march=native``), into ``$GROKSCOPE_NATIVE_CACHE`` (default
+else cc, gcc or clang) for this CPU (``-march=native``), into ``$GROKSCOPE_NATIVE_CACHE`` (default
 ``~/.cache/grokscope/native``), under a name hashed from the source, the flags, the constants and
 the CPU, so an edit or another machine sharing the directory never loads a stale library. A build
 takes well under a second; it is written to a temporary file and renamed, so processes building at
@@ -62,8 +62,10 @@ def library_path(directory: Path, source: str, constants: dict[str, int], compil
 
 
 def compiler() -> str | None:
-    """The C compiler's path ($CC, else cc), or None."""
-    return shutil.which(os.environ.get("CC", "cc"))
+    """The C compiler's path: ``$CC`` when set, else the first of cc, gcc and clang found; or None."""
+    if "CC" in os.environ:
+        return shutil.which(os.environ["CC"])
+    return next((path for name in ("cc", "gcc", "clang") if (path := shutil.which(name))), None)
 
 
 @functools.lru_cache(maxsize=None)
