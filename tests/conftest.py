@@ -1,18 +1,7 @@
 import pytest
 import torch
 
-from grokscope import build_config
-
-TINY = {
-    "p": 11,
-    "train_frac": 0.6,
-    "embed_dim": 4,
-    "hidden_size": 8,
-    "n_steps": 60,
-    "n_checkpoints": 4,
-    "batch_size": 16,
-    "eval_every": 5,
-}
+from tiny import tiny_config as make_tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -22,13 +11,8 @@ def _two_threads():
 
 @pytest.fixture
 def tiny_config():
-    """A factory of configs that train in well under a second."""
-
-    def make(**overrides):
-        sets = {**TINY, **overrides}
-        return build_config("example", overrides=sets)
-
-    return make
+    """A factory of configs that train in well under a second (tests/tiny.py)."""
+    return make_tiny_config
 
 
 def pytest_terminal_summary(terminalreporter):

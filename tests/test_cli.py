@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def grokscope(*args):
     return subprocess.run([sys.executable, "-m", "grokscope.cli", *args], capture_output=True, text=True)
@@ -23,8 +25,7 @@ def test_train_cli_prints_summary(tmp_path):
 
 
 def test_console_command_runs_exit_handlers_and_keeps_its_exit_code(tmp_path):
-    """The command ends its process early (skipping libtorch's static destructors); Python's exit
-    handlers still run and the exit code and output still come through."""
+    """Python's exit handlers run, and the exit code and output come through."""
     script = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('exit handler ran', flush=True))\n"
@@ -36,6 +37,29 @@ def test_console_command_runs_exit_handlers_and_keeps_its_exit_code(tmp_path):
     assert result.returncode == 2
     assert "is not a grokscope run" in result.stderr and "Traceback" not in result.stderr
     assert result.stdout.strip() == "exit handler ran"
+
+
+@pytest.mark.parametrize("words", [["--help"], ["--version"], ["llc", "--help"]])
+def test_the_command_says_what_it_is_and_works_under_python_OO(words):
+    from grokscope import __version__
+
+    result = subprocess.run([sys.executable, "-OO", "-m", "grokscope", *words], capture_output=True, text=True)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    if words == ["--version"]:
+        assert result.stdout.strip() == f"grokscope {__version__}"
+    elif words == ["--help"]:
+        assert "local learning coefficient" in " ".join(result.stdout.split()) and "``" not in result.stdout
+
+
+def test_a_tiny_llc_runs_under_python_OO(tmp_path, tiny_config):
+    from grokscope import train
+
+    run = train(tiny_config(), tmp_path / "run", progress=False)
+    result = subprocess.run([sys.executable, "-OO", "-m", "grokscope", "llc", str(run.path), "--steps", "40", "--batch-size", "8",
+                             "--chains", "2", "--checkpoints", "-1", "--max-steps", "80", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    settings = json.loads(result.stdout)["settings"]
+    assert settings["calibration"]["rule"].startswith("1. Bracket")  # the rule does not come from a docstring
 
 
 def test_figures_skip_pyplot_on_the_command_line_and_use_it_in_a_session(tmp_path):

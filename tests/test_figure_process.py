@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from grokscope import build_config, load_run, train
+from tiny import tiny_config
+
+from grokscope import load_run, train
 from grokscope.figure_process import FigureProcess
 from grokscope.llc.curve import plot_llc
 from grokscope.png import save_figure
@@ -60,8 +62,7 @@ def test_no_helper_where_no_process_can_start(monkeypatch, tmp_path):
 
 
 def test_the_console_command_draws_llc_png_from_what_it_stored(tmp_path):
-    sets = {"p": 11, "train_frac": 0.7, "n_steps": 100, "n_checkpoints": 3, "embed_dim": 4, "hidden_size": 8}
-    run_dir = train(build_config("example", overrides=sets), tmp_path / "run", progress=False).path
+    run_dir = train(tiny_config(n_steps=100, n_checkpoints=3), tmp_path / "run", progress=False).path
     command = Path(sys.executable).with_name("grokscope")
     result = subprocess.run([command, "llc", run_dir, "--steps", "60", "--chains", "2", "--batch-size", "16"],
                             capture_output=True, text=True)

@@ -3,14 +3,15 @@ import json
 import pytest
 from cli_helper import run_cli as grokscope
 
-from grokscope import build_config, train
+from tiny import tiny_config
+
+from grokscope import train
 from grokscope.llc.health import status_line
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    sets = {"p": 11, "train_frac": 0.7, "n_steps": 100, "n_checkpoints": 2, "embed_dim": 4, "hidden_size": 8}
-    return train(build_config("example", overrides=sets), tmp_path_factory.mktemp("cli") / "run", progress=False).path
+    return train(tiny_config(n_steps=100, n_checkpoints=2), tmp_path_factory.mktemp("cli") / "run", progress=False).path
 
 
 def test_llc_writes_json_and_figure(run_dir):

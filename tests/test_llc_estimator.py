@@ -129,6 +129,19 @@ def test_thread_groups_give_the_numbers_of_one_loop(tiny_run, monkeypatch, gener
     assert torch.equal(three.samples, one.samples)
 
 
+def test_thread_groups_restore_the_thread_count_when_a_group_raises():
+    from grokscope.llc.groups import map_groups
+
+    def failing(group, first, alone):
+        assert torch.get_num_threads() == 1  # each group's worker has one intra-op thread
+        raise ValueError("a group failed")
+
+    threads = torch.get_num_threads()
+    with pytest.raises(ValueError, match="a group failed"):
+        map_groups(failing, list(range(4)), workers=2)
+    assert torch.get_num_threads() == threads
+
+
 def test_groups_are_contiguous_and_balanced():
     from grokscope.llc.groups import balanced_groups
 

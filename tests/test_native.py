@@ -6,7 +6,7 @@ import pytest
 import torch
 from compiled import needs_compiler
 
-from grokscope import ConfigError, native
+from grokscope import ConfigError
 from grokscope.llc.objective import BatchedObjective, CrossEntropy
 from grokscope.models.mlp import MLP, MLPConfig, batched_logits_and_vjp
 

@@ -4,18 +4,24 @@ import re
 import pytest
 from browser import NO_CHROMIUM, check_page, chromium_available
 
-from grokscope import build_config, train
+from tiny import tiny_config
+
+from grokscope import train
 from grokscope.analysis import analyze_run, save_analysis, save_stages
 from grokscope.llc import sgld_config
 from grokscope.llc.stored import run_llc, save_llc
 from grokscope.report import build_run_report
 
-SETS = {"p": 11, "train_frac": 0.7, "embed_dim": 6, "hidden_size": 16, "n_steps": 300, "n_checkpoints": 3, "batch_size": 32}
+
+def report_config():
+    """A run a little larger than the tiny one, so its report has stages and circuits to show."""
+    return tiny_config(embed_dim=6, hidden_size=16, n_steps=300, n_checkpoints=3, batch_size=32, train_frac=0.7)
+
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    run = train(build_config("example", overrides=SETS), tmp_path_factory.mktemp("rep") / "run", progress=False)
+    run = train(report_config(), tmp_path_factory.mktemp("rep") / "run", progress=False)
     save_llc(run, run_llc(run, sgld_config(n_steps=200, batch_size=32, chains=2, save_samples=10), progress=False))
     save_analysis(run, analyze_run(run, progress=False))
     save_stages(run)
@@ -38,7 +44,7 @@ def test_full_report_is_self_contained(full_run):
 
 
 def test_missing_and_corrupt_results_are_named(tmp_path):
-    run = train(build_config("example", overrides=SETS), tmp_path / "bare", progress=False)
+    run = train(report_config(), tmp_path / "bare", progress=False)
     html = build_run_report(run.path).read_text()
     assert "missing: results/llc.json (make it with `grokscope llc" in html
     assert "missing: results/fourier.json (make it with `grokscope analyze" in html
@@ -50,7 +56,7 @@ def test_missing_and_corrupt_results_are_named(tmp_path):
 
 
 def test_text_from_files_is_escaped(tmp_path):
-    run = train(build_config("example", overrides=SETS), tmp_path / "run<b>x", progress=False)
+    run = train(report_config(), tmp_path / "run<b>x", progress=False)
     manifest = json.loads((run.path / "manifest.json").read_text())
     manifest["command"] = "grokscope train <script>alert(1)</script>"
     (run.path / "manifest.json").write_text(json.dumps(manifest))

@@ -9,6 +9,11 @@ from .atomic import check_writable
 from .errors import ConfigError, GrokscopeError
 from .figure_process import FigureProcess
 from .sgld_flags import add_sgld_flags, auto_choice, sgld_from_args, sgld_settings
+from .version import __version__
+
+DESCRIPTION = ("Train small networks on a + b mod p and measure what they learn: the local learning coefficient "
+               "(LLC) through training, with its health; Fourier modes; Pizza or Clock circuits; stages; sweeps; "
+               "an HTML report. Start with `grokscope demo`.")
 
 
 def parse_set_options(items: list[str]) -> dict[str, object]:
@@ -253,7 +258,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
 
-    parser = argparse.ArgumentParser(prog="grokscope", description=__doc__)
+    parser = argparse.ArgumentParser(prog="grokscope", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"grokscope {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a preset (with overrides) into a run directory")
@@ -387,17 +393,10 @@ def _writer_lock(args: argparse.Namespace):
 
 
 def run() -> None:
-    """The ``grokscope`` console command: :func:`main`, then a quick exit.
+    """The ``grokscope`` console command: :func:`main`, and its exit code.
 
     For ``grokscope llc`` a helper process starts first and imports matplotlib on the other core
-    while this one imports torch, then draws llc.png (figure_process.py): llc.json and llc.png in
-    0.43-0.50 s instead of 0.95-1.35 s of a ~8 s run here. Once torch is loaded, an ordinary exit spends about a second in libtorch's static
-    destructors (measured here: 1.0 s of a 10 s ``grokscope llc``). Every file is complete on disk
-    by then (written atomically), so the command runs Python's exit handlers (Ray's shutdown,
-    logging, finalizers), flushes its output and ends the process without them."""
-    import atexit
-    import os
-
+    while this one imports torch, then draws llc.png (figure_process.py)."""
     figures = None
     try:
         figures = FigureProcess.start() if sys.argv[1:2] == ["llc"] else None
@@ -408,10 +407,7 @@ def run() -> None:
     finally:
         if figures is not None:
             figures.close()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -87,4 +87,4 @@ if __name__ == "__main__":
         serve()
     except KeyboardInterrupt:  # Ctrl-C reaches the helper too; the command reports it
         sys.exit(130)
-    os._exit(0)  # the figure is on disk; skip the interpreter's teardown (0.3 s here), which the caller waits for
+    os._exit(0)  # the figure is on disk; skip the interpreter's teardown, which the caller waits for

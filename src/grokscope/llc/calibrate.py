@@ -2,26 +2,7 @@
 estimated until its chains settle (llc/estimate.py), and one documented rule that picks a cell by
 the evidence of step-size bias alone (docs/validation.md).
 
-The rule:
-1. Bracket (when no ε grid is given): short chains (500 steps, at most 4 chains) at ε = 1e-9, 1e-8,
-   ..., 1e-1 in one batched run; ε₀ is the last ε, counting up, before the first whose chains
-   diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE.
-2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
-   chains continue until they settle or reach the step cap. A cell is biased when its chains
-   diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE or w* is not a
-   minimum; it is
-   settled when its status is ok or imprecise (llc/health.py). Too few draws never disqualify a
-   step size: more steps cure that, and the cell got them.
-3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
-   next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
-   the paired per-chain differences. So a cell settled at the smallest ε is checked against the next smaller unbiased cell whose chains
-   reached their cap unsettled (smaller steps settle more slowly), else it is "not checked".
-4. Choose the largest ε of the first run, counting up, of unbiased cells whose λ̂ stays flat from
-   cell to cell and against the run's first cell, made of settled cells except that its first may
-   be a cell unsettled at its cap (a reference for flatness only); the run needs two cells. Past
-   the first jump no ε is trusted. When no such run exists there is no estimate: the choice is
-   None, with the reason and the range of λ̂ over the settled unbiased cells (when there are any),
-   never a number that looks like an estimate.
+The rule is RULE below; results carry it.
 """
 
 from __future__ import annotations
@@ -46,7 +27,26 @@ from .stored import select_checkpoints
 BRACKET_EPSILONS = tuple(10.0**k for k in range(-9, 0))
 BRACKET_STEPS, BRACKET_CHAINS = 500, 4  # the bracketing chains (MALA measured on every 5th move after burn-in)
 GRID_OFFSETS = tuple(2.0**j for j in range(-3, 4))  # short chains misjudge ε₀ both ways (sgld over, RMSprop under)
-RULE = __doc__.split("The rule:\n", 1)[1].strip() if __doc__ else "docs/validation.md"
+RULE = """\
+1. Bracket (when no ε grid is given): short chains (500 steps, at most 4 chains) at ε = 1e-9, 1e-8,
+   ..., 1e-1 in one batched run; ε₀ is the last ε, counting up, before the first whose chains
+   diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE.
+2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
+   chains continue until they settle or reach the step cap. A cell is biased when its chains
+   diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE or w* is not a
+   minimum; it is settled when its status is ok or imprecise (llc/health.py). Too few draws
+   never disqualify a step size: more steps cure that, and the cell got them.
+3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
+   next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
+   the paired per-chain differences. So a cell settled at the smallest ε is checked against the
+   next smaller unbiased cell whose chains reached their cap unsettled (smaller steps settle more
+   slowly), else it is "not checked".
+4. Choose the largest ε of the first run, counting up, of unbiased cells whose λ̂ stays flat from
+   cell to cell and against the run's first cell, made of settled cells except that its first may
+   be a cell unsettled at its cap (a reference for flatness only); the run needs two cells. Past
+   the first jump no ε is trusted. When no such run exists there is no estimate: the choice is
+   None, with the reason and the range of λ̂ over the settled unbiased cells (when there are any),
+   never a number that looks like an estimate."""  # a constant, not the docstring: python -OO drops those
 
 
 @dataclass

@@ -15,6 +15,8 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
+from ..threads import torch_threads
+
 T = TypeVar("T")
 
 
@@ -42,11 +44,6 @@ def map_groups(sample: Callable[[list[int], bool, bool], list[T]], indices: Sequ
     groups = balanced_groups(indices, workers)
     if len(groups) == 1:
         return sample(groups[0], True, True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(len(groups)) as pool:
-            parts = list(pool.map(sample, groups, [g == 0 for g in range(len(groups))], [False] * len(groups)))
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), ThreadPoolExecutor(len(groups)) as pool:
+        parts = list(pool.map(sample, groups, [g == 0 for g in range(len(groups))], [False] * len(groups)))
     return [item for part in parts for item in part]

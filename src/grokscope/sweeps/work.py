@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-
 from ..analysis import analyze_run
 from ..atomic import atomic_write_json
 from ..layout import RunPaths, SweepPaths
@@ -25,6 +23,7 @@ from ..llc.result import LLCResult
 from ..llc.stored import run_llc_together, save_llc
 from ..run import Run
 from ..store import read_json
+from ..threads import torch_threads
 from ..training import train_together
 from .spec import SweepPoint
 
@@ -90,8 +89,13 @@ def _together_or_alone(fn: Callable[[list], list], items: list, errors: dict[int
 
 
 def run_unit(task: UnitTask) -> list[dict[str, Any]]:
-    """Run a unit and return one row per point (status 'done' or 'failed' with the error)."""
-    torch.set_num_threads(task.threads)
+    """Run a unit with its share of threads and return one row per point (status 'done' or
+    'failed' with the error)."""
+    with torch_threads(task.threads):
+        return _unit_rows(task)
+
+
+def _unit_rows(task: UnitTask) -> list[dict[str, Any]]:
     points = list(task.points)
     errors: dict[int, str] = {}
     timings: dict[str, float] = dict.fromkeys(TIMING_COLUMNS, 0.0)
