@@ -14,8 +14,8 @@ import torch
 
 from grokscope import build_config, train
 from grokscope.llc import sgld_config
-from grokscope.llc.calibrate import calibrate
-from grokscope.llc.stored import run_llc
+from grokscope.llc.api import run_llc
+from grokscope.llc.tuning.calibrate import calibrate
 
 EPSILONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # a 5 × 5 ε × nβ grid, given explicitly (no bracket)
 NBETA_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)

@@ -40,9 +40,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from grokscope import build_config, load_run, train
 from grokscope.llc import estimate_llc
-from grokscope.llc.noise import PhiloxNoise, block_length
-from grokscope.llc.objective import BatchedObjective
-from grokscope.llc.sampler import ChainStreams
+from grokscope.llc.sampling.loop import ChainStreams
+from grokscope.llc.sampling.noise import PhiloxNoise, block_length
+from grokscope.llc.sampling.objective import BatchedObjective
 
 SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=3000, burn_in=750, batch_size=64)
 DEVINTERP_CHAINS = (1, 4)  # devinterp at 16 chains a checkpoint would take hours here
@@ -94,7 +94,7 @@ def normal_rates(device: torch.device, numbers: int = 1 << 23, chunk: int = 1 <<
     rates["numpy SFC64 ziggurat, one generator"] = numbers / timed(
         lambda: [rng.standard_normal(chunk, np.float32, out=host) for _ in range(calls)], device, 3)
     philox = [PhiloxNoise(range(16 * i, 16 * i + 16), chunk // 16) for i in range(threads)]
-    if philox[0].fill is not None:  # grokscope's C generator (llc/noise_native.c), as the sampler calls it
+    if philox[0].fill is not None:  # grokscope's C generator (llc/sampling/noise_native.c), as the sampler calls it
         rates["grokscope Philox4x32-10 + Box-Muller, one stream"] = numbers / timed(
             lambda: [philox[0].at(step) for step in range(calls)], device, 3)
         rates[f"grokscope Philox4x32-10 + Box-Muller, {threads} streams in {threads} threads"] = numbers / timed(lambda: in_threads([

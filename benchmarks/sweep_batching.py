@@ -20,7 +20,8 @@ import torch
 
 from grokscope import build_config, train
 from grokscope.llc import sgld_config
-from grokscope.llc.stored import run_llc, run_llc_together
+from grokscope.llc.api import run_llc
+from grokscope.llc.runs.checkpoints import run_llc_together
 from grokscope.training import train_together
 
 SGLD = dict(chains=4, n_steps=2000, max_steps=2000, batch_size=64)  # a fixed budget: the same work either way

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from grokscope.llc.validate import parse_case, run_case
+from grokscope.llc.validation.suite import parse_case, run_case
 
 CASES = [  # (case, epsilon, n_steps): the hand-picked settings that went wrong
     ("dln:10,10,10,10:10", 5e-6, 10_000),

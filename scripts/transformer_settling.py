@@ -18,8 +18,8 @@ import torch
 
 from grokscope import build_config, load_run, train
 from grokscope.atomic import json_safe
+from grokscope.llc.api import run_llc
 from grokscope.llc.config import sgld_config
-from grokscope.llc.stored import run_llc
 
 
 def _row(preset: str, label: str, result, seconds: float) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from grokscope.atomic import json_safe
-from grokscope.llc.validate import held_out, parse_case, run_case, suite
+from grokscope.llc.validation.suite import held_out, parse_case, run_case, suite
 
 
 def _short(flags: list[str]) -> str:

@@ -118,7 +118,7 @@ def test_run_without_checkpoints_is_refused(tmp_path, tiny_config):
 @pytest.mark.parametrize("preset", ["pizza", "nanda"])
 def test_transformer_trains_and_works_with_llc_and_analyses(tmp_path, preset):
     from grokscope.llc import estimate_llc
-    from grokscope.llc.selection import model_components
+    from grokscope.llc.sampling.selection import model_components
 
     cfg = build_config(preset, overrides={"p": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "n_steps": 30, "n_checkpoints": 2,
                                           "eval_every": 5, "train_frac": 0.6})

@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tiny import tiny_config
 
 from grokscope import load_run, train
 from grokscope.figure_process import FigureProcess
-from grokscope.llc.curve import plot_llc
+from grokscope.llc.figures import plot_llc
 from grokscope.png import save_figure
 
 
@@ -29,7 +28,7 @@ METRICS = [{"step": s, "train_loss": 4.0 / (1 + s), "test_loss": 4.0 / (1 + s / 
 
 
 def test_the_figure_code_and_the_command_line_import_no_torch():
-    script = ("import sys, grokscope.cli, grokscope.figure_process, grokscope.llc.curve; "
+    script = ("import sys, grokscope.cli, grokscope.figure_process, grokscope.llc.figures; "
               "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.stdout.split() == ["False", "False"], result.stderr

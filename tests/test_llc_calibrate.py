@@ -1,6 +1,6 @@
 import pytest
 
-from grokscope.llc.calibrate import Cell, _flag_not_flat, recommend
+from grokscope.llc.tuning.calibrate import Cell, _flag_not_flat, recommend
 from grokscope.thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
 
 
@@ -73,8 +73,8 @@ def test_a_jump_within_the_paired_chain_noise_is_not_flagged():
 def test_the_batched_grid_gives_each_cell_its_estimate_alone(tmp_path):
     from grokscope import build_config, train
     from grokscope.llc import sgld_config
-    from grokscope.llc.calibrate import calibrate
-    from grokscope.llc.stored import run_llc
+    from grokscope.llc.api import run_llc
+    from grokscope.llc.tuning.calibrate import calibrate
 
     sets = {"p": 13, "train_frac": 0.7, "embed_dim": 6, "hidden_size": 16, "n_steps": 200, "n_checkpoints": 2, "batch_size": 32}
     run = train(build_config("example", overrides=sets), tmp_path / "run", progress=False)
@@ -94,8 +94,8 @@ def test_the_grid_runs_at_the_temperature_the_estimate_uses(tmp_path, tiny_confi
     """A temperature multiplier divides nβ in the calibration's cells as in the estimate that follows."""
     from grokscope import train
     from grokscope.llc import sgld_config
-    from grokscope.llc.calibrate import calibrate
-    from grokscope.llc.stored import run_llc
+    from grokscope.llc.api import run_llc
+    from grokscope.llc.tuning.calibrate import calibrate
 
     run = train(tiny_config(), tmp_path / "run", progress=False)
     base = sgld_config(n_steps=80, batch_size=16, chains=2, temp_multiplier=2.0)

@@ -2,11 +2,10 @@ import json
 
 import pytest
 from cli_helper import run_cli as grokscope
-
 from tiny import tiny_config
 
 from grokscope import train
-from grokscope.llc.health import status_line
+from grokscope.llc.diagnostics.health import status_line
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +79,7 @@ def test_llc_chooses_epsilon_by_default_and_the_report_shows_the_evidence(run_di
 def test_llc_says_none_when_no_step_size_passes(run_dir, monkeypatch, capsys):
     """When the rule passes no cell (its cases are in test_llc_calibrate.py), nothing is estimated and
     every entry says why: in llc.json, the command's output and the report."""
-    import grokscope.llc.calibrate as calibrate
+    import grokscope.llc.tuning.calibrate as calibrate
     from grokscope.cli import main
 
     rule = calibrate.recommend

@@ -4,9 +4,9 @@ synthetic chains, and the health flags on cases whose answer we know."""
 import numpy as np
 import pytest
 
-from grokscope.llc.diagnostics import ess_bulk, ess_tail, rhat
-from grokscope.llc.health import assess
-from grokscope.llc.settling import mser_burn_in, settle
+from grokscope.llc.diagnostics.convergence import ess_bulk, ess_tail, rhat
+from grokscope.llc.diagnostics.health import assess
+from grokscope.llc.diagnostics.settling import mser_burn_in, settle
 from grokscope.thresholds import (
     ESS_MIN,
     MALA_MIN_ACCEPTANCE,

@@ -3,17 +3,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from compiled import needs_compiler
+from torch import nn
 
 from grokscope import CheckpointError, ConfigError, train
 from grokscope.llc import estimate_llc, sgld_config
-from grokscope.llc.health import shows_bias
-from grokscope.llc.kernels import project_out, unit_directions
-from grokscope.llc.objective import BatchedObjective
-from grokscope.llc.observers import LossTrace
-from grokscope.llc.summary import cut_after_divergence, thinned_steps
-from grokscope.llc.validate import DeepLinear, PowerModel
+from grokscope.llc.diagnostics.health import shows_bias
+from grokscope.llc.diagnostics.summary import cut_after_divergence, thinned_steps
+from grokscope.llc.sampling.kernels import project_out, unit_directions
+from grokscope.llc.sampling.objective import BatchedObjective
+from grokscope.llc.sampling.observers import LossTrace
+from grokscope.llc.validation.suite import DeepLinear, PowerModel
 
 FAST = dict(gamma=5.0, epsilon=1e-3, n_steps=200, batch_size=32, chains=3)
 
@@ -56,8 +56,8 @@ def test_batched_equals_alone_bit_for_bit(tiny_run):
 def test_continuing_the_chains_equals_one_longer_run(tiny_run):
     """run_chains from 0 to n and then from n to 2n (same state and streams) takes the steps one call
     from 0 to 2n takes, and draws the same minibatches and noise."""
-    from grokscope.llc.kernels import SGLD, ChainSettings
-    from grokscope.llc.sampler import ChainStreams, run_chains
+    from grokscope.llc.sampling.kernels import SGLD, ChainSettings
+    from grokscope.llc.sampling.loop import ChainStreams, run_chains
 
     model, (x, y), params = _inputs(tiny_run)
     objective = BatchedObjective(model, "cross_entropy")
@@ -108,7 +108,7 @@ def test_a_time_cap_stops_the_chains_after_the_block_it_falls_in(tiny_run):
 
 @pytest.mark.parametrize("generic", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_thread_groups_give_the_numbers_of_one_loop(tiny_run, monkeypatch, generic):
-    import grokscope.llc.estimate as estimate
+    import grokscope.llc.estimator as estimator
 
     model, data, params = _inputs(tiny_run)
     if generic:  # a model without a hand-batched forward: vmap over functional_call, one model copy per thread
@@ -119,7 +119,7 @@ def test_thread_groups_give_the_numbers_of_one_loop(tiny_run, monkeypatch, gener
     threads = torch.get_num_threads()
     results = {}
     for workers in (1, 3):
-        monkeypatch.setattr(estimate, "cpu_workers", lambda device, w=workers: w)
+        monkeypatch.setattr(estimator, "cpu_workers", lambda device, w=workers: w)
         results[workers] = estimate_llc(model, data, params, probes=probes, **settings)
         assert torch.get_num_threads() == threads  # restored after the groups ran
     one, three = results[1], results[3]
@@ -130,7 +130,7 @@ def test_thread_groups_give_the_numbers_of_one_loop(tiny_run, monkeypatch, gener
 
 
 def test_thread_groups_restore_the_thread_count_when_a_group_raises():
-    from grokscope.llc.groups import map_groups
+    from grokscope.llc.sampling.thread_groups import map_groups
 
     def failing(group, first, alone):
         assert torch.get_num_threads() == 1  # each group's worker has one intra-op thread
@@ -143,7 +143,7 @@ def test_thread_groups_restore_the_thread_count_when_a_group_raises():
 
 
 def test_groups_are_contiguous_and_balanced():
-    from grokscope.llc.groups import balanced_groups
+    from grokscope.llc.sampling.thread_groups import balanced_groups
 
     assert balanced_groups(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
     assert balanced_groups([4, 9], 5) == [[4], [9]]
@@ -151,7 +151,8 @@ def test_groups_are_contiguous_and_balanced():
 
 
 def test_runs_sampled_together_on_their_own_data_equal_each_run_alone(tiny_run, tmp_path):
-    from grokscope.llc.stored import run_llc, run_llc_together
+    from grokscope.llc.api import run_llc
+    from grokscope.llc.runs.checkpoints import run_llc_together
 
     other = train(tiny_run.config.model_copy(update={"training": tiny_run.config.training.model_copy(update={"seed": 1})}),
                   tmp_path / "seed1", progress=False)

@@ -2,7 +2,7 @@
 
 import torch
 
-from grokscope.llc.kernels import (
+from grokscope.llc.sampling.kernels import (
     KERNELS,
     SGLD,
     ChainSettings,
@@ -11,7 +11,7 @@ from grokscope.llc.kernels import (
     project_out,
     unit_directions,
 )
-from grokscope.llc.observers import MalaAcceptance, join_blocks, potential
+from grokscope.llc.sampling.observers import MalaAcceptance, join_blocks, potential
 
 
 def _tree(seed, shapes=((3, 4, 2), (3, 5))):

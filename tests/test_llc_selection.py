@@ -6,7 +6,7 @@ import torch
 from grokscope import ConfigError
 from grokscope.config import MLPConfig, TransformerConfig
 from grokscope.llc import estimate_llc
-from grokscope.llc.selection import model_components, select
+from grokscope.llc.sampling.selection import model_components, select
 from grokscope.models import MLP, Transformer
 
 P = 7

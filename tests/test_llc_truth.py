@@ -1,6 +1,6 @@
 import pytest
 
-from grokscope.llc.truth import true_llc_dln, true_llc_reduced_rank
+from grokscope.llc.validation.truth import true_llc_dln, true_llc_reduced_rank
 
 CHECK_VALUES = [
     ([5, 3, 5], 0, 6.5), ([5, 4, 5], 0, 8), ([4, 3, 8], 0, 6), ([8, 3, 4], 0, 6), ([3, 8, 4], 0, 6),

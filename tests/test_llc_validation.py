@@ -5,14 +5,14 @@ is scripts/validation_samplers.py (docs/validation.md); here a sample of it, and
 import numpy as np
 import pytest
 
-from grokscope.llc.truth import true_llc_dln
-from grokscope.llc.validate import (
+from grokscope.llc.validation.suite import (
     dln_case,
     normal_crossing_case,
     parse_case,
     regular_case,
     run_case,
 )
+from grokscope.llc.validation.truth import true_llc_dln
 from grokscope.thresholds import MALA_MIN_ACCEPTANCE
 
 pytestmark = pytest.mark.slow

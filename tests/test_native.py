@@ -7,7 +7,7 @@ import torch
 from compiled import needs_compiler
 
 from grokscope import ConfigError
-from grokscope.llc.objective import BatchedObjective, CrossEntropy
+from grokscope.llc.sampling.objective import BatchedObjective, CrossEntropy
 from grokscope.models.mlp import MLP, MLPConfig, batched_logits_and_vjp
 
 needs_compiler = needs_compiler("the compiled MLP step")

@@ -1,4 +1,4 @@
-"""The chains' noise (llc/noise.py, llc/noise_native.c): Philox4x32-10 against Random123's published
+"""The chains' noise (llc/sampling/noise.py, llc/sampling/noise_native.c): Philox4x32-10 against Random123's published
 known answers, the C code against the numpy reference, and the numbers against N(0, 1)."""
 
 import ctypes
@@ -6,11 +6,11 @@ import ctypes
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 from compiled import needs_compiler
+from scipy import stats
 
 from grokscope import native
-from grokscope.llc.noise import (
+from grokscope.llc.sampling.noise import (
     PhiloxNoise,
     TorchNoise,
     block_length,
@@ -37,7 +37,7 @@ def test_philox_matches_random123_known_answers(counter, key, expected):
 @needs_compiler
 @pytest.mark.parametrize("counter, key, expected", KNOWN_ANSWERS)
 def test_the_c_philox_matches_random123_known_answers(counter, key, expected):
-    library = native.load("llc/noise_native.c")
+    library = native.load("llc/sampling/noise_native.c")
     out = (ctypes.c_uint32 * 4)()
     library.philox4x32_10((ctypes.c_uint32 * 4)(*counter), (ctypes.c_uint32 * 2)(*key), out)
     assert tuple(out) == expected

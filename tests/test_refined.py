@@ -7,8 +7,8 @@ from torch import nn
 
 from grokscope import ConfigError, build_config, train
 from grokscope.llc import estimate_llc, sgld_config
-from grokscope.llc.refine import WHOLE, data_subsets, run_refined, strongest_frequency
-from grokscope.llc.stored import run_llc
+from grokscope.llc.api import run_llc
+from grokscope.llc.runs.refine import WHOLE, data_subsets, run_refined, strongest_frequency
 
 
 @pytest.fixture(scope="module")

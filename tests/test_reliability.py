@@ -135,18 +135,18 @@ def test_non_finite_or_out_of_range_training_settings_are_refused(tmp_path, sett
 
 
 def test_sets_that_do_not_fit_together_are_split_with_the_same_numbers(run, monkeypatch):
-    import grokscope.llc.estimate as estimate
+    import grokscope.llc.estimator as estimator
 
     model, data = run.new_model(), run.dataset()
     params = [run.state_dict(s) for s in run.steps]
     settings = dict(n_steps=30, max_steps=30, batch_size=8, chains=2, save_samples=2)
     whole = estimate_llc(model, (data.train_x, data.train_y), params, **settings)
     loops = []
-    monkeypatch.setattr(estimate, "cpu_workers", lambda device: 1)  # one group a batch: the memory split alone
-    monkeypatch.setattr(estimate._Job, "bytes_per_set", lambda self, n: 1e6)
-    monkeypatch.setattr(estimate, "available_bytes", lambda device: 2.5e6 / estimate.USABLE_FRACTION)  # two sets a batch
-    real_run_chains = estimate.run_chains
-    monkeypatch.setattr(estimate, "run_chains", lambda *a, **k: loops.append(len(a[6].keys)) or real_run_chains(*a, **k))
+    monkeypatch.setattr(estimator, "cpu_workers", lambda device: 1)  # one group a batch: the memory split alone
+    monkeypatch.setattr(estimator._Job, "bytes_per_set", lambda self, n: 1e6)
+    monkeypatch.setattr(estimator, "available_bytes", lambda device: 2.5e6 / estimator.USABLE_FRACTION)  # two sets a batch
+    real_run_chains = estimator.run_chains
+    monkeypatch.setattr(estimator, "run_chains", lambda *a, **k: loops.append(len(a[6].keys)) or real_run_chains(*a, **k))
     split = estimate_llc(model, (data.train_x, data.train_y), params, **settings)
     assert len(params) == 5 and loops == [4, 4, 2]  # 5 parameter sets x 2 chains, two sets a batch
     assert [e.llc_per_chain for e in split.entries] == [e.llc_per_chain for e in whole.entries]
@@ -154,9 +154,9 @@ def test_sets_that_do_not_fit_together_are_split_with_the_same_numbers(run, monk
 
 
 def test_chains_that_cannot_fit_are_refused_with_the_estimate(run, monkeypatch):
-    import grokscope.llc.estimate as estimate
+    import grokscope.llc.estimator as estimator
 
-    monkeypatch.setattr(estimate, "available_bytes", lambda device: 1e5)
+    monkeypatch.setattr(estimator, "available_bytes", lambda device: 1e5)
     one_line_error(run_cli("llc", run.path, "--chains", "2000"), "GB of memory", "lower --chains")
 
 
@@ -375,13 +375,13 @@ def test_a_later_llc_without_samples_removes_the_earlier_samples(run):
 
 
 def test_interrupting_llc_says_it_restarts_and_train_says_it_resumes(run, monkeypatch):
-    import grokscope.llc.stored as stored
+    import grokscope.llc.api as api
     import grokscope.training as training
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stored, "run_llc", interrupt)
+    monkeypatch.setattr(api, "run_llc", interrupt)
     result = run_cli("llc", run.path)
     assert result.returncode == 130 and "does not resume" in result.stderr and "to resume" not in result.stderr
     monkeypatch.setattr(training, "train", interrupt)
@@ -424,7 +424,8 @@ def test_the_manifest_records_the_command_that_made_the_run(tmp_path, tiny_confi
 def test_the_report_does_not_embed_a_figure_that_leads_outside_the_run(run, tmp_path):
     import base64
 
-    from grokscope.llc.stored import run_llc, save_llc
+    from grokscope.llc.api import run_llc
+    from grokscope.llc.runs.checkpoints import save_llc
     from grokscope.report import build_run_report
 
     save_llc(run, run_llc(run, sgld_config(n_steps=20, max_steps=20, batch_size=8, chains=2), "last", progress=False))
@@ -529,7 +530,7 @@ def test_a_second_llc_process_on_a_run_is_refused_while_the_first_samples(run):
 
 
 def test_a_request_predicted_to_be_long_says_so_after_its_first_steps(run, monkeypatch):
-    import grokscope.llc.sampler as sampler
+    import grokscope.llc.sampling.loop as sampler
 
     quick = ["llc", run.path, "--steps", "40", "--batch-size", "8", "--chains", "2", "--no-auto"]
     assert "will take about" not in run_cli(*quick).stderr
@@ -567,7 +568,8 @@ def test_stages_and_analyze_name_an_llc_json_of_the_wrong_shape(run, stored):
 
 def test_a_new_llc_curve_removes_the_stages_found_from_the_old_one(run):
     from grokscope.analysis import save_stages
-    from grokscope.llc.stored import run_llc, save_llc
+    from grokscope.llc.api import run_llc
+    from grokscope.llc.runs.checkpoints import save_llc
 
     config = sgld_config(n_steps=20, max_steps=20, batch_size=8, chains=2)
     save_llc(run, run_llc(run, config, "all", progress=False))
@@ -613,9 +615,9 @@ def test_memory_is_budgeted_under_an_address_space_limit(tmp_path):
 
 
 def test_results_that_cannot_be_written_are_refused_before_sampling(run, monkeypatch):
-    import grokscope.llc.stored as stored
+    import grokscope.llc.api as api
 
-    monkeypatch.setattr(stored, "run_llc", lambda *a, **k: pytest.fail("sampled before checking the output"))
+    monkeypatch.setattr(api, "run_llc", lambda *a, **k: pytest.fail("sampled before checking the output"))
     run.paths.llc.parent.mkdir(parents=True, exist_ok=True)
     run.paths.llc.mkdir()
     result = run_cli("llc", run.path, "--steps", "20", "--no-auto")

@@ -3,13 +3,13 @@ import re
 
 import pytest
 from browser import NO_CHROMIUM, check_page, chromium_available
-
 from tiny import tiny_config
 
 from grokscope import train
 from grokscope.analysis import analyze_run, save_analysis, save_stages
 from grokscope.llc import sgld_config
-from grokscope.llc.stored import run_llc, save_llc
+from grokscope.llc.api import run_llc
+from grokscope.llc.runs.checkpoints import save_llc
 from grokscope.report import build_run_report
 
 

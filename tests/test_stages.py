@@ -8,7 +8,8 @@ from cli_helper import run_cli
 from grokscope import ConfigError, build_config, train
 from grokscope.analysis.stages import find_stages, turning_points
 from grokscope.llc import sgld_config
-from grokscope.llc.stored import run_llc, save_llc
+from grokscope.llc.api import run_llc
+from grokscope.llc.runs.checkpoints import save_llc
 
 
 def test_turning_points_of_a_curve_with_known_critical_points():

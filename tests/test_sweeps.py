@@ -14,7 +14,7 @@ from browser import NO_CHROMIUM, check_page, chromium_available
 from grokscope import ConfigError
 from grokscope.layout import RunPaths, SweepPaths
 from grokscope.llc import sgld_config
-from grokscope.llc.stored import run_llc
+from grokscope.llc.api import run_llc
 from grokscope.sweeps import (
     BUILTIN_SPECS,
     load_spec,
@@ -138,7 +138,7 @@ def test_refined_llcs_of_each_point_are_columns_of_the_table(local_sweep):
 def test_a_point_of_a_sweep_equals_the_same_run_trained_and_sampled_alone(local_sweep, tmp_path):
     from grokscope import train
     from grokscope.llc import sgld_config
-    from grokscope.llc.stored import run_llc
+    from grokscope.llc.api import run_llc
 
     point = sweep_points(parse_spec(TINY))[3]
     alone = train(point.config, tmp_path / "alone", progress=False)
@@ -153,7 +153,7 @@ def test_without_an_epsilon_each_run_of_a_unit_gets_the_rules_step_size(local_sw
     """A sweep whose spec gives no ε calibrates each run at its last checkpoint (its own ε, or
     none with the reason) and then samples the runs together: each equals its estimate alone."""
     from grokscope import load_run
-    from grokscope.llc.auto import run_llc_together_auto
+    from grokscope.llc.tuning.auto import run_llc_together_auto
 
     runs = [load_run(local_sweep.path / row["run_dir"]) for row in local_sweep.rows[:2]]
     config = sgld_config(chains=2, n_steps=120, batch_size=16)

@@ -1,7 +1,7 @@
 """grokscope: watch a small network learn a + b mod p, and measure what happens.
 
 Names other than the errors and the version load on first use (lazy.py): a helper process that
-draws a figure imports ``grokscope.llc.curve`` without torch."""
+draws a figure imports ``grokscope.llc.figures`` without torch."""
 
 from .errors import CheckpointError, ConfigError, GrokscopeError
 from .lazy import lazy_names

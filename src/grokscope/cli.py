@@ -52,8 +52,9 @@ def _cmd_import_legacy(args: argparse.Namespace) -> None:
 def _cmd_llc(args: argparse.Namespace) -> None:
     import json
 
-    from .llc.auto import AUTO_SAMPLER
-    from .llc.stored import run_llc, save_llc
+    from .llc.api import run_llc
+    from .llc.runs.checkpoints import save_llc
+    from .llc.tuning.auto import AUTO_SAMPLER
     from .run import load_run
 
     run = load_run(args.run)
@@ -84,7 +85,7 @@ def _cmd_llc(args: argparse.Namespace) -> None:
 
 
 def _refine(run, config, args: argparse.Namespace) -> None:
-    from .llc.refine import refinements, run_refined, save_refined
+    from .llc.runs.refine import refinements, run_refined, save_refined
 
     args.refine = refinements(args.refine)
     if args.auto or config.params is not None:
@@ -101,7 +102,7 @@ def _refine(run, config, args: argparse.Namespace) -> None:
     print(f"{'step':>6} " + " ".join(f"{name:>{width}}" for name in parts))
     for row in zip(*(part.entries for part in parts.values())):
         print(f"{row[0].step:>6} " + " ".join(_num(e.llc_mean, f"{width}.2f") for e in row))
-    from .llc.health import status_line
+    from .llc.diagnostics.health import status_line
 
     statuses = [e.status for part in parts.values() for e in part.entries]
     print(f"λ̂ per part ({args.refine}); {status_line(statuses)} (reasons in {json_path.name}); wrote {json_path} and {figure_path}")
@@ -109,8 +110,8 @@ def _refine(run, config, args: argparse.Namespace) -> None:
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
     from .atomic import atomic_write_json
-    from .llc.calibrate import calibrate
-    from .llc.curve import plot_calibration
+    from .llc.figures import plot_calibration
+    from .llc.tuning.calibrate import calibrate
     from .png import save_figure
     from .run import load_run
 
@@ -149,8 +150,8 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     import json
 
     from .atomic import json_safe
-    from .llc.auto import AUTO_SAMPLER
-    from .llc.validate import parse_case, run_case, suite
+    from .llc.tuning.auto import AUTO_SAMPLER
+    from .llc.validation.suite import parse_case, run_case, suite
 
     overrides = sgld_settings(args)
     auto = "epsilon" not in overrides
@@ -179,7 +180,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
         out = [json_safe({k: row[k] for k in keys}) for row in rows]
         print(json.dumps(out[0] if args.case else out, indent=2))
     else:
-        from .llc.health import status_line
+        from .llc.diagnostics.health import status_line
 
         print(status_line([row["status"] for row in rows]))
 

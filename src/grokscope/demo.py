@@ -9,9 +9,10 @@ from pathlib import Path
 
 from .analysis import analyze_run, save_analysis, save_stages, verdict_summary
 from .config import build_config
+from .llc.api import run_llc
 from .llc.config import sgld_config
-from .llc.health import llc_value
-from .llc.stored import run_llc, save_llc
+from .llc.diagnostics.health import llc_value
+from .llc.runs.checkpoints import save_llc
 from .report import build_run_report
 from .training import train
 

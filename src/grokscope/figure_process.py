@@ -16,7 +16,7 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-FIGURES = {"llc": "grokscope.llc.curve:plot_llc"}
+FIGURES = {"llc": "grokscope.llc.figures:plot_llc"}
 
 
 def _figure_function(name: str):

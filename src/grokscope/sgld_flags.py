@@ -49,7 +49,7 @@ def auto_choice(args: argparse.Namespace) -> tuple[bool, str | None]:
 
 def add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     from .llc.config import BUDGET_FACTOR, SGLDConfig
-    from .llc.kernels import KERNELS
+    from .llc.sampling.kernels import KERNELS
 
     def default(name: str) -> str:  # stated once, in SGLDConfig
         return f"(default {SGLDConfig.model_fields[name].default:g})"

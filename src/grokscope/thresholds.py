@@ -16,7 +16,7 @@ CLOCK_MIN_DISTANCE_IRRELEVANCE = 0.7
 # initialisation ~0. A Clock verdict needs at least this (docs/circuits.md, "The MLP family").
 CLOCK_MIN_SUM_DEPENDENCE = 0.9
 
-# Health of an LLC estimate (llc/health.py), read from the chains alone, without the true λ.
+# Health of an LLC estimate (llc/diagnostics/health.py), read from the chains alone, without the true λ.
 # Rank-normalised split R-hat below this (Vehtari et al. 2021 recommend 1.01; SGLD loss traces of
 # a few chains are short and autocorrelated, so we flag at the looser value their §4 also discusses).
 R_HAT_MAX = 1.05
@@ -30,7 +30,7 @@ ESS_MIN = 400
 # says nothing about settling: it came with errors of −20% and −35% on chains that had not settled
 # (docs/validation.md), which the settling checks below catch.
 MALA_MIN_ACCEPTANCE = 0.8
-# Settling (llc/settling.py): λ̂ of the second half of the kept draws against the first half, and λ̂
+# Settling (llc/diagnostics/settling.py): λ̂ of the second half of the kept draws against the first half, and λ̂
 # of the whole run against the same chains' run of half the steps, may differ by at most this
 # fraction of λ̂ (or by two standard errors of the paired differences). Half the 10% a user should
 # be able to trust, so that an estimate still moving by this much is not called settled.

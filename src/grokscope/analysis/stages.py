@@ -146,7 +146,7 @@ def plot_stages(llc: dict, metrics: list[dict[str, float]], stages: dict):
     """λ̂ over training (± std) above the train and test loss, the stages shaded and named."""
     import matplotlib.pyplot as plt
 
-    from ..llc.curve import draw_llc_curve
+    from ..llc.figures import draw_llc_curve
 
     fig, (llc_ax, loss_ax) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     draw_llc_curve(llc_ax, llc["checkpoints"], color="C0", label="λ̂")

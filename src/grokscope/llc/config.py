@@ -16,7 +16,7 @@ from pydantic import (
 
 from ..config import check_device, format_validation_error
 from ..errors import ConfigError
-from .kernels import KERNELS
+from .sampling.kernels import KERNELS
 
 # nβ = size / ln(size), where size is the training-set size n or the minibatch size m
 NBETA_CONVENTIONS = {"n/ln n": "n", "m/ln m": "m"}
@@ -49,7 +49,7 @@ class SGLDConfig(BaseModel):
     batch_size: int = Field(64, ge=1, validation_alias=AliasChoices("batch_size", "m"))
     burn_in: int | None = Field(
         None, ge=0, validation_alias=AliasChoices("burn_in", "num_burnin_steps"),
-        description="steps discarded before averaging; default: chosen from the trace (MSER-5, llc/settling.py)",
+        description="steps discarded before averaging; default: chosen from the trace (MSER-5, llc/diagnostics/settling.py)",
     )
     chains: int = Field(4, ge=1, validation_alias=AliasChoices("chains", "num_chains"))
     nbeta: Literal[tuple(NBETA_CONVENTIONS)] | float = Field("n/ln n", description="n/ln n (default), m/ln m (devinterp's), or a number")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..atomic import json_safe
-from .health import status_line
+from .diagnostics.health import status_line
 
 
 @dataclass
@@ -32,11 +32,11 @@ class CheckpointLLC:
     trace_steps: list[int]
     loss_trace: list[list[float | None]]
     reason: str | None = None
-    status: str = "ok"  # ok, imprecise, unreliable or none (llc/health.py)
+    status: str = "ok"  # ok, imprecise, unreliable or none (llc/diagnostics/health.py)
     flags: list[str] = field(default_factory=list)  # the reasons behind the status, one line each
     steps_used: int | None = None  # SGLD steps each chain took (the budget grows until the chains settle)
     burn_in: int | None = None  # steps discarded, chosen from the trace (MSER-5) unless given
-    mcse: float | None = None  # Monte-Carlo standard error of λ̂ (batch means, llc/settling.py)
+    mcse: float | None = None  # Monte-Carlo standard error of λ̂ (batch means, llc/diagnostics/settling.py)
     r_hat_batch: float | None = None  # R-hat of the batch means of the kept draws
     ess_batch: float | None = None  # effective draws by the batch means
     drift: float | None = None  # λ̂ of the second half of the kept draws minus that of the first half
@@ -90,6 +90,6 @@ class LLCResult:
 
     def plot(self, metrics: list[dict[str, float]] | None = None):
         """λ̂ per checkpoint with ±std error bars; train/test loss on a second axis when given."""
-        from .curve import plot_llc
+        from .figures import plot_llc
 
         return plot_llc(self.to_dict(), metrics)

@@ -1,7 +1,7 @@
 /* The reference MLP's minibatch cross-entropy and its gradient, chain by chain, in one call.
 
    The same function as models/mlp.py's batched_logits_and_vjp followed by the closed-form
-   cross-entropy gradient (llc/objective.py), for the untied unembedding:
+   cross-entropy gradient (llc/sampling/objective.py), for the untied unembedding:
 
      pre = [E[a] | E[b]] [Wl | Wr]^T + bl + br,  hidden = act(pre),  logits = hidden W2^T,
      loss = mean_i (logsumexp(logits_i) - logits_i[y_i]),  G = (softmax - onehot) / M,

@@ -13,9 +13,9 @@ from ..analysis.registry import figures_of
 from ..analysis.stages import plot_stages, stage_table
 from ..errors import GrokscopeError
 from ..layout import RunPaths
-from ..llc.curve import plot_calibration
-from ..llc.health import llc_value, status_line
-from ..llc.refine import figure_stem, plot_refined
+from ..llc.diagnostics.health import llc_value, status_line
+from ..llc.figures import plot_calibration
+from ..llc.runs.refine import figure_stem, plot_refined
 from ..png import save_figure
 from ..store import load_tensors, read_json, read_metadata, read_metrics
 from ..thresholds import (
@@ -192,7 +192,7 @@ def _health(run_dir: Path, llc, results: RunResults) -> Section:
              fmt(e.get("ess_bulk", e.get("ess")), ".0f"), fmt(e.get("ess_batch"), ".0f"), fmt(e["frac_below_init"], ".3f"),
              e["diverged_chains"], fmt(e.get("mala_acceptance"), ".3f"), "; ".join(dict.fromkeys(filter(None, [e.get("reason"), *e.get("flags", [])])))]
             for e in llc["checkpoints"]]
-    section.text = status_line([e.get("status", "ok") for e in llc["checkpoints"]]) + " (llc/health.py: ok, imprecise, unreliable, none)."
+    section.text = status_line([e.get("status", "ok") for e in llc["checkpoints"]]) + " (llc/diagnostics/health.py: ok, imprecise, unreliable, none)."
     section.tables.append({"header": ["step", "status", "λ̂", "MCSE", "std", "steps", "burn-in", "R-hat", "R-hat (batch means)",
                                       "bulk ESS", "ESS (batch means)", "draws < L_n(w*)", "diverged", "MALA", "reasons"],
                            "rows": rows, "css": ""})

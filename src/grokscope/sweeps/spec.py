@@ -43,7 +43,7 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..llc.config import SGLDConfig, sgld_config
-from ..llc.refine import data_subsets, refinements
+from ..llc.runs.refine import data_subsets, refinements
 from ..store import read_text
 from ..tasks import make_dataset
 from ..training import shared_settings

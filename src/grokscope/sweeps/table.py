@@ -17,7 +17,7 @@ RESULT_COLUMNS = [
     "verdict", "key_frequencies", "gradient_symmetricity", "distance_irrelevance", "sum_dependence",
     "batched", "train_seconds", "llc_seconds", "refine_seconds", "analysis_seconds", "config_hash", "run_dir", "error",
 ]
-REFINED_PREFIXES = ("wr_", "dr_")  # refined-LLC columns (llc/refine.py table_columns), after the fixed ones
+REFINED_PREFIXES = ("wr_", "dr_")  # refined-LLC columns (llc/runs/refine.py table_columns), after the fixed ones
 
 
 def refined_columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -16,11 +16,11 @@ from typing import Any, Callable, Sequence
 from ..analysis import analyze_run
 from ..atomic import atomic_write_json
 from ..layout import RunPaths, SweepPaths
-from ..llc.auto import run_llc_together_auto
 from ..llc.config import sgld_config
-from ..llc.refine import run_refined, save_refined, table_columns
 from ..llc.result import LLCResult
-from ..llc.stored import run_llc_together, save_llc
+from ..llc.runs.checkpoints import run_llc_together, save_llc
+from ..llc.runs.refine import run_refined, save_refined, table_columns
+from ..llc.tuning.auto import run_llc_together_auto
 from ..run import Run
 from ..store import read_json
 from ..threads import torch_threads

@@ -1,10 +1,11 @@
-"""estimate_llc: the local learning coefficient of one or many parameter sets, in one batched run.
+"""sample_llc: the local learning coefficient of one or many parameter sets at given SGLD settings,
+in one batched run (llc/api.py's estimate_llc adds the step size chosen from the data).
 
 λ̂(w*) = nβ · ( E_w[L_n(w)] − L_n(w*) )   (Lau et al. 2023, arXiv 2308.12108, eq. 3.3)
 
 E_w is the mean of the post-burn-in minibatch losses along SGLD chains started at w*, and L_n(w*)
-is the full-batch training loss. Every chain of every parameter set steps together (sampler.py),
-in blocks of steps until each set's chains have settled (settling.py, health.py).
+is the full-batch training loss. Every chain of every parameter set steps together (sampling/loop.py),
+in blocks of steps until each set's chains have settled (diagnostics/).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from ..errors import ConfigError
 from ..memory import USABLE_FRACTION, available_bytes, gigabytes
 from ..version import __version__
 from .config import SGLDConfig, sgld_config
-from .data import full_batch_loss_and_grad, stack_data
-from .groups import cpu_workers, map_groups
-from .kernels import (
+from .diagnostics.summary import non_finite_entry, summarise, thinned_steps
+from .result import CheckpointLLC, LLCResult
+from .sampling.data import full_batch_loss_and_grad, stack_data
+from .sampling.kernels import (
     ChainSettings,
     Kernel,
     Masked,
@@ -32,9 +34,10 @@ from .kernels import (
     build_kernel,
     unit_directions,
 )
-from .noise import block_length, steps_held
-from .objective import BatchedObjective, LossFn, check_parameter_sets
-from .observers import (
+from .sampling.loop import ChainStreams, run_chains
+from .sampling.noise import block_length, steps_held
+from .sampling.objective import BatchedObjective, LossFn, check_parameter_sets
+from .sampling.observers import (
     LossTrace,
     MalaAcceptance,
     Observer,
@@ -44,15 +47,12 @@ from .observers import (
     chain_columns,
     join_blocks,
 )
-from .result import CheckpointLLC, LLCResult
-from .sampler import ChainStreams, run_chains
-from .selection import Selection, select
-from .summary import non_finite_entry, summarise, thinned_steps
-from .tree import Tree, tree_map
+from .sampling.selection import Selection, select
+from .sampling.thread_groups import cpu_workers, map_groups
+from .sampling.tree import Tree, tree_map
 
 
-
-def estimate_llc(
+def sample_llc(
     model: nn.Module,
     data: tuple[torch.Tensor, torch.Tensor] | Sequence[tuple[torch.Tensor, torch.Tensor]],
     param_sets: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]] | None = None,
@@ -69,38 +69,12 @@ def estimate_llc(
     probe_per_sample: bool = False,
     **settings: object,
 ) -> LLCResult:
-    """Estimate the LLC at each parameter set in ``param_sets`` (default: the model's own weights).
-
-    ``data`` is the training set (inputs, targets), or one training set per parameter set (of
-    equal size: e.g. the seeds of one sweep point, each with its own split); ``loss`` is
-    "cross_entropy", "mse" or a callable ``loss(outputs, targets) -> scalar``. SGLD settings come
-    from ``config`` or keyword ``settings`` (see :class:`SGLDConfig`; the original study's names
-    are accepted). What is sampled: ``params`` (a setting: a regex over parameter names, or a comma
-    list of the model's component names such as "head1") or ``masks`` (name -> bool tensor of the
-    parameter's shape); everything else stays at w*. ``set_masks`` gives parameter set k masks of
-    its own (None: every parameter), e.g. the components of a weight-refined LLC (llc/refine.py);
-    a set's chains then draw noise for every tensor any set samples.
-
-    ``epsilon="auto"`` chooses ε from the data first (llc/auto.py: a calibration at the last
-    parameter set by the rule of llc/calibrate.py; the evidence lands in ``settings["calibration"]``).
-    ``per_set`` gives parameter set k its own epsilon, gamma, nbeta or weight_decay (e.g. the cells
-    of a calibration grid, all at one checkpoint). Each set's chains run ``n_steps``, then continue
-    (2n, 4n, ... up to ``max_steps``) until its estimate is settled (``status`` "ok", llc/health.py)
-    or more steps cannot help; each entry records ``steps_used``. ``probes`` (name -> (x, y)) records every
-    ``probe_every`` steps each chain's mean loss on each probe set (and per-sample losses with
-    ``probe_per_sample``). Chain c of parameter set k is seeded by (seed, checkpoint_ids[k], c), so
-    a set estimated alone or batched with others gives the same numbers.
-    """
+    """:func:`grokscope.llc.estimate_llc` at the settings given (a number for ε): the arguments are
+    documented there (llc/api.py)."""
     if settings.get("epsilon") == "auto":
-        # imported here: auto.py calibrates with this function, then calls it
-        from .auto import estimate_llc_auto
-
-        cfg = config if config is not None else sgld_config(**{k: v for k, v in settings.items() if k != "epsilon"})
-        return estimate_llc_auto(model, data, _as_param_sets(model, param_sets), cfg, loss, checkpoint_ids, progress=progress,
-                                 steps=steps, masks=masks, per_set=per_set, probes=probes, probe_every=probe_every,
-                                 probe_per_sample=probe_per_sample)
+        raise ConfigError('epsilon="auto" is chosen by grokscope.llc.estimate_llc (llc/api.py), not here')
     cfg = config if config is not None else sgld_config(**settings)
-    param_sets = _as_param_sets(model, param_sets)
+    param_sets = as_param_sets(model, param_sets)
     check_parameter_sets(model, param_sets)
     ids = list(checkpoint_ids) if checkpoint_ids is not None else list(range(len(param_sets)))
     shared_data = isinstance(data, tuple)
@@ -426,7 +400,7 @@ def _snapshot_steps(cfg: SGLDConfig) -> list[int]:
     return sorted({burn + round(i * span / max(cfg.save_samples - 1, 1)) for i in range(cfg.save_samples)})
 
 
-def _as_param_sets(model: nn.Module, params: object) -> list[dict[str, torch.Tensor]]:
+def as_param_sets(model: nn.Module, params: object) -> list[dict[str, torch.Tensor]]:
     if params is None:
         return [{n: p.detach() for n, p in model.named_parameters()}]
     if isinstance(params, Mapping):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..thresholds import (
+from ...thresholds import (
     BELOW_INIT_MAX_FRACTION,
     ESS_MIN,
     MALA_MIN_ACCEPTANCE,

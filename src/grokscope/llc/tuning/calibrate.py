@@ -1,5 +1,5 @@
 """Choosing the SGLD step size from the data, without the true λ: a batched grid of cells, each
-estimated until its chains settle (llc/estimate.py), and one documented rule that picks a cell by
+estimated until its chains settle (llc/estimator.py), and one documented rule that picks a cell by
 the evidence of step-size bias alone (docs/validation.md).
 
 The rule is RULE below; results carry it.
@@ -14,15 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..run import Run
-from ..thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
-from .config import SGLDConfig
-from .health import shows_bias
-from .estimate import estimate_llc
-from .objective import LossFn
-from .result import CheckpointLLC
-from .stored import select_checkpoints
+from ...errors import ConfigError
+from ...run import Run
+from ...thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
+from ..config import SGLDConfig
+from ..diagnostics.health import shows_bias
+from ..estimator import sample_llc
+from ..result import CheckpointLLC
+from ..runs.checkpoints import select_checkpoints
+from ..sampling.objective import LossFn
 
 BRACKET_EPSILONS = tuple(10.0**k for k in range(-9, 0))
 BRACKET_STEPS, BRACKET_CHAINS = 500, 4  # the bracketing chains (MALA measured on every 5th move after burn-in)
@@ -34,7 +34,7 @@ RULE = """\
 2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
    chains continue until they settle or reach the step cap. A cell is biased when its chains
    diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE or w* is not a
-   minimum; it is settled when its status is ok or imprecise (llc/health.py). Too few draws
+   minimum; it is settled when its status is ok or imprecise (llc/diagnostics/health.py). Too few draws
    never disqualify a step size: more steps cure that, and the cell got them.
 3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
    next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
@@ -119,7 +119,7 @@ def calibrate_llc(
         raise ConfigError(f"epsilons={list(epsilons)}: give positive step sizes")
     grid = [dict(epsilon=float(e), gamma=float(g), nbeta=default_nbeta * f)
             for g in gammas or (base.gamma,) for f in nbeta_factors for e in sorted(epsilons)]
-    result = estimate_llc(model, data, [weights] * len(grid), loss=loss, config=base,
+    result = sample_llc(model, data, [weights] * len(grid), loss=loss, config=base,
                           checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
     cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, result.entries)]
     _flag_not_flat(cells)
@@ -138,7 +138,7 @@ def calibrate_llc(
 
 
 def _biased(entry: CheckpointLLC) -> bool:
-    """Whether an estimate shows a bias more steps cannot cure (llc/health.py), or has no estimate."""
+    """Whether an estimate shows a bias more steps cannot cure (llc/diagnostics/health.py), or has no estimate."""
     return entry.llc_mean is None or shows_bias(entry.flags)
 
 
@@ -149,7 +149,7 @@ def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, m
     short = base.model_copy(update=dict(n_steps=steps, burn_in=steps // 4, chains=min(base.chains, BRACKET_CHAINS), mala=True,
                                         mala_every=5, save_samples=0, step_metrics=False))
     grid = [dict(epsilon=e) for e in BRACKET_EPSILONS]
-    result = estimate_llc(model, data, [weights] * len(grid), loss=loss, config=short,
+    result = sample_llc(model, data, [weights] * len(grid), loss=loss, config=short,
                           checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
     acceptance = [None if e.diverged_chains or e.llc_mean is None else e.mala_acceptance for e in result.entries]
     epsilon = BRACKET_EPSILONS[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..png import new_figure
 from ..thresholds import MALA_MIN_ACCEPTANCE
-from .health import status_line
+from .diagnostics.health import status_line
 
 
 def draw_llc_curve(ax, entries: list[dict], **style) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from .objective import BatchedObjective
 from .tree import Tree, tree_map
 

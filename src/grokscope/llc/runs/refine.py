@@ -22,20 +22,20 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from ..analysis.fourier import mode_magnitudes
-from ..atomic import atomic_write_json, json_safe
-from ..errors import ConfigError, GrokscopeError
-from ..png import save_figure
-from ..run import Run
-from ..seeding import generator
-from ..store import read_json
-from ..tasks import ModularDataset
-from .config import SGLDConfig
-from .curve import draw_llc_curve
-from .estimate import estimate_llc
-from .result import LLCResult
-from .selection import model_components
-from .stored import select_checkpoints
+from ...atomic import atomic_write_json, json_safe
+from ...errors import ConfigError, GrokscopeError
+from ...png import save_figure
+from ...run import Run
+from ...seeding import generator
+from ...store import read_json
+from ...tasks import ModularDataset
+from ...tasks.fourier_basis import mode_magnitudes
+from ..config import SGLDConfig
+from ..estimator import sample_llc
+from ..figures import draw_llc_curve
+from ..result import LLCResult
+from ..sampling.selection import model_components
+from .checkpoints import select_checkpoints
 
 WHOLE = "whole"
 DEFAULT_BINS = 8  # default number of bins of a data refinement by difference or frequency phase
@@ -123,7 +123,7 @@ def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all
         sets = data_subsets(run.dataset(), run.config.training.seed, spec, config.batch_size, frequency)
         sizes = {name: int(y.shape[0]) for name, (_, y) in sets.items()}
         inputs = dict(data=[subset for subset in sets.values() for _ in steps])
-    result = estimate_llc(model, param_sets=params * len(sizes), config=config, checkpoint_ids=steps * len(sizes),
+    result = sample_llc(model, param_sets=params * len(sizes), config=config, checkpoint_ids=steps * len(sizes),
                           steps=steps * len(sizes), progress=progress, **inputs)
     nbeta = result.settings["nbeta"]
     parts = {name: result.part(i * len(steps), (i + 1) * len(steps), part=name, n_pairs=sizes[name],

@@ -1,6 +1,6 @@
 """Ground-truth suite: models whose learning coefficient is known (REFERENCE §3). Each family has
 its literature's data, batch size, γ and chain length; the step size is never set per case: it is
-chosen by the truth-free rule of llc/calibrate.py (``auto``) or given by the caller.
+chosen by the truth-free rule of llc/tuning/calibrate.py (``auto``) or given by the caller.
 ``grokscope validate`` prints true vs estimated λ with each estimate's status and its reasons."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .calibrate import calibrate_llc
-from .config import sgld_config
-from .estimate import estimate_llc
+from ...errors import ConfigError
+from ..api import estimate_llc
+from ..config import sgld_config
+from ..tuning.calibrate import calibrate_llc
 from .truth import true_llc_dln
 
 

@@ -1,6 +1,6 @@
 """What one parameter set's chains recorded, turned into its result: the draws after the burn-in
 become a :class:`CheckpointLLC` with λ̂ = nβ (E_w[L] − L_n(w*)) (Lau et al. 2023), its chain
-diagnostics, settling checks (llc/settling.py), status and reasons (llc/health.py), and the thinned
+diagnostics, settling checks (llc/diagnostics/settling.py), status and reasons (llc/diagnostics/health.py), and the thinned
 traces, step metrics and probe losses."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import math
 import numpy as np
 import torch
 
-from .config import SGLDConfig
-from .diagnostics import ess_bulk, ess_tail, rhat
+from ..config import SGLDConfig
+from ..result import CheckpointLLC
+from ..sampling.observers import STEP_METRICS
+from .convergence import ess_bulk, ess_tail, rhat
 from .health import Findings, assess
-from .observers import STEP_METRICS
-from .result import CheckpointLLC
 from .settling import settle
 
 

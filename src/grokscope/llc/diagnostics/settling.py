@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .diagnostics import _ess, _split, ess_bulk, rhat
+from .convergence import _ess, _split, ess_bulk, rhat
 
 MSER_BATCH = 5
 BATCH_MEANS_PER_CHAIN = 100  # windows per chain: enough for R-hat, each long enough to average minibatch noise away

@@ -12,7 +12,7 @@
    e = 128 c + 32 g + 8 q + l (c a chunk of 32 counters, g < 4, q < 4 in the order above, l < 8):
    chunks of four groups of eight counters, each group's outputs stored lane by lane, so every
    store is a whole vector. A chain's numbers at a step depend only on (k, s, e): not on the block
-   of steps asked for, nor on the other chains. llc/noise.py holds the same definition in numpy
+   of steps asked for, nor on the other chains. llc/sampling/noise.py holds the same definition in numpy
    (the reference, and the path without a compiler).
 
    The rounds run on four groups of eight counters at once (GCC vector extensions; on AVX2 the 32 x

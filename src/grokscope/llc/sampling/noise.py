@@ -1,7 +1,7 @@
 """The chains' Gaussian noise: one independent stream per chain, a function of (chain key, step).
 
 On a CPU the normals come from Philox4x32-10 counters through Box–Muller (Salmon et al. 2011;
-cuRAND's Philox4_32_10; numpy's Philox is its 64-bit sibling), as llc/noise_native.c
+cuRAND's Philox4_32_10; numpy's Philox is its 64-bit sibling), as llc/sampling/noise_native.c
 defines them: element e of step s of the chain whose 64-bit key is k depends only on (k, s, e),
 so a chain's noise is the same alone or batched, in any block of steps, on any thread. The C code
 makes about 2 ns a number per core here, against 4–7 ns for torch's generator; without a C compiler
@@ -18,12 +18,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .. import native
+from ... import native
 
 M0, M1 = 0xD2511F53, 0xCD9E8D57  # Philox4x32's multipliers
 W0, W1 = 0x9E3779B9, 0xBB67AE85  # and its key increments (Weyl sequence)
 LOW = 0xFFFFFFFF
-LANES, GROUPS = 8, 4  # the layout of llc/noise_native.c: a chunk is GROUPS * LANES counters
+LANES, GROUPS = 8, 4  # the layout of llc/sampling/noise_native.c: a chunk is GROUPS * LANES counters
 CHUNK = 4 * GROUPS * LANES  # normals per chunk
 NOISE_BLOCK_ELEMENTS = 1 << 22  # on an accelerator, per chain: one block of noise holds at most this many numbers
 
@@ -49,7 +49,7 @@ def philox4x32_10(counters: np.ndarray, k0: np.ndarray | int, k1: np.ndarray | i
 
 def reference_normals(keys: Sequence[int], step: int, n: int) -> np.ndarray:
     """[B, n] float32: the normals of step ``step`` of the chains with these keys, as
-    llc/noise_native.c defines them (numpy; the C code agrees to float rounding)."""
+    llc/sampling/noise_native.c defines them (numpy; the C code agrees to float rounding)."""
     keys = np.asarray(keys, dtype=np.uint64)[:, None]
     chunks = -(-n // CHUNK)
     counter = np.arange(chunks * GROUPS * LANES, dtype=np.uint64)[None, :]
@@ -74,7 +74,7 @@ class PhiloxNoise:
     def __init__(self, keys: Sequence[int], n_params: int, refill: bool = False):
         self.keys, self.n_params = np.asarray(keys, dtype=np.uint64), n_params
         self.out = torch.empty(len(self.keys), n_params) if refill else None
-        library = native.load("llc/noise_native.c")
+        library = native.load("llc/sampling/noise_native.c")
         self.fill = None
         if library is not None:
             self.fill = library.chain_normals

@@ -16,8 +16,8 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
-from ..models import batched_forward
+from ...errors import CheckpointError, ConfigError
+from ...models import batched_forward
 from .tree import Tree
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 
 import torch
 
-from ...errors import ConfigError
+from ....errors import ConfigError
 from ..tree import Tree, leaves
 
 SETTING_NAMES = ("epsilon", "gamma", "nbeta", "weight_decay")

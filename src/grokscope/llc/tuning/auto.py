@@ -1,5 +1,5 @@
 """``estimate_llc(..., epsilon="auto")``: calibrate the step size at chosen parameter sets by the
-truth-free rule of llc/calibrate.py, then estimate every set at the chosen ε.
+truth-free rule of llc/tuning/calibrate.py, then estimate every set at the chosen ε.
 
 The evidence (the bracket, the grid with its flags, the choice and why) goes into the result's
 ``settings["calibration"]``. When the rule finds no step size, nothing is estimated: every entry
@@ -12,15 +12,15 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..run import Run
+from ...errors import ConfigError
+from ...run import Run
+from ..config import SGLDConfig
+from ..diagnostics.summary import empty_entry, non_finite_entry
+from ..estimator import sample_llc
+from ..result import LLCResult
+from ..runs.checkpoints import run_llc_together, select_checkpoints
+from ..sampling.objective import LossFn
 from .calibrate import calibrate, calibrate_llc
-from .config import SGLDConfig
-from .estimate import estimate_llc
-from .objective import LossFn
-from .result import LLCResult
-from .stored import run_llc_together, select_checkpoints
-from .summary import empty_entry, non_finite_entry
 
 # The kernel `--auto` uses unless one is named: the more faithful of the two on the ground-truth
 # suite with auto settings (docs/validation.md, "Settings chosen by the data").
@@ -64,7 +64,7 @@ def estimate_llc_auto(
                               f"auto: {chosen['why']} (calibration at checkpoint {strictest['checkpoint_id']}; "
                               "settings.calibration has the grid)")
     else:
-        result = estimate_llc(model, data, param_sets, loss=loss, config=config.model_copy(update=dict(epsilon=chosen["epsilon"])),
+        result = sample_llc(model, data, param_sets, loss=loss, config=config.model_copy(update=dict(epsilon=chosen["epsilon"])),
                               checkpoint_ids=ids, progress=progress, **estimate_options)
     result.settings["calibration"] = {**strictest, "all": reports if len(reports) > 1 else None}
     result.settings["auto"] = True

@@ -5,7 +5,7 @@ moves) and the observers (what is recorded), and knows nothing of their insides.
 
 Chain b draws its minibatches from its own generator, seeded by its key (seed, checkpoint id,
 chain index), in blocks whose length depends only on the model size, and its noise from its own
-stream (llc/noise.py: on a CPU a function of the key and the step alone), so a chain's numbers do
+stream (llc/sampling/noise.py: on a CPU a function of the key and the step alone), so a chain's numbers do
 not depend on what else is batched with it. The loop never syncs with the host: observers write
 into device buffers that are copied out once at the end.
 """
@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from ..seeding import derive_seed, generator
+from ...seeding import derive_seed, generator
 from .kernels import Kernel, KernelState
 from .noise import block_length, chain_noise
 from .objective import BatchedObjective

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_write_text
-from ..errors import ConfigError
-from ..figure_process import FigureProcess
-from ..png import save_figure
-from ..run import Run
-from ..store import save_tensors
-from .config import SGLDConfig
-from .curve import plot_llc
-from .estimate import estimate_llc
-from .result import LLCResult
+from ...atomic import atomic_write_text
+from ...errors import ConfigError
+from ...figure_process import FigureProcess
+from ...png import save_figure
+from ...run import Run
+from ...store import save_tensors
+from ..config import SGLDConfig
+from ..estimator import sample_llc
+from ..figures import plot_llc
+from ..result import LLCResult
 
 
 def select_checkpoints(run: Run, which: str, flag: str = "--checkpoints") -> list[int]:
@@ -36,28 +36,6 @@ def select_checkpoints(run: Run, which: str, flag: str = "--checkpoints") -> lis
     return sorted({steps[i] for i in indices})
 
 
-def run_llc(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bool = True, auto_at: str | None = None) -> LLCResult:
-    """Estimate the LLC of the chosen checkpoints of ``run`` on its own training set, all at once.
-    With ``auto_at`` ("last" or checkpoint indices, as ``checkpoints`` takes them) the step size is
-    first chosen from the data at those checkpoints (llc/auto.py)."""
-    if auto_at is None:
-        return run_llc_together([run], config, checkpoints, progress)[0]
-    from .auto import estimate_llc_auto
-
-    steps = select_checkpoints(run, checkpoints)
-    at = select_checkpoints(run, auto_at, "--auto-at")
-    missing = [step for step in at if step not in steps]
-    if missing:
-        raise ConfigError(f"--auto-at: steps {missing} are not among the estimated checkpoints ({checkpoints})")
-    data = run.dataset()
-    result = estimate_llc_auto(
-        run.new_model(), (data.train_x, data.train_y), [run.state_dict(step) for step in steps], config,
-        "cross_entropy", checkpoint_ids=steps, calibrate_at=[steps.index(step) for step in at], progress=progress, steps=steps,
-    )
-    result.settings["run"] = str(run.path)
-    return result
-
-
 def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "all", progress: bool = True,
                      epsilons: list[float] | None = None) -> list[LLCResult]:
     """The LLC of the chosen checkpoints of several runs of one shape (e.g. the seeds of a sweep
@@ -70,7 +48,7 @@ def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "al
     params = [run.state_dict(step) for run, run_steps in zip(runs, steps) for step in run_steps]
     flat_steps = [step for run_steps in steps for step in run_steps]
     per_set = None if epsilons is None else [{"epsilon": e} for e, run_steps in zip(epsilons, steps) for _ in run_steps]
-    result = estimate_llc(
+    result = sample_llc(
         runs[0].new_model(), data, params, loss="cross_entropy",
         config=config, checkpoint_ids=flat_steps, steps=flat_steps, progress=progress, per_set=per_set,
     )

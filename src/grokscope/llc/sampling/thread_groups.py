@@ -15,7 +15,7 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
-from ..threads import torch_threads
+from ...threads import torch_threads
 
 T = TypeVar("T")
 
