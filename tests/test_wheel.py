@@ -24,7 +24,7 @@ def test_the_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert "grokscope/report/page.html" in names  # the report's template is package data
-    assert {"grokscope/models/mlp_native.c", "grokscope/llc/noise_native.c"} <= set(names)  # and the C kernels' sources
+    assert {"grokscope/models/mlp_native.c", "grokscope/llc/sampling/noise_native.c"} <= set(names)  # and the C kernels' sources
     assert not any(name.startswith(("tests/", "grokscope/report/browser")) for name in names)  # test support stays out
 
     venv = tmp_path / "venv"
