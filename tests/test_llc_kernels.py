@@ -1,11 +1,16 @@
 """Kernels against straightforward per-parameter implementations of their formulas (REFERENCE §2, §7)."""
 
+import json
+from dataclasses import replace
+
 import torch
+from pydantic import Field
 
 from grokscope.llc.sampling.kernels import (
     KERNELS,
     SGLD,
     ChainSettings,
+    KernelOptions,
     Masked,
     RMSpropSGLD,
     project_out,
@@ -166,3 +171,47 @@ def test_rmsprop_sgld_samples_the_stated_weight_decay_prior():
     shrink = 1 - eps / 2 * 10 * wd
     exact = eps * 10 / (1 - shrink**2)  # the discretised chain's stationary variance, 1/wd to O(eps)
     assert abs(state.w["w"].var().item() - exact) < 0.05 * exact and abs(exact - 1 / wd) < 0.05 / wd
+
+
+class ToyOptions(KernelOptions):
+    toy_scale: float = Field(0.5, gt=0.0, description="scales the noise")
+
+
+class Toy(SGLD):
+    """A kernel from outside the package: SGLD with its noise scaled (one file, one registry line)."""
+
+    name = "toy"
+    Options = ToyOptions
+
+    def __init__(self, scale: float):
+        self.scale = scale
+
+    @classmethod
+    def from_options(cls, options: ToyOptions) -> "Toy":
+        return cls(options.toy_scale)
+
+    def step(self, state, loss_grad, noise):
+        return super().step(state, loss_grad, {n: self.scale * z for n, z in noise.items()})
+
+    def terms(self, state, loss_grad):
+        terms = super().terms(state, loss_grad)
+        return replace(terms, noise_scale={n: self.scale * s for n, s in terms.noise_scale.items()})
+
+
+def test_a_kernel_registered_from_outside_runs_through_the_command_line_with_its_own_flag(tmp_path, tiny_config, monkeypatch):
+    from cli_helper import run_cli
+
+    from grokscope import train
+
+    run = train(tiny_config(), tmp_path / "run", progress=False)
+    monkeypatch.setitem(KERNELS, "toy", Toy)
+    common = ["llc", run.path, "--epsilon", "1e-3", "--steps", "40", "--max-steps", "40", "--chains", "2", "--batch-size", "8",
+              "--checkpoints", "-1", "--json"]
+    toy = run_cli(*common, "--sampler", "toy", "--toy-scale", "0.25")
+    assert toy.returncode == 0, toy.stderr
+    settings = json.loads(toy.stdout)["settings"]
+    assert (settings["sampler"], settings["toy_scale"]) == ("toy", 0.25)
+    plain = json.loads(run_cli(*common).stdout)
+    assert json.loads(toy.stdout)["checkpoints"][0]["llc_per_chain"] != plain["checkpoints"][0]["llc_per_chain"]
+    wrong = run_cli(*common, "--toy-scale", "0.25")  # sgld has no such setting
+    assert wrong.returncode == 2 and "toy_scale is a setting of the toy kernel, not of sgld" in wrong.stderr

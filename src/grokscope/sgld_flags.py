@@ -17,10 +17,11 @@ def sgld_from_args(args: argparse.Namespace):
 def sgld_settings(args: argparse.Namespace) -> dict:
     """The SGLD settings given on the command line (and only those)."""
     from .llc.config import NBETA_CONVENTIONS
+    from .llc.sampling.kernels import option_owners
 
     names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay",
-             "params", "seed", "device", "save_samples", "sampler", "rmsprop_alpha", "rmsprop_eps", "step_metrics", "mala", "mala_every",
-             "max_steps", "max_seconds")
+             "params", "seed", "device", "save_samples", "sampler", "step_metrics", "mala", "mala_every",
+             "max_steps", "max_seconds", *option_owners())
     settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if "steps" in settings:
         settings["n_steps"] = settings.pop("steps")
@@ -55,8 +56,10 @@ def add_sgld_flags(parser: argparse.ArgumentParser) -> None:
         return f"(default {SGLDConfig.model_fields[name].default:g})"
 
     parser.add_argument("--sampler", choices=list(KERNELS), help="the SGLD kernel (default sgld)")
-    parser.add_argument("--rmsprop-alpha", dest="rmsprop_alpha", type=float, help=f"rmsprop_sgld: squared-gradient decay {default('rmsprop_alpha')}")
-    parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, help=f"rmsprop_sgld: preconditioner eps {default('rmsprop_eps')}")
+    for kernel_name, kernel in KERNELS.items():  # each kernel's own settings, from its Options
+        for name, field in kernel.Options.model_fields.items():
+            parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=field.annotation,
+                                help=f"{kernel_name}: {field.description} (default {field.default:g})")
     parser.add_argument("--gamma", type=float, help=f"localisation strength γ {default('gamma')}")
     parser.add_argument("--epsilon", type=float, help=f"step size ε {default('epsilon')}")
     parser.add_argument("--steps", type=int, help=f"SGLD steps per chain in the first block {default('n_steps')}; "

@@ -122,7 +122,8 @@ def sample_llc(
         entries[k] = non_finite_entry(cfg, ids[k], labels[k], float(init_loss[k]))
     order = range(len(param_sets))
     settings_record = {
-        **cfg.model_dump(),
+        **cfg.model_dump(exclude={"kernel_options"}),
+        **cfg.kernel_settings(),
         "max_steps": cfg.step_cap,
         "nbeta": nbetas[0][0] if len(set(sizes)) == 1 else [nb for nb, _ in nbetas],
         "nbeta_convention": nbetas[0][1],

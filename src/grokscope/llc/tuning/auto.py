@@ -105,5 +105,5 @@ def no_estimates(data, config: SGLDConfig, ids: list[int], steps: Sequence[int] 
     labels = list(steps) if steps is not None else [None] * len(ids)
     entries = [empty_entry(config.chains, k, label, "none", reason) if ok else non_finite_entry(config, k, label, float("nan"))
                for k, label, ok in zip(ids, labels, finite)]
-    return LLCResult(entries, {**config.model_dump(), "epsilon": None, "nbeta": nbeta, "nbeta_convention": convention, "n_train": n,
+    return LLCResult(entries, {**config.model_dump(exclude={"kernel_options"}), **config.kernel_settings(), "epsilon": None, "nbeta": nbeta, "nbeta_convention": convention, "n_train": n,
                                "max_steps": config.step_cap})

@@ -1,27 +1,33 @@
-"""Sampler kernels, chosen by name. Adding one is a new module here plus one line in KERNELS."""
+"""Sampler kernels, chosen by name. Adding one is a new module here plus one line in KERNELS: a class
+with ``name``, ``Options`` (its settings, a KernelOptions) and ``from_options(options)``, and the
+``init``/``step``/``terms`` of the Kernel protocol. Its settings reach SGLDConfig, the command line
+and llc.json from its Options."""
 
 from __future__ import annotations
 
-from typing import Callable
-
-from .base import ChainSettings, Kernel, KernelState, StepTerms
+from .base import ChainSettings, Kernel, KernelOptions, KernelState, StepTerms
 from .constraints import Masked, OrthogonalToGradient, project_out, unit_directions
 from .rmsprop_sgld import RMSpropSGLD
 from .sgld import SGLD
 
-# name -> a factory taking the SGLD settings object (it reads the kernel's own settings from it)
-KERNELS: dict[str, Callable[..., Kernel]] = {
-    "sgld": lambda cfg: SGLD(),
-    "rmsprop_sgld": lambda cfg: RMSpropSGLD(cfg.rmsprop_alpha, cfg.rmsprop_eps),
+KERNELS: dict[str, type] = {
+    "sgld": SGLD,
+    "rmsprop_sgld": RMSpropSGLD,
 }
 
 
+def option_owners() -> dict[str, str]:
+    """Each kernel setting's name -> the kernel that owns it."""
+    return {field: name for name, kernel in KERNELS.items() for field in kernel.Options.model_fields}
+
+
 def build_kernel(cfg) -> Kernel:
-    """The kernel named by ``cfg.sampler`` (an SGLDConfig, which checks the name against KERNELS)."""
-    return KERNELS[cfg.sampler](cfg)
+    """The kernel named by ``cfg.sampler`` with its own settings (an SGLDConfig checked them)."""
+    kernel = KERNELS[cfg.sampler]
+    return kernel.from_options(kernel.Options(**cfg.kernel_options))
 
 
 __all__ = [
-    "KERNELS", "ChainSettings", "Kernel", "KernelState", "Masked", "OrthogonalToGradient", "RMSpropSGLD", "SGLD",
-    "StepTerms", "build_kernel", "project_out", "unit_directions",
+    "KERNELS", "ChainSettings", "Kernel", "KernelOptions", "KernelState", "Masked", "OrthogonalToGradient", "RMSpropSGLD", "SGLD",
+    "StepTerms", "build_kernel", "option_owners", "project_out", "unit_directions",
 ]

@@ -20,6 +20,7 @@ from typing import Protocol, Sequence
 import torch
 
 from ....errors import ConfigError
+from ....strict import Strict
 from ..tree import Tree, leaves
 
 SETTING_NAMES = ("epsilon", "gamma", "nbeta", "weight_decay")
@@ -97,6 +98,13 @@ class StepTerms:
         out = torch._foreach_add(leaves(self.gradient, names), leaves(self.localisation, names))
         torch._foreach_add_(out, leaves(self.weight_decay, names))
         return dict(zip(names, out))
+
+
+class KernelOptions(Strict):
+    """A kernel's own settings (none for SGLD). Field names are flat and carry the kernel's prefix
+    (``rmsprop_alpha``), so one name serves in Python (``estimate_llc(rmsprop_alpha=0.9)``), on the
+    command line (``--rmsprop-alpha``, derived from the field's type, default and description) and in
+    llc.json."""
 
 
 class Kernel(Protocol):

@@ -17,7 +17,9 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..tree import Tree
-from .base import ChainSettings, KernelState, StepTerms
+from pydantic import Field
+
+from .base import ChainSettings, KernelOptions, KernelState, StepTerms
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,21 @@ class RMSpropState(KernelState):
     square_avg: Tree  # V
 
 
+class RMSpropOptions(KernelOptions):
+    rmsprop_alpha: float = Field(0.99, gt=0.0, lt=1.0, description="decay of the squared-gradient average")
+    rmsprop_eps: float = Field(0.1, gt=0.0, description="added to √V in the preconditioner")
+
+
 class RMSpropSGLD:
     name = "rmsprop_sgld"
+    Options = RMSpropOptions
 
     def __init__(self, alpha: float = 0.99, eps: float = 0.1):
         self.alpha, self.eps = alpha, eps
+
+    @classmethod
+    def from_options(cls, options: RMSpropOptions) -> "RMSpropSGLD":
+        return cls(options.rmsprop_alpha, options.rmsprop_eps)
 
     def init(self, anchors: Tree, settings: ChainSettings) -> RMSpropState:
         return RMSpropState(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..tree import Tree, leaves
-from .base import ChainSettings, KernelState, StepTerms
+from .base import ChainSettings, KernelOptions, KernelState, StepTerms
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,11 @@ class SGLD:
     """The default kernel: plain localised SGLD."""
 
     name = "sgld"
+    Options = KernelOptions  # no settings of its own
+
+    @classmethod
+    def from_options(cls, options: KernelOptions) -> "SGLD":
+        return cls()
 
     def init(self, anchors: Tree, settings: ChainSettings) -> SGLDState:
         s = settings
