@@ -602,6 +602,16 @@ def test_a_learning_rate_that_trains_to_a_non_finite_loss_stops_and_records_wher
     assert manifest["complete"] is False and f"step {manifest['diverged_at_step']}" in result.stderr
 
 
+def test_every_registered_model_states_its_memory_estimate(tiny_config):
+    from grokscope.memory import training_bytes
+    from grokscope.models import MODELS
+
+    for kind, (config_class, _) in MODELS.items():
+        config = tiny_config().model_copy(update={"model": config_class()})
+        width = config_class().activation_width()
+        assert width > 0 and training_bytes(config) == 3 * 4 * 11 * 11 * (11 + width), kind
+
+
 def test_memory_is_budgeted_under_an_address_space_limit(tmp_path):
     """Under `ulimit -v` the memory estimate sees the limit, not the machine's free memory (the
     refusal itself, with the flag that helps, is tested above)."""

@@ -75,6 +75,5 @@ def check_memory(needed: float, what: str, hint: str, device: str | torch.device
 def training_bytes(config, runs: int = 1) -> float:
     """The largest allocation of training: the full-batch evaluation over every pair (logits and
     the hidden activations, about three float32 copies each during the loss)."""
-    p, model = config.task.p, config.model
-    width = model.hidden_size if model.kind == "mlp" else (model.d_mlp or 4 * model.d_model) + 4 * model.d_model
-    return 3 * 4 * runs * p * p * (p + width)
+    p = config.task.p
+    return 3 * 4 * runs * p * p * (p + config.model.activation_width())

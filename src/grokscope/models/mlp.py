@@ -57,6 +57,10 @@ class MLPConfig(Strict):
     scale_linear_1: float = Field(1.0, gt=0.0)
     freeze_middle: bool = False
 
+    def activation_width(self) -> int:
+        """The widest activation per example besides the logits (for memory estimates)."""
+        return self.hidden_size
+
 
 def parameter_shapes(cfg: MLPConfig, p: int) -> dict[str, tuple[int, ...]]:
     """Names (those of the original code) and shapes of the MLP's parameters."""

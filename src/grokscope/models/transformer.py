@@ -31,6 +31,11 @@ class TransformerConfig(Strict):
     attention_rate: float = Field(1.0, ge=0.0, le=1.0, description="α: 0 = uniform attention, 1 = softmax")
     equals_token: bool = Field(False, description='inputs "a b =", read out at "=" (Nanda et al.)')
 
+    def activation_width(self) -> int:
+        """The widest activations per example besides the logits (for memory estimates): the MLP's
+        hidden layer and the residual stream's four d_model-wide tensors."""
+        return (self.d_mlp or 4 * self.d_model) + 4 * self.d_model
+
     @model_validator(mode="after")
     def _heads_divide(self) -> "TransformerConfig":
         if self.d_model % self.n_heads:
