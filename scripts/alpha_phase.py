@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from grokscope.layout import SweepPaths
-from grokscope.png import save_figure
+from grokscope.plotting import save_figure
 from grokscope.sweeps.separation import auroc, separation
 from grokscope.sweeps.table import read_results, refined_columns
 

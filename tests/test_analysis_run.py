@@ -158,7 +158,7 @@ def test_plotting_modules_leave_the_matplotlib_backend_alone():
     import subprocess
     import sys
 
-    code = ("import matplotlib; import grokscope.png, grokscope.report.build, grokscope.analysis, grokscope.sweeps.fits; "
+    code = ("import matplotlib; import grokscope.plotting, grokscope.report.build, grokscope.analysis, grokscope.sweeps.fits; "
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "MPLBACKEND": "svg"})
     assert out.stdout.strip() == "svg", out.stderr

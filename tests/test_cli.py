@@ -65,7 +65,7 @@ def test_a_tiny_llc_runs_under_python_OO(tmp_path, tiny_config):
 def test_figures_skip_pyplot_on_the_command_line_and_use_it_in_a_session(tmp_path):
     """The command line draws on plain Figures (no pyplot import); where pyplot is loaded (a notebook)
     figures are pyplot's, so the session shows them, and saving one releases it."""
-    script = ("import sys; from grokscope.png import new_figure, save_figure; fig = new_figure(); fig.subplots().plot([1, 2]); "
+    script = ("import sys; from grokscope.plotting import new_figure, save_figure; fig = new_figure(); fig.subplots().plot([1, 2]); "
               f"save_figure(fig, {str(tmp_path / 'plain.png')!r}); print(fig.canvas.manager is None, 'matplotlib.pyplot' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.stdout.split() == ["True", "False"], result.stderr
@@ -73,7 +73,7 @@ def test_figures_skip_pyplot_on_the_command_line_and_use_it_in_a_session(tmp_pat
 
     import matplotlib.pyplot as plt
 
-    from grokscope.png import new_figure, save_figure
+    from grokscope.plotting import new_figure, save_figure
 
     fig = new_figure()
     assert fig.canvas.manager is not None and fig.number in plt.get_fignums()

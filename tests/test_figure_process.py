@@ -12,7 +12,7 @@ from tiny import tiny_config
 from grokscope import load_run, train
 from grokscope.figure_process import FigureProcess
 from grokscope.llc.figures import plot_llc
-from grokscope.png import save_figure
+from grokscope.plotting import save_figure
 
 
 def stored_llc(steps: list[int | None]) -> dict:

@@ -112,7 +112,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
     from .atomic import atomic_write_json
     from .llc.figures import plot_calibration
     from .llc.tuning.calibrate import calibrate
-    from .png import save_figure
+    from .plotting import save_figure
     from .run import load_run
 
     run = load_run(args.run)

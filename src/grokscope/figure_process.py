@@ -72,7 +72,7 @@ def _warm_up() -> None:
 def serve() -> None:
     """The helper: import the figure functions and warm matplotlib up, then draw the one job read
     from stdin (none if stdin closes first)."""
-    from .png import save_figure
+    from .plotting import save_figure
 
     functions = {name: _figure_function(name) for name in FIGURES}
     _warm_up()

@@ -1,7 +1,7 @@
 """Fourier anatomy, progress measures, Hessian spectrum and Pizza/Clock circuits (REFERENCE §4-5)."""
 
 from .analyze import RunAnalysis, analyze_run, verdict_summary
-from .run_figures import save_analysis
+from .figures import save_analysis
 from .run_stages import save_stages
 from .single import (
     circuit,

@@ -6,7 +6,7 @@ import shlex
 
 from ..atomic import atomic_write_json
 from ..errors import ConfigError
-from ..png import save_figure
+from ..plotting import save_figure
 from ..run import Run
 from ..store import read_json
 from .stages import find_stages, plot_stages

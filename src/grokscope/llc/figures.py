@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..png import new_figure
+from ..plotting import new_figure
 from ..thresholds import MALA_MIN_ACCEPTANCE
 from .diagnostics.health import status_line
 

@@ -16,7 +16,7 @@ from ..layout import RunPaths
 from ..llc.diagnostics.health import llc_value, status_line
 from ..llc.figures import plot_calibration
 from ..llc.runs.refine import figure_stem, plot_refined
-from ..png import save_figure
+from ..plotting import save_figure
 from ..store import load_tensors, read_json, read_metadata, read_metrics
 from ..thresholds import (
     CLOCK_MIN_DISTANCE_IRRELEVANCE,

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..layout import RunPaths, SweepPaths
-from ..png import save_figure
+from ..plotting import save_figure
 from ..store import read_json
 from ..thresholds import GENERALISED_TEST_ACCURACY
 

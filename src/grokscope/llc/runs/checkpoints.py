@@ -7,7 +7,7 @@ from pathlib import Path
 from ...atomic import atomic_write_text
 from ...errors import ConfigError
 from ...figure_process import FigureProcess
-from ...png import save_figure
+from ...plotting import save_figure
 from ...run import Run
 from ...store import save_tensors
 from ..config import SGLDConfig

@@ -24,7 +24,7 @@ import torch
 
 from ...atomic import atomic_write_json, json_safe
 from ...errors import ConfigError, GrokscopeError
-from ...png import save_figure
+from ...plotting import save_figure
 from ...run import Run
 from ...seeding import generator
 from ...store import read_json

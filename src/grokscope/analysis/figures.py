@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_write_bytes, atomic_write_json
-from ..png import save_figure
+from ..plotting import save_figure
 from ..run import Run
 from ..thresholds import (
     CLOCK_MIN_DISTANCE_IRRELEVANCE,
