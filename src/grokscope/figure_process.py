@@ -1,9 +1,9 @@
 """A figure drawn by a helper process that imports matplotlib while the command imports torch.
 
-`grokscope llc` spends ~1 s importing matplotlib and ~3 s importing torch, each on one core (measured
-here); started first, the helper does its import on the other core, and draws the figure once the
-command sends it the data. It imports no torch: each figure it can draw is a function of stored
-(JSON) data, named in ``FIGURES``. Whatever goes wrong in the helper, the command draws the figure
+`grokscope llc` spends seconds importing matplotlib and torch, each on one core; started first, the
+helper does its import on the other core, and draws the figure once the command sends it the data.
+It imports no torch: each figure it can draw is a function of stored (JSON) data, named in
+``FIGURES``. Whatever goes wrong in the helper, the command draws the figure
 itself, so the helper can make a command faster and never makes it fail."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class FigureProcess:
 
 def _warm_up() -> None:
     """Draw a small figure once: the first drawing in a process loads the font and builds the
-    mathtext parser a log axis needs (llc.png: 0.79 s cold, 0.23 s after this 0.14 s, here)."""
+    mathtext parser a log axis needs, so the real figure does not pay for it."""
     from matplotlib.figure import Figure
 
     ax = Figure(figsize=(2, 2)).subplots()

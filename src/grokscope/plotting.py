@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def new_figure(**kwargs) -> Figure:
     """A figure to draw on: pyplot's where a session may show it (pyplot or IPython loaded, as in a
-    notebook), else a plain ``Figure``, which spares the command line pyplot's import (0.3 s here)."""
+    notebook), else a plain ``Figure``, which spares the command line pyplot's import."""
     if "matplotlib.pyplot" in sys.modules or "IPython" in sys.modules:
         import matplotlib.pyplot as plt
 

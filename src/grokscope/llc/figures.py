@@ -50,8 +50,8 @@ def plot_llc(llc: dict, metrics: list[dict[str, float]] | None = None):
     ax.legend(loc="upper left")
     statuses = [e.get("status", "ok") for e in entries]
     ax.set_title(f"LLC over training ({llc_title_settings(llc['settings'])}); {status_line(statuses)}", fontsize=9)
-    # fixed margins that fit these labels: tight_layout would measure every text first (0.3 s of a
-    # 9 s `grokscope llc` here)
+    # fixed margins that fit these labels: tight_layout would measure every text first, a noticeable
+    # share of a short `grokscope llc`
     fig.subplots_adjust(left=0.085, right=0.915, bottom=0.11, top=0.93)
     return fig
 
