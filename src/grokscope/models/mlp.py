@@ -154,18 +154,23 @@ def batched_logits_and_vjp(
     return logits, vjp
 
 
+class MlpStep(ctypes.Structure):
+    """The arguments of models/mlp_native.c's ``mlp_loss_and_grads``, as its ``MlpStep`` declares them."""
+
+    _fields_ = [("chains", ctypes.c_int64), ("examples", ctypes.c_int64), ("params", ctypes.c_void_p * 6),
+                ("x", ctypes.c_void_p), ("x_stride", ctypes.c_int64), ("y", ctypes.c_void_p), ("y_stride", ctypes.c_int64),
+                ("loss", ctypes.c_void_p), ("grads", ctypes.c_void_p * 6)]
+
+
 class CompiledCrossEntropy:
     """The minibatch cross-entropy of B stacked MLPs and its gradient in one C call
     (models/mlp_native.c, built per shape by grokscope/native.py): the numbers of
     :func:`batched_logits_and_vjp` with the closed-form cross-entropy gradient up to float rounding,
     every chain computed on its own, all its intermediates in cache. For the untied unembedding."""
 
-    _POINTER = ctypes.c_void_p
-
     def __init__(self, library: ctypes.CDLL, cfg: MLPConfig):
         self.fn = library.mlp_loss_and_grads
-        pointers, size = [self._POINTER] * 6, ctypes.c_int64
-        self.fn.argtypes = [size, size, *pointers, self._POINTER, size, self._POINTER, size, self._POINTER, *pointers]
+        self.fn.argtypes = [ctypes.POINTER(MlpStep)]
         self.fn.restype = ctypes.c_int
         self.tied = cfg.linear_1_tied
         left = "linear1r" if self.tied else "linear1l"
@@ -185,8 +190,9 @@ class CompiledCrossEntropy:
         inputs = [params[name].contiguous() for name in self.names]
         grads = [torch.empty_like(t) for t in inputs]
         loss = torch.empty(x.shape[0])
-        status = self.fn(x.shape[0], x.shape[1], *(t.data_ptr() for t in inputs), x.data_ptr(), x.stride(0),
-                         y.data_ptr(), y.stride(0), loss.data_ptr(), *(g.data_ptr() for g in grads))
+        step = MlpStep(x.shape[0], x.shape[1], (ctypes.c_void_p * 6)(*(t.data_ptr() for t in inputs)), x.data_ptr(), x.stride(0),
+                       y.data_ptr(), y.stride(0), loss.data_ptr(), (ctypes.c_void_p * 6)(*(g.data_ptr() for g in grads)))
+        status = self.fn(ctypes.byref(step))
         if status == -2:
             raise ConfigError(f"a token or target outside 0..{inputs[0].shape[1] - 1}: the data do not fit this model")
         if status != 0:

@@ -269,26 +269,40 @@ static void chain(int M, float *scratch, const float *E, const float *Wl, const 
     }
 }
 
-/* Chains 0..B-1 on minibatches of M examples; parameters and gradients are [B, ...] contiguous,
-   x [B, ., M, 2] and y [B, ., M] with chain strides x_stride and y_stride (in elements).
-   Returns 0; -1 when the scratch memory cannot be allocated; -2 when a token or target is not in
+/* One call's arguments, declared once (models/mlp.py mirrors it as a ctypes Structure): chains
+   0..chains-1 on minibatches of `examples` examples; parameters and gradients are [chains, ...]
+   contiguous, in the order E, Wl, bl, Wr, br, W2; x [chains, ., examples, 2] and y [chains, ., examples]
+   with chain strides x_stride and y_stride (in elements). */
+typedef struct {
+    int64_t chains, examples;
+    const float *params[6];
+    const int64_t *x;
+    int64_t x_stride;
+    const int64_t *y;
+    int64_t y_stride;
+    float *loss;
+    float *grads[6];
+} MlpStep;
+
+/* Returns 0; -1 when the scratch memory cannot be allocated; -2 when a token or target is not in
    [0, P) (nothing is read out of bounds). */
-int mlp_loss_and_grads(int64_t B, int64_t M, const float *E, const float *Wl, const float *bl,
-                       const float *Wr, const float *br, const float *W2, const int64_t *x,
-                       int64_t x_stride, const int64_t *y, int64_t y_stride, float *loss, float *gE,
-                       float *gWl, float *gbl, float *gWr, float *gbr, float *gW2) {
+int mlp_loss_and_grads(const MlpStep *s) {
+    const int64_t B = s->chains, M = s->examples;
+    const int64_t *x = s->x, *y = s->y;
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < M; i++) {
-            const int64_t a = x[b * x_stride + 2 * i], c = x[b * x_stride + 2 * i + 1], t = y[b * y_stride + i];
+            const int64_t a = x[b * s->x_stride + 2 * i], c = x[b * s->x_stride + 2 * i + 1], t = y[b * s->y_stride + i];
             if (a < 0 || a >= P || c < 0 || c >= P || t < 0 || t >= P) return -2;
         }
     const size_t bytes = (FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE) * sizeof(float);
     float *scratch = aligned_alloc(32, (bytes + 31) / 32 * 32);
     if (!scratch) return -1;
+    const float *const *w = s->params;
+    float *const *g = s->grads;
     for (int64_t b = 0; b < B; b++)
-        chain((int)M, scratch, E + b * P * D, Wl + b * H * D, bl + b * H, Wr + b * H * D, br + b * H,
-              W2 + b * P * H, x + b * x_stride, y + b * y_stride, loss + b, gE + b * P * D,
-              gWl + b * H * D, gbl + b * H, gWr + b * H * D, gbr + b * H, gW2 + b * P * H);
+        chain((int)M, scratch, w[0] + b * P * D, w[1] + b * H * D, w[2] + b * H, w[3] + b * H * D, w[4] + b * H,
+              w[5] + b * P * H, x + b * s->x_stride, y + b * s->y_stride, s->loss + b, g[0] + b * P * D,
+              g[1] + b * H * D, g[2] + b * H, g[3] + b * H * D, g[4] + b * H, g[5] + b * P * H);
     free(scratch);
     return 0;
 }

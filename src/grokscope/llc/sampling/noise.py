@@ -3,11 +3,11 @@
 On a CPU the normals come from Philox4x32-10 counters through Box–Muller (Salmon et al. 2011;
 cuRAND's Philox4_32_10; numpy's Philox is its 64-bit sibling), as llc/sampling/noise_native.c
 defines them: element e of step s of the chain whose 64-bit key is k depends only on (k, s, e),
-so a chain's noise is the same alone or batched, in any block of steps, on any thread. The C code
-makes about 2 ns a number per core here, against 4–7 ns for torch's generator; without a C compiler
-(or with ``GROKSCOPE_NATIVE=0``) :func:`reference_normals` computes the same numbers in numpy, to
-float rounding, several times slower. On an accelerator each chain keeps its own torch generator,
-drawn a block of steps at a time.
+so a chain's noise is the same alone or batched, in any block of steps, on any thread; the C code
+is about twice as fast as torch's generator. :func:`reference_normals` computes the same numbers in
+numpy (the tests' reference). Without a C compiler (or with ``GROKSCOPE_NATIVE=0``), and on an
+accelerator, each chain keeps its own torch generator, drawn a block of steps at a time: still the
+same alone or batched, but other numbers than the C code's for the same seed.
 """
 
 from __future__ import annotations
@@ -120,12 +120,21 @@ class TorchNoise:
         return self.block[:, step - self.start]
 
 
+def counter_noise_compiled(device: torch.device) -> bool:
+    """Whether chains on ``device`` draw the counter-based stream of the C code: on a CPU where it is
+    built. Elsewhere each chain keeps a torch generator: as fast as torch's ``randn``, and other
+    numbers than the C code's for the same seed."""
+    return device.type == "cpu" and native.load("llc/sampling/noise_native.c") is not None
+
+
 def chain_noise(keys: Sequence[int], n_params: int, device: torch.device) -> PhiloxNoise | TorchNoise:
-    """The noise source for chains with these 64-bit keys (one each) on ``device``; on a CPU it
-    refills one tensor."""
-    return PhiloxNoise(keys, n_params, refill=True) if device.type == "cpu" else TorchNoise(keys, n_params, device)
+    """The noise source for chains with these 64-bit keys (one each) on ``device``: the compiled
+    counter-based stream refilling one tensor, else a torch generator per chain."""
+    if counter_noise_compiled(device):
+        return PhiloxNoise(keys, n_params, refill=True)
+    return TorchNoise(keys, n_params, device)
 
 
 def steps_held(n_params: int, device: torch.device) -> int:
     """Steps of noise held in memory per chain at once (for memory estimates)."""
-    return 1 if device.type == "cpu" else block_length(n_params)
+    return 1 if counter_noise_compiled(device) else block_length(n_params)
