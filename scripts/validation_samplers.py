@@ -4,7 +4,8 @@ each sampler kernel. Resumable: rows already in --out are kept and skipped, each
 appended as soon as it is done. Prints the markdown table of docs/validation.md and the criteria
 of the settled-estimate issue (silent misses, flagged misses, mean |error| over ok cases, share ok).
 
-    python scripts/validation_samplers.py --held-out --out docs/validation/held_out.jsonl    # the fixed family
+    python scripts/validation_samplers.py --held-out --out docs/validation/held_out.jsonl    # the first fixed family
+    python scripts/validation_samplers.py --held-out --seed 20261204 --out docs/validation/held_out_2.jsonl  # the second
     python scripts/validation_samplers.py --quick --samplers sgld --out /tmp/dev.jsonl       # the development suite
     python scripts/validation_samplers.py --from docs/validation/held_out.jsonl               # the table again
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from grokscope.atomic import json_safe
-from grokscope.llc.validation.suite import held_out, parse_case, run_case, suite
+from grokscope.llc.validation.suite import HELD_OUT_SEED, held_out, parse_case, run_case, suite
 
 
 def _short(flags: list[str]) -> str:
@@ -40,7 +41,7 @@ def measured(args) -> list[dict]:
     if args.cases:
         cases = [parse_case(c) for c in args.cases]
     else:
-        cases = held_out() if args.held_out else suite(quick=args.quick, grid=args.grid)
+        cases = held_out(args.seed) if args.held_out else suite(quick=args.quick, grid=args.grid)
     out.parent.mkdir(parents=True, exist_ok=True)
     for case in cases:
         for sampler in args.samplers:
@@ -67,7 +68,8 @@ def criteria(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--held-out", dest="held_out", action="store_true", help="the fixed held-out family (docs/validation.md)")
+    parser.add_argument("--held-out", dest="held_out", action="store_true", help="a fixed held-out family (docs/validation.md)")
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="which held-out family: its seed (docs/validation.md)")
     parser.add_argument("--quick", action="store_true", help="development suite without the larger deep linear networks")
     parser.add_argument("--grid", action="store_true", help="development suite with every normal crossing with powers up to 3")
     parser.add_argument("--samplers", nargs="+", default=["sgld", "rmsprop_sgld"])

@@ -1,6 +1,8 @@
+from dataclasses import replace
+
 import pytest
 
-from grokscope.llc.tuning.calibrate import Cell, _flag_not_flat, recommend
+from grokscope.llc.tuning.calibrate import Cell, _flag_not_flat, _flag_settled_too_soon, recommend
 from grokscope.thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
 
 
@@ -104,3 +106,24 @@ def test_the_grid_runs_at_the_temperature_the_estimate_uses(tmp_path, tiny_confi
     assert report["default_nbeta"] == report["cells"][0]["nbeta"] == plain / 2
     alone = run_llc(run, base.model_copy(update={"epsilon": 1e-3}), "last", progress=False).entries[0]
     assert report["cells"][0]["llc_mean"] == alone.llc_mean
+
+
+def _timed(eps, llc, steps, status="ok"):
+    return replace(cell(eps, llc, status), steps_used=steps)
+
+
+def test_a_cell_settled_in_less_time_than_an_unsettled_one_is_not_trusted():
+    """Time is ε × steps: chains at 1e-4 that look settled after 1000 steps (time 0.1), while those at
+    4e-4 still move after 8000 (time 3.2), are not evidence; 2e-4 after 20,000 steps (time 4) is."""
+    early, long_run, moving = _timed(1e-4, 3.5, 1000), _timed(2e-4, 5.0, 20000), _timed(4e-4, 5.4, 8000, "unreliable")
+    _flag_settled_too_soon([early, long_run, moving])
+    assert early.status == "unreliable" and not early.settled and early.flags[-1].startswith("settled too soon")
+    assert long_run.settled and not long_run.flags
+
+
+def test_a_false_plateau_of_cells_settled_too_soon_gives_no_estimate():
+    cells = [_timed(1.25e-7, 3.50, 10000), _timed(2.5e-7, 3.59, 10000), _timed(5e-7, 5.2, 80000, "unreliable"),
+             _timed(1e-6, 5.7, 80000, "unreliable"), replace(cell(2e-6, 7.3, "unreliable", biased=True), steps_used=10000)]
+    assert recommend(cells, 100.0, 5.0)["epsilon"] == 2.5e-7  # the plateau, without the time check
+    _flag_settled_too_soon(cells)
+    assert recommend(cells, 100.0, 5.0)["epsilon"] is None

@@ -34,8 +34,9 @@ RULE = """\
 2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
    chains continue until they settle or reach the step cap. A cell is biased when its chains
    diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE or w* is not a
-   minimum; it is settled when its status is ok or imprecise (llc/diagnostics/health.py). Too few draws
-   never disqualify a step size: more steps cure that, and the cell got them.
+   minimum; it is settled when its status is ok or imprecise (llc/diagnostics/health.py), and no
+   unbiased cell that had not settled ran for as long a time ε × steps (else it "settled too soon").
+   Too few draws never disqualify a step size: more steps cure that, and the cell got them.
 3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
    next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
    the paired per-chain differences. So a cell settled at the smallest ε is checked against the
@@ -122,6 +123,7 @@ def calibrate_llc(
     result = sample_llc(model, data, [weights] * len(grid), loss=loss, config=base,
                           checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
     cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, result.entries)]
+    _flag_settled_too_soon(cells)
     _flag_not_flat(cells)
     return {
         "default_nbeta": default_nbeta,
@@ -159,6 +161,28 @@ def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, m
         epsilon = eps
     return {"epsilon": epsilon, "n_steps": steps,
             "epsilons": list(BRACKET_EPSILONS), "mala_acceptance": acceptance}
+
+
+def _flag_settled_too_soon(cells: list[Cell]) -> None:
+    """A settled cell whose chains ran for less time than those of an unbiased cell that had not
+    settled is not trusted: it becomes unreliable. Time is ε × steps, the duration of the Langevin
+    dynamics the chains discretise, and the time chains need to settle does not depend on the step
+    size (Roberts & Tweedie 1996; the discretisation only adds a bias). A cell that looks settled
+    after less time than another one needed and did not get has likely stayed in the region around
+    w* that it reached first: its traces are stable, its λ̂ low (docs/validation.md, "Settled too
+    soon")."""
+    rows: dict[tuple[float, float], list[Cell]] = {}
+    for cell in cells:
+        rows.setdefault((cell.nbeta, cell.gamma), []).append(cell)
+    for row in rows.values():
+        moving = [c for c in row if c.llc_mean is not None and not c.biased and not c.settled and c.steps_used]
+        for cell in [c for c in row if c.settled]:
+            longer = [c for c in moving if c.epsilon * c.steps_used >= cell.epsilon * cell.steps_used]
+            if longer:
+                slowest = max(longer, key=lambda c: c.epsilon * c.steps_used)
+                cell.status = "unreliable"
+                cell.flags.append(f"settled too soon: after time ε·steps = {cell.epsilon * cell.steps_used:.3g}, while the "
+                                  f"chains at ε = {slowest.epsilon:.3g} had not settled after {slowest.epsilon * slowest.steps_used:.3g}")
 
 
 def _flag_not_flat(cells: list[Cell]) -> None:

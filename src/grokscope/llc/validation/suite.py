@@ -124,19 +124,25 @@ NORMAL_CROSSING_GRID = [(a, b) for a in range(4) for b in range(a, 4) if b > 0]
 
 
 HELD_OUT_SEED, HELD_OUT_COUNT = 20261203, 24
+# The family fixed on 2026-12-03 judged the first rule; its first 7 cases, seen, became development
+# cases of the rule that replaced it, which is judged on the family drawn by this seed.
+SECOND_HELD_OUT_SEED = 20261204
 
 
 def held_out_family(seed: int = HELD_OUT_SEED, count: int = HELD_OUT_COUNT) -> list[tuple[list[int], int]]:
-    """The validation family fixed before the rule ran on it (docs/validation.md lists it; never
-    tuned on): ``count`` deep linear networks drawn by ``seed``, depth 2-5, widths 2-12, rank
-    uniform from 0 to the narrowest width, no network twice and none of the development suite."""
+    """A validation family fixed before a rule ran on it (docs/validation.md lists it; never tuned
+    on): ``count`` deep linear networks drawn by ``seed``, depth 2-5, widths 2-12, rank uniform from
+    0 to the narrowest width, no network twice, none of the development suite and, for a later
+    family, none of an earlier one."""
     rng = random.Random(seed)
-    development = {(tuple(w), r) for w, r in REDUCED_RANK_CASES + INTERMEDIATE_RANK_CASES + LARGER_DLN_CASES}
+    taken = {(tuple(w), r) for w, r in REDUCED_RANK_CASES + INTERMEDIATE_RANK_CASES + LARGER_DLN_CASES}
+    if seed != HELD_OUT_SEED:
+        taken |= {(tuple(w), r) for w, r in held_out_family(HELD_OUT_SEED, count)}
     family: list[tuple[list[int], int]] = []
     while len(family) < count:
         widths = [rng.randint(2, 12) for _ in range(rng.randint(2, 5) + 1)]
         rank = rng.randint(0, min(widths))
-        if (tuple(widths), rank) not in development and (widths, rank) not in family:
+        if (tuple(widths), rank) not in taken and (widths, rank) not in family:
             family.append((widths, rank))
     return family
 
