@@ -162,3 +162,31 @@ def test_plotting_modules_leave_the_matplotlib_backend_alone():
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "MPLBACKEND": "svg"})
     assert out.stdout.strip() == "svg", out.stderr
+
+
+def toy_norm(checkpoint):
+    """An analysis from outside the package: the weights' norm."""
+    return {"toy_norm": float(sum(p.detach().norm() for p in checkpoint.model.parameters()))}
+
+
+def draw_toy_norm(run, analysis):
+    from grokscope.analysis import charts
+
+    return charts.lines_over_training(analysis.steps, {"norm": [c.toy_norm for c in analysis.checkpoints]}, "weight norm", "norm")
+
+
+def test_an_analysis_registered_from_outside_is_computed_stored_drawn_and_reported(tmp_path, tiny_config, monkeypatch):
+    from cli_helper import run_cli
+
+    from grokscope.analysis.registry import ANALYSES, Analysis, Figure
+
+    figure = Figure("toy_norm", "The weights' norm over training", f"{__name__}:draw_toy_norm")
+    monkeypatch.setitem(ANALYSES, "toy", Analysis("toy", "toy", toy_norm, (figure,), "Weight norm"))
+    run = train(tiny_config(), tmp_path / "run", progress=False)
+    assert run_cli("analyze", run.path, "--quiet").returncode == 0
+    stored = json.loads(run.paths.fourier.read_text())["checkpoints"]
+    assert len(stored) == len(run.steps) and all(c["toy_norm"] > 0 for c in stored)
+    assert run.paths.figure("toy_norm").read_bytes().startswith(b"\x89PNG")
+    assert run_cli("report", run.path).returncode == 0
+    html = run.paths.report.read_text()
+    assert "Weight norm" in html and "The weights&#39; norm over training" in html

@@ -513,6 +513,7 @@ def test_a_run_directory_reached_through_a_symlink_still_reads(run, tmp_path):
     assert run_cli("llc", link, "--steps", "20", "--batch-size", "8", "--chains", "2", "--no-auto").returncode == 0
 
 
+@pytest.mark.slow  # two real processes, one killed
 def test_a_second_llc_process_on_a_run_is_refused_while_the_first_samples(run):
     slow = [sys.executable, "-m", "grokscope", "llc", str(run.path), "--steps", "200000", "--chains", "2", "--no-auto"]
     first = subprocess.Popen(slow, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -7,7 +7,7 @@ retrains. The key frequencies are those of the final checkpoint's embedding.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
@@ -21,17 +21,18 @@ from .registry import ANALYSES, Checkpoint
 
 @dataclass
 class CheckpointAnalysis:
+    """The fields every analysis of ANALYSES computed at one checkpoint, read as attributes
+    (``c.hessian_top``, ``c.circuit``)."""
+
     step: int
     test_acc: float | None
-    embedding_magnitudes: list[float]
-    unembedding_magnitudes: list[float]
-    neuron_frequencies: list[int] | None
-    sparsity: float
-    ablation_losses: list[float]
-    restricted_loss: float
-    excluded_loss: float
-    hessian_top: list[float]
-    circuit: dict
+    fields: dict = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        fields = self.__dict__.get("fields", {})
+        if name in fields:
+            return fields[name]
+        raise AttributeError(f"no analysis field {name!r} (the analyses give: {', '.join(fields)})")
 
 
 @dataclass
@@ -66,13 +67,12 @@ class RunAnalysis:
         return formed
 
     def fourier_json(self) -> dict:
-        keep = ("step", "embedding_magnitudes", "unembedding_magnitudes", "neuron_frequencies", "sparsity",
-                "ablation_losses", "restricted_loss", "excluded_loss", "hessian_top")
+        """results/fourier.json: every analysis's fields but the circuit's (circuit.json has those)."""
         return {
             "settings": self.settings,
             "p": self.p,
             "key_frequencies": self.key_frequencies,
-            "checkpoints": [{k: v for k, v in asdict(c).items() if k in keep} for c in self.checkpoints],
+            "checkpoints": [{"step": c.step, **{k: v for k, v in c.fields.items() if k != "circuit"}} for c in self.checkpoints],
         }
 
     def circuit_json(self) -> dict:
@@ -111,7 +111,7 @@ def analyze_run(
     for step in tqdm(steps, desc="analyze", unit="ckpt", disable=not progress, file=sys.stderr):
         checkpoint = Checkpoint(run.model(step), data, data.p, keys, accuracy.get(step), seed, hessian_count)
         fields = {name: value for analysis in ANALYSES.values() for name, value in analysis.compute(checkpoint).items()}
-        results.append(CheckpointAnalysis(step=step, test_acc=checkpoint.test_acc, **fields))
+        results.append(CheckpointAnalysis(step, checkpoint.test_acc, fields))
     settings = {"package_version": __version__, "seed": seed, "hessian_count": hessian_count,
                 "generalised_accuracy": GENERALISED_TEST_ACCURACY, "analyses": list(ANALYSES), "run": str(run.path)}
     return RunAnalysis(data.p, run.config.model.kind, keys, results, settings)

@@ -6,6 +6,7 @@ import io
 import shutil
 import subprocess
 import tempfile
+from importlib import import_module
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -23,6 +24,7 @@ from ..thresholds import (
 )
 from . import charts
 from .analyze import RunAnalysis
+from .registry import ANALYSES
 from .fourier import mode_circle
 
 CIRCLE_CHECKPOINTS = 4
@@ -30,47 +32,76 @@ MAX_CIRCLE_KEYS = 4
 
 
 def analysis_figures(run: Run, analysis: RunAnalysis) -> dict[str, plt.Figure]:
-    """Every figure of the analysis, by file stem."""
-    steps = analysis.steps
-    keys = analysis.key_frequencies
-    embed = np.array([c.embedding_magnitudes for c in analysis.checkpoints]).T
-    ablation = np.array([c.ablation_losses for c in analysis.checkpoints]).T
-    figs = {
-        "fourier_magnitudes": charts.heatmap_over_training(steps, embed, "embedding mode magnitudes", "frequency k", "magnitude"),
-        "fourier_magnitudes_unembed": charts.heatmap_over_training(
-            steps, np.array([c.unembedding_magnitudes for c in analysis.checkpoints]).T,
-            "unembedding mode magnitudes", "frequency k", "magnitude"),
-        "fourier_lines": charts.lines_over_training(
-            steps, {f"k={k}": embed[k].tolist() for k in range(1, embed.shape[0])},
-            f"embedding mode magnitudes (key: {keys})", "magnitude"),
-        "fourier_sparsity": charts.lines_over_training(
-            steps, {"share of ‖E‖² in key frequencies": [c.sparsity for c in analysis.checkpoints]},
-            f"Fourier sparsity of the embedding (key frequencies {keys})", "share"),
-        "ablation": charts.heatmap_over_training(steps, ablation, "test loss keeping one embedding mode (k=0: constant only)",
-                                                "kept frequency k", "test loss", log=True),
-        "progress_measures": charts.lines_over_training(
-            steps,
-            {"train loss": _at(run, steps, "train_loss"), "test loss": _at(run, steps, "test_loss"),
-             "restricted loss": [c.restricted_loss for c in analysis.checkpoints],
-             "excluded loss": [c.excluded_loss for c in analysis.checkpoints]},
-            "progress measures (Nanda et al. 2023)", "loss", log=True),
-        "hessian": charts.lines_over_training(
-            steps, {f"λ{i + 1}": [c.hessian_top[i] if i < len(c.hessian_top) else None for c in analysis.checkpoints]
-                    for i in range(len(analysis.checkpoints[0].hessian_top))},
-            "top Hessian eigenvalues of the training loss", "eigenvalue", log=True),
-        "circuit_metrics": charts.lines_over_training(
-            steps,
-            {"gradient symmetricity": [c.circuit["gradient_symmetricity"] for c in analysis.checkpoints],
-             "distance irrelevance": [c.circuit["distance_irrelevance"] for c in analysis.checkpoints],
-             "sum dependence": [c.circuit["sum_dependence"] for c in analysis.checkpoints],
-             "frequency doubling": [c.circuit["frequency_doubling"] for c in analysis.checkpoints]},
-            f"Pizza vs Clock: final verdict {analysis.final_verdict!r}, formed at step {analysis.circuit_formed_at}",
-            "value",
-            marks={"pizza symmetricity ≥": PIZZA_SYMMETRICITY, "pizza DI ≤": PIZZA_MAX_DISTANCE_IRRELEVANCE,
-                   "clock DI ≥": CLOCK_MIN_DISTANCE_IRRELEVANCE, "clock sum dependence ≥": CLOCK_MIN_SUM_DEPENDENCE}),
-        "circles": _circles_grid(run, analysis),
-    }
+    """Every figure of the analyses in ANALYSES, by file stem (each drawn by its ``draw`` function)."""
+    figs = {}
+    for entry in ANALYSES.values():
+        for figure in entry.figures:
+            module, function = figure.draw.split(":")
+            figs[figure.stem] = getattr(import_module(module), function)(run, analysis)
     return figs
+
+
+def _embedding_magnitudes(analysis: RunAnalysis) -> np.ndarray:
+    return np.array([c.embedding_magnitudes for c in analysis.checkpoints]).T
+
+
+def fourier_magnitudes(run: Run, analysis: RunAnalysis) -> plt.Figure:
+    return charts.heatmap_over_training(analysis.steps, _embedding_magnitudes(analysis), "embedding mode magnitudes",
+                                        "frequency k", "magnitude")
+
+
+def fourier_magnitudes_unembed(run: Run, analysis: RunAnalysis) -> plt.Figure:
+    return charts.heatmap_over_training(analysis.steps, np.array([c.unembedding_magnitudes for c in analysis.checkpoints]).T,
+                                        "unembedding mode magnitudes", "frequency k", "magnitude")
+
+
+def fourier_lines(run: Run, analysis: RunAnalysis) -> plt.Figure:
+    embed = _embedding_magnitudes(analysis)
+    return charts.lines_over_training(analysis.steps, {f"k={k}": embed[k].tolist() for k in range(1, embed.shape[0])},
+                                      f"embedding mode magnitudes (key: {analysis.key_frequencies})", "magnitude")
+
+
+def fourier_sparsity(run: Run, analysis: RunAnalysis) -> plt.Figure:
+    return charts.lines_over_training(
+        analysis.steps, {"share of ‖E‖² in key frequencies": [c.sparsity for c in analysis.checkpoints]},
+        f"Fourier sparsity of the embedding (key frequencies {analysis.key_frequencies})", "share")
+
+
+def ablation(run: Run, analysis: RunAnalysis) -> plt.Figure:
+    return charts.heatmap_over_training(analysis.steps, np.array([c.ablation_losses for c in analysis.checkpoints]).T,
+                                        "test loss keeping one embedding mode (k=0: constant only)", "kept frequency k",
+                                        "test loss", log=True)
+
+
+def progress_measures(run: Run, analysis: RunAnalysis) -> plt.Figure:
+    steps = analysis.steps
+    return charts.lines_over_training(
+        steps,
+        {"train loss": _at(run, steps, "train_loss"), "test loss": _at(run, steps, "test_loss"),
+         "restricted loss": [c.restricted_loss for c in analysis.checkpoints],
+         "excluded loss": [c.excluded_loss for c in analysis.checkpoints]},
+        "progress measures (Nanda et al. 2023)", "loss", log=True)
+
+
+def hessian(run: Run, analysis: RunAnalysis) -> plt.Figure:
+    return charts.lines_over_training(
+        analysis.steps, {f"λ{i + 1}": [c.hessian_top[i] if i < len(c.hessian_top) else None for c in analysis.checkpoints]
+                         for i in range(len(analysis.checkpoints[0].hessian_top))},
+        "top Hessian eigenvalues of the training loss", "eigenvalue", log=True)
+
+
+def circuit_metrics(run: Run, analysis: RunAnalysis) -> plt.Figure:
+    checkpoints = analysis.checkpoints
+    return charts.lines_over_training(
+        analysis.steps,
+        {"gradient symmetricity": [c.circuit["gradient_symmetricity"] for c in checkpoints],
+         "distance irrelevance": [c.circuit["distance_irrelevance"] for c in checkpoints],
+         "sum dependence": [c.circuit["sum_dependence"] for c in checkpoints],
+         "frequency doubling": [c.circuit["frequency_doubling"] for c in checkpoints]},
+        f"Pizza vs Clock: final verdict {analysis.final_verdict!r}, formed at step {analysis.circuit_formed_at}",
+        "value",
+        marks={"pizza symmetricity ≥": PIZZA_SYMMETRICITY, "pizza DI ≤": PIZZA_MAX_DISTANCE_IRRELEVANCE,
+               "clock DI ≥": CLOCK_MIN_DISTANCE_IRRELEVANCE, "clock sum dependence ≥": CLOCK_MIN_SUM_DEPENDENCE})
 
 
 def _at(run: Run, steps: list[int], column: str) -> list[float | None]:
@@ -82,7 +113,7 @@ def _chosen_steps(steps: list[int], count: int) -> list[int]:
     return sorted({steps[round(i * (len(steps) - 1) / max(count - 1, 1))] for i in range(count)})
 
 
-def _circles_grid(run: Run, analysis: RunAnalysis) -> plt.Figure:
+def circles(run: Run, analysis: RunAnalysis) -> plt.Figure:
     keys = analysis.key_frequencies[:MAX_CIRCLE_KEYS]
     chosen = _chosen_steps(analysis.steps, CIRCLE_CHECKPOINTS)
     fig, axes = plt.subplots(len(chosen), len(keys), figsize=(2.6 * len(keys), 2.6 * len(chosen)), squeeze=False)

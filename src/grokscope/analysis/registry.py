@@ -1,7 +1,8 @@
-"""The analyses, listed once. ``grokscope analyze`` runs every entry at every checkpoint, the
-notebook functions (:mod:`grokscope.analysis.single`) are the same entries applied to one model,
-and the report shows each entry's figures in its section. Adding an analysis is one function here
-(or in its own module) plus one line in ANALYSES, and its fields in ``CheckpointAnalysis``."""
+"""The analyses, listed once. ``grokscope analyze`` runs every entry at every checkpoint and stores
+its fields, the notebook functions (:mod:`grokscope.analysis.single`) are the same entries applied
+to one model, and the report shows each entry's figures in its section. Adding an analysis is one
+module (its ``compute`` and the functions that draw its figures) plus one line in ANALYSES
+(docs/ARCHITECTURE.md shows one)."""
 
 from __future__ import annotations
 
@@ -45,11 +46,24 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class Figure:
+    stem: str  # figures/<stem>.png
+    caption: str
+    draw: str  # "module:function" of (run, RunAnalysis) -> matplotlib Figure, imported when drawn
+
+
+@dataclass(frozen=True)
 class Analysis:
     name: str
-    section: str  # the report section showing it
-    compute: Callable[[Checkpoint], dict]  # -> fields of a CheckpointAnalysis
-    figures: tuple[tuple[str, str], ...]  # (figure stem, caption)
+    section: str  # the report section showing it (a new name gets a section of its own)
+    compute: Callable[[Checkpoint], dict]  # -> this analysis's fields of one checkpoint
+    figures: tuple[Figure, ...]
+    section_title: str = ""  # the title of a section of its own
+
+
+def _figures(*entries: tuple[str, str]) -> tuple[Figure, ...]:
+    """The built-in figures: (stem, caption), each drawn by the function of that name in analysis/figures.py."""
+    return tuple(Figure(stem, caption, f"grokscope.analysis.figures:{stem}") for stem, caption in entries)
 
 
 @torch.no_grad()
@@ -88,23 +102,28 @@ def circuit(c: Checkpoint) -> dict:
 ANALYSES: dict[str, Analysis] = {
     a.name: a
     for a in [
-        Analysis("fourier", "fourier", fourier, (
+        Analysis("fourier", "fourier", fourier, _figures(
             ("fourier_magnitudes", "Embedding Fourier mode magnitudes over training"),
             ("fourier_lines", "Embedding mode magnitudes per frequency (the original study's plot)"),
             ("fourier_magnitudes_unembed", "Unembedding Fourier mode magnitudes over training"),
             ("fourier_sparsity", "Share of the embedding's norm in the key frequencies"),
             ("circles", "Mode circles of the key frequencies at a few checkpoints"))),
-        Analysis("ablation", "fourier", ablation, (
-            ("ablation", "Keep-one-mode ablation: test loss with the embedding projected onto one frequency"),)),
-        Analysis("progress", "fourier", progress, (
-            ("progress_measures", "Progress measures: restricted and excluded loss (Nanda et al. 2023)"),)),
-        Analysis("hessian", "hessian", hessian, (
-            ("hessian", "Top eigenvalues of the training-loss Hessian at each checkpoint"),)),
-        Analysis("circuit", "circuit", circuit, (("circuit_metrics", "Circuit metrics over training"),)),
+        Analysis("ablation", "fourier", ablation, _figures(
+            ("ablation", "Keep-one-mode ablation: test loss with the embedding projected onto one frequency"))),
+        Analysis("progress", "fourier", progress, _figures(
+            ("progress_measures", "Progress measures: restricted and excluded loss (Nanda et al. 2023)"))),
+        Analysis("hessian", "hessian", hessian, _figures(
+            ("hessian", "Top eigenvalues of the training-loss Hessian at each checkpoint"))),
+        Analysis("circuit", "circuit", circuit, _figures(("circuit_metrics", "Circuit metrics over training"))),
     ]
 }
 
 
 def figures_of(section: str) -> list[tuple[str, str]]:
     """(stem, caption) of every figure the analyses of a report section draw."""
-    return [figure for a in ANALYSES.values() if a.section == section for figure in a.figures]
+    return [(figure.stem, figure.caption) for a in ANALYSES.values() if a.section == section for figure in a.figures]
+
+
+def own_sections(built_in: set[str]) -> dict[str, str]:
+    """Report sections the analyses ask for beyond ``built_in``: id -> title."""
+    return {a.section: a.section_title or a.name for a in ANALYSES.values() if a.section not in built_in}

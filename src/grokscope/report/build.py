@@ -5,11 +5,12 @@ command that makes them; everything else still renders."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..analysis.analyze import verdict_summary
-from ..analysis.registry import figures_of
+from ..analysis.registry import figures_of, own_sections
 from ..analysis.stages import plot_stages, stage_table
 from ..errors import GrokscopeError
 from ..layout import RunPaths
@@ -27,6 +28,8 @@ from ..thresholds import (
 )
 from . import own_figures
 from .page import Section, command, embed_png, fmt, render_page
+
+BUILT_IN_SECTIONS = {"fourier", "circuit", "hessian"}  # analysis sections the report names itself; others come from ANALYSES
 
 
 class RunResults:
@@ -94,7 +97,8 @@ def build_run_report(run_dir: str | Path) -> Path:
         ("health", "SGLD health", lambda: _health(run_dir, llc, results), [RunPaths.llc]),
         ("fourier", "Fourier anatomy", lambda: _fourier(run_dir, fourier, results), [RunPaths.fourier]),
         ("circuit", "Pizza or Clock", lambda: _circuits(run_dir, circuit, results), [RunPaths.circuit]),
-        ("hessian", "Hessian spectrum", lambda: _hessian(run_dir, fourier, results), [RunPaths.fourier]),
+        *[(section_id, title, partial(_analysis_section, run_dir, section_id, title, fourier, results), [RunPaths.fourier])
+          for section_id, title in {"hessian": "Hessian spectrum", **own_sections(BUILT_IN_SECTIONS)}.items()],
         ("samples", "SGLD samples (2-D PCA)", lambda: _samples(run_dir), [RunPaths.llc_samples]),
         ("provenance", "Provenance", lambda: _provenance(config, manifest, llc, results), [RunPaths.config, RunPaths.manifest]),
     ]
@@ -255,11 +259,12 @@ def _circuits(run_dir: Path, circuit, results: RunResults) -> Section:
     return section
 
 
-def _hessian(run_dir: Path, fourier, results: RunResults) -> Section:
-    section = Section("hessian", "Hessian spectrum")
+def _analysis_section(run_dir: Path, section_id: str, title: str, fourier, results: RunResults) -> Section:
+    """The figures of the analyses that report in section ``section_id`` (ANALYSES)."""
+    section = Section(section_id, title)
     section.missing += results.note(RunPaths.fourier)
     if fourier:
-        for stem, caption in figures_of("hessian"):
+        for stem, caption in figures_of(section_id):
             _figure_file(run_dir, stem, caption, command("grokscope", "analyze", run_dir), section)
     return section
 
