@@ -562,3 +562,39 @@ def test_without_the_compiled_code_the_numbers_keep_their_properties(tiny_run, m
     assert differ == compiled_noise  # other numbers exactly when the compiled stream was in use before
 
 
+
+
+class MeanDistance:
+    """A user's observer: each chain's squared distance from w*, averaged over the steps."""
+
+    name = "distance"
+
+    def make(self, start, stop, n_chains, device):
+        return _DistanceRecorder(start, stop, n_chains, device)
+
+    def summarise(self, series):
+        return series.mean(0).tolist()
+
+
+class _DistanceRecorder:
+    def __init__(self, start, stop, n_chains, device):
+        self.start, self.values = start, torch.empty(stop - start, n_chains, device=device)
+
+    def observe(self, step, state, loss, loss_grad, noise, batch):
+        self.values[step - self.start] = sum(((state.w[n] - state.anchor[n]) ** 2).flatten(1).sum(1) for n in state.w)
+
+    def result(self):
+        return {"distance": self.values.cpu()}
+
+
+def test_a_users_observer_reaches_each_entry_and_llc_json_alone_as_batched(tiny_run):
+    model, data, params = _inputs(tiny_run)
+    settings = dict(FAST, n_steps=50, max_steps=200)
+    together = estimate_llc(model, data, params, observers=[MeanDistance()], **settings)
+    for k, entry in enumerate(together.entries):
+        assert len(entry.observed["distance"]) == FAST["chains"] and all(d > 0 for d in entry.observed["distance"])
+        alone = estimate_llc(model, data, params[k], checkpoint_ids=[k], observers=[MeanDistance()], **settings).entries[0]
+        assert alone.observed == entry.observed and alone.steps_used == entry.steps_used
+    assert json.loads(together.to_json())["checkpoints"][0]["observed"]["distance"] == together.entries[0].observed["distance"]
+    with pytest.raises(ConfigError, match="observer name 'losses'"):
+        estimate_llc(model, data, params, observers=[type("Clash", (MeanDistance,), {"name": "losses"})()], **settings)

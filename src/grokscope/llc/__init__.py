@@ -10,11 +10,12 @@ The names load on first use (../lazy.py): ``grokscope.llc.figures`` draws withou
 
 from ..lazy import lazy_names
 
-__all__ = ["CheckpointLLC", "LLCResult", "SGLDConfig", "calibrate_llc", "estimate_llc", "run_llc", "sgld_config", "true_llc_dln"]
+__all__ = ["CheckpointLLC", "LLCResult", "SGLDConfig", "UserObserver", "calibrate_llc", "estimate_llc", "run_llc", "sgld_config", "true_llc_dln"]
 __getattr__, __dir__ = lazy_names(__name__, {
     "CheckpointLLC": "result",
     "LLCResult": "result",
     "SGLDConfig": "config",
+    "UserObserver": "sampling.observers",
     "calibrate_llc": "tuning.calibrate",
     "estimate_llc": "api",
     "run_llc": "api",

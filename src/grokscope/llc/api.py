@@ -16,6 +16,7 @@ from .estimator import as_param_sets, sample_llc
 from .result import LLCResult
 from .runs.checkpoints import run_llc_together, select_checkpoints
 from .sampling.objective import LossFn
+from .sampling.observers import UserObserver
 from .tuning.auto import estimate_llc_auto
 
 
@@ -34,6 +35,7 @@ def estimate_llc(
     probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     probe_every: int = 10,
     probe_per_sample: bool = False,
+    observers: Sequence[UserObserver] = (),
     **settings: object,
 ) -> LLCResult:
     """Estimate the LLC at each parameter set in ``param_sets`` (default: the model's own weights).
@@ -56,11 +58,12 @@ def estimate_llc(
     (2n, 4n, ... up to ``max_steps``) until its estimate is settled (``status`` "ok",
     llc/diagnostics/health.py) or more steps cannot help; each entry records ``steps_used``.
     ``probes`` (name -> (x, y)) records every ``probe_every`` steps each chain's mean loss on each probe set (and per-sample losses with
-    ``probe_per_sample``). Chain c of parameter set k is seeded by (seed, checkpoint_ids[k], c), so
+    ``probe_per_sample``). ``observers`` are the user's own measurements (:class:`UserObserver`:
+    what each keeps lands in ``entry.observed[name]`` and llc.json). Chain c of parameter set k is seeded by (seed, checkpoint_ids[k], c), so
     a set estimated alone or batched with others gives the same numbers.
     """
     options = dict(steps=steps, masks=masks, per_set=per_set, probes=probes, probe_every=probe_every,
-                   probe_per_sample=probe_per_sample)
+                   probe_per_sample=probe_per_sample, observers=observers)
     if settings.get("epsilon") == "auto":
         cfg = config if config is not None else sgld_config(**{k: v for k, v in settings.items() if k != "epsilon"})
         return estimate_llc_auto(model, data, as_param_sets(model, param_sets), cfg, loss, checkpoint_ids, progress=progress,

@@ -44,7 +44,9 @@ from .sampling.observers import (
     ProbeLosses,
     Snapshots,
     StepNorms,
+    UserObserver,
     chain_columns,
+    check_user_observers,
     join_blocks,
 )
 from .sampling.selection import Selection, select
@@ -67,6 +69,7 @@ def sample_llc(
     probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     probe_every: int = 10,
     probe_per_sample: bool = False,
+    observers: Sequence[UserObserver] = (),
     **settings: object,
 ) -> LLCResult:
     """:func:`grokscope.llc.estimate_llc` at the settings given (a number for ε): the arguments are
@@ -101,11 +104,12 @@ def sample_llc(
     anchors = {name: stacked[name] for name in selection.names}
     fixed = {name: t for name, t in stacked.items() if name not in anchors}
     probe_init = _check_probes(objective, anchors, fixed, probes or {}, probe_every)
+    check_user_observers(observers)
     init_loss, init_grad = full_batch_loss_and_grad(objective, anchors, fixed, x, y, sizes, cfg.restrict_to_orth_grad)
     finite = [all(bool(torch.isfinite(t[k]).all()) for t in stacked.values()) for k in range(len(param_sets))]
 
     job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, sizes, shared_data, ids, set_configs, per_set is not None,
-               nbetas, selection, chain_masks, probes or {}, probe_every, probe_per_sample, device, progress)
+               nbetas, selection, chain_masks, probes or {}, probe_every, probe_per_sample, list(observers), device, progress)
     n_params = sum(t[0].numel() for t in anchors.values())
     entries: dict[int, CheckpointLLC] = {}
     parts: dict[int, dict[str, torch.Tensor]] = {}
@@ -161,6 +165,7 @@ class _Job:
     probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
     probe_every: int
     probe_per_sample: bool
+    user_observers: list[UserObserver]
     device: torch.device
     progress: bool
 
@@ -214,6 +219,7 @@ class _Job:
         while active:
             observers = _observers(cfg, kernel, objective, fixed, self.probes, self.probe_every, self.probe_per_sample,
                                    start, stop, len(active) * chains, n_params, self.device)
+            observers += [user.make(start, stop, len(active) * chains, self.device) for user in self.user_observers]
             state = run_chains(objective, kernel, state, fixed, x, y, streams, start, stop, observers,
                                progress=self.progress and show_progress)
             recorded = {key: value for observer in observers for key, value in observer.result().items()}
@@ -226,6 +232,8 @@ class _Job:
                 entry, found = summarise(joined, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
                                          _set_record(self.set_configs[k], self.nbetas[k][0]) if self.per_set else None,
                                          {name: float(values[k]) for name, values in probe_init.items()})
+                if self.user_observers:
+                    entry.observed = {user.name: user.summarise(joined[user.name]) for user in self.user_observers}
                 if found.more_steps_help and not out_of_budget:
                     staying.append(j)
                     continue

@@ -44,10 +44,11 @@ class CheckpointLLC:
     settings: dict[str, float] | None = None  # this set's ε, γ, nβ, wd when they differ per set
     step_metrics: dict[str, Any] | None = None  # norms of the step's terms per chain (--step-metrics)
     probe_losses: dict[str, Any] | None = None  # mean loss per chain on each probe set
+    observed: dict[str, Any] | None = None  # what each user observer keeps (its summarise), by name
 
     def row(self) -> dict[str, Any]:
         """The scalar fields (and per-set settings), for tables."""
-        skip = {"llc_per_chain", "trace_steps", "loss_trace", "settings", "step_metrics", "probe_losses", "flags"}
+        skip = {"llc_per_chain", "trace_steps", "loss_trace", "settings", "step_metrics", "probe_losses", "observed", "flags"}
         return {k: v for k, v in asdict(self).items() if k not in skip} | (self.settings or {}) | {"flags": "; ".join(self.flags)}
 
 

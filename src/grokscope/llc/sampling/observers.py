@@ -4,18 +4,20 @@ The loop calls ``observe(step, state, loss, loss_grad, noise, batch)`` on every 
 state whose loss and gradient on the minibatch ``batch`` = (x, y) [B, m, ...] were just computed
 (before the kernel moves it), and reads ``result()`` (CPU tensors) once at the end of a block of
 steps. An estimate that continues its chains runs a block at a time with fresh observers;
-:func:`chain_columns` and :func:`join_blocks` turn the blocks' results into one record per set. ``noise`` is this step's: on a CPU its tensors are
-refilled at the next step, so an observer copies what it keeps. Nothing here syncs with the host
-inside the loop.
-Adding a measurement is one class with these two methods (devinterp's callbacks, without host syncs).
+:func:`chain_columns` and :func:`join_blocks` turn the blocks' results into one record per set.
+``noise`` is this step's: on a CPU its tensors are refilled at the next step, so an observer copies
+what it keeps. Nothing here syncs with the host
+inside the loop. Adding a measurement is one class with these two methods (devinterp's callbacks,
+without host syncs); a user's own measurement is a :class:`UserObserver` passed to ``estimate_llc``.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import torch
 
+from ...errors import ConfigError
 from .kernels import Kernel, KernelState
 from .objective import BatchedObjective
 from .tree import Tree, flatten, leaves, per_chain_squared_norm
@@ -28,6 +30,35 @@ class Observer(Protocol):
                 batch: tuple[torch.Tensor, torch.Tensor]) -> None: ...
 
     def result(self) -> dict[str, torch.Tensor]: ...
+
+
+class UserObserver(Protocol):
+    """A measurement from outside the package: ``estimate_llc(..., observers=[...])``. ``name`` keys
+    its record and its entry (``CheckpointLLC.observed[name]``, stored in llc.json); ``make`` builds,
+    for each block of steps [start, stop), an Observer whose ``result()`` is ``{name: tensor}`` with
+    the steps first and the chains second ([steps, chains, ...]); ``summarise`` turns one parameter
+    set's record, its blocks joined ([steps, its chains, ...]), into what its entry keeps (JSON-able)."""
+
+    name: str
+
+    def make(self, start: int, stop: int, n_chains: int, device: torch.device) -> Observer: ...
+
+    def summarise(self, series: torch.Tensor) -> Any: ...
+
+
+RESERVED = ("losses", "samples", "sample_losses", "step_metrics")  # the built-in observers' record keys
+
+
+def check_user_observers(observers: Sequence[UserObserver]) -> None:
+    """Refuse names that would collide with a built-in record or with each other (one line each)."""
+    names = [getattr(o, "name", None) for o in observers]
+    for name in names:
+        if not isinstance(name, str) or not name or name in RESERVED or name.endswith("_steps") \
+                or name.startswith(("mala_", "probe_")):
+            raise ConfigError(f"observer name {name!r}: give a name of your own (not {', '.join(RESERVED)}, nor one "
+                              "ending in _steps or starting with mala_ or probe_)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"observers: two observers share a name ({names})")
 
 
 def chain_columns(key: str, value: torch.Tensor, cols: slice) -> torch.Tensor:
