@@ -57,7 +57,7 @@ def test_calibrate_brackets_then_prints_the_grid_and_the_choice(run_dir):
 
 
 def test_llc_chooses_epsilon_by_default_and_the_report_shows_the_evidence(run_dir):
-    result = grokscope("llc", str(run_dir), "--steps", "80", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1")
+    result = grokscope("llc", str(run_dir), "--steps", "160", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1")
     assert result.returncode == 0, result.stderr
     stored = json.loads((run_dir / "results" / "llc.json").read_text())
     settings, calibration = stored["settings"], stored["settings"]["calibration"]

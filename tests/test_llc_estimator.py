@@ -273,7 +273,7 @@ def test_the_transformer_on_cuda_matches_the_cpu():
 
 def test_result_fields_and_json(tiny_run):
     model, data, params = _inputs(tiny_run)
-    result = estimate_llc(model, data, params, steps=tiny_run.steps, mala=True, **FAST)
+    result = estimate_llc(model, data, params, training_steps=tiny_run.steps, mala=True, **FAST)
     entry = result.entries[-1]
     assert entry.step == tiny_run.steps[-1]
     assert len(entry.llc_per_chain) == 3 and entry.diverged_chains == 0
@@ -518,13 +518,13 @@ def test_bad_sampler_masks_settings_and_probes_fail_before_sampling(tiny_run):
 def test_epsilon_auto_estimates_every_set_at_the_calibrated_step_size(tiny_run):
     model, data, params = _inputs(tiny_run)
     settings = {**FAST, "epsilon": "auto", "n_steps": 80, "chains": 2}
-    result = estimate_llc(model, data, params, steps=tiny_run.steps, **settings)
+    result = estimate_llc(model, data, params, training_steps=tiny_run.steps, **settings)
     calibration = result.settings["calibration"]
     chosen = calibration["recommended"]["epsilon"]
     assert result.settings["epsilon"] == chosen and calibration["parameter_set"] == len(params) - 1
     assert chosen in [cell["epsilon"] for cell in calibration["cells"]] and calibration["rule"].startswith("1. Bracket")
     at = {**settings, "epsilon": chosen}  # the same estimate at the chosen ε, asked for directly
-    assert result.llc_means == estimate_llc(model, data, params, steps=tiny_run.steps, **at).llc_means
+    assert result.llc_means == estimate_llc(model, data, params, training_steps=tiny_run.steps, **at).llc_means
     cell = next(c for c in calibration["cells"] if c["epsilon"] == chosen)
     assert cell["llc_mean"] == result.entries[-1].llc_mean  # the calibration checkpoint's cell is its estimate
 

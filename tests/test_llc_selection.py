@@ -102,7 +102,8 @@ def test_layers_frozen_in_training_are_not_sampled_by_default():
     assert select(model, "layer1").names == ["linear1l.weight", "linear1l.bias", "linear1r.weight", "linear1r.bias"]  # when asked
 
 
-def test_steps_are_labels_not_the_number_of_sgld_steps():
+def test_training_steps_are_labels_not_the_number_of_sgld_steps():
     model = MLP(MLPConfig(embed_dim=4, hidden_size=8), P)
-    with pytest.raises(ConfigError, match="the number of SGLD steps is n_steps"):
-        estimate_llc(model, _pairs(), steps=3000, n_steps=10, batch_size=8)
+    for wrong in ({"steps": 3000}, {"training_steps": 3000}):
+        with pytest.raises(ConfigError, match="the number of SGLD steps is n_steps"):
+            estimate_llc(model, _pairs(), n_steps=10, batch_size=8, **wrong)

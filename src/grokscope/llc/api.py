@@ -27,7 +27,7 @@ def estimate_llc(
     loss: str | LossFn = "cross_entropy",
     config: SGLDConfig | None = None,
     checkpoint_ids: Sequence[int] | None = None,
-    steps: Sequence[int] | None = None,
+    training_steps: Sequence[int] | None = None,
     progress: bool = False,
     masks: Mapping[str, torch.Tensor] | None = None,
     set_masks: Sequence[Mapping[str, torch.Tensor] | None] | None = None,
@@ -44,7 +44,8 @@ def estimate_llc(
     equal size: e.g. the seeds of one sweep point, each with its own split); ``loss`` is
     "cross_entropy", "mse" or a callable ``loss(outputs, targets) -> scalar``. SGLD settings come
     from ``config`` or keyword ``settings`` (see :class:`SGLDConfig`; the original study's names
-    are accepted). What is sampled: ``params`` (a setting: a regex over parameter names, or a comma
+    are accepted). ``checkpoint_ids`` seed each set's chains; ``training_steps`` label each set with
+    the training step it was saved at (entries' ``step``, figures). What is sampled: ``params`` (a setting: a regex over parameter names, or a comma
     list of the model's component names such as "head1") or ``masks`` (name -> bool tensor of the
     parameter's shape); everything else stays at w*. ``set_masks`` gives parameter set k masks of
     its own (None: every parameter), e.g. the components of a weight-refined LLC
@@ -62,7 +63,10 @@ def estimate_llc(
     what each keeps lands in ``entry.observed[name]`` and llc.json). Chain c of parameter set k is seeded by (seed, checkpoint_ids[k], c), so
     a set estimated alone or batched with others gives the same numbers.
     """
-    options = dict(steps=steps, masks=masks, per_set=per_set, probes=probes, probe_every=probe_every,
+    if "steps" in settings:
+        raise ConfigError("steps= is now training_steps= (the training step of each parameter set, a label); "
+                          "the number of SGLD steps is n_steps")
+    options = dict(training_steps=training_steps, masks=masks, per_set=per_set, probes=probes, probe_every=probe_every,
                    probe_per_sample=probe_per_sample, observers=observers)
     if settings.get("epsilon") == "auto":
         cfg = config if config is not None else sgld_config(**{k: v for k, v in settings.items() if k != "epsilon"})
@@ -86,7 +90,7 @@ def run_llc(run: Run, config: SGLDConfig, checkpoints: str = "all", progress: bo
     data = run.dataset()
     result = estimate_llc_auto(
         run.new_model(), (data.train_x, data.train_y), [run.state_dict(step) for step in steps], config,
-        "cross_entropy", checkpoint_ids=steps, calibrate_at=[steps.index(step) for step in at], progress=progress, steps=steps,
+        "cross_entropy", checkpoint_ids=steps, calibrate_at=[steps.index(step) for step in at], progress=progress, training_steps=steps,
     )
     result.settings["run"] = str(run.path)
     return result

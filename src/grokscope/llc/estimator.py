@@ -61,7 +61,7 @@ def sample_llc(
     loss: str | LossFn = "cross_entropy",
     config: SGLDConfig | None = None,
     checkpoint_ids: Sequence[int] | None = None,
-    steps: Sequence[int] | None = None,
+    training_steps: Sequence[int] | None = None,
     progress: bool = False,
     masks: Mapping[str, torch.Tensor] | None = None,
     set_masks: Sequence[Mapping[str, torch.Tensor] | None] | None = None,
@@ -83,10 +83,10 @@ def sample_llc(
     shared_data = isinstance(data, tuple)
     if len(ids) != len(param_sets) or (shared_data and per_set is None and set_masks is None and len(set(ids)) != len(ids)):
         raise ConfigError("checkpoint_ids must give one distinct id per parameter set (of the same data)")
-    if steps is not None and (isinstance(steps, (int, float)) or len(steps) != len(param_sets)):
-        raise ConfigError(f"steps={steps!r}: steps are the training steps of the parameter sets (one label per set); "
+    if training_steps is not None and (isinstance(training_steps, (int, float)) or len(training_steps) != len(param_sets)):
+        raise ConfigError(f"training_steps={training_steps!r}: give the training step of each parameter set (one label per set); "
                           "the number of SGLD steps is n_steps")
-    labels = [int(step) for step in steps] if steps is not None else [None] * len(param_sets)
+    labels = [int(step) for step in training_steps] if training_steps is not None else [None] * len(param_sets)
     device = torch.device(cfg.device)
     x, y, sizes = stack_data(data, len(param_sets), device)  # [K, n_max, ...]; set k uses its first sizes[k] rows
     n = min(sizes)

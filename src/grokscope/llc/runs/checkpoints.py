@@ -50,7 +50,7 @@ def run_llc_together(runs: list[Run], config: SGLDConfig, checkpoints: str = "al
     per_set = None if epsilons is None else [{"epsilon": e} for e, run_steps in zip(epsilons, steps) for _ in run_steps]
     result = sample_llc(
         runs[0].new_model(), data, params, loss="cross_entropy",
-        config=config, checkpoint_ids=flat_steps, steps=flat_steps, progress=progress, per_set=per_set,
+        config=config, checkpoint_ids=flat_steps, training_steps=flat_steps, progress=progress, per_set=per_set,
     )
     parts, start = [], 0
     for index, (run, run_steps) in enumerate(zip(runs, steps)):

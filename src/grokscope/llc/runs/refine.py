@@ -124,7 +124,7 @@ def run_refined(run: Run, config: SGLDConfig, spec: str, checkpoints: str = "all
         sizes = {name: int(y.shape[0]) for name, (_, y) in sets.items()}
         inputs = dict(data=[subset for subset in sets.values() for _ in steps])
     result = sample_llc(model, param_sets=params * len(sizes), config=config, checkpoint_ids=steps * len(sizes),
-                          steps=steps * len(sizes), progress=progress, **inputs)
+                          training_steps=steps * len(sizes), progress=progress, **inputs)
     nbeta = result.settings["nbeta"]
     parts = {name: result.part(i * len(steps), (i + 1) * len(steps), part=name, n_pairs=sizes[name],
                                nbeta=nbeta[i * len(steps)] if isinstance(nbeta, list) else nbeta)

@@ -48,7 +48,7 @@ def estimate_llc_auto(
     finite = [all(bool(torch.isfinite(t).all()) for t in p.values()) for p in param_sets]
     at = sorted({_finite_at_or_before(i % len(param_sets), finite) for i in calibrate_at} - {None})
     if not at:
-        return no_estimates(data, config, ids, estimate_options.get("steps"), finite,
+        return no_estimates(data, config, ids, estimate_options.get("training_steps"), finite,
                             "auto: no parameter set at or before the calibration checkpoints has finite weights")
     reports = []
     for index in at:
@@ -60,7 +60,7 @@ def estimate_llc_auto(
     strictest = failed[0] if failed else min(reports, key=lambda r: r["recommended"]["epsilon"])
     chosen = strictest["recommended"]
     if failed:
-        result = no_estimates(data, config, ids, estimate_options.get("steps"), finite,
+        result = no_estimates(data, config, ids, estimate_options.get("training_steps"), finite,
                               f"auto: {chosen['why']} (calibration at checkpoint {strictest['checkpoint_id']}; "
                               "settings.calibration has the grid)")
     else:
