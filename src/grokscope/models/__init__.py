@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .mlp import MLP, MLPConfig
+from .sequential import sequential_stack
 from .transformer import Transformer, TransformerConfig
 
 # kind -> (its config class, its module). Adding a model is one module (config + nn.Module) plus one
@@ -29,9 +30,12 @@ BatchedForward = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 def batched_forward(model: nn.Module) -> BatchedForward:
     """``forward(params, x)``: outputs [B, m, ...] of ``model`` under B parameter sets stacked along
     a leading dimension (params name -> [B, ...]) on inputs x [B, m, ...]. The model's own
-    ``batched_logits`` when it has one; otherwise ``torch.func.vmap`` over ``functional_call``."""
+    ``batched_logits`` when it has one, batched matrix products for a plain ``nn.Sequential`` stack
+    (sequential.py); otherwise ``torch.func.vmap`` over ``functional_call``."""
     if hasattr(model, "batched_logits"):
         return model.batched_logits
+    if (stack := sequential_stack(model)) is not None:
+        return stack.batched_logits
 
     def single(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(model, params, (x,))
@@ -39,4 +43,4 @@ def batched_forward(model: nn.Module) -> BatchedForward:
     return torch.func.vmap(single)
 
 
-__all__ = ["MLP", "MODELS", "MLPConfig", "Transformer", "TransformerConfig", "batched_forward", "build_model"]
+__all__ = ["MLP", "MODELS", "MLPConfig", "Transformer", "TransformerConfig", "batched_forward", "build_model", "sequential_stack"]

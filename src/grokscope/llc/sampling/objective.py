@@ -1,7 +1,8 @@
 """The per-chain loss of a model under many stacked parameter sets, and its gradient.
 
-Built-in models provide ``batched_logits(params, x)`` (a hand-batched forward, fastest); any other
-``nn.Module`` is batched with ``torch.func.vmap`` over ``functional_call``. Built-in losses give the
+Built-in models provide ``batched_logits(params, x)`` (a hand-batched forward, fastest), and a plain
+``nn.Sequential`` stack gets one with its backward (models/sequential.py); any other ``nn.Module``
+is batched with ``torch.func.vmap`` over ``functional_call``. Built-in losses give the
 gradient w.r.t. the outputs in closed form, so autograd only runs through the model, and not at
 all for a model that also writes out its backward pass (``batched_logits_and_vjp``, the MLP's).
 On a CPU a model may go further and compute loss and gradient in one compiled call
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, ConfigError
-from ...models import batched_forward
+from ...models import batched_forward, sequential_stack
 from .tree import Tree
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -87,7 +88,10 @@ class BatchedObjective:
         self.loss = resolve_loss(loss)
         self.closed_form = hasattr(self.loss, "value_and_output_grad")
         self.forward = batched_forward(model)
-        self.forward_and_vjp = getattr(model, "batched_logits_and_vjp", None) if self.closed_form else None
+        stack = sequential_stack(model)
+        own = getattr(model, "batched_logits_and_vjp", None) or (stack.batched_logits_and_vjp if stack else None)
+        self.forward_and_vjp = own if self.closed_form else None
+        self.pure = hasattr(model, "batched_logits") or stack is not None  # no module state swapped while it runs
         compile_for = getattr(model, "compiled_loss_and_grads", None)
         self.compiled = compile_for(loss) if compile_for is not None and isinstance(loss, str) else None
 
@@ -95,7 +99,7 @@ class BatchedObjective:
         """An objective safe to use beside this one in another thread: this one when the model's
         batched forward is a pure function; else one over a copy of the model
         (``functional_call`` swaps the module's parameters while it runs)."""
-        if hasattr(self.model, "batched_logits"):
+        if self.pure:
             return self
         return BatchedObjective(copy.deepcopy(self.model), self.loss_fn)
 

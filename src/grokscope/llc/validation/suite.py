@@ -36,15 +36,12 @@ class PowerModel(nn.Module):
         return factor * x
 
 
-class DeepLinear(nn.Module):
-    """y = W_L ··· W_1 x with widths H_1 (input), ..., H_{L+1} (output); no biases."""
+class DeepLinear(nn.Sequential):
+    """y = W_L ··· W_1 x with widths H_1 (input), ..., H_{L+1} (output); no biases. A plain stack,
+    so the sampler batches it by hand (models/sequential.py)."""
 
     def __init__(self, widths: list[int]):
-        super().__init__()
-        self.layers = nn.Sequential(*[nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:])])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        super().__init__(*[nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:])])
 
 
 @dataclass
@@ -94,7 +91,7 @@ def dln_case(widths: list[int], rank: int, seed: int = 0) -> Case:
         g = torch.Generator().manual_seed(seed)
         model = DeepLinear(widths)
         with torch.no_grad():
-            for layer in model.layers:
+            for layer in model:
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) / math.sqrt(layer.weight.shape[1]))
             _reduce_rank(model, rank)
         x = torch.rand(100_000, widths[0], generator=g) * 20 - 10
@@ -111,7 +108,7 @@ def dln_case(widths: list[int], rank: int, seed: int = 0) -> Case:
 def _reduce_rank(model: DeepLinear, rank: int) -> None:
     """Truncate every layer's SVD to ``rank``: the product has rank ``rank``, and for rank 0 the
     teacher is the origin, the most singular point of the fibre, where the local λ is Aoyagi's."""
-    for layer in model.layers:
+    for layer in model:
         u, s, vh = torch.linalg.svd(layer.weight, full_matrices=False)
         s[rank:] = 0
         layer.weight.copy_(u @ torch.diag(s) @ vh)
