@@ -39,7 +39,8 @@ def test_console_command_runs_exit_handlers_and_keeps_its_exit_code(tmp_path):
     assert result.stdout.strip() == "exit handler ran"
 
 
-@pytest.mark.parametrize("words", [["--help"], ["--version"], ["llc", "--help"]])
+@pytest.mark.parametrize("words", [["--help"], pytest.param(["--version"], marks=pytest.mark.slow),
+                                   pytest.param(["llc", "--help"], marks=pytest.mark.slow)])
 def test_the_command_says_what_it_is_and_works_under_python_OO(words):
     from grokscope import __version__
 
@@ -51,6 +52,7 @@ def test_the_command_says_what_it_is_and_works_under_python_OO(words):
         assert "local learning coefficient" in " ".join(result.stdout.split()) and "``" not in result.stdout
 
 
+@pytest.mark.slow  # a fresh process under -OO
 def test_a_tiny_llc_runs_under_python_OO(tmp_path, tiny_config):
     from grokscope import train
 

@@ -60,6 +60,7 @@ def test_no_helper_where_no_process_can_start(monkeypatch, tmp_path):
     assert FigureProcess.start() is None
 
 
+@pytest.mark.slow  # the console command in a fresh process
 def test_the_console_command_draws_llc_png_from_what_it_stored(tmp_path):
     run_dir = train(tiny_config(n_steps=100, n_checkpoints=3), tmp_path / "run", progress=False).path
     command = Path(sys.executable).with_name("grokscope")

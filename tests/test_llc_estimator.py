@@ -194,6 +194,7 @@ def test_seed_controls_the_numbers(tiny_run):
     assert a.entries[0].llc_per_chain != c.entries[0].llc_per_chain
 
 
+@pytest.mark.slow
 def test_hand_batched_and_vmap_paths_agree(tiny_run):
     model, data, params = _inputs(tiny_run)
 

@@ -101,6 +101,7 @@ def test_data_refined_on_the_training_set_is_the_ordinary_estimate(example):
     assert parts["trained"].settings["nbeta"] != parts["held-out"].settings["nbeta"]  # nβ from each subset's size
 
 
+@pytest.mark.slow
 def test_difference_bins_partition_every_pair_and_run_batched(example):
     subsets = data_subsets(example.dataset(), example.config.training.seed, "data:difference:5", batch_size=64)
     p = example.config.task.p

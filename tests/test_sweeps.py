@@ -104,6 +104,7 @@ def test_yaml_and_json_spec_files(tmp_path):
         load_spec(tmp_path / "missing.yaml")
 
 
+@pytest.mark.slow  # a whole sweep in worker processes
 def test_local_sweep_writes_a_row_per_point_runs_and_figures(local_sweep):
     rows = read_results(local_sweep.path)
     assert [r["point"] for r in rows] == [p.name for p in sweep_points(parse_spec(TINY))]
@@ -121,6 +122,7 @@ def test_local_sweep_writes_a_row_per_point_runs_and_figures(local_sweep):
     assert set(fits) == {"p"}
 
 
+@pytest.mark.slow  # a whole sweep in worker processes
 def test_refined_llcs_of_each_point_are_columns_of_the_table(local_sweep):
     rows = read_results(local_sweep.path)
     refined = [c for c in rows[0] if c.startswith(("wr_", "dr_"))]
