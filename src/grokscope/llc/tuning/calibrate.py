@@ -34,8 +34,9 @@ RULE = """\
 2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
    chains continue until they settle or reach the step cap. A cell is biased when its chains
    diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE or w* is not a
-   minimum; it is settled when its status is ok or imprecise (llc/diagnostics/health.py), and no
-   unbiased cell that had not settled ran for as long a time ε × steps (else it "settled too soon").
+   minimum; it is settled when its status is ok or imprecise (llc/diagnostics/health.py), unless an
+   unbiased cell that had not settled ran for as long a time ε × steps and reads higher (as in step
+   3): then it "settled too soon".
    Too few draws never disqualify a step size: more steps cure that, and the cell got them.
 3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
    next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
@@ -164,25 +165,28 @@ def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, m
 
 
 def _flag_settled_too_soon(cells: list[Cell]) -> None:
-    """A settled cell whose chains ran for less time than those of an unbiased cell that had not
-    settled is not trusted: it becomes unreliable. Time is ε × steps, the duration of the Langevin
-    dynamics the chains discretise, and the time chains need to settle does not depend on the step
-    size (Roberts & Tweedie 1996; the discretisation only adds a bias). A cell that looks settled
-    after less time than another one needed and did not get has likely stayed in the region around
-    w* that it reached first: its traces are stable, its λ̂ low (docs/validation.md, "Settled too
-    soon")."""
+    """A settled cell is not trusted (it becomes unreliable) when an unbiased cell that had not
+    settled ran for at least as long a time and reads higher (by more than FLAT_TOLERANCE and two
+    paired standard errors, :func:`_jump`). Time is ε × steps, the duration of the Langevin dynamics
+    the chains discretise; how long chains take to explore does not depend on the step size
+    (Roberts & Tweedie 1996: the discretisation adds a bias, not a time scale), and exploring the
+    flat directions of a singular minimum raises λ̂. A cell whose traces look stable after less time,
+    below what longer chains reach, has likely stayed in the region it reached first
+    (docs/validation.md, "Settled too soon")."""
     rows: dict[tuple[float, float], list[Cell]] = {}
     for cell in cells:
         rows.setdefault((cell.nbeta, cell.gamma), []).append(cell)
     for row in rows.values():
         moving = [c for c in row if c.llc_mean is not None and not c.biased and not c.settled and c.steps_used]
         for cell in [c for c in row if c.settled]:
-            longer = [c for c in moving if c.epsilon * c.steps_used >= cell.epsilon * cell.steps_used]
-            if longer:
-                slowest = max(longer, key=lambda c: c.epsilon * c.steps_used)
+            higher = [c for c in moving if c.epsilon * c.steps_used >= cell.epsilon * cell.steps_used
+                      and (change := _jump(cell, c)) is not None and change > 0]
+            if higher:
+                longest = max(higher, key=lambda c: c.epsilon * c.steps_used)
                 cell.status = "unreliable"
-                cell.flags.append(f"settled too soon: after time ε·steps = {cell.epsilon * cell.steps_used:.3g}, while the "
-                                  f"chains at ε = {slowest.epsilon:.3g} had not settled after {slowest.epsilon * slowest.steps_used:.3g}")
+                cell.flags.append(f"settled too soon: after time ε·steps = {cell.epsilon * cell.steps_used:.3g}, below the "
+                                  f"λ̂ {longest.llc_mean:.4g} of the chains at ε = {longest.epsilon:.3g}, still moving after "
+                                  f"{longest.epsilon * longest.steps_used:.3g}")
 
 
 def _flag_not_flat(cells: list[Cell]) -> None:
