@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from compiled import needs_compiler
+from generic import Generic
 from torch import nn
 
 from grokscope import CheckpointError, ConfigError, train
@@ -24,17 +25,6 @@ def tiny_run(tmp_path_factory):
 
     sets = {"p": 13, "train_frac": 0.7, "embed_dim": 6, "hidden_size": 16, "n_steps": 300, "n_checkpoints": 3, "batch_size": 32}
     return train(build_config("example", overrides=sets), tmp_path_factory.mktemp("llc") / "run", progress=False)
-
-
-class _Wrapped(nn.Module):
-    """Hides the MLP's hand-batched forward, so the generic torch.func path is used."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x)
 
 
 def _inputs(run):
@@ -116,7 +106,7 @@ def test_thread_groups_give_the_numbers_of_one_loop(tiny_run, monkeypatch, gener
 
     model, data, params = _inputs(tiny_run)
     if generic:  # a model without a hand-batched forward: vmap over functional_call, one model copy per thread
-        model = _Wrapped(model)
+        model = Generic(model)
         params = [{f"inner.{k}": v for k, v in p.items()} for p in params]
     settings = dict(FAST, save_samples=2, probe_every=20)
     probes = {"test": (data[0][:16], data[1][:16])}
@@ -198,7 +188,7 @@ def test_seed_controls_the_numbers(tiny_run):
 def test_hand_batched_and_vmap_paths_agree(tiny_run):
     model, data, params = _inputs(tiny_run)
 
-    wrapped = _Wrapped(model)
+    wrapped = Generic(model)
     prefixed = [{f"inner.{k}": v for k, v in p.items()} for p in params]
     fast = estimate_llc(model, data, params, **FAST)
     generic = estimate_llc(wrapped, data, prefixed, **FAST)

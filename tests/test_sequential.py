@@ -3,6 +3,7 @@ through torch.func.vmap, the generic path every other module takes."""
 
 import pytest
 import torch
+from generic import Generic
 from torch import nn
 
 from grokscope.llc import estimate_llc
@@ -20,28 +21,17 @@ def _stacks():
     }
 
 
-class _Hidden(nn.Module):
-    """The same stack behind a forward of its own: the generic path."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x)
-
-
 @pytest.mark.parametrize("name", list(_stacks()))
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
 def test_the_stack_passes_equal_autograd_through_vmap(name, loss):
     model = _stacks()[name]
-    assert sequential_stack(model) is not None and sequential_stack(_Hidden(model)) is None
+    assert sequential_stack(model) is not None and sequential_stack(Generic(model)) is None
     chains, m = 3, 7
     params = {n: p.detach() + 0.1 * torch.randn(chains, *p.shape) for n, p in model.named_parameters()}
     x = torch.randn(chains, m, model[0].in_features if isinstance(model, nn.Sequential) else model.in_features)
     outputs = BatchedObjective(model, "mse").forward(params, x)
     y = torch.randn_like(outputs) if loss == "mse" else torch.randint(outputs.shape[-1], outputs.shape[:-1])
-    ours, generic = BatchedObjective(model, loss), BatchedObjective(_Hidden(model), loss)
+    ours, generic = BatchedObjective(model, loss), BatchedObjective(Generic(model), loss)
     loss_a, grads_a = ours.losses_and_grads(params, {}, x, y)
     loss_b, grads_b = generic.losses_and_grads({f"inner.{n}": t for n, t in params.items()}, {}, x, y)
     torch.testing.assert_close(loss_a, loss_b)
