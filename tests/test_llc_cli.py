@@ -149,3 +149,19 @@ def test_validate_one_case_as_json_with_the_llc_flags():
 def test_validate_refuses_a_bad_case_clearly(spec, words):
     result = grokscope("validate", "--case", spec, "--epsilon", "1e-6")
     assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_llc_saves_draws_that_arviz_reads_and_a_new_estimate_replaces_them(run_dir):
+    az = pytest.importorskip("arviz")
+    pytest.importorskip("h5netcdf")
+    draws = run_dir / "results" / "draws"
+    common = ["--steps", "60", "--chains", "2", "--batch-size", "16", "--no-auto"]
+    result = grokscope("llc", str(run_dir), *common, "--checkpoints", "0,-1", "--save-draws")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in draws.iterdir()) == ["draws-0.nc", "draws-100.nc"]
+    stored = json.loads((run_dir / "results" / "llc.json").read_text())["checkpoints"][1]
+    back = az.from_netcdf(draws / "draws-100.nc")
+    assert back.posterior["llc"].shape == (2, stored["steps_used"] - stored["burn_in"])
+    assert float(back.posterior["llc"].mean()) == pytest.approx(stored["llc_mean"], rel=1e-6)
+    assert grokscope("llc", str(run_dir), *common, "--checkpoints", "-1").returncode == 0
+    assert not list(draws.iterdir())  # the draws of the estimate just replaced are gone

@@ -60,6 +60,12 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     run = load_run(args.run)
     check_writable(run.paths.llc, run.paths.figure("llc"))
     auto, off = auto_choice(args)
+    if args.save_draws:
+        from .llc.draws import require_arviz
+
+        if args.refine is not None:
+            raise GrokscopeError("--save-draws saves the draws of the whole-model estimate; it does not go with --refine")
+        require_arviz()
     if args.refine is not None:
         return _refine(run, sgld_from_args(args), args)
     if auto and args.sampler is None:
@@ -69,6 +75,10 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     if not auto:
         result.settings.update(auto=False, auto_off=off)
     json_path, figure_path = save_llc(run, result, args.figures)
+    if args.save_draws:
+        from .llc.draws import save_draws
+
+        save_draws(result, run.paths.draws)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return
@@ -81,7 +91,8 @@ def _cmd_llc(args: argparse.Namespace) -> None:
               f"{_num(e.mala_acceptance, '6.3f')}  {e.status:<10} {'; '.join(e.flags)}")
     epsilon = result.settings["epsilon"]
     print(f"{result.status_line()}; sampler {result.settings['sampler']}, ε = {_num(epsilon, '.3g')}, "
-          f"nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); wrote {json_path} and {figure_path}")
+          f"nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); wrote {json_path} and {figure_path}"
+          + (f", draws in {run.paths.draws}" if args.save_draws else ""))
 
 
 def _refine(run, config, args: argparse.Namespace) -> None:
@@ -283,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sgld_flags(llc)
     llc.add_argument("--checkpoints", default="all", help="all, last, or indices such as 0,5,-1")
     llc.add_argument("--json", action="store_true", help="print the results as JSON")
+    llc.add_argument("--save-draws", dest="save_draws", action="store_true", help="also write each checkpoint's kept draws "
+                     "as arviz netCDF (results/draws/draws-<step>.nc; needs the arviz extra)")
     llc.add_argument("--auto", action="store_true", help="choose epsilon from the data first (the default unless --epsilon or "
                      "--no-auto is given: a batched calibration whose evidence goes into llc.json and the report); "
                      "uses the auto sampler unless --sampler is given")

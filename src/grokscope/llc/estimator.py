@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -140,7 +140,9 @@ def sample_llc(
         "package_version": __version__,
         "torch_version": torch.__version__,
     }
-    return LLCResult([entries[k] for k in order], settings_record, *_merge_tensors([parts.get(k) for k in order], cfg.chains))
+    if probes:
+        settings_record["probe_every"] = probe_every
+    return LLCResult([entries[k] for k in order], settings_record, **_merge_tensors([parts.get(k) for k in order], cfg.chains))
 
 
 @dataclass
@@ -241,7 +243,7 @@ class _Job:
                     entry.flags.append(f"budget spent: {stop} steps (max_steps {cfg.step_cap}"
                                        + (f", max_seconds {cfg.max_seconds:g}" if cfg.max_seconds is not None else "") + ")")
                 done[k] = entry, {key: value for key, value in joined.items()
-                                  if key in ("samples", "sample_losses") or key.startswith("probe_samples/")}
+                                  if key in ("losses", "samples", "sample_losses") or key.startswith("probe_samples/")}
                 del blocks[k]
             if not staying:
                 break
@@ -291,12 +293,12 @@ def _batches(indices: list[int], bytes_per_set: float, cfg: SGLDConfig, device: 
     return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
-def _merge_tensors(parts: list[dict | None], chains: int) -> tuple:
-    """Samples, their losses and per-sample probe losses of every set, in order (NaN for sets not
-    sampled, and past the steps a set recorded)."""
+def _merge_tensors(parts: list[dict | None], chains: int) -> dict[str, Any]:
+    """Every set's per-step losses, samples, their losses and per-sample probe losses, in order, as
+    :class:`LLCResult` fields (NaN for sets not sampled, and past the steps a set recorded)."""
     present = [p for p in parts if p]
     if not present:
-        return None, None, None
+        return {}
 
     def stacked(key: str) -> torch.Tensor | None:
         """The sets' tensors [S_k, chains, ...] side by side, each padded with NaN to the longest S
@@ -312,7 +314,8 @@ def _merge_tensors(parts: list[dict | None], chains: int) -> tuple:
 
     probe_keys = [key for key in present[0] if key.startswith("probe_samples/")]
     probe_samples = {key.split("/", 1)[1]: stacked(key) for key in probe_keys} or None
-    return stacked("samples"), stacked("sample_losses"), probe_samples
+    return dict(loss_draws=stacked("losses"), samples=stacked("samples"), sample_losses=stacked("sample_losses"),
+                probe_samples=probe_samples)
 
 
 PER_SET_SETTINGS = ("epsilon", "gamma", "nbeta", "weight_decay")

@@ -56,6 +56,7 @@ class CheckpointLLC:
 class LLCResult:
     entries: list[CheckpointLLC]
     settings: dict[str, Any]
+    loss_draws: torch.Tensor | None = field(default=None, repr=False)  # [steps, K*C] every chain's minibatch loss at every step
     samples: torch.Tensor | None = field(default=None, repr=False)  # [S, K*C, P] when asked for
     sample_losses: torch.Tensor | None = field(default=None, repr=False)  # [S, K*C]
     probe_samples: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # probe -> [S, K*C, n] per-sample losses
@@ -76,6 +77,7 @@ class LLCResult:
         return LLCResult(
             self.entries[start:stop],
             {**self.settings, **settings},
+            None if self.loss_draws is None else self.loss_draws[:, cols],
             None if self.samples is None else self.samples[:, cols],
             None if self.sample_losses is None else self.sample_losses[:, cols],
             None if self.probe_samples is None else {name: t[:, cols] for name, t in self.probe_samples.items()},
@@ -88,6 +90,13 @@ class LLCResult:
     def status_line(self) -> str:
         """One line for a summary: all ok, or how many estimates are not and why."""
         return status_line([e.status for e in self.entries])
+
+    def to_arviz(self, entry: int = 0):
+        """The kept draws of parameter set ``entry`` as an arviz ``InferenceData`` (llc/draws.py):
+        λ̂ and loss traces, and per-pair losses where recorded. Needs the ``arviz`` extra."""
+        from .draws import to_inference_data
+
+        return to_inference_data(self, entry)
 
     def plot(self, metrics: list[dict[str, float]] | None = None):
         """λ̂ per checkpoint with ±std error bars; train/test loss on a second axis when given."""

@@ -65,7 +65,7 @@ def save_llc(run: Run, result: LLCResult, figures: FigureProcess | None = None) 
     ``figures`` when given and able, figure_process.py), and, when samples were
     saved, the last checkpoint's SGLD snapshots and their losses to RUN/results/llc_samples.safetensors
     (samples of an earlier estimate are removed, so the report never draws them beside these
-    results, and so are the stages found from the earlier λ̂ curve)."""
+    results, and so are the stages found from the earlier λ̂ curve and its saved draws)."""
     json_path, figure_path = run.paths.llc, run.paths.figure("llc")
     atomic_write_text(json_path, result.to_json() + "\n")
     run.paths.stages.unlink(missing_ok=True)  # derived from the λ̂ curve just replaced: `grokscope stages` remakes it
@@ -74,6 +74,8 @@ def save_llc(run: Run, result: LLCResult, figures: FigureProcess | None = None) 
     if figures is None or not figures.draw("llc", [stored, run.metrics], figure_path):
         save_figure(plot_llc(stored, run.metrics), figure_path)
     run.paths.llc_samples.unlink(missing_ok=True)
+    for stale in run.paths.draws.glob("draws-*.nc"):  # the earlier estimate's draws (llc --save-draws writes these)
+        stale.unlink()
     if result.samples is not None:
         chains = result.settings["chains"]
         last = slice(result.samples.shape[1] - chains, None)
