@@ -119,6 +119,25 @@ def _refine(run, config, args: argparse.Namespace) -> None:
     print(f"λ̂ per part ({args.refine}); {status_line(statuses)} (reasons in {json_path.name}); wrote {json_path} and {figure_path}")
 
 
+def _cmd_posterior(args: argparse.Namespace) -> None:
+    from .posterior.run import run_posterior, save_posterior
+    from .store import read_json
+    from .run import load_run
+
+    run = load_run(args.run)
+    check_writable(run.paths.posterior, run.paths.posterior_arrays, run.paths.figure("posterior_kernel"))
+    auto, _ = auto_choice(args)
+    result = run_posterior(run, sgld_from_args(args), args.checkpoints, args.bins, epsilon_auto=auto, progress=True)
+    written = save_posterior(run, result)
+    print(f"{'step':>6} {'status':<10} {'draws':>6} {'gain: trained':>14} {'held-out':>9} {'kernel: a+b':>12} {'a-b':>6}")
+    stored = read_json(run.paths.posterior, run.path)
+    for row in stored["checkpoints"]:
+        print(f"{row['step']:>6} {row['status']:<10} {row['draws']:>6} {_num(row.get('loss_gain_trained'), '14.4f')} "
+              f"{_num(row.get('loss_gain_held_out'), '9.4f')} {_num(row.get('kernel_share_sum'), '12.3f')} "
+              f"{_num(row.get('kernel_share_difference'), '6.3f')}")
+    print(f"{stored['status']} (every statistic carries the status of its chains); wrote " + ", ".join(str(p) for p in written))
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> None:
     from .atomic import atomic_write_json
     from .llc.figures import plot_calibration
@@ -308,6 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "the data-refined LLC of each subset; one batched run (results/llc_refined.json)")
     llc.set_defaults(func=_cmd_llc)
 
+    posterior = sub.add_parser("posterior", help="per-pair posterior statistics: loss gain, loss kernel, Bayesian influence, "
+                               "susceptibilities (one batched run; results/posterior.json)")
+    posterior.add_argument("run", help="run directory")
+    add_sgld_flags(posterior)
+    posterior.add_argument("--checkpoints", default="all", help="all, last, or indices such as 0,5,-1")
+    posterior.add_argument("--bins", type=int, help="bins of (a+b), (a-b) and the frequency phase for the susceptibilities "
+                           "(default 8, fewer for small p)")
+    posterior.add_argument("--auto", action="store_true", help="choose epsilon from the data (the default unless --epsilon or --no-auto)")
+    posterior.add_argument("--no-auto", dest="no_auto", action="store_true", help="use the default epsilon instead of choosing it")
+    posterior.set_defaults(func=_cmd_posterior)
+
     calibrate = sub.add_parser("calibrate", help="choose epsilon from the data: a batched grid with health flags and the rule's choice")
     calibrate.add_argument("run", help="run directory")
     add_sgld_flags(calibrate)
@@ -389,7 +419,7 @@ def main(argv: list[str] | None = None, figures: FigureProcess | None = None) ->
 
 
 RESUMABLE = ("train", "sweep", "demo")  # commands whose rerun continues where an interrupted one stopped
-LOCKED = {"llc": "run", "calibrate": "run", "analyze": "run", "stages": "run", "report": "path"}  # writers: the argument naming their directory
+LOCKED = {"llc": "run", "posterior": "run", "calibrate": "run", "analyze": "run", "stages": "run", "report": "path"}  # writers: the argument naming their directory
 
 
 def _writer_lock(args: argparse.Namespace):

@@ -89,6 +89,7 @@ def posterior_statistics(
     loss: str = "cross_entropy",
     config: SGLDConfig | None = None,
     draws_per_block: int = DRAWS_PER_BLOCK,
+    auto: bool = False,
     progress: bool = False,
     **settings: object,
 ) -> PosteriorResult:
@@ -100,9 +101,9 @@ def posterior_statistics(
     training sample is recorded). ``classes`` groups the recorded samples for the susceptibilities;
     ``components`` (name -> masks; default the model's ``components()``) are sampled alone for its
     rows. SGLD settings as for :func:`grokscope.llc.estimate_llc` (``epsilon="auto"`` calibrates on
-    the whole model at the last set). Per-sample losses are recorded ``draws_per_block`` times per
+    the whole model at the last set; so does ``auto`` with a ``config``). Per-sample losses are recorded ``draws_per_block`` times per
     chain over the first n_steps, fewer when they would not fit in memory (``settings["probe_every"]``)."""
-    epsilon_auto = settings.get("epsilon") == "auto"
+    epsilon_auto = auto or settings.get("epsilon") == "auto"
     cfg = config if config is not None else sgld_config(**{k: v for k, v in settings.items() if k != "epsilon" or not epsilon_auto})
     param_sets = as_param_sets(model, param_sets)
     ids = list(checkpoint_ids) if checkpoint_ids is not None else list(range(len(param_sets)))

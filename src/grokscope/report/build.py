@@ -89,6 +89,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     circuit = results.json(RunPaths.circuit, command("grokscope", "analyze", run_dir))
     stages = results.json(RunPaths.stages, command("grokscope", "stages", run_dir)) if llc else None
     refined = results.json(RunPaths.llc_refined, command("grokscope", "llc", run_dir) + " --refine ...") if (run_dir / RunPaths.llc_refined).exists() else None
+    posterior = results.json(RunPaths.posterior, command("grokscope", "posterior", run_dir)) if (run_dir / RunPaths.posterior).exists() else None
     builders = [
         ("summary", "Summary", lambda: _summary(metrics, llc, circuit, fourier, results), [RunPaths.llc, RunPaths.circuit]),
         ("training", "Training curves", lambda: _training(run_dir, metrics, stages, results), [RunPaths.metrics]),
@@ -99,6 +100,8 @@ def build_run_report(run_dir: str | Path) -> Path:
         ("circuit", "Pizza or Clock", lambda: _circuits(run_dir, circuit, results), [RunPaths.circuit]),
         *[(section_id, title, partial(_analysis_section, run_dir, section_id, title, fourier, results), [RunPaths.fourier])
           for section_id, title in {"hessian": "Hessian spectrum", **own_sections(BUILT_IN_SECTIONS)}.items()],
+        *([("posterior", POSTERIOR_TITLE, lambda: _posterior(run_dir, posterior, results), [RunPaths.posterior])]
+          if (run_dir / RunPaths.posterior).exists() else []),
         ("samples", "SGLD samples (2-D PCA)", lambda: _samples(run_dir), [RunPaths.llc_samples]),
         ("provenance", "Provenance", lambda: _provenance(config, manifest, llc, results), [RunPaths.config, RunPaths.manifest]),
     ]
@@ -183,6 +186,29 @@ def _llc(run_dir: Path, llc, metrics, stages, refined, results: RunResults) -> S
         section.tables.append({"header": [spec, f"λ̂ at step {next(iter(last.values()))['step']}", "std", "status", "reasons"],
                                "css": "", "rows": [[name, fmt(e["llc_mean"], ".1f"), fmt(e["llc_std"], ".1f"), e.get("status", ""),
                                                     "; ".join(e["flags"])] for name, e in last.items()]})
+    return section
+
+
+POSTERIOR_TITLE = "Which pairs teach which: per-pair posterior statistics"
+
+
+def _posterior(run_dir: Path, posterior, results: RunResults) -> Section:
+    """The stored figures and summaries of `grokscope posterior` (nothing recomputed)."""
+    section = Section("posterior", POSTERIOR_TITLE)
+    section.missing += results.note(RunPaths.posterior)
+    if not posterior:
+        return section
+    remedy = command("grokscope", "posterior", run_dir)
+    section.text = (f"{posterior['status']}; each statistic reads the chains of that estimate. Conventions: {posterior['conventions']}. "
+                    "The (a + b) share includes what pairs share through their common label (present at initialisation).")
+    for stem, caption in (("posterior_over_training", "Posterior loss gain and the loss kernel's (a + b) and (a − b) structure over training"),
+                          ("posterior_kernel", "The loss kernel (correlation form) ordered by (a + b) and by (a − b), block means"),
+                          ("posterior_susceptibility", "Susceptibilities of the whole model and each component to each data class")):
+        _figure_file(run_dir, stem, caption, remedy, section)
+    section.tables.append({"header": ["step", "status", "draws", "loss gain: trained", "held-out", "kernel share: a + b", "a − b"],
+                           "css": "", "rows": [[r["step"], r["status"], r["draws"], fmt(r.get("loss_gain_trained"), ".4f"),
+                                                fmt(r.get("loss_gain_held_out"), ".4f"), fmt(r.get("kernel_share_sum"), ".3f"),
+                                                fmt(r.get("kernel_share_difference"), ".3f")] for r in posterior["checkpoints"]]})
     return section
 
 
