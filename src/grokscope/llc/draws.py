@@ -11,14 +11,10 @@ thinned probe steps (cross-entropy is a negative log-likelihood). Draw coordinat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from .result import LLCResult
 
 NEEDS = "the arviz extra: pip install 'grokscope[arviz]'"
 
@@ -32,14 +28,17 @@ def require_arviz():
     return arviz
 
 
-def kept_chains(result: "LLCResult", entry: int) -> tuple[slice, np.ndarray]:
+# `result` below is an LLCResult (llc/result.py), unannotated: its to_arviz() imports this module.
+
+
+def kept_chains(result, entry: int) -> tuple[slice, np.ndarray]:
     """The columns of parameter set ``entry``'s chains, and which of them did not diverge."""
     chains = result.settings["chains"]
     e = result.entries[entry]
     return slice(entry * chains, (entry + 1) * chains), np.array([v is not None for v in e.llc_per_chain])
 
 
-def to_inference_data(result: "LLCResult", entry: int = 0):
+def to_inference_data(result, entry: int = 0):
     """Parameter set ``entry``'s kept draws as ``arviz.InferenceData`` (module docstring)."""
     az = require_arviz()
     if not 0 <= entry < len(result.entries):
@@ -66,7 +65,7 @@ def to_inference_data(result: "LLCResult", entry: int = 0):
     return az.InferenceData(**groups)
 
 
-def save_draws(result: "LLCResult", folder: Path) -> list[Path]:
+def save_draws(result, folder: Path) -> list[Path]:
     """Each sampled parameter set's InferenceData as ``folder/draws-<training step or id>.nc``
     (written whole: to a temporary name, then renamed)."""
     require_arviz()
