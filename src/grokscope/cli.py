@@ -129,12 +129,12 @@ def _cmd_posterior(args: argparse.Namespace) -> None:
     auto, _ = auto_choice(args)
     result = run_posterior(run, sgld_from_args(args), args.checkpoints, args.bins, epsilon_auto=auto, progress=True)
     written = save_posterior(run, result)
-    print(f"{'step':>6} {'status':<10} {'draws':>6} {'gain: trained':>14} {'held-out':>9} {'kernel: a+b':>12} {'a-b':>6}")
+    print(f"{'step':>6} {'status':<10} {'draws':>6} {'gain: trained':>14} {'held-out':>9} {'kernel: a+b':>12} {'a-b':>7} {'chance':>7}")
     stored = read_json(run.paths.posterior, run.path)
     for row in stored["checkpoints"]:
         print(f"{row['step']:>6} {row['status']:<10} {row['draws']:>6} {_num(row.get('loss_gain_trained'), '14.4f')} "
               f"{_num(row.get('loss_gain_held_out'), '9.4f')} {_num(row.get('kernel_share_sum'), '12.3f')} "
-              f"{_num(row.get('kernel_share_difference'), '6.3f')}")
+              f"{_num(row.get('kernel_share_difference'), '7.4f')} {_num(row.get('kernel_share_chance'), '7.4f')}")
     print(f"{stored['status']} (every statistic carries the status of its chains); wrote " + ", ".join(str(p) for p in written))
 
 

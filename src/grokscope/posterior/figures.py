@@ -40,7 +40,8 @@ def posterior_over_training(stored: dict, arrays: dict[str, torch.Tensor]):
     gain_ax.set(xlabel="training step", ylabel="mean E[ℓ_i] − ℓ_i(w*)", title="posterior loss gain", yscale="symlog")
     _series(share_ax, rows, "kernel_share_sum", "(a + b) mod p", "C2")
     _series(share_ax, rows, "kernel_share_difference", "(a − b) mod p", "C3")
-    share_ax.set(xlabel="training step", ylabel="share of variance", title="loss-kernel structure explained by", ylim=(-0.02, 1.02))
+    _series(share_ax, rows, "kernel_share_chance", "chance (shuffled classes)", "0.6")
+    share_ax.set(xlabel="training step", ylabel="share of variance", title="loss-kernel structure explained by", yscale="log")
     for ax in (gain_ax, share_ax):
         ax.legend(fontsize=8)
     fig.suptitle("hollow: the LLC estimate of the same chains is not ok", fontsize=9)

@@ -67,8 +67,11 @@ def run_posterior(run: Run, config: SGLDConfig, checkpoints: str = "all", bins: 
 
 
 def summary(result: PosteriorResult, p: int, pairs: torch.Tensor) -> dict:
-    """results/posterior.json: per checkpoint, the summaries and the status of the chains behind them."""
+    """results/posterior.json: per checkpoint, the summaries and the status of the chains behind them.
+    Each kernel share comes with its chance level: the share of the same classes randomly relabelled
+    (the sampling noise of the kernel's entries alone explains that much)."""
     sums, differences = (pairs[:, 0] + pairs[:, 1]).remainder(p), (pairs[:, 0] - pairs[:, 1]).remainder(p)
+    shuffled = torch.randperm(len(sums), generator=torch.Generator().manual_seed(0))
     rows = []
     for k, c in enumerate(result.checkpoints):
         row = {"step": c.step, "status": c.status, "flags": c.flags, "llc": c.llc, "draws": c.draws}
@@ -78,6 +81,7 @@ def summary(result: PosteriorResult, p: int, pairs: torch.Tensor) -> dict:
             row.update(
                 loss_gain_trained=float(c.loss_gain[result.trained].mean()), loss_gain_held_out=float(c.loss_gain[~result.trained].mean()),
                 kernel_share_sum=stats.variance_share(corr, sums, p), kernel_share_difference=stats.variance_share(corr, differences, p),
+                kernel_share_chance=stats.variance_share(corr, sums[shuffled], p),
                 bif_held_out_mean=float(influence.mean()), bif_held_out_most_negative=float(influence.min()),
                 bif_held_out_most_positive=float(influence.max()))
         row["susceptibility"] = {part: {"status": status, **dict(zip(result.classes, values.tolist()))}

@@ -205,10 +205,10 @@ def _posterior(run_dir: Path, posterior, results: RunResults) -> Section:
                           ("posterior_kernel", "The loss kernel (correlation form) ordered by (a + b) and by (a − b), block means"),
                           ("posterior_susceptibility", "Susceptibilities of the whole model and each component to each data class")):
         _figure_file(run_dir, stem, caption, remedy, section)
-    section.tables.append({"header": ["step", "status", "draws", "loss gain: trained", "held-out", "kernel share: a + b", "a − b"],
+    section.tables.append({"header": ["step", "status", "draws", "loss gain: trained", "held-out", "kernel share: a + b", "a − b", "chance"],
                            "css": "", "rows": [[r["step"], r["status"], r["draws"], fmt(r.get("loss_gain_trained"), ".4f"),
                                                 fmt(r.get("loss_gain_held_out"), ".4f"), fmt(r.get("kernel_share_sum"), ".3f"),
-                                                fmt(r.get("kernel_share_difference"), ".3f")] for r in posterior["checkpoints"]]})
+                                                fmt(r.get("kernel_share_difference"), ".4f"), fmt(r.get("kernel_share_chance"), ".4f")] for r in posterior["checkpoints"]]})
     return section
 
 
