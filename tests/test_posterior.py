@@ -47,9 +47,9 @@ def test_kernel_correlation_and_variance_shares():
     assert torch.allclose(stats.correlation(kernel).diagonal(), torch.ones(12, dtype=torch.float64))
     labels = torch.arange(12) % 3
     blocky = torch.tensor([[1.0, -0.5, 0.2], [-0.5, 2.0, 0.3], [0.2, 0.3, -1.0]], dtype=torch.float64)[labels][:, labels]
-    assert stats.variance_share(blocky, labels, 3) == pytest.approx(1.0)
-    assert torch.allclose(stats.block_means(blocky, labels, 3), blocky[:3, :3])
-    assert stats.variance_share(stats.correlation(kernel), labels, 3) < 0.5  # noise has little block structure
+    means, share = stats.block_fit(blocky, labels, 3)
+    assert share == pytest.approx(1.0) and torch.allclose(means, blocky[:3, :3])
+    assert stats.block_fit(stats.correlation(kernel), labels, 3)[1] < 0.5  # noise has little block structure
 
 
 @pytest.fixture(scope="module")

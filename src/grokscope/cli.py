@@ -8,7 +8,7 @@ import sys
 from .atomic import check_writable
 from .errors import ConfigError, GrokscopeError
 from .figure_process import FigureProcess
-from .sgld_flags import add_sgld_flags, auto_choice, sgld_from_args, sgld_settings
+from .sgld_flags import add_auto_flags, add_sgld_flags, auto_choice, sgld_from_args, sgld_settings
 from .version import __version__
 
 DESCRIPTION = ("Train small networks on a + b mod p and measure what they learn: the local learning coefficient "
@@ -63,8 +63,6 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     if args.save_draws:
         from .llc.draws import require_arviz
 
-        if args.refine is not None:
-            raise GrokscopeError("--save-draws saves the draws of the whole-model estimate; it does not go with --refine")
         require_arviz()
     if args.refine is not None:
         return _refine(run, sgld_from_args(args), args)
@@ -99,9 +97,9 @@ def _refine(run, config, args: argparse.Namespace) -> None:
     from .llc.runs.refine import refinements, run_refined, save_refined
 
     args.refine = refinements(args.refine)
-    if args.auto or config.params is not None:
-        raise GrokscopeError(f"--refine {args.refine} estimates each part in turn; it takes neither --auto nor --params "
-                             "(it runs at the given or default epsilon)")
+    if args.auto or args.save_draws or config.params is not None:
+        raise GrokscopeError(f"--refine {args.refine} estimates each part in turn; it takes neither --auto, --params nor "
+                             "--save-draws (it runs at the given or default epsilon)")
     parts = run_refined(run, config, args.refine, args.checkpoints, progress=not args.json)
     json_path, figure_path = save_refined(run, args.refine, parts)
     if args.json:
@@ -121,16 +119,14 @@ def _refine(run, config, args: argparse.Namespace) -> None:
 
 def _cmd_posterior(args: argparse.Namespace) -> None:
     from .posterior.run import run_posterior, save_posterior
-    from .store import read_json
     from .run import load_run
 
     run = load_run(args.run)
     check_writable(run.paths.posterior, run.paths.posterior_arrays, run.paths.figure("posterior_kernel"))
     auto, _ = auto_choice(args)
     result = run_posterior(run, sgld_from_args(args), args.checkpoints, args.bins, epsilon_auto=auto, progress=True)
-    written = save_posterior(run, result)
+    stored, written = save_posterior(run, result)
     print(f"{'step':>6} {'status':<10} {'draws':>6} {'gain: trained':>14} {'held-out':>9} {'kernel: a+b':>12} {'a-b':>7} {'chance':>7}")
-    stored = read_json(run.paths.posterior, run.path)
     for row in stored["checkpoints"]:
         print(f"{row['step']:>6} {row['status']:<10} {row['draws']:>6} {_num(row.get('loss_gain_trained'), '14.4f')} "
               f"{_num(row.get('loss_gain_held_out'), '9.4f')} {_num(row.get('kernel_share_sum'), '12.3f')} "
@@ -315,10 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     llc.add_argument("--json", action="store_true", help="print the results as JSON")
     llc.add_argument("--save-draws", dest="save_draws", action="store_true", help="also write each checkpoint's kept draws "
                      "as arviz netCDF (results/draws/draws-<step>.nc; needs the arviz extra)")
-    llc.add_argument("--auto", action="store_true", help="choose epsilon from the data first (the default unless --epsilon or "
-                     "--no-auto is given: a batched calibration whose evidence goes into llc.json and the report); "
-                     "uses the auto sampler unless --sampler is given")
-    llc.add_argument("--no-auto", dest="no_auto", action="store_true", help="use the default epsilon instead of choosing it")
+    add_auto_flags(llc, "choose epsilon from the data first (the default unless --epsilon or --no-auto is given: a batched "
+                   "calibration whose evidence goes into llc.json and the report); uses the auto sampler unless --sampler is given")
     llc.add_argument("--auto-at", dest="auto_at", default="last", help="checkpoints to calibrate at (last, or indices; "
                      "with several the smallest chosen epsilon is used)")
     llc.add_argument("--refine", help="components: the weight-refined LLC of each named component beside the whole model's; "
@@ -332,10 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     posterior.add_argument("run", help="run directory")
     add_sgld_flags(posterior)
     posterior.add_argument("--checkpoints", default="all", help="all, last, or indices such as 0,5,-1")
-    posterior.add_argument("--bins", type=int, help="bins of (a+b), (a-b) and the frequency phase for the susceptibilities "
-                           "(default 8, fewer for small p)")
-    posterior.add_argument("--auto", action="store_true", help="choose epsilon from the data (the default unless --epsilon or --no-auto)")
-    posterior.add_argument("--no-auto", dest="no_auto", action="store_true", help="use the default epsilon instead of choosing it")
+    posterior.add_argument("--bins", type=int, help="bins of a+b, a-b and the frequency phase (default 8, fewer for small p)")
+    add_auto_flags(posterior, "choose epsilon from the data (the default unless --epsilon or --no-auto)")
     posterior.set_defaults(func=_cmd_posterior)
 
     calibrate = sub.add_parser("calibrate", help="choose epsilon from the data: a batched grid with health flags and the rule's choice")

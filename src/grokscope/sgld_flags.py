@@ -48,6 +48,12 @@ def auto_choice(args: argparse.Namespace) -> tuple[bool, str | None]:
     return True, None
 
 
+def add_auto_flags(parser: argparse.ArgumentParser, auto_help: str) -> None:
+    """--auto and --no-auto, read by :func:`auto_choice`."""
+    parser.add_argument("--auto", action="store_true", help=auto_help)
+    parser.add_argument("--no-auto", dest="no_auto", action="store_true", help="use the default epsilon instead of choosing it")
+
+
 def add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     from .llc.config import BUDGET_FACTOR, SGLDConfig
     from .llc.sampling.kernels import KERNELS

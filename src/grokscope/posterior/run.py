@@ -66,63 +66,58 @@ def run_posterior(run: Run, config: SGLDConfig, checkpoints: str = "all", bins: 
     return result
 
 
-def summary(result: PosteriorResult, p: int, pairs: torch.Tensor) -> dict:
-    """results/posterior.json: per checkpoint, the summaries and the status of the chains behind them.
-    Each kernel share comes with its chance level: the share of the same classes randomly relabelled
-    (the sampling noise of the kernel's entries alone explains that much)."""
+def stored_results(result: PosteriorResult, p: int, pairs: torch.Tensor) -> tuple[dict, dict[str, torch.Tensor]]:
+    """results/posterior.json (per checkpoint, the summaries and the status of the chains behind
+    them) and results/posterior.safetensors (the per-pair arrays, keyed by step). Each kernel share
+    comes with its chance level: the share of the same classes randomly relabelled (block means of
+    p classes explain about p²/n² of any matrix)."""
     sums, differences = (pairs[:, 0] + pairs[:, 1]).remainder(p), (pairs[:, 0] - pairs[:, 1]).remainder(p)
     shuffled = torch.randperm(len(sums), generator=torch.Generator().manual_seed(0))
+    tensors = {"pairs": pairs.contiguous(), "trained": result.trained.contiguous(), "steps": torch.tensor([c.step for c in result.checkpoints])}
     rows = []
     for k, c in enumerate(result.checkpoints):
         row = {"step": c.step, "status": c.status, "flags": c.flags, "llc": c.llc, "draws": c.draws}
+        corr, influence = result.correlation(k), result.influence(k, ~result.trained)
+        by_sum, share_sum = stats.block_fit(corr, sums, p)
+        by_difference, share_difference = stats.block_fit(corr, differences, p)
         if c.draws:
-            corr = result.correlation(k)
-            influence = result.influence(k, ~result.trained)
             row.update(
                 loss_gain_trained=float(c.loss_gain[result.trained].mean()), loss_gain_held_out=float(c.loss_gain[~result.trained].mean()),
-                kernel_share_sum=stats.variance_share(corr, sums, p), kernel_share_difference=stats.variance_share(corr, differences, p),
-                kernel_share_chance=stats.variance_share(corr, sums[shuffled], p),
+                kernel_share_sum=share_sum, kernel_share_difference=share_difference,
+                kernel_share_chance=stats.block_fit(corr, sums[shuffled], p)[1],
                 bif_held_out_mean=float(influence.mean()), bif_held_out_most_negative=float(influence.min()),
                 bif_held_out_most_positive=float(influence.max()))
         row["susceptibility"] = {part: {"status": status, **dict(zip(result.classes, values.tolist()))}
                                  for part, status, values in zip(result.parts, c.part_status, c.susceptibility)}
         rows.append(row)
+        tensors |= {f"loss_gain/{c.step}": c.loss_gain.float(), f"bif_held_out/{c.step}": influence.float(),
+                    f"kernel_by_sum/{c.step}": by_sum.float(), f"kernel_by_difference/{c.step}": by_difference.float(),
+                    f"susceptibility/{c.step}": c.susceptibility.float()}
     statuses = [c.status for c in result.checkpoints]
     keep = ("epsilon", "gamma", "nbeta", "nbeta_convention", "chains", "n_steps", "max_steps", "batch_size", "sampler",
             "probe_every", "draws_per_block", "calibration", "auto", "run")
     parts = [status for c in result.checkpoints for status in c.part_status[1:]]
-    return {"settings": {k: result.settings.get(k) for k in keep},
-            "status": f"whole model: {status_line(statuses)}" + (f"; components alone: {status_line(parts)}" if parts else ""),
-            "parts": result.parts, "classes": result.classes, "beta": result.beta,
-            "conventions": "loss gain E[l_i] - l_i(w*); BIF(i -> phi) = -beta Cov(l_i, phi), beta = nbeta/n; "
-                           "chi_q = -Cov(L_n, nbeta (L_q - L_n)) under each part's restricted posterior (docs/posterior.md)",
-            "checkpoints": rows}
+    stored = {"settings": {k: result.settings.get(k) for k in keep},
+              "status": f"whole model: {status_line(statuses)}" + (f"; components alone: {status_line(parts)}" if parts else ""),
+              "parts": result.parts, "classes": result.classes, "beta": result.beta,
+              "conventions": "loss gain E[l_i] - l_i(w*); BIF(i -> phi) = -beta Cov(l_i, phi), beta = nbeta/n; "
+                             "chi_q = -Cov(L_n, nbeta (L_q - L_n)) under each part's restricted posterior (docs/posterior.md)",
+              "checkpoints": rows}
+    return stored, tensors
 
 
-def arrays(result: PosteriorResult, p: int, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """results/posterior.safetensors: the per-pair arrays of every checkpoint, keyed by step."""
-    sums, differences = (pairs[:, 0] + pairs[:, 1]).remainder(p), (pairs[:, 0] - pairs[:, 1]).remainder(p)
-    out = {"pairs": pairs.contiguous(), "trained": result.trained.contiguous(), "steps": torch.tensor([c.step for c in result.checkpoints])}
-    for k, c in enumerate(result.checkpoints):
-        corr = result.correlation(k)
-        out |= {f"loss_gain/{c.step}": c.loss_gain.float(), f"bif_held_out/{c.step}": result.influence(k, ~result.trained).float(),
-                f"kernel_by_sum/{c.step}": stats.block_means(corr, sums, p).float(),
-                f"kernel_by_difference/{c.step}": stats.block_means(corr, differences, p).float(),
-                f"susceptibility/{c.step}": c.susceptibility.float()}
-    return out
-
-
-def save_posterior(run: Run, result: PosteriorResult) -> list[Path]:
-    """Write posterior.json, posterior.safetensors and the figures; the paths written."""
+def save_posterior(run: Run, result: PosteriorResult) -> tuple[dict, list[Path]]:
+    """Write posterior.json, posterior.safetensors and the figures; what posterior.json holds, and
+    the paths written."""
     from .figures import FIGURES
 
     data = run.dataset()
     pairs = data.all_pairs()[0]
-    stored, tensors = summary(result, data.p, pairs), arrays(result, data.p, pairs)
+    stored, tensors = stored_results(result, data.p, pairs)
     save_tensors(run.paths.posterior_arrays, tensors, metadata={"run": str(run.path)})
     atomic_write_json(run.paths.posterior, json_safe(stored))
     written = [run.paths.posterior, run.paths.posterior_arrays]
     for stem, draw in FIGURES.items():
         save_figure(draw(stored, tensors), run.paths.figure(stem))
         written.append(run.paths.figure(stem))
-    return written
+    return stored, written

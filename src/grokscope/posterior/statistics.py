@@ -74,12 +74,12 @@ def block_means(matrix: torch.Tensor, labels: torch.Tensor, classes: int) -> tor
     return (onehot.T @ off @ onehot) / pairs.clamp_min(1)
 
 
-def variance_share(matrix: torch.Tensor, labels: torch.Tensor, classes: int) -> float:
-    """The share of the variance of matrix's off-diagonal entries explained by a function of the two
-    samples' classes (R² of the block means): 1 means the matrix is constant on class blocks."""
+def block_fit(matrix: torch.Tensor, labels: torch.Tensor, classes: int) -> tuple[torch.Tensor, float]:
+    """The block means of ``matrix`` over the samples' classes, and the share of the variance of its
+    off-diagonal entries they explain (R²): 1 means the matrix is constant on class blocks."""
     means = block_means(matrix, labels, classes)
     fitted = means[labels][:, labels]
     off = ~torch.eye(matrix.shape[0], dtype=torch.bool)
     values, fitted = matrix[off], fitted[off]
     total = ((values - values.mean()) ** 2).sum()
-    return float(1 - ((values - fitted) ** 2).sum() / total) if total > 0 else float("nan")
+    return means, float(1 - ((values - fitted) ** 2).sum() / total) if total > 0 else float("nan")
