@@ -31,12 +31,24 @@ def _stored(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def _with_estimand(rows: list[dict]) -> list[dict]:
+    """Rows stored before the finite-n estimand was recorded get it now (it needs no sampling)."""
+    known = {case.name: case for case in suite(grid=True) + held_out()}
+    for row in rows:
+        case = known.get(row["case"])
+        if "estimand" not in row and case is not None and case.estimand is not None:
+            model, data = case.build()
+            row["estimand"] = case.estimand(*data, row["calibration"]["default_nbeta"], row["settings"]["gamma"])
+            row["estimand_error"] = None if row["estimate"] is None else row["estimate"] / row["estimand"] - 1
+    return rows
+
+
 def measured(args) -> list[dict]:
     """Every (case, sampler) row: those stored in --out, then the rest run now and appended."""
     if args.stored:
-        return [row for path in args.stored for row in _stored(Path(path))]
+        return _with_estimand([row for path in args.stored for row in _stored(Path(path))])
     out = Path(args.out)
-    rows = _stored(out)
+    rows = _with_estimand(_stored(out))
     done = {(row["case"], row["sampler"]) for row in rows}
     if args.cases:
         cases = [parse_case(c) for c in args.cases]
@@ -66,6 +78,15 @@ def criteria(rows: list[dict]) -> str:
             f"{mean:.1f}% (target ≤ 10%); ok with |error| > 10%: {silent or 'none'}; ok with |error| > 20%: {flagged or 'none'}")
 
 
+def against_estimand(rows: list[dict]) -> str:
+    """The sampler's own error: settled estimates against the exact finite-n expectation they target."""
+    known = [r for r in rows if r.get("estimand_error") is not None and r["status"] in ("ok", "imprecise")]
+    errors = [abs(r["estimand_error"]) for r in known]
+    return (f"{len(known)} settled with a computable estimand: mean |λ̂/estimand − 1| {100 * sum(errors) / len(errors):.1f}%, "
+            f"largest {100 * max(errors):.1f}%; the estimand against λ: "
+            + ", ".join(f"{r['case']} {100 * (r['estimand'] / r['true'] - 1):+.0f}%" for r in known)) if known else "none"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--held-out", dest="held_out", action="store_true", help="a fixed held-out family (docs/validation.md)")
@@ -93,7 +114,8 @@ def main() -> None:
             elif row["estimate"] is None:
                 cells.append(f"none ({_short(row['flags'])}), {row['seconds']:.0f} s")
             else:
-                cells.append(f"{row['estimate']:.4g} ({100 * row['relative_error']:+.1f}%), **{row['status']}**, "
+                against = "" if row.get("estimand") is None else f"; {100 * row['estimand_error']:+.1f}% vs the estimand {row['estimand']:.4g}"
+                cells.append(f"{row['estimate']:.4g} ({100 * row['relative_error']:+.1f}%{against}), **{row['status']}**, "
                              f"{row['settings']['epsilon']:.2g}, {row['steps_used']}, {row['seconds']:.0f} s, {_short(row['flags'])}")
         print(f"| {name} | {truth:.4g} | " + " | ".join(cells) + " |")
     for sampler in samplers:
@@ -102,6 +124,7 @@ def main() -> None:
                             ("intermediate ranks", [r for r in mine if r["case"].startswith("DLN") and _intermediate(r["case"])])):
             if part:
                 print(f"{sampler}, {label}: {criteria(part)}")
+        print(f"{sampler}, against the finite-n estimand: {against_estimand(mine)}")
 
 
 def _intermediate(name: str) -> bool:

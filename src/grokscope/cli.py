@@ -187,7 +187,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     cases = [parse_case(args.case)] if args.case else suite(quick=args.quick, grid=args.grid)
     if not args.json:
         print(f"step size: {'chosen by the calibration rule (--auto)' if auto else overrides['epsilon']}; sampler {overrides['sampler']}")
-        print(f"{'case':<28} {'true':>8} {'estimate':>10} {'± MCSE':>8} {'rel err':>8} {'epsilon':>9} {'steps':>6} {'MALA':>6}  "
+        print(f"{'case':<28} {'true':>8} {'estimand':>9} {'estimate':>10} {'± MCSE':>8} {'rel err':>8} {'epsilon':>9} {'steps':>6} {'MALA':>6}  "
               f"{'status':<10} reasons")
     rows = []
     for case in cases:
@@ -197,11 +197,11 @@ def _cmd_validate(args: argparse.Namespace) -> None:
             continue
         estimate = "none" if row["estimate"] is None else f"{row['estimate']:10.4g}"
         rel = "" if row["relative_error"] is None else f"{100 * row['relative_error']:+7.1f}%"
-        print(f"{row['case']:<28} {row['true']:8.4g} {estimate:>10} {_num(row['mcse'], '8.3g')} {rel:>8} "
+        print(f"{row['case']:<28} {row['true']:8.4g} {'—' if row['estimand'] is None else format(row['estimand'], '9.4g'):>9} {estimate:>10} {_num(row['mcse'], '8.3g')} {rel:>8} "
               f"{_num(row['settings']['epsilon'], '9.3g')} {row['steps_used'] or 0:>6} {_num(row['mala_acceptance'], '6.3f')}  "
               f"{row['status']:<10} {'; '.join(row['flags'])}", flush=True)
     if args.json:
-        keys = ("case", "true", "estimate", "std", "mcse", "relative_error", "status", "steps_used", "seconds", "settings", "flags",
+        keys = ("case", "true", "estimand", "estimand_error", "estimate", "std", "mcse", "relative_error", "status", "steps_used", "seconds", "settings", "flags",
                 "mala_acceptance", "r_hat", "calibration")
         out = [json_safe({k: row[k] for k in keys}) for row in rows]
         print(json.dumps(out[0] if args.case else out, indent=2))

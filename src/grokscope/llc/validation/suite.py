@@ -18,6 +18,7 @@ from ...errors import ConfigError
 from ..api import estimate_llc
 from ..config import sgld_config
 from ..tuning.calibrate import calibrate_llc
+from .estimand import crossing_estimand, regular_estimand
 from .truth import true_llc_dln
 
 
@@ -50,6 +51,9 @@ class Case:
     truth: float
     build: Callable[[], tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]]
     settings: dict = field(default_factory=dict)
+    # E_p[nβ(L_n(w) − L_n(w*))] computed without sampling, from (x, y, nβ, γ), where the model is
+    # small enough (estimand.py): the sampler's target at this n, which may differ from λ
+    estimand: Callable[[torch.Tensor, torch.Tensor, float, float], float] | None = None
 
 
 def regular_case(d: int = 6, n: int = 2000, seed: int = 0) -> Case:
@@ -64,7 +68,8 @@ def regular_case(d: int = 6, n: int = 2000, seed: int = 0) -> Case:
             model.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
         return model, (x, y)
 
-    return Case(f"regular d={d}", d / 2, build, dict(gamma=1.0, n_steps=6000, batch_size=500, chains=4))
+    return Case(f"regular d={d}", d / 2, build, dict(gamma=1.0, n_steps=6000, batch_size=500, chains=4),
+                estimand=lambda x, y, nbeta, gamma: regular_estimand(x, nbeta, gamma))
 
 
 def normal_crossing_case(powers: tuple[int, int], seed: int = 0) -> Case:
@@ -80,6 +85,7 @@ def normal_crossing_case(powers: tuple[int, int], seed: int = 0) -> Case:
     return Case(
         f"normal crossing {powers}", truth, build,
         dict(gamma=1.0, n_steps=10_000, batch_size=100, chains=20),
+        estimand=lambda x, y, nbeta, gamma: crossing_estimand(powers, x, y, nbeta, gamma),
     )
 
 
@@ -208,10 +214,14 @@ def run_case(case: Case, auto: bool = True, **overrides: object) -> dict:
         entry = asdict(estimate_llc(model, data, loss="mse", **settings).entries[0])
         report = None
     estimate = entry["llc_mean"]
+    config = sgld_config(**{k: v for k, v in settings.items() if k not in ("auto", "epsilon")})
+    estimand = None if case.estimand is None else case.estimand(*data, config.resolve_nbeta(len(data[0]))[0], config.gamma)
     return {
         "case": case.name,
         "true": case.truth,
         "estimate": estimate,
+        "estimand": estimand,
+        "estimand_error": None if estimand is None or estimate is None else (estimate - estimand) / estimand,
         "std": entry["llc_std"],
         "mcse": entry["mcse"],
         "relative_error": None if estimate is None else (estimate - case.truth) / case.truth,
