@@ -39,6 +39,13 @@ def test_bif_and_susceptibility_are_the_derivatives_of_the_tilted_posterior_mean
         assert float(chi[q]) == pytest.approx(float((tilted - draws[:, 5].mean()) / h), rel=1e-3)
 
 
+def test_the_monte_carlo_error_from_chains_is_the_standard_error_of_their_statistic():
+    draws = torch.randn(64, 1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    error = stats.chain_mcse(list(draws.mean(1, keepdim=True)))
+    assert error.shape == (1,) and float(error) == pytest.approx(1 / (64 * 1000) ** 0.5, rel=0.3)
+    assert torch.isnan(stats.chain_mcse([draws[0, :1]])).all()
+
+
 def test_kernel_correlation_and_variance_shares():
     generator = torch.Generator().manual_seed(1)
     draws = torch.randn(500, 12, generator=generator, dtype=torch.float64)
@@ -90,6 +97,7 @@ def test_whole_model_chains_are_the_llc_estimates_and_parts_carry_their_own_stat
         assert c.part_status == [result.llc[part].entries[k].status for part in result.parts]
         assert c.susceptibility.shape == (4, 2) and c.kernel.shape == (data.n_train, data.n_train)
         assert c.draws > 0 and torch.isfinite(c.loss_gain).all()
+        assert c.susceptibility_mcse.shape == (4, 2) and (c.susceptibility_mcse > 0).all()
 
 
 def test_per_sample_losses_are_thinned_to_fit_memory_or_refused(tiny_run, monkeypatch):

@@ -6,6 +6,7 @@ inherits the status of the LLC estimate of the chains it reads."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -45,6 +46,7 @@ class PosteriorCheckpoint:
     loss_gain: torch.Tensor = field(repr=False)  # E[ℓ_i] − ℓ_i(w*) [n]
     kernel: torch.Tensor = field(repr=False)  # Cov(ℓ_i, ℓ_j) [n, n]
     susceptibility: torch.Tensor = field(repr=False)  # χ [parts, classes] (NaN for a part with no draws)
+    susceptibility_mcse: torch.Tensor = field(repr=False)  # its Monte-Carlo error from the chains' spread [parts, classes]
     part_status: list[str] = field(default_factory=list)  # the status of each part's LLC estimate
 
 
@@ -175,23 +177,37 @@ def _checkpoint(by_part: dict[str, LLCResult], k: int, at_anchor: torch.Tensor, 
     whole = by_part[WHOLE]
     entry = whole.entries[k]
     draws = _draws(whole, k, every)
-    chis, statuses = [], []
+    chis, errors, statuses = [], [], []
     for part, result in by_part.items():
         part_draws = _draws(result, k, every)
         statuses.append(result.entries[k].status)
         if part_draws is None or part_draws.shape[0] < 2 or not families:
             chis.append(torch.full((sum(len(names) for _, names in families.values()),), float("nan"), dtype=torch.float64))
+            errors.append(chis[-1])
             continue
-        train_loss = part_draws[:, trained].mean(1)
-        subsets = torch.cat([stats.class_means(part_draws, labels, len(names)) for labels, names in families.values()], 1)
-        chis.append(stats.susceptibility(train_loss, subsets, train_loss, nbeta))
+        chi_of = functools.partial(_susceptibilities, trained=trained, families=families, nbeta=nbeta)
+        chis.append(chi_of(part_draws))
+        errors.append(stats.chain_mcse([chi_of(chain) for chain in _by_chain(part_draws, result.entries[k])]))
     n = at_anchor.shape[0]
     if draws is None or draws.shape[0] < 2:
         kernel, gain, count = torch.full((n, n), float("nan"), dtype=torch.float64), torch.full((n,), float("nan"), dtype=torch.float64), 0
     else:
         kernel, gain, count = stats.covariance(draws), stats.loss_gain(draws, at_anchor), draws.shape[0]
     return PosteriorCheckpoint(entry.checkpoint_id, entry.step, entry.status, list(entry.flags), entry.llc_mean, count,
-                               at_anchor, gain, kernel, torch.stack(chis), statuses)
+                               at_anchor, gain, kernel, torch.stack(chis), torch.stack(errors), statuses)
+
+
+def _susceptibilities(draws: torch.Tensor, trained: torch.Tensor, families: dict, nbeta: float) -> torch.Tensor:
+    """χ of every data class from pooled per-sample loss draws [D, n]; L_n is the training pairs' mean loss."""
+    train_loss = draws[:, trained].mean(1)
+    subsets = torch.cat([stats.class_means(draws, labels, len(names)) for labels, names in families.values()], 1)
+    return stats.susceptibility(train_loss, subsets, train_loss, nbeta)
+
+
+def _by_chain(draws: torch.Tensor, entry) -> list[torch.Tensor]:
+    """Pooled draws [steps × chains, n] (step-major, as stats.pooled) split into each chain's own."""
+    chains = sum(v is not None for v in entry.llc_per_chain)
+    return list(draws.reshape(-1, chains, draws.shape[-1]).unbind(1))
 
 
 def _draws(result: LLCResult, k: int, every: int) -> torch.Tensor | None:

@@ -70,7 +70,7 @@ def posterior_kernel(stored: dict, arrays: dict[str, torch.Tensor]):
 
 def posterior_susceptibility(stored: dict, arrays: dict[str, torch.Tensor]):
     """χ of each part (rows; whole model, then each component alone) to each data class (columns),
-    at the λ̂ peak and at the end."""
+    at the λ̂ peak and at the end; a dot marks a χ within two Monte-Carlo errors of zero."""
     chosen = _chosen(stored)[-2:]
     classes, parts = stored["classes"], stored["parts"]
     fig = new_figure(figsize=(max(8, 0.32 * len(classes)), 2.2 + 1.3 * len(parts) * len(chosen)))
@@ -79,6 +79,10 @@ def posterior_susceptibility(stored: dict, arrays: dict[str, torch.Tensor]):
         matrix = arrays[f"susceptibility/{row['step']}"].numpy()
         limit = float(np.nanmax(np.abs(matrix))) if np.isfinite(matrix).any() else 1.0
         image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        errors = arrays.get(f"susceptibility_mcse/{row['step']}")
+        if errors is not None:
+            near_zero = np.nonzero(np.abs(matrix) < 2 * errors.numpy())
+            ax.scatter(near_zero[1], near_zero[0], s=4, c="0.3", marker=".", label="|χ| < 2 MCSE")
         status = [row["susceptibility"][part]["status"] for part in parts]
         ax.set_yticks(range(len(parts)), [p if s == "ok" else f"{p} ({s})" for p, s in zip(parts, status)], fontsize=8)
         ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=6)

@@ -7,12 +7,15 @@ What is kept per checkpoint (the full n × n kernel is not stored: it is 8n² by
 - the loss kernel's correlation form as block means over classes of (a + b) mod p and of
   (a − b) mod p ([p, p] each), and the share of its off-diagonal variance each explains;
 - the BIF of every training pair on the mean held-out loss;
-- the susceptibility of the whole model and of each component to each data class: bins of
+- the susceptibility of the whole model and of each component to each data class (with its
+  Monte-Carlo error from the spread of the chains): bins of
   (a + b) mod p and of (a − b) mod p, training vs held-out, and bins of the phase k(a − b) of the
   final embedding's strongest frequency k (folded to [0, p/2], as ``--refine data:frequency``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from pathlib import Path
 
@@ -52,8 +55,9 @@ def pair_classes(p: int, pairs: torch.Tensor, trained: torch.Tensor, bins: int |
 
 
 def run_posterior(run: Run, config: SGLDConfig, checkpoints: str = "all", bins: int | None = None, epsilon_auto: bool = True,
-                  progress: bool = True) -> PosteriorResult:
-    """The statistics at the chosen checkpoints, over all p² pairs (training pairs first)."""
+                  progress: bool = True, components: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> PosteriorResult:
+    """The statistics at the chosen checkpoints, over all p² pairs (training pairs first);
+    ``components`` as in posterior_statistics (default: the model's own; {}: the whole model only)."""
     steps = select_checkpoints(run, checkpoints)
     data = run.dataset()
     pairs, labels = data.all_pairs()
@@ -61,7 +65,7 @@ def run_posterior(run: Run, config: SGLDConfig, checkpoints: str = "all", bins: 
     classes = pair_classes(data.p, pairs, trained, bins, strongest_frequency(run))
     result = posterior_statistics(run.new_model(), (data.train_x, data.train_y), (pairs, labels), [run.state_dict(s) for s in steps],
                                   trained=trained, classes=classes, checkpoint_ids=steps, training_steps=steps,
-                                  config=config, auto=epsilon_auto, progress=progress)
+                                  config=config, auto=epsilon_auto, progress=progress, components=components)
     result.settings["run"] = str(run.path)
     return result
 
@@ -87,12 +91,13 @@ def stored_results(result: PosteriorResult, p: int, pairs: torch.Tensor) -> tupl
                 kernel_share_chance=stats.block_fit(corr, sums[shuffled], p)[1],
                 bif_held_out_mean=float(influence.mean()), bif_held_out_most_negative=float(influence.min()),
                 bif_held_out_most_positive=float(influence.max()))
-        row["susceptibility"] = {part: {"status": status, **dict(zip(result.classes, values.tolist()))}
-                                 for part, status, values in zip(result.parts, c.part_status, c.susceptibility)}
+        row["susceptibility"] = {part: {"status": status, **dict(zip(result.classes, values.tolist())),
+                                        "mcse": dict(zip(result.classes, errors.tolist()))}
+                                 for part, status, values, errors in zip(result.parts, c.part_status, c.susceptibility, c.susceptibility_mcse)}
         rows.append(row)
         tensors |= {f"loss_gain/{c.step}": c.loss_gain.float(), f"bif_held_out/{c.step}": influence.float(),
                     f"kernel_by_sum/{c.step}": by_sum.float(), f"kernel_by_difference/{c.step}": by_difference.float(),
-                    f"susceptibility/{c.step}": c.susceptibility.float()}
+                    f"susceptibility/{c.step}": c.susceptibility.float(), f"susceptibility_mcse/{c.step}": c.susceptibility_mcse.float()}
     statuses = [c.status for c in result.checkpoints]
     keep = ("epsilon", "gamma", "nbeta", "nbeta_convention", "chains", "n_steps", "max_steps", "batch_size", "sampler",
             "probe_every", "draws_per_block", "calibration", "auto", "run")

@@ -59,6 +59,15 @@ def susceptibility(phi: torch.Tensor, subset_losses: torch.Tensor, train_loss: t
     return -nbeta * covariance(phi[:, None], subset_losses - train_loss[:, None])[0]
 
 
+def chain_mcse(per_chain: list[torch.Tensor]) -> torch.Tensor:
+    """Monte-Carlo error of a statistic from its value on each chain alone: sd across chains / √C
+    (the chains as independent batches; Flegal & Jones 2010). NaN with fewer than two chains."""
+    if len(per_chain) < 2:
+        return torch.full_like(per_chain[0], float("nan"))
+    values = torch.stack(per_chain)
+    return values.std(0) / len(per_chain) ** 0.5
+
+
 def class_means(per_sample: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
     """The mean over the samples of each class: per_sample [..., n], labels [n] in [0, classes) → [..., classes]."""
     onehot = torch.nn.functional.one_hot(labels, classes).to(per_sample.dtype)
