@@ -45,10 +45,10 @@ RULE = """\
    slowly), else it is "not checked".
 4. Choose the largest ε of the first run, counting up, of unbiased cells whose λ̂ stays flat from
    cell to cell and against the run's first cell, made of settled cells except that its first may
-   be a cell unsettled at its cap (a reference for flatness only); the run needs two cells. Past
-   the first jump no ε is trusted. When no such run exists there is no estimate: the choice is
-   None, with the reason and the range of λ̂ over the settled unbiased cells (when there are any),
-   never a number that looks like an estimate."""  # a constant, not the docstring: python -OO drops those
+   be a cell unsettled at its cap (a reference for flatness only); the run needs two cells. A jump
+   ends a run and the search goes on from the cell after it. When no run exists there is no
+   estimate: the choice is None, with the reason and the range of λ̂ over the settled unbiased
+   cells (when there are any), never a number that looks like an estimate."""  # a constant, not the docstring: python -OO drops those
 
 
 @dataclass
