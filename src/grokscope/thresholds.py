@@ -48,6 +48,14 @@ BELOW_INIT_MAX_FRACTION = 0.5
 # linear in ε, a flat pair bounds the larger ε's bias near twice this.
 FLAT_TOLERANCE = 0.05
 
+# λ̂ is "bounded by the localisation" when its elasticity in γ, d ln λ̂ / d ln γ (read from the
+# draws, llc/diagnostics/localisation.py), lies below minus this by more than two standard errors:
+# a 10% stronger γ would lower λ̂ by more than 1%. Developed on the normal crossings of the first
+# two held-out families (data seed 0), where the exact target at n = 1000 lies 11-43% below λ with
+# elasticities of −0.1 to −0.27 and within 5% of λ at −0.05 and above; deep linear networks at
+# n = 1e5 read about −0.001. Judged on crossings never seen (docs/validation.md).
+GAMMA_ELASTICITY_MAX = 0.1
+
 # Developmental stages (analysis/stages.py): a turning point of the LLC or test-loss curve counts
 # when the curve moves away from it by at least this fraction of the curve's range, and, for λ̂, by
 # more than this many standard errors of the difference of two estimates.

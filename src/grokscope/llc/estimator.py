@@ -38,6 +38,7 @@ from .sampling.loop import ChainStreams, run_chains
 from .sampling.noise import block_length, steps_held
 from .sampling.objective import BatchedObjective, LossFn, check_parameter_sets
 from .sampling.observers import (
+    Distances,
     LossTrace,
     MalaAcceptance,
     Observer,
@@ -386,6 +387,11 @@ def _check_probes(objective: BatchedObjective, anchors: Tree, fixed: Tree, probe
     return init
 
 
+# ‖w − w*‖² is recorded every this many steps: draws this close are strongly correlated anyway, and
+# the covariance with the loss it serves needs hundreds of them, not every step's
+DISTANCE_EVERY = 10
+
+
 def _observers(cfg, kernel, objective, fixed, probes, probe_every, probe_per_sample, start, stop, n_chains, n_params,
                device) -> list[Observer]:
     """The observers of steps [start, stop). Snapshots and step metrics are taken in the first
@@ -393,7 +399,7 @@ def _observers(cfg, kernel, objective, fixed, probes, probe_every, probe_per_sam
     def within(steps):
         return [s for s in steps if start <= s < stop]
 
-    observers: list[Observer] = [LossTrace(start, stop, n_chains, device)]
+    observers: list[Observer] = [LossTrace(start, stop, n_chains, device), Distances(start, stop, DISTANCE_EVERY, n_chains, device)]
     if cfg.mala:
         observers.append(MalaAcceptance(kernel, objective, fixed, max(start, cfg.warmup_steps), cfg.mala_every, n_chains, device))
     if cfg.save_samples:

@@ -3,7 +3,8 @@ reason per finding. The cut-offs live in ``grokscope.thresholds``.
 
 - ``ok``: settled and precise;
 - ``imprecise``: settled, but the Monte-Carlo error is large (its MCSE is reported);
-- ``unreliable``: a bias (divergence, MALA, w* not a minimum, a step size λ̂ depends on) or chains
+- ``unreliable``: a bias (divergence, MALA, w* not a minimum, a step size λ̂ depends on, a λ̂
+  bounded by the localisation) or chains
   that have not settled: the number may be wrong;
 - ``none``: no estimate.
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from ...thresholds import (
     BELOW_INIT_MAX_FRACTION,
     ESS_MIN,
+    GAMMA_ELASTICITY_MAX,
     MALA_MIN_ACCEPTANCE,
     MCSE_MAX_FRACTION,
     R_HAT_MAX,
@@ -30,7 +32,7 @@ KIND_STATUS = {"imprecise": "imprecise", "unsettled": "unreliable", "bias": "unr
 
 
 # how the reasons of kind "bias" begin (assess writes them): evidence that a step size is wrong
-BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance")
+BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance", "bounded by the localisation")
 
 
 def shows_bias(reasons: list[str]) -> bool:
@@ -98,11 +100,14 @@ def assess(
     ess_tail: float | None = None, mala_acceptance: float | None = None, frac_below_init: float | None = None,
     r_hat_batch: float | None = None, ess_batch: float | None = None, mcse: float | None = None,
     halves: tuple[float, float] | None = None, doubling: tuple[float, float] | None = None, chain_spread: float | None = None,
+    gamma_elasticity: tuple[float, float, float] | None = None,
 ) -> Findings:
     """Every reason to distrust an estimate, each of its kind; no findings: ``ok``. ``chain_spread``:
     the standard deviation of the chains' λ̂; an R-hat above R_HAT_MAX makes the estimate unsettled
     when the chains' λ̂ also differ by more than SETTLE_TOLERANCE of λ̂ (like the other settling
-    checks: significant and material). A smaller disagreement is already in the MCSE."""
+    checks: significant and material). A smaller disagreement is already in the MCSE.
+    ``gamma_elasticity``: d ln λ̂ / d ln γ, its standard error and the critical multiple of it
+    (llc/diagnostics/localisation.py); judged only on chains found settled."""
     found = Findings()
     if diverged_chains:
         found.add("bias", f"diverged: {diverged_chains} of {chains} chains reached a non-finite loss (lower epsilon)")
@@ -127,6 +132,11 @@ def assess(
         if change is not None and _moved(*change, llc_mean):
             direction = "rising" if change[0] > 0 else "falling"
             found.add("unsettled", f"not settled: λ̂ still {direction} ({change[0]:+.3g} {what}, > {SETTLE_TOLERANCE:.0%})")
+    settled = not any(kind == "unsettled" for kind, _ in found.items)  # drifting chains fake a covariance
+    if settled and gamma_elasticity is not None and gamma_elasticity[0] + gamma_elasticity[2] * gamma_elasticity[1] < -GAMMA_ELASTICITY_MAX:
+        found.add("bias", f"bounded by the localisation: d ln λ̂/d ln γ = {gamma_elasticity[0]:.2f} ± {gamma_elasticity[1]:.2f} "
+                          f"(< −{GAMMA_ELASTICITY_MAX}): the chains spread as far as γ lets them, so λ̂ is this γ's figure and "
+                          "may lie well below λ (a smaller γ or more data)")
     ess = [v for v in (ess_bulk, ess_tail, ess_batch) if _finite(v)]
     if ess and min(ess) < ESS_MIN:
         found.add("imprecise", f"few effective draws: ESS {min(ess):.0f} < {ESS_MIN}")

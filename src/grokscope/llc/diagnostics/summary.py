@@ -15,6 +15,7 @@ from ..result import CheckpointLLC
 from ..sampling.observers import STEP_METRICS
 from .convergence import ess_bulk, ess_tail, rhat
 from .health import Findings, assess
+from .localisation import gamma_elasticity
 from .settling import settle
 
 
@@ -80,8 +81,12 @@ def summarise(
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     diagnostics = dict(r_hat=rhat(post), ess_bulk=ess_bulk(post), ess_tail=ess_tail(post),
                        frac_below_init=float((post < init_loss).mean()), mala_acceptance=mala)
+    gamma = float((set_settings or {}).get("gamma", cfg.gamma))
+    elasticity = gamma_elasticity(traces[~diverged], recorded["anchor_distance"][:, ~torch.from_numpy(diverged)].double().numpy(),
+                                  recorded["anchor_distance_steps"].numpy(), settled.burn_in, init_loss, gamma) if "anchor_distance" in recorded else None
     found = assess(float(values.mean()), int(diverged.sum()), chains, **diagnostics, r_hat_batch=settled.r_hat_batch,
-                   ess_batch=settled.ess_batch, mcse=settled.mcse, halves=settled.halves, doubling=settled.doubling, chain_spread=std)
+                   ess_batch=settled.ess_batch, mcse=settled.mcse, halves=settled.halves, doubling=settled.doubling, chain_spread=std,
+                   gamma_elasticity=elasticity)
     return CheckpointLLC(
         **base, **diagnostics,
         llc_mean=float(values.mean()),
@@ -94,6 +99,8 @@ def summarise(
         ess_batch=settled.ess_batch,
         drift=settled.halves[0],
         doubling_change=None if settled.doubling is None else settled.doubling[0],
+        gamma_elasticity=None if elasticity is None else elasticity[0],
+        gamma_elasticity_se=None if elasticity is None else elasticity[1],
         status=found.status,
         flags=found.reasons,
     ), found

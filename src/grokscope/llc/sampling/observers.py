@@ -46,7 +46,7 @@ class UserObserver(Protocol):
     def summarise(self, series: torch.Tensor) -> Any: ...
 
 
-RESERVED = ("losses", "samples", "sample_losses", "step_metrics")  # the built-in observers' record keys
+RESERVED = ("losses", "samples", "sample_losses", "step_metrics", "anchor_distance")  # the built-in observers' record keys
 
 
 def check_user_observers(observers: Sequence[UserObserver]) -> None:
@@ -96,6 +96,26 @@ class LossTrace:
 
     def result(self) -> dict[str, torch.Tensor]:
         return {"losses": self.losses.cpu()}
+
+
+class Distances:
+    """‖w − w*‖² of every chain at every ``every``-th step of [start, stop) (counted from step 0, so
+    blocks join into one series): with the losses of the same steps, how λ̂ responds to γ
+    (llc/diagnostics/localisation.py). [S, B], and the steps."""
+
+    def __init__(self, start: int, stop: int, every: int, n_chains: int, device: torch.device):
+        self.steps = list(range(-(-start // every) * every, stop, every))
+        self.row = {step: i for i, step in enumerate(self.steps)}
+        self.values = torch.empty(len(self.steps), n_chains, device=device)
+
+    def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
+        row = self.row.get(step)
+        if row is not None:
+            names = list(state.w)
+            self.values[row] = per_chain_squared_norm(torch._foreach_sub(leaves(state.w, names), leaves(state.anchor, names)))
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {"anchor_distance_steps": torch.tensor(self.steps, dtype=torch.long), "anchor_distance": self.values.cpu()}
 
 
 def potential(loss: torch.Tensor, state: KernelState) -> torch.Tensor:
