@@ -54,6 +54,15 @@ class ChainStreams:
         return index
 
 
+def _rows(data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """data[b, index[b, t, i]] for data [B, n, ...] and index [B, T, m]: one ``index_select`` over
+    the rows (several times faster than advanced indexing on two dimensions), from the shared set
+    itself when the chains' data is one set expanded."""
+    rows = data[0] if data.stride(0) == 0 else data.reshape(-1, *data.shape[2:])
+    flat = index if data.stride(0) == 0 else index + data.shape[1] * torch.arange(index.shape[0], device=index.device).view(-1, 1, 1)
+    return rows.index_select(0, flat.flatten()).view(*index.shape, *data.shape[2:])
+
+
 def _noise_views(noise: torch.Tensor, shapes: dict[str, tuple[int, ...]], sizes: list[int]) -> Tree:
     """Noise [B, P] cut into views [B, *shape] per parameter (``sizes``: their element counts; no copies)."""
     return {name: part.view(-1, *shape) for (name, shape), part in zip(shapes.items(), noise.split_with_sizes(sizes, 1))}
@@ -108,7 +117,6 @@ def run_chains(
     n_chains = len(streams.keys)
     sizes_per_tensor = [int(torch.Size(s).numel()) for s in shapes.values()]
     device = next(iter(state.w.values())).device
-    rows = torch.arange(n_chains, device=device).view(n_chains, 1, 1)
     length = block_length(streams.n_params)
     bar = tqdm(total=stop - start, desc=kernel.name, unit="step", disable=not progress, file=sys.stderr)
     notice = LongRunNotice(bar, stop - start) if progress else None
@@ -116,7 +124,7 @@ def run_chains(
     try:
         while step < stop:
             index = streams.indices(min(length, stop - step)).to(device)
-            xs, ys = x[rows, index], y[rows, index]  # chain b's rows of its own data: [B, T, m, ...]
+            xs, ys = _rows(x, index), _rows(y, index)  # chain b's rows of its own data: [B, T, m, ...]
             for t in range(index.shape[1]):
                 batch = (xs[:, t], ys[:, t])
                 loss, grad = objective.losses_and_grads(state.w, fixed, *batch)
