@@ -33,8 +33,8 @@ RULE = """\
    diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE.
 2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
    chains continue until they settle or reach the step cap. A cell is biased when its chains
-   diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE or w* is not a
-   minimum; it is settled when its status is ok or imprecise (llc/diagnostics/health.py), unless an
+   diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE, w* is not a
+   minimum or its λ̂ is bounded by the localisation; it is settled when its status is ok or imprecise (llc/diagnostics/health.py), unless an
    unbiased cell that had not settled ran for as long a time ε × steps and reads higher (as in step
    3): then it "settled too soon".
    Too few draws never disqualify a step size: more steps cure that, and the cell got them.
@@ -69,8 +69,9 @@ class Cell:
     status: str
     steps_used: int | None
     flags: list[str]
-    biased: bool = False  # diverged, did not move, MALA below the band, or w* not a minimum
+    biased: bool = False  # diverged, did not move, MALA below the band, w* not a minimum, or bounded by the localisation
     mcse: float | None = None
+    gamma_elasticity: float | None = None
 
     @classmethod
     def of(cls, setting: Mapping[str, float], entry: CheckpointLLC, biased: bool) -> "Cell":
