@@ -55,11 +55,12 @@ class ChainStreams:
 
 
 def _rows(data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """data[b, index[b, t, i]] for data [B, n, ...] and index [B, T, m]: one ``index_select`` over
-    the rows (several times faster than advanced indexing on two dimensions), from the shared set
-    itself when the chains' data is one set expanded."""
+    """data[b, index[b, i]] for data [B, n, ...] and one step's index [B, m]: one ``index_select``
+    over the rows (several times faster than advanced indexing on two dimensions), from the shared
+    set itself when the chains' data is one set expanded. A step at a time, so the rows are still in
+    cache when the step reads them."""
     rows = data[0] if data.stride(0) == 0 else data.reshape(-1, *data.shape[2:])
-    flat = index if data.stride(0) == 0 else index + data.shape[1] * torch.arange(index.shape[0], device=index.device).view(-1, 1, 1)
+    flat = index if data.stride(0) == 0 else index + data.shape[1] * torch.arange(index.shape[0], device=index.device).view(-1, *[1] * (index.dim() - 1))
     return rows.index_select(0, flat.flatten()).view(*index.shape, *data.shape[2:])
 
 
@@ -123,10 +124,9 @@ def run_chains(
     step, noise = start, None
     try:
         while step < stop:
-            index = streams.indices(min(length, stop - step)).to(device)
-            xs, ys = _rows(x, index), _rows(y, index)  # chain b's rows of its own data: [B, T, m, ...]
-            for t in range(index.shape[1]):
-                batch = (xs[:, t], ys[:, t])
+            index = streams.indices(min(length, stop - step)).to(device).transpose(0, 1).contiguous()  # [T, B, m]
+            for t in range(index.shape[0]):
+                batch = (_rows(x, index[t]), _rows(y, index[t]))  # chain b's rows of its own data: [B, m, ...]
                 loss, grad = objective.losses_and_grads(state.w, fixed, *batch)
                 if (drawn := streams.noise.at(step)) is not noise:  # a refilled tensor keeps its views
                     noise, step_noise = drawn, _noise_views(drawn, shapes, sizes_per_tensor)
@@ -136,7 +136,7 @@ def run_chains(
                 step += 1
                 if notice is not None and notice.after(step - start):
                     notice = None
-            bar.update(index.shape[1])
+            bar.update(index.shape[0])
     finally:
         bar.close()
     return state
