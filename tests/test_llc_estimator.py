@@ -536,23 +536,20 @@ def test_the_compiled_mlp_step_changes_no_estimate_beyond_float_rounding(tiny_ru
 
 
 def test_without_the_compiled_code_the_numbers_keep_their_properties(tiny_run, monkeypatch):
-    """GROKSCOPE_NATIVE=0 (a machine without a C compiler): the noise comes from torch's generators,
-    so the numbers differ from the compiled path's, and a set alone still gets its numbers in a batch."""
+    """GROKSCOPE_NATIVE=0 (a machine without a C compiler): torch computes the same noise stream and
+    the same step to float rounding, so the estimates agree closely, and a set alone still gets its
+    numbers in a batch."""
     from grokscope.llc.sampling.noise import counter_noise_compiled
 
     model, data, params = _inputs(tiny_run)
     settings = dict(FAST, n_steps=60, max_steps=60)
-    compiled_noise = counter_noise_compiled(torch.device("cpu"))
     before = estimate_llc(model, data, params, **settings)
     monkeypatch.setenv("GROKSCOPE_NATIVE", "0")
     assert not counter_noise_compiled(torch.device("cpu"))
     python_result = estimate_llc(model, data, params, **settings)
     alone = estimate_llc(model, data, params[-1], checkpoint_ids=[len(params) - 1], **settings)
     assert alone.entries[0].llc_per_chain == python_result.entries[-1].llc_per_chain
-    differ = before.entries[-1].llc_per_chain != python_result.entries[-1].llc_per_chain
-    assert differ == compiled_noise  # other numbers exactly when the compiled stream was in use before
-
-
+    np.testing.assert_allclose(before.entries[-1].llc_per_chain, python_result.entries[-1].llc_per_chain, rtol=1e-3)
 
 
 class MeanDistance:

@@ -11,8 +11,8 @@ from scipy import stats
 
 from grokscope import native
 from grokscope.llc.sampling.noise import (
+    CounterNoise,
     PhiloxNoise,
-    TorchNoise,
     block_length,
     philox4x32_10,
     reference_normals,
@@ -88,14 +88,14 @@ def test_the_numbers_are_standard_normal_and_uncorrelated():
         assert abs(r) < 5 / a.numel() ** 0.5
 
 
-def test_the_accelerator_path_draws_each_chains_generator_a_block_of_steps_at_a_time():
-    n = 300
-    length = block_length(n)
-    noise = TorchNoise([7, 8], n, torch.device("cpu"))  # the path a GPU takes, run on the CPU
-    steps = torch.stack([noise.at(step)[1] for step in range(length + 3)])
-    generator = torch.Generator().manual_seed(8)
-    expected = torch.cat([torch.randn(length, n, generator=generator), torch.randn(length, n, generator=generator)[:3]])
-    assert torch.equal(steps, expected)
+@pytest.mark.parametrize("n", [1, 130, 4428])
+def test_torch_operations_compute_the_same_stream_on_any_device(n):
+    keys = [0, 1, 2**63 - 25, 123456789, 2**64 - 1]  # the top bit set: keys travel as int64 bits
+    noise = CounterNoise(keys, n, torch.device("cpu"))  # the path an accelerator takes, run on the CPU
+    for step in (0, 1, 749, 2**32 + 3, 750):  # a jump back and forth starts another block
+        np.testing.assert_allclose(noise.at(step).numpy(), reference_normals(keys, step, n), rtol=0, atol=2e-5)
+    alone = CounterNoise(keys, n, torch.device("cpu")).keep([3])
+    assert torch.equal(alone.at(749)[0], noise.at(749)[3])
 
 
 def test_a_refilled_source_returns_one_tensor_with_each_steps_numbers():
@@ -103,3 +103,11 @@ def test_a_refilled_source_returns_one_tensor_with_each_steps_numbers():
     first = refilled.at(0)
     assert refilled.at(1) is first  # the sampler cuts it into views once
     assert torch.equal(first, fresh.at(1)) and not torch.equal(first, fresh.at(0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the GPU noise is not exercised")
+def test_a_gpu_draws_the_cpus_normals_for_the_same_keys():
+    keys, n = [0, 7, 2**64 - 1], 4428
+    gpu = CounterNoise(keys, n, torch.device("cuda"))
+    for step in (0, 3, 2**32 + 3):
+        np.testing.assert_allclose(gpu.at(step).cpu().numpy(), reference_normals(keys, step, n), rtol=0, atol=2e-5)

@@ -6,8 +6,9 @@ defines them: element e of step s of the chain whose 64-bit key is k depends onl
 so a chain's noise is the same alone or batched, in any block of steps, on any thread; the C code
 is about twice as fast as torch's generator. :func:`reference_normals` computes the same numbers in
 numpy (the tests' reference). Without a C compiler (or with ``GROKSCOPE_NATIVE=0``), and on an
-accelerator, each chain keeps its own torch generator, drawn a block of steps at a time: still the
-same alone or batched, but other numbers than the C code's for the same seed.
+accelerator, torch operations compute the same stream for every chain at once, a block of steps at
+a time (:class:`CounterNoise`): a GPU and a CPU draw the same normals for the same keys, to float
+rounding.
 """
 
 from __future__ import annotations
@@ -94,47 +95,78 @@ class PhiloxNoise:
         return out
 
 
-class TorchNoise:
-    """Each chain's normals from its own torch generator on the device, a block of steps per draw
-    (on an accelerator, a draw per chain and step would be a kernel launch each)."""
+def philox_normals(keys: torch.Tensor, steps: torch.Tensor, n: int) -> torch.Tensor:
+    """[B, T, n] float32: :func:`reference_normals` for chains ``keys`` [B] (int64 holding the 64-bit
+    keys' bits) at ``steps`` [T], in torch operations on the keys' device: Philox in int64, where a
+    32 × 32-bit product wraps modulo 2^64 and its high word is (p >> 32) & LOW even when p reads
+    negative. The same numbers as the C code to float rounding, on a CPU or an accelerator."""
+    device = keys.device
+    chunks = -(-n // CHUNK)
+    counter = torch.arange(chunks * GROUPS * LANES, device=device, dtype=torch.int64).view(1, 1, -1)
+    c0 = counter.expand(len(keys), len(steps), -1)
+    c1 = (steps & LOW).view(1, -1, 1).expand_as(c0)
+    c2 = (steps >> 32).view(1, -1, 1).expand_as(c0)
+    c3 = torch.zeros_like(c0)
+    k0, k1 = (keys & LOW).view(-1, 1, 1), (keys >> 32) & LOW
+    k1 = k1.view(-1, 1, 1)
+    for _ in range(10):
+        p0, p1 = c0 * M0, c2 * M1
+        c0, c1, c2, c3 = ((p1 >> 32) & LOW) ^ c1 ^ k0, p1 & LOW, ((p0 >> 32) & LOW) ^ c3 ^ k1, p0 & LOW
+        k0, k1 = (k0 + W0) & LOW, (k1 + W1) & LOW
+    scale = 2.0**-24
+    outputs = []
+    for radius, angle in ((c0, c1), (c2, c3)):
+        r = torch.sqrt(-2.0 * torch.log(((radius >> 8) + 1).float() * scale))
+        a = (2 * np.pi) * ((angle >> 8).float() * scale)
+        outputs += [r * torch.cos(a), r * torch.sin(a)]
+    z = torch.stack(outputs, dim=2)  # [B, T, q, counter], counter = (chunk, group, lane)
+    z = z.view(len(keys), len(steps), 4, chunks, GROUPS, LANES).permute(0, 1, 3, 4, 2, 5)  # element = (chunk, group, q, lane)
+    return z.reshape(len(keys), len(steps), -1)[:, :, :n]
+
+
+class CounterNoise:
+    """The C code's counter-based stream in torch operations (:func:`philox_normals`), for an
+    accelerator or a CPU without a C compiler: every chain's numbers for a block of steps in one
+    batched computation (no generator call per chain), the same numbers as the C code to float
+    rounding. Being a function of (key, step, element), any blocking gives the same numbers."""
 
     def __init__(self, keys: Sequence[int], n_params: int, device: torch.device):
-        self.generators = [torch.Generator(device=device).manual_seed(int(key)) for key in keys]
+        bits = np.asarray(keys, dtype=np.uint64).view(np.int64)
+        self.keys = torch.from_numpy(bits.copy()).to(device)
         self.n_params, self.device = n_params, device
-        self.length, self.start, self.block = block_length(n_params), 0, None
+        # int64 words of a block: about 10 × 8 bytes a number live at once, so its size is bounded by chains too
+        self.length = max(1, min(block_length(n_params), NOISE_BLOCK_ELEMENTS // max(len(keys) * n_params, 1)))
+        self.start, self.block = 0, None
 
-    def keep(self, rows: Sequence[int]) -> "TorchNoise":
-        """The noise of chains ``rows`` alone, each generator continuing where it stands."""
-        kept = TorchNoise.__new__(TorchNoise)
-        kept.generators = [self.generators[r] for r in rows]
-        kept.n_params, kept.device, kept.length, kept.start = self.n_params, self.device, self.length, self.start
-        kept.block = None if self.block is None else self.block[list(rows)]
+    def keep(self, rows: Sequence[int]) -> "CounterNoise":
+        """The noise of chains ``rows`` alone (the same numbers: a function of key and step)."""
+        kept = CounterNoise.__new__(CounterNoise)
+        kept.keys, kept.n_params, kept.device, kept.length = self.keys[list(rows)], self.n_params, self.device, self.length
+        kept.start, kept.block = self.start, None if self.block is None else self.block[list(rows)]
         return kept
 
     def at(self, step: int) -> torch.Tensor:
-        if self.block is None or step >= self.start + self.block.shape[1]:
+        if self.block is None or not self.start <= step < self.start + self.block.shape[1]:
             self.start = step
-            self.block = torch.empty(len(self.generators), self.length, self.n_params, device=self.device)
-            for b, generator in enumerate(self.generators):
-                torch.randn(self.length, self.n_params, generator=generator, device=self.device, out=self.block[b])
+            steps = torch.arange(step, step + self.length, device=self.device, dtype=torch.int64)
+            self.block = philox_normals(self.keys, steps, self.n_params)
         return self.block[:, step - self.start]
 
 
 def counter_noise_compiled(device: torch.device) -> bool:
-    """Whether chains on ``device`` draw the counter-based stream of the C code: on a CPU where it is
-    built. Elsewhere each chain keeps a torch generator: as fast as torch's ``randn``, and other
-    numbers than the C code's for the same seed."""
+    """Whether chains on ``device`` draw the counter-based stream from the C code: on a CPU where it
+    is built. Elsewhere torch operations compute the same stream (:class:`CounterNoise`)."""
     return device.type == "cpu" and native.load("llc/sampling/noise_native.c") is not None
 
 
-def chain_noise(keys: Sequence[int], n_params: int, device: torch.device) -> PhiloxNoise | TorchNoise:
+def chain_noise(keys: Sequence[int], n_params: int, device: torch.device) -> PhiloxNoise | CounterNoise:
     """The noise source for chains with these 64-bit keys (one each) on ``device``: the compiled
-    counter-based stream refilling one tensor, else a torch generator per chain."""
+    counter-based stream refilling one tensor, else the same stream in torch operations."""
     if counter_noise_compiled(device):
         return PhiloxNoise(keys, n_params, refill=True)
-    return TorchNoise(keys, n_params, device)
+    return CounterNoise(keys, n_params, device)
 
 
 def steps_held(n_params: int, device: torch.device) -> int:
-    """Steps of noise held in memory per chain at once (for memory estimates)."""
+    """Steps of noise held in memory per chain at once, at most (for memory estimates)."""
     return 1 if counter_noise_compiled(device) else block_length(n_params)
