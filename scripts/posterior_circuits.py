@@ -1,7 +1,7 @@
 """Does the loss kernel tell a Pizza from a Clock? The per-pair posterior statistics at the final
 checkpoint of the `pizza` and `clock` presets (seed 0), whole model only, at the setting that
 settles the `pizza` preset's λ̂ (docs/validation.md, "The transformers": ε = 1e-6, 4 chains, first
-block 3000 steps, cap 192,000). Each row carries the status of its chains; the kernel shares of
+block 3000 steps, cap 192,000 unless --max-steps). Each row carries the status of its chains; the kernel shares of
 (a + b) and (a − b) come with the chance level of the same number of random classes.
 Resumable: trained runs are reused and finished presets are kept in --out (JSON lines).
 
@@ -25,16 +25,17 @@ from grokscope.posterior.run import run_posterior, save_posterior
 SETTING = dict(epsilon=1e-6, n_steps=3000, max_steps=192_000, chains=4)
 
 
-def measure(preset: str, runs: Path) -> dict:
+def measure(preset: str, runs: Path, max_steps: int) -> dict:
     path = runs / f"circuit-{preset}"
     final = build_config(preset).training.n_steps
     run = load_run(path) if (path / "config.json").exists() and load_run(path).steps[-1:] == [final] \
         else train(build_config(preset), path, progress=False)
     start = time.perf_counter()
-    result = run_posterior(run, sgld_config(**SETTING), "-1", epsilon_auto=False, progress=False, components={})
+    setting = SETTING | {"max_steps": max_steps}
+    result = run_posterior(run, sgld_config(**setting), "-1", epsilon_auto=False, progress=False, components={})
     stored, _ = save_posterior(run, result)
     row = stored["checkpoints"][-1]
-    return {"preset": preset, "setting": SETTING, "seconds": time.perf_counter() - start,
+    return {"preset": preset, "setting": setting, "seconds": time.perf_counter() - start,
             **{k: row.get(k) for k in ("step", "status", "flags", "llc", "draws", "loss_gain_trained", "loss_gain_held_out",
                                        "kernel_share_sum", "kernel_share_difference", "kernel_share_chance")}}
 
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/posterior/circuits.jsonl")
     parser.add_argument("--runs", default="runs", help="where the trained presets are kept")
     parser.add_argument("--presets", nargs="+", default=["pizza", "clock"])
+    parser.add_argument("--max-steps", dest="max_steps", type=int, default=SETTING["max_steps"], help="the cap on each chain's steps")
     args = parser.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -51,7 +53,7 @@ def main() -> None:
     for preset in args.presets:
         if any(row["preset"] == preset for row in rows):
             continue
-        row = measure(preset, Path(args.runs))
+        row = measure(preset, Path(args.runs), args.max_steps)
         rows.append(row)
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("a") as stream:

@@ -4,7 +4,6 @@ checked against closed forms, and the sampler checked against it where the targe
 import math
 
 import pytest
-import torch
 
 from grokscope.llc import estimate_llc
 from grokscope.llc.validation.estimand import crossing_estimand, regular_estimand

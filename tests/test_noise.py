@@ -13,7 +13,6 @@ from grokscope import native
 from grokscope.llc.sampling.noise import (
     CounterNoise,
     PhiloxNoise,
-    block_length,
     philox4x32_10,
     reference_normals,
 )

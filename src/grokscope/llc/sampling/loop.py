@@ -115,7 +115,6 @@ def run_chains(
     observers hold what was recorded. Calling it again from ``stop`` with the returned state and
     the same streams continues the chains exactly as one longer call would have."""
     shapes = {name: tuple(t.shape[1:]) for name, t in state.w.items()}
-    n_chains = len(streams.keys)
     sizes_per_tensor = [int(torch.Size(s).numel()) for s in shapes.values()]
     device = next(iter(state.w.values())).device
     length = block_length(streams.n_params)
