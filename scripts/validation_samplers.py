@@ -6,7 +6,8 @@ of the settled-estimate issue (silent misses, flagged misses, mean |error| over 
 
     python scripts/validation_samplers.py --held-out --out docs/validation/held_out.jsonl    # the first fixed family
     python scripts/validation_samplers.py --held-out --seed 20261204 --out docs/validation/held_out_2.jsonl  # the second
-    python scripts/validation_samplers.py --crossing-family --samplers sgld --out docs/validation/crossings.jsonl
+    python scripts/validation_samplers.py --crossing-family 1 2 --samplers sgld --out docs/validation/crossings.jsonl
+    python scripts/validation_samplers.py --crossing-family 3 4 --samplers sgld --out docs/validation/crossings_2.jsonl
     python scripts/validation_samplers.py --quick --samplers sgld --out /tmp/dev.jsonl       # the development suite
     python scripts/validation_samplers.py --from docs/validation/held_out.jsonl               # the table again
 """
@@ -34,7 +35,7 @@ def _stored(path: Path) -> list[dict]:
 
 def _with_estimand(rows: list[dict]) -> list[dict]:
     """Rows stored before the finite-n estimand was recorded get it now (it needs no sampling)."""
-    known = {case.name: case for case in suite(grid=True) + held_out() + crossing_family()}
+    known = {case.name: case for case in suite(grid=True) + held_out() + crossing_family((1, 2, 3, 4))}
     for row in rows:
         case = known.get(row["case"])
         if "estimand" not in row and case is not None and case.estimand is not None:
@@ -54,7 +55,7 @@ def measured(args) -> list[dict]:
     if args.cases:
         cases = [parse_case(c) for c in args.cases]
     elif args.crossing_family:
-        cases = crossing_family()
+        cases = crossing_family(tuple(args.crossing_family))
     else:
         cases = held_out(args.seed) if args.held_out else suite(quick=args.quick, grid=args.grid)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--held-out", dest="held_out", action="store_true", help="a fixed held-out family (docs/validation.md)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="which held-out family: its seed (docs/validation.md)")
-    parser.add_argument("--crossing-family", dest="crossing_family", action="store_true",
-                        help="the normal crossings with powers up to 4 on data seeds 1 and 2 (docs/validation.md)")
+    parser.add_argument("--crossing-family", dest="crossing_family", type=int, nargs="+", metavar="DATA_SEED",
+                        help="the normal crossings with powers up to 4 on these data seeds (docs/validation.md: 1 2, then 3 4)")
     parser.add_argument("--quick", action="store_true", help="development suite without the larger deep linear networks")
     parser.add_argument("--grid", action="store_true", help="development suite with every normal crossing with powers up to 3")
     parser.add_argument("--samplers", nargs="+", default=["sgld", "rmsprop_sgld"])

@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import pytest
 
-from grokscope.llc.tuning.calibrate import Cell, _flag_not_flat, _flag_settled_too_soon, recommend
+from grokscope.llc.tuning.calibrate import Cell, _flag_bounded_rows, _flag_not_flat, _flag_settled_too_soon, recommend
 from grokscope.thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
 
 
@@ -127,3 +127,23 @@ def test_a_false_plateau_of_cells_settled_too_soon_gives_no_estimate():
     assert recommend(cells, 100.0, 5.0)["epsilon"] == 2.5e-7  # the plateau, without the time check
     _flag_settled_too_soon(cells)
     assert recommend(cells, 100.0, 5.0)["epsilon"] is None
+
+
+BOUNDED = "bounded by the localisation: d ln λ̂/d ln γ = -0.20 ± 0.02 (< −0.1)"
+
+
+def test_one_cell_bounded_by_the_localisation_bounds_its_row():
+    """The elasticity in γ is the posterior's: a flat run of cells that did not show it is no estimate."""
+    cells = [cell(1e-4, 50.0), cell(2e-4, 50.5), cell(4e-4, 51.0), cell(8e-4, 51.2)]
+    cells[0] = replace(cells[0], status="unreliable", biased=True, flags=[BOUNDED])
+    _flag_bounded_rows(cells)
+    assert all(c.biased and c.status == "unreliable" for c in cells)
+    assert recommend(cells, 100.0, 5.0)["epsilon"] is None
+
+
+def test_a_bounded_cell_with_another_bias_bounds_only_itself():
+    cells = [cell(1e-4, 50.0), cell(2e-4, 50.5), cell(4e-4, 51.0)]
+    cells[2] = replace(cells[2], status="unreliable", biased=True, flags=[BOUNDED, "MALA acceptance 0.70 < 0.8: too large"])
+    _flag_bounded_rows(cells)
+    assert not cells[0].biased and not cells[1].biased
+    assert recommend(cells, 100.0, 5.0)["epsilon"] == 2e-4

@@ -34,9 +34,10 @@ RULE = """\
 2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
    chains continue until they settle or reach the step cap. A cell is biased when its chains
    diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE, w* is not a
-   minimum or its λ̂ is bounded by the localisation; it is settled when its status is ok or imprecise (llc/diagnostics/health.py), unless an
-   unbiased cell that had not settled ran for as long a time ε × steps and reads higher (as in step
-   3): then it "settled too soon".
+   minimum or its λ̂ is bounded by the localisation (then so is every cell at its nβ and γ: the
+   elasticity is the posterior's); it is settled when its status is ok or imprecise
+   (llc/diagnostics/health.py), unless an unbiased cell that had not settled ran for as long a time
+   ε × steps and reads higher (as in step 3): then it "settled too soon".
    Too few draws never disqualify a step size: more steps cure that, and the cell got them.
 3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
    next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
@@ -125,6 +126,7 @@ def calibrate_llc(
     result = sample_llc(model, data, [weights] * len(grid), loss=loss, config=base,
                           checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
     cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, result.entries)]
+    _flag_bounded_rows(cells)
     _flag_settled_too_soon(cells)
     _flag_not_flat(cells)
     return {
@@ -165,6 +167,31 @@ def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, m
             "epsilons": list(BRACKET_EPSILONS), "mala_acceptance": acceptance}
 
 
+def _rows(cells: list[Cell]) -> list[list[Cell]]:
+    """The grid's cells grouped by (nβ, γ): the cells that differ only in ε."""
+    rows: dict[tuple[float, float], list[Cell]] = {}
+    for cell in cells:
+        rows.setdefault((cell.nbeta, cell.gamma), []).append(cell)
+    return list(rows.values())
+
+
+def _flag_bounded_rows(cells: list[Cell]) -> None:
+    """When one cell's λ̂ is bounded by the localisation (llc/diagnostics/localisation.py), every cell
+    at the same nβ and γ is: the elasticity belongs to the posterior, not to a step size, and a cell
+    whose own estimate of it did not clear its error is no evidence against it. Only a cell with no
+    other bias counts (a step size too large distorts the elasticity too)."""
+    for row in _rows(cells):
+        bounded = [c for c in row if any(f.startswith("bounded by the localisation") for f in c.flags)
+                   and not any(shows_bias([f]) and not f.startswith("bounded by the localisation") for f in c.flags)]
+        if not bounded:
+            continue
+        for cell in row:
+            if cell.llc_mean is not None and not cell.biased:
+                cell.biased, cell.status = True, "unreliable"
+                cell.flags.append(f"bounded by the localisation, as the cell at ε = {bounded[0].epsilon:.3g} shows "
+                                  "(the elasticity in γ is the posterior's, not a step size's)")
+
+
 def _flag_settled_too_soon(cells: list[Cell]) -> None:
     """A settled cell is not trusted (it becomes unreliable) when an unbiased cell that had not
     settled ran for at least as long a time and reads higher (by more than FLAT_TOLERANCE and two
@@ -174,10 +201,7 @@ def _flag_settled_too_soon(cells: list[Cell]) -> None:
     flat directions of a singular minimum raises λ̂. A cell whose traces look stable after less time,
     below what longer chains reach, has likely stayed in the region it reached first
     (docs/validation.md, "Settled too soon")."""
-    rows: dict[tuple[float, float], list[Cell]] = {}
-    for cell in cells:
-        rows.setdefault((cell.nbeta, cell.gamma), []).append(cell)
-    for row in rows.values():
+    for row in _rows(cells):
         moving = [c for c in row if c.llc_mean is not None and not c.biased and not c.settled and c.steps_used]
         for cell in [c for c in row if c.settled]:
             higher = [c for c in moving if c.epsilon * c.steps_used >= cell.epsilon * cell.steps_used
@@ -193,10 +217,7 @@ def _flag_settled_too_soon(cells: list[Cell]) -> None:
 def _flag_not_flat(cells: list[Cell]) -> None:
     """Flag each settled cell whose λ̂ is not flat (:func:`_jump`) against the next smaller unbiased
     cell with an estimate (same nβ, γ), settled or not."""
-    rows: dict[tuple[float, float], list[Cell]] = {}
-    for cell in cells:
-        rows.setdefault((cell.nbeta, cell.gamma), []).append(cell)
-    for row in rows.values():
+    for row in _rows(cells):
         candidates = sorted((c for c in row if c.llc_mean is not None and not c.biased), key=lambda c: c.epsilon)
         for smaller, cell in zip([None] + candidates, candidates):
             if not cell.settled:
