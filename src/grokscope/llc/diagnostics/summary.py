@@ -81,9 +81,11 @@ def summarise(
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     diagnostics = dict(r_hat=rhat(post), ess_bulk=ess_bulk(post), ess_tail=ess_tail(post),
                        frac_below_init=float((post < init_loss).mean()), mala_acceptance=mala)
-    gamma = float((set_settings or {}).get("gamma", cfg.gamma))
-    elasticity = gamma_elasticity(traces[~diverged], recorded["anchor_distance"][:, ~torch.from_numpy(diverged)].double().numpy(),
-                                  recorded["anchor_distance_steps"].numpy(), settled.burn_in, init_loss, gamma) if "anchor_distance" in recorded else None
+    elasticity = None
+    if "anchor_distance" in recorded:
+        distance = recorded["anchor_distance"][:, ~torch.from_numpy(diverged)].double().numpy()
+        elasticity = gamma_elasticity(traces[~diverged], distance, recorded["anchor_distance_steps"].numpy(), settled.burn_in,
+                                      init_loss, float((set_settings or {}).get("gamma", cfg.gamma)))
     found = assess(float(values.mean()), int(diverged.sum()), chains, **diagnostics, r_hat_batch=settled.r_hat_batch,
                    ess_batch=settled.ess_batch, mcse=settled.mcse, halves=settled.halves, doubling=settled.doubling, chain_spread=std,
                    gamma_elasticity=elasticity)

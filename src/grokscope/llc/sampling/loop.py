@@ -59,9 +59,11 @@ def _rows(data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     over the rows (several times faster than advanced indexing on two dimensions), from the shared
     set itself when the chains' data is one set expanded. A step at a time, so the rows are still in
     cache when the step reads them."""
-    rows = data[0] if data.stride(0) == 0 else data.reshape(-1, *data.shape[2:])
-    flat = index if data.stride(0) == 0 else index + data.shape[1] * torch.arange(index.shape[0], device=index.device).view(-1, *[1] * (index.dim() - 1))
-    return rows.index_select(0, flat.flatten()).view(*index.shape, *data.shape[2:])
+    shape = (*index.shape, *data.shape[2:])
+    if data.stride(0) == 0:  # one set, expanded to every chain
+        return data[0].index_select(0, index.flatten()).view(shape)
+    offsets = data.shape[1] * torch.arange(index.shape[0], device=index.device).view(-1, *[1] * (index.dim() - 1))
+    return data.reshape(-1, *data.shape[2:]).index_select(0, (index + offsets).flatten()).view(shape)
 
 
 def _noise_views(noise: torch.Tensor, shapes: dict[str, tuple[int, ...]], sizes: list[int]) -> Tree:
