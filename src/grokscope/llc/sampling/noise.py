@@ -107,8 +107,7 @@ def philox_normals(keys: torch.Tensor, steps: torch.Tensor, n: int) -> torch.Ten
     c1 = (steps & LOW).view(1, -1, 1).expand_as(c0)
     c2 = (steps >> 32).view(1, -1, 1).expand_as(c0)
     c3 = torch.zeros_like(c0)
-    k0, k1 = (keys & LOW).view(-1, 1, 1), (keys >> 32) & LOW
-    k1 = k1.view(-1, 1, 1)
+    k0, k1 = (keys & LOW).view(-1, 1, 1), ((keys >> 32) & LOW).view(-1, 1, 1)
     for _ in range(10):
         p0, p1 = c0 * M0, c2 * M1
         c0, c1, c2, c3 = ((p1 >> 32) & LOW) ^ c1 ^ k0, p1 & LOW, ((p0 >> 32) & LOW) ^ c3 ^ k1, p0 & LOW
