@@ -3,7 +3,7 @@ checkpoint of the `pizza` and `clock` presets (seed 0), whole model only, at the
 settles the `pizza` preset's λ̂ (docs/validation.md, "The transformers": ε = 1e-6, 4 chains, first
 block 3000 steps, cap 192,000 unless --max-steps). Each row carries the status of its chains; the kernel shares of
 (a + b) and (a − b) come with the chance level of the same number of random classes.
-Resumable: trained runs are reused and finished presets are kept in --out (JSON lines).
+Resumable: trained runs are reused and finished (preset, cap) rows are kept in --out (JSON lines).
 
     python scripts/posterior_circuits.py --out docs/posterior/circuits.jsonl
 """
@@ -51,7 +51,7 @@ def main() -> None:
     out = Path(args.out)
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     for preset in args.presets:
-        if any(row["preset"] == preset for row in rows):
+        if any(row["preset"] == preset and row["setting"]["max_steps"] == args.max_steps for row in rows):
             continue
         row = measure(preset, Path(args.runs), args.max_steps)
         rows.append(row)
