@@ -4,7 +4,9 @@ the machine's floors measured in the same run.
 Models: the validation's deep linear network [10, 10, 10, 10] (rank 5; n = 1e5, m = 500, γ = 1,
 MSE), which is a plain nn.Sequential stack (hand-batched passes, models/sequential.py), and the
 same network behind a forward of its own, which takes the generic path (torch.func.vmap over
-functional_call, autograd). Each at 8 and 32 chains, a fixed budget of 2000 steps.
+functional_call, autograd); and a small MLP a user writes as a module of their own (10 → 32 → 10,
+ReLU, on the same data and settings), which takes the generic path too. Each at 8 and 32 chains, a
+fixed budget of 2000 steps.
 
   matmul floor = the forward+backward matmul FLOPs of a chain-step (torch's FlopCounterMode) ÷ the
                  2048² float32 matmul rate; noise floor = the parameters ÷ the fastest normal rate.
@@ -41,6 +43,19 @@ class Hidden(nn.Module):
 
     def forward(self, x):
         return self.inner(x)
+
+
+class UserMLP(nn.Module):
+    """A small MLP as a user would write it: a module with its own forward."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.w1 = nn.Parameter(torch.randn(10, width, generator=generator) / math.sqrt(10))
+        self.w2 = nn.Parameter(torch.randn(width, 10, generator=generator) / math.sqrt(width))
+
+    def forward(self, x):
+        return torch.relu(x @ self.w1) @ self.w2
 
 
 def microseconds_per_chain_step(model: nn.Module, data, chains: int) -> float:
@@ -88,16 +103,21 @@ def main() -> None:
     parser.add_argument("--devinterp-steps", type=int, default=300, help="devinterp's steps a chain (0: skip it)")
     args = parser.parse_args()
     model, data = CASE.build()
-    floor = floor_microseconds(model, data)
-    print(f"{CASE.name}, m = {SETTINGS['batch_size']}, {SETTINGS['n_steps']} steps; floor {floor:.2f} µs per chain-step")
-    print("| chains | path | µs per chain-step | ÷ floor | devinterp 1.3.2 | speed-up |")
+    rows = [("DLN, nn.Sequential stack", model), ("DLN, generic (vmap)", Hidden(model)), ("user MLP, generic (vmap)", UserMLP())]
+    networks = {"DLN": model, "user MLP": rows[-1][1]}  # a floor and a devinterp figure per network, not per path
+    floors = {name: floor_microseconds(net, data) for name, net in networks.items()}
+    print(f"{CASE.name} data, m = {SETTINGS['batch_size']}, {SETTINGS['n_steps']} steps; floors (µs per chain-step): "
+          + ", ".join(f"{name} {floor:.2f}" for name, floor in floors.items()))
+    print("| chains | model, path | µs per chain-step | ÷ floor | devinterp 1.3.2 | speed-up |")
     print("| --- | --- | --- | --- | --- | --- |")
     for chains in (8, 32):
-        theirs = devinterp_microseconds(model, data, chains, args.devinterp_steps) if args.devinterp_steps else None
-        for name, net in (("nn.Sequential stack", model), ("generic (vmap)", Hidden(model))):
+        theirs = {name: devinterp_microseconds(net, data, chains, args.devinterp_steps) if args.devinterp_steps else None
+                  for name, net in networks.items()}
+        for name, net in rows:
+            network = name.split(",")[0]
             ours = microseconds_per_chain_step(net, data, chains)
-            versus = "—" if theirs is None else f"{theirs:.1f} | {theirs / ours:.1f}×"
-            print(f"| {chains} | {name} | {ours:.1f} | {ours / floor:.1f}× | {versus} |")
+            versus = "—" if theirs[network] is None else f"{theirs[network]:.1f} | {theirs[network] / ours:.1f}×"
+            print(f"| {chains} | {name} | {ours:.1f} | {ours / floors[network]:.1f}× | {versus} |")
 
 
 if __name__ == "__main__":
