@@ -11,9 +11,11 @@ from tiny import tiny_config
 
 from grokscope import ConfigError, train
 from grokscope.llc import estimate_llc
+from grokscope.llc.config import sgld_config
 from grokscope.posterior import posterior_statistics
 from grokscope.posterior import estimate as posterior_estimate
 from grokscope.posterior import statistics as stats
+from grokscope.posterior.run import run_posterior, stored_results
 from grokscope.posterior.retraining import leave_one_out_effects
 
 
@@ -112,10 +114,27 @@ def test_per_sample_losses_are_thinned_to_fit_memory_or_refused(tiny_run, monkey
         posterior_statistics(*inputs, **settings)
 
 
+def test_the_kernel_is_read_over_the_chosen_pairs(tiny_run):
+    config = sgld_config(**dict(SETTINGS, n_steps=200, max_steps=200, chains=2))
+    result = run_posterior(tiny_run, config, "-1", epsilon_auto=False, progress=False, components={})
+    data = tiny_run.dataset()
+    pairs = data.all_pairs()[0]
+    shares = {}
+    for name, chosen in (("train", result.trained), ("held-out", ~result.trained), ("all", torch.ones_like(result.trained))):
+        stored, _ = stored_results(result, data.p, pairs, name)
+        sums = (pairs[chosen, 0] + pairs[chosen, 1]).remainder(data.p)
+        shares[name] = stored["checkpoints"][0]["kernel_share_sum"]
+        assert shares[name] == stats.block_fit(result.correlation(0)[chosen][:, chosen], sums, data.p)[1]
+        assert stored["settings"]["kernel_pairs"] == name
+    assert len(set(shares.values())) == 3
+
+
 def test_posterior_command_writes_results_figures_and_a_report_section(tiny_run):
-    result = grokscope("posterior", str(tiny_run.path), "--steps", "200", "--chains", "2", "--batch-size", "16", "--no-auto")
+    result = grokscope("posterior", str(tiny_run.path), "--steps", "200", "--chains", "2", "--batch-size", "16", "--no-auto",
+                       "--pairs", "held-out")
     assert result.returncode == 0, result.stderr
     stored = json.loads(tiny_run.paths.posterior.read_text())
+    assert stored["settings"]["kernel_pairs"] == "held-out"
     assert [row["step"] for row in stored["checkpoints"]] == tiny_run.steps
     assert stored["parts"] == ["whole", "embedding", "layer1", "output"]
     assert stored["status"].startswith("whole model: ") and "components alone: " in stored["status"]

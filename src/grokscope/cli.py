@@ -125,7 +125,7 @@ def _cmd_posterior(args: argparse.Namespace) -> None:
     check_writable(run.paths.posterior, run.paths.posterior_arrays, run.paths.figure("posterior_kernel"))
     auto, _ = auto_choice(args)
     result = run_posterior(run, sgld_from_args(args), args.checkpoints, args.bins, epsilon_auto=auto, progress=True)
-    stored, written = save_posterior(run, result)
+    stored, written = save_posterior(run, result, args.pairs)
     print(f"{'step':>6} {'status':<10} {'draws':>6} {'gain: trained':>14} {'held-out':>9} {'kernel: a+b':>12} {'a-b':>7} {'chance':>7}")
     for row in stored["checkpoints"]:
         print(f"{row['step']:>6} {row['status']:<10} {row['draws']:>6} {_num(row.get('loss_gain_trained'), '14.4f')} "
@@ -321,12 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "the data-refined LLC of each subset; one batched run (results/llc_refined.json)")
     llc.set_defaults(func=_cmd_llc)
 
-    posterior = sub.add_parser("posterior", help="per-pair posterior statistics: loss gain, loss kernel, Bayesian influence, "
-                               "susceptibilities (one batched run; results/posterior.json)")
+    posterior = sub.add_parser("posterior", help="per-pair loss gain, loss kernel, Bayesian influence, susceptibilities")
     posterior.add_argument("run", help="run directory")
     add_sgld_flags(posterior)
     posterior.add_argument("--checkpoints", default="all", help="all, last, or indices such as 0,5,-1")
     posterior.add_argument("--bins", type=int, help="bins of a+b, a-b and the frequency phase (default 8, fewer for small p)")
+    posterior.add_argument("--pairs", choices=("all", "train", "held-out"), default="all", help="the loss kernel over these pairs")
     add_auto_flags(posterior, "choose epsilon from the data (the default unless --epsilon or --no-auto)")
     posterior.set_defaults(func=_cmd_posterior)
 

@@ -70,18 +70,23 @@ def run_posterior(run: Run, config: SGLDConfig, checkpoints: str = "all", bins: 
     return result
 
 
-def stored_results(result: PosteriorResult, p: int, pairs: torch.Tensor) -> tuple[dict, dict[str, torch.Tensor]]:
+PAIRS = {"all": lambda trained: torch.ones_like(trained), "train": lambda trained: trained, "held-out": lambda trained: ~trained}
+
+
+def stored_results(result: PosteriorResult, p: int, pairs: torch.Tensor, kernel_pairs: str = "all") -> tuple[dict, dict[str, torch.Tensor]]:
     """results/posterior.json (per checkpoint, the summaries and the status of the chains behind
-    them) and results/posterior.safetensors (the per-pair arrays, keyed by step). Each kernel share
-    comes with its chance level: the share of the same classes randomly relabelled (block means of
-    p classes explain about p²/n² of any matrix)."""
-    sums, differences = (pairs[:, 0] + pairs[:, 1]).remainder(p), (pairs[:, 0] - pairs[:, 1]).remainder(p)
+    them) and results/posterior.safetensors (the per-pair arrays, keyed by step). The loss kernel
+    is read over ``kernel_pairs`` (a key of PAIRS); each of its shares comes with its chance level:
+    the share of the same classes randomly relabelled (block means of p classes explain about p²/n²
+    of any matrix)."""
+    chosen = PAIRS[kernel_pairs](result.trained)
+    sums, differences = (pairs[chosen, 0] + pairs[chosen, 1]).remainder(p), (pairs[chosen, 0] - pairs[chosen, 1]).remainder(p)
     shuffled = torch.randperm(len(sums), generator=torch.Generator().manual_seed(0))
     tensors = {"pairs": pairs.contiguous(), "trained": result.trained.contiguous(), "steps": torch.tensor([c.step for c in result.checkpoints])}
     rows = []
     for k, c in enumerate(result.checkpoints):
         row = {"step": c.step, "status": c.status, "flags": c.flags, "llc": c.llc, "draws": c.draws}
-        corr, influence = result.correlation(k), result.influence(k, ~result.trained)
+        corr, influence = result.correlation(k)[chosen][:, chosen], result.influence(k, ~result.trained)
         by_sum, share_sum = stats.block_fit(corr, sums, p)
         by_difference, share_difference = stats.block_fit(corr, differences, p)
         if c.draws:
@@ -102,7 +107,7 @@ def stored_results(result: PosteriorResult, p: int, pairs: torch.Tensor) -> tupl
     keep = ("epsilon", "gamma", "nbeta", "nbeta_convention", "chains", "n_steps", "max_steps", "batch_size", "sampler",
             "probe_every", "draws_per_block", "calibration", "auto", "run")
     parts = [status for c in result.checkpoints for status in c.part_status[1:]]
-    stored = {"settings": {k: result.settings.get(k) for k in keep},
+    stored = {"settings": {k: result.settings.get(k) for k in keep} | {"kernel_pairs": kernel_pairs},
               "status": f"whole model: {status_line(statuses)}" + (f"; components alone: {status_line(parts)}" if parts else ""),
               "parts": result.parts, "classes": result.classes, "beta": result.beta,
               "conventions": "loss gain E[l_i] - l_i(w*); BIF(i -> phi) = -beta Cov(l_i, phi), beta = nbeta/n; "
@@ -111,14 +116,14 @@ def stored_results(result: PosteriorResult, p: int, pairs: torch.Tensor) -> tupl
     return stored, tensors
 
 
-def save_posterior(run: Run, result: PosteriorResult) -> tuple[dict, list[Path]]:
-    """Write posterior.json, posterior.safetensors and the figures; what posterior.json holds, and
-    the paths written."""
+def save_posterior(run: Run, result: PosteriorResult, kernel_pairs: str = "all") -> tuple[dict, list[Path]]:
+    """Write posterior.json, posterior.safetensors and the figures (the loss kernel over
+    ``kernel_pairs``: all, train or held-out); what posterior.json holds, and the paths written."""
     from .figures import FIGURES
 
     data = run.dataset()
     pairs = data.all_pairs()[0]
-    stored, tensors = stored_results(result, data.p, pairs)
+    stored, tensors = stored_results(result, data.p, pairs, kernel_pairs)
     save_tensors(run.paths.posterior_arrays, tensors, metadata={"run": str(run.path)})
     atomic_write_json(run.paths.posterior, json_safe(stored))
     written = [run.paths.posterior, run.paths.posterior_arrays]
