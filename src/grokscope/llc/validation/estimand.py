@@ -17,8 +17,8 @@ def crossing_estimand(
     half_width: float = 8.0, points: int = 4001,
 ) -> float:
     """E_p[nβ(L_n(w) − L_n(0))] for the normal crossing y = w₁^k₁ w₂^k₂ · x with the MSE loss and
-    w* = 0, by a sum over a square grid (the density is smooth and, at
-    γ ≥ 0.25, negligible beyond |w| = 8)."""
+    w* = 0, by a sum over a square grid (the density is smooth and, at γ ≥ 0.25, negligible beyond
+    |w| = 8)."""
     x, y = x.double().flatten(), y.double().flatten()
     sxx, sxy = (x * x).mean(), (x * y).mean()
     ceiling = nbeta * sxy * sxy / sxx  # the largest −nβ(L_n(w) − L_n(0)): exp() cannot overflow
