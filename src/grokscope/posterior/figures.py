@@ -63,7 +63,7 @@ def posterior_kernel(stored: dict, arrays: dict[str, torch.Tensor]):
             axes[r, col].set(xlabel=f"({name}) mod p", ylabel=f"({name}) mod p")
             fig.colorbar(image, ax=axes[r, col], fraction=0.046)
         axes[0, col].set_title(f"step {row['step']} ({row['status']})", fontsize=9)
-    fig.suptitle(f"loss kernel (correlation) over {stored['settings'].get('kernel_pairs', 'all')} pairs, block means", fontsize=10)
+    fig.suptitle(f"loss kernel (correlation), block means\nover {stored['settings'].get('kernel_pairs', 'all')} pairs", fontsize=10)
     fig.tight_layout()
     return fig
 
