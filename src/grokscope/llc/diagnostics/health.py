@@ -32,7 +32,8 @@ KIND_STATUS = {"imprecise": "imprecise", "unsettled": "unreliable", "bias": "unr
 
 
 # how the reasons of kind "bias" begin (assess writes them): evidence that a step size is wrong
-BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance", "bounded by the localisation")
+BOUNDED = "bounded by the localisation"  # how the reason of a λ̂ that depends on γ begins (calibrate reads it too)
+BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance", BOUNDED)
 
 
 def shows_bias(reasons: list[str]) -> bool:
@@ -134,7 +135,7 @@ def assess(
             found.add("unsettled", f"not settled: λ̂ still {direction} ({change[0]:+.3g} {what}, > {SETTLE_TOLERANCE:.0%})")
     settled = not any(kind == "unsettled" for kind, _ in found.items)  # drifting chains fake a covariance
     if settled and gamma_elasticity is not None and gamma_elasticity[0] + gamma_elasticity[2] * gamma_elasticity[1] < -GAMMA_ELASTICITY_MAX:
-        found.add("bias", f"bounded by the localisation: d ln λ̂/d ln γ = {gamma_elasticity[0]:.2f} ± {gamma_elasticity[1]:.2f} "
+        found.add("bias", f"{BOUNDED}: d ln λ̂/d ln γ = {gamma_elasticity[0]:.2f} ± {gamma_elasticity[1]:.2f} "
                           f"(< −{GAMMA_ELASTICITY_MAX}): the chains spread as far as γ lets them, so λ̂ is this γ's figure and "
                           "may lie well below λ (a smaller γ or more data)")
     ess = [v for v in (ess_bulk, ess_tail, ess_batch) if _finite(v)]

@@ -54,16 +54,20 @@ class ChainStreams:
         return index
 
 
-def _rows(data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """data[b, index[b, i]] for data [B, n, ...] and one step's index [B, m]: one ``index_select``
-    over the rows (several times faster than advanced indexing on two dimensions), from the shared
-    set itself when the chains' data is one set expanded. A step at a time, so the rows are still in
-    cache when the step reads them."""
-    shape = (*index.shape, *data.shape[2:])
-    if data.stride(0) == 0:  # one set, expanded to every chain
-        return data[0].index_select(0, index.flatten()).view(shape)
-    offsets = data.shape[1] * torch.arange(index.shape[0], device=index.device).view(-1, *[1] * (index.dim() - 1))
-    return data.reshape(-1, *data.shape[2:]).index_select(0, (index + offsets).flatten()).view(shape)
+def _row_source(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What :func:`_rows` reads for data [B, n, ...]: the shared set itself when the chains' data is
+    one set expanded (no offsets), else every chain's rows stacked, with chain b's offset b·n."""
+    if data.stride(0) == 0:
+        return data[0], None
+    return data.reshape(-1, *data.shape[2:]), data.shape[1] * torch.arange(data.shape[0], device=data.device).view(-1, 1)
+
+
+def _rows(table: torch.Tensor, offsets: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
+    """Chain b's rows index[b] [B, m] of its own data, by one ``index_select`` (several times faster
+    than advanced indexing on two dimensions). A step at a time, so the rows are still in cache when
+    the step reads them."""
+    flat = index if offsets is None else index + offsets
+    return table.index_select(0, flat.flatten()).view(*index.shape, *table.shape[1:])
 
 
 def _noise_views(noise: torch.Tensor, shapes: dict[str, tuple[int, ...]], sizes: list[int]) -> Tree:
@@ -120,6 +124,7 @@ def run_chains(
     sizes_per_tensor = [int(torch.Size(s).numel()) for s in shapes.values()]
     device = next(iter(state.w.values())).device
     length = block_length(streams.n_params)
+    x_rows, y_rows = _row_source(x), _row_source(y)
     bar = tqdm(total=stop - start, desc=kernel.name, unit="step", disable=not progress, file=sys.stderr)
     notice = LongRunNotice(bar, stop - start) if progress else None
     step, noise = start, None
@@ -127,7 +132,7 @@ def run_chains(
         while step < stop:
             index = streams.indices(min(length, stop - step)).to(device).transpose(0, 1).contiguous()  # [T, B, m]
             for t in range(index.shape[0]):
-                batch = (_rows(x, index[t]), _rows(y, index[t]))  # chain b's rows of its own data: [B, m, ...]
+                batch = (_rows(*x_rows, index[t]), _rows(*y_rows, index[t]))  # chain b's rows of its own data: [B, m, ...]
                 loss, grad = objective.losses_and_grads(state.w, fixed, *batch)
                 if (drawn := streams.noise.at(step)) is not noise:  # a refilled tensor keeps its views
                     noise, step_noise = drawn, _noise_views(drawn, shapes, sizes_per_tensor)

@@ -18,7 +18,7 @@ from ...errors import ConfigError
 from ...run import Run
 from ...thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
 from ..config import SGLDConfig
-from ..diagnostics.health import shows_bias
+from ..diagnostics.health import BOUNDED, shows_bias
 from ..estimator import sample_llc
 from ..result import CheckpointLLC
 from ..runs.checkpoints import select_checkpoints
@@ -181,14 +181,14 @@ def _flag_bounded_rows(cells: list[Cell]) -> None:
     whose own estimate of it did not clear its error is no evidence against it. Only a cell with no
     other bias counts (a step size too large distorts the elasticity too)."""
     for row in _rows(cells):
-        bounded = [c for c in row if any(f.startswith("bounded by the localisation") for f in c.flags)
-                   and not any(shows_bias([f]) and not f.startswith("bounded by the localisation") for f in c.flags)]
+        bounded = [c for c in row if any(f.startswith(BOUNDED) for f in c.flags)
+                   and not any(shows_bias([f]) and not f.startswith(BOUNDED) for f in c.flags)]
         if not bounded:
             continue
         for cell in row:
             if cell.llc_mean is not None and not cell.biased:
                 cell.biased, cell.status = True, "unreliable"
-                cell.flags.append(f"bounded by the localisation, as the cell at ε = {bounded[0].epsilon:.3g} shows "
+                cell.flags.append(f"{BOUNDED}, as the cell at ε = {bounded[0].epsilon:.3g} shows "
                                   "(the elasticity in γ is the posterior's, not a step size's)")
 
 
