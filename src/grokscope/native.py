@@ -3,7 +3,7 @@
 A kernel's source (a ``.c`` file in the package, named relative to it: ``models/mlp_native.c``) is
 compiled once per set of constants (``-DP=53 -DD=12 ...``) with the machine's C compiler (``$CC``,
 else cc, gcc or clang) for this CPU (``-march=native``), into ``$GROKSCOPE_NATIVE_CACHE`` (default
-``~/.cache/grokscope/native``), under a name hashed from the source, the flags, the constants and
+``~/.cache/grokscope/native``), under a name hashed from the source (and the headers beside it), the flags, the constants and
 the CPU, so an edit or another machine sharing the directory never loads a stale library. A build
 takes well under a second; it is written to a temporary file and renamed, so processes building at
 once never see half a library.
@@ -56,8 +56,9 @@ def _cpu_signature() -> str:
 
 def library_path(directory: Path, source: str, constants: dict[str, int], compiler: str) -> Path:
     """Where the library of ``source`` built with ``constants`` is cached in ``directory``."""
-    text = (PACKAGE / source).read_bytes()
-    key = repr((text, FLAGS, sorted(constants.items()), compiler, _cpu_signature())).encode()
+    path = PACKAGE / source
+    texts = [path.read_bytes(), *(header.read_bytes() for header in sorted(path.parent.glob("*.h")))]  # what it may include
+    key = repr((texts, FLAGS, sorted(constants.items()), compiler, _cpu_signature())).encode()
     return directory / f"{Path(source).stem}-{hashlib.sha256(key).hexdigest()[:16]}.so"
 
 

@@ -7,7 +7,7 @@ The forward pass is written once, over parameter sets stacked along a leading ba
 (:func:`batched_logits`), so that SGLD can step many chains and checkpoints in one computation; the
 ``nn.Module`` view is the same function with a batch of one. :func:`batched_logits_and_vjp` is the
 same forward with its backward pass written out (a few batched matmuls and one scatter-add), so the
-SGLD loop runs without autograd; on a CPU, :class:`CompiledCrossEntropy` computes the same loss and
+SGLD loop runs without autograd; on a CPU, :class:`CompiledMlpLoss` computes the same loss and
 gradient in one call into mlp_native.c.
 """
 
@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import native
 from ..errors import ConfigError
+from .compiled import CompiledCrossEntropy, step_structure
 from ..seeding import generator
 from ..strict import Strict
 
@@ -154,53 +155,23 @@ def batched_logits_and_vjp(
     return logits, vjp
 
 
-class MlpStep(ctypes.Structure):
-    """The arguments of models/mlp_native.c's ``mlp_loss_and_grads``, as its ``MlpStep`` declares them."""
-
-    _fields_ = [("chains", ctypes.c_int64), ("examples", ctypes.c_int64), ("params", ctypes.c_void_p * 6),
-                ("x", ctypes.c_void_p), ("x_stride", ctypes.c_int64), ("y", ctypes.c_void_p), ("y_stride", ctypes.c_int64),
-                ("loss", ctypes.c_void_p), ("grads", ctypes.c_void_p * 6)]
+MLP_STEP = step_structure("MlpStep", 6)  # models/mlp_native.c's argument struct
 
 
-class CompiledCrossEntropy:
-    """The minibatch cross-entropy of B stacked MLPs and its gradient in one C call
-    (models/mlp_native.c, built per shape by grokscope/native.py): the numbers of
-    :func:`batched_logits_and_vjp` with the closed-form cross-entropy gradient up to float rounding,
-    every chain computed on its own, all its intermediates in cache. For the untied unembedding."""
+class CompiledMlpLoss(CompiledCrossEntropy):
+    """models/mlp_native.c for the untied unembedding; with tied input maps (both are linear1r) the
+    kernel sees linear1r twice and its gradient is the sum of the two halves'."""
 
     def __init__(self, library: ctypes.CDLL, cfg: MLPConfig):
-        self.fn = library.mlp_loss_and_grads
-        self.fn.argtypes = [ctypes.POINTER(MlpStep)]
-        self.fn.restype = ctypes.c_int
         self.tied = cfg.linear_1_tied
         left = "linear1r" if self.tied else "linear1l"
-        self.names = ("embedding.weight", f"{left}.weight", f"{left}.bias", "linear1r.weight", "linear1r.bias", "linear2.weight")
-
-    @staticmethod
-    def accepts(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> bool:
-        """What the C code reads: float32 parameters and int64 tokens and targets, in CPU memory."""
-        embed = params["embedding.weight"]
-        return embed.device.type == "cpu" and embed.dtype == torch.float32 and x.dtype == y.dtype == torch.int64
+        names = ("embedding.weight", f"{left}.weight", f"{left}.bias", "linear1r.weight", "linear1r.bias", "linear2.weight")
+        super().__init__(library, "mlp_loss_and_grads", MLP_STEP, names)
 
     def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss [B] and d loss / d params (every parameter) on x [B, m, 2], y [B, m]."""
-        if x.stride(-1) != 1 or x.stride(-2) != 2:
-            x = x.contiguous()
-        y = y if y.stride(-1) == 1 else y.contiguous()
-        inputs = [params[name].contiguous() for name in self.names]
-        grads = [torch.empty_like(t) for t in inputs]
-        loss = torch.empty(x.shape[0])
-        step = MlpStep(x.shape[0], x.shape[1], (ctypes.c_void_p * 6)(*(t.data_ptr() for t in inputs)), x.data_ptr(), x.stride(0),
-                       y.data_ptr(), y.stride(0), loss.data_ptr(), (ctypes.c_void_p * 6)(*(g.data_ptr() for g in grads)))
-        status = self.fn(ctypes.byref(step))
-        if status == -2:
-            raise ConfigError(f"a token or target outside 0..{inputs[0].shape[1] - 1}: the data do not fit this model")
-        if status != 0:
-            raise MemoryError("no memory for the compiled MLP step's scratch buffers")
         if not self.tied:
-            return loss, dict(zip(self.names, grads))
-        # both input maps are linear1r: its gradient is the sum of the two halves'
-        embed, left_w, left_b, right_w, right_b, out = grads
+            return super().__call__(params, x, y)
+        loss, (embed, left_w, left_b, right_w, right_b, out) = self.in_order(params, x, y)
         return loss, {"embedding.weight": embed, "linear1r.weight": left_w.add_(right_w), "linear1r.bias": left_b.mul_(2.0), "linear2.weight": out}
 
 
@@ -249,14 +220,14 @@ class MLP(nn.Module):
     def batched_logits_and_vjp(self, params: dict[str, torch.Tensor], x: torch.Tensor):
         return batched_logits_and_vjp(params, x, self.cfg)
 
-    def compiled_loss_and_grads(self, loss: str) -> CompiledCrossEntropy | None:
+    def compiled_loss_and_grads(self, loss: str) -> CompiledMlpLoss | None:
         """The compiled minibatch loss and gradient for ``loss``, or None where there is none (a tied
         unembedding, another loss, no C compiler: the callers keep :func:`batched_logits_and_vjp`)."""
         if loss != "cross_entropy" or self.cfg.tie_unembed:
             return None
         library = native.load("models/mlp_native.c", P=self.p, D=self.cfg.embed_dim, H=self.cfg.hidden_size,
                               ACT=NATIVE_ACTIVATION_CODES[self.cfg.activation])
-        return None if library is None else CompiledCrossEntropy(library, self.cfg)
+        return None if library is None else CompiledMlpLoss(library, self.cfg)
 
     def components(self) -> dict[str, dict[str, torch.Tensor]]:
         """Named components as element masks (for weight-refined LLCs, REFERENCE §8): the embedding,

@@ -5,11 +5,13 @@ position. attention = α · softmax(QKᵀ/√d_head) + (1 − α) · uniform. α
 2023, arXiv 2301.05217; REFERENCE §10); the "=" embedding is its own parameter, so ``embedding``
 stays the p-row token table the analyses read.
 
-A plain ``nn.Module``: SGLD batches it with ``torch.func.vmap`` (the generic path).
+A plain ``nn.Module``: SGLD batches it with ``torch.func.vmap`` (the generic path); on a CPU its
+minibatch cross-entropy and gradient are one call into transformer_native.c instead.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 from typing import Literal
 
@@ -17,8 +19,14 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from .. import native
 from ..seeding import generator
 from ..strict import Strict
+from .compiled import CompiledCrossEntropy, step_structure
+
+# models/transformer_native.c's argument struct, and its parameters in the struct's order
+TRANSFORMER_STEP = step_structure("TransformerStep", 10, (("attention_rate", ctypes.c_float),))
+NATIVE_ORDER = ("embedding.weight", "pos", "equals", "W_QKV", "W_O", "W_in", "b_in", "W_out", "b_out", "unembed.weight")
 
 
 class TransformerConfig(Strict):
@@ -90,6 +98,19 @@ class Transformer(nn.Module):
         out["mlp"] = whole("W_in", "b_in", "W_out", "b_out")
         out["unembed"] = whole("unembed.weight")
         return out
+
+    def compiled_loss_and_grads(self, loss: str) -> CompiledCrossEntropy | None:
+        """The compiled minibatch cross-entropy and gradient, or None (another loss, no C compiler:
+        the callers keep autograd through the vmapped forward)."""
+        if loss != "cross_entropy":
+            return None
+        cfg = self.cfg
+        library = native.load("models/transformer_native.c", P=self.p, D=cfg.d_model, HEADS=cfg.n_heads,
+                              DM=cfg.d_mlp or 4 * cfg.d_model, EQ=int(cfg.equals_token))
+        if library is None:
+            return None
+        names = tuple(None if name == "equals" and not cfg.equals_token else name for name in NATIVE_ORDER)
+        return CompiledCrossEntropy(library, "transformer_loss_and_grads", TRANSFORMER_STEP, names, (cfg.attention_rate,))
 
     def unembedding_matrix(self) -> torch.Tensor:
         """Token-indexed rows of the unembedding [p, d]."""
