@@ -13,8 +13,8 @@
    order, so a chain's numbers do not depend on what else is in the call.
 
    Every matrix product has the form out[r, :] = sum_s coef[r, s] * rows[s, :] over rows padded to
-   whole 8-float vectors (ROWCOMB), a few output rows at a time; the elementwise passes (GELU and
-   its slope, the softmax's exponentials) are this file's own vector code, 8 lanes at a time. */
+   whole vectors (ROWCOMB), a few output rows at a time; the elementwise passes (GELU and
+   its slope, the softmax's exponentials) are this file's own vector code, a vector at a time. */
 
 #include <stdlib.h>
 
@@ -27,28 +27,28 @@
    Phi(z) + z phi(z)), from one exponential e = exp(-z^2/2). With x = z / sqrt 2: for |x| < 1,
    erf(x) = x T(x^2) by Cephes erff's polynomial; for |x| >= 1, erfc(|x|) = e g(1/|x|) / |x|, g a
    degree-10 polynomial fitted to x e^(x^2) erfc(x) over 1/x in (0, 1] (within 3e-7 relative). */
-static inline v8 normal_cdf(v8 z, v8 *density) {
-    const v8 x = z * 0.70710678118654752f, x2 = x * x, e = exp_nonpositive(-x2);
+static inline vf normal_cdf(vf z, vf *density) {
+    const vf x = z * 0.70710678118654752f, x2 = x * x, e = exp_nonpositive(-x2);
     *density = e * 0.39894228040143268f;
-    v8 small = x2 * 7.853861353153693e-5f - 8.010193625184903e-4f;
+    vf small = x2 * 7.853861353153693e-5f - 8.010193625184903e-4f;
     small = small * x2 + 5.188327685732524e-3f;
     small = small * x2 - 2.685381193529856e-2f;
     small = small * x2 + 1.128358514861418e-1f;
     small = small * x2 - 3.761262582423300e-1f;
     small = small * x2 + 1.128379165726710f;
-    const v8 ax = lanes_select(x < 0.0f, -x, x), one = (v8){0} + 1.0f;
-    const v8 t = one / lanes_select(ax > 1.0f, ax, one), u = t * 2.0f - 1.0f;
-    const v8 u2 = u * u, u4 = u2 * u2; /* Estrin's scheme, as above */
-    const v8 g = (u * -8.360442434e-02f + 5.107913688e-01f) + (u * 1.484864671e-02f - 9.159551362e-03f) * u2 +
+    const vf ax = lanes_select(x < 0.0f, -x, x), one = (vf){0} + 1.0f;
+    const vf t = one / lanes_select(ax > 1.0f, ax, one), u = t * 2.0f - 1.0f;
+    const vf u2 = u * u, u4 = u2 * u2; /* Estrin's scheme, as above */
+    const vf g = (u * -8.360442434e-02f + 5.107913688e-01f) + (u * 1.484864671e-02f - 9.159551362e-03f) * u2 +
                  ((u * 1.449353801e-03f - 6.781814232e-03f) + (u * -1.089016651e-03f + 5.635830007e-04f) * u2) * u4 +
                  ((u * 9.234511789e-05f + 6.283557129e-04f) + u2 * -1.553514361e-04f) * (u4 * u4);
-    const v8 half_erfc = e * g * t * 0.5f;
+    const vf half_erfc = e * g * t * 0.5f;
     return lanes_select(ax < 1.0f, x * small * 0.5f + 0.5f, lanes_select(x > 0.0f, 1.0f - half_erfc, half_erfc));
 }
 #endif
 
-#define HP (VEC(H) * 8) /* padded row lengths */
-#define D2P (VEC(D2) * 8)
+#define HP (VEC(H) * VW) /* padded row lengths */
+#define D2P (VEC(D2) * VW)
 
 /* Per-chain scratch: fixed-size buffers, then those with one row per example. */
 #define FIXED_FLOATS (H * D2P + D2 * HP + HP + 2 * P * HP + H * PP + H * D2P)
@@ -105,18 +105,18 @@ static void chain(int M, float *scratch, const float *E, const float *Wl, const 
     ROWCOMB(pre, M, VEC(H), bias, &pair[0][0], D2P, 1, D2, firstT);
     for (int i = 0; i < M; i++)
         for (int v = 0; v < VEC(H); v++) { /* the padding stays 0: act(0) = 0 */
-            const v8 z = ((const v8 *)pre[i])[v];
+            const vf z = ((const vf *)pre[i])[v];
 #if ACT == 0 /* gelu(z) = z Phi(z), gelu'(z) = Phi(z) + z phi(z) */
-            v8 density;
-            const v8 cdf = normal_cdf(z, &density);
-            ((v8 *)hidden[i])[v] = z * cdf;
-            ((v8 *)slope[i])[v] = cdf + z * density;
+            vf density;
+            const vf cdf = normal_cdf(z, &density);
+            ((vf *)hidden[i])[v] = z * cdf;
+            ((vf *)slope[i])[v] = cdf + z * density;
 #elif ACT == 1
-            ((v8 *)hidden[i])[v] = lanes_select(z > 0.0f, z, (v8){0});
-            ((v8 *)slope[i])[v] = lanes_select(z > 0.0f, (v8){0} + 1.0f, (v8){0});
+            ((vf *)hidden[i])[v] = lanes_select(z > 0.0f, z, (vf){0});
+            ((vf *)slope[i])[v] = lanes_select(z > 0.0f, (vf){0} + 1.0f, (vf){0});
 #else
-            ((v8 *)hidden[i])[v] = z * z;
-            ((v8 *)slope[i])[v] = 2.0f * z;
+            ((vf *)hidden[i])[v] = z * z;
+            ((vf *)slope[i])[v] = 2.0f * z;
 #endif
         }
     ROWCOMB(logits, M, VEC(P), (const float *)0, &hidden[0][0], HP, 1, H, W2T);
@@ -175,7 +175,7 @@ int mlp_loss_and_grads(const MlpStep *s) {
             if (a < 0 || a >= P || c < 0 || c >= P || t < 0 || t >= P) return -2;
         }
     const size_t bytes = (FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE) * sizeof(float);
-    float *scratch = aligned_alloc(32, (bytes + 31) / 32 * 32);
+    float *scratch = aligned_alloc(sizeof(vf), (bytes + sizeof(vf) - 1) / sizeof(vf) * sizeof(vf));
     if (!scratch) return -1;
     const float *const *w = s->params;
     float *const *g = s->grads;

@@ -10,13 +10,18 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef float v8 __attribute__((vector_size(32)));
+#ifndef VW
+#define VW 8 /* floats per vector: 8 (AVX2 registers), or 16 where the including source asks for it */
+#endif
+typedef float vf __attribute__((vector_size(4 * VW)));
+typedef int32_t vi __attribute__((vector_size(4 * VW)));
+typedef uint32_t vu __attribute__((vector_size(4 * VW)));
+typedef float v8 __attribute__((vector_size(32))); /* the transposes' 8 x 8 blocks */
 typedef int32_t vi8 __attribute__((vector_size(32)));
-typedef uint32_t vu8 __attribute__((vector_size(32)));
 
 /* lane by lane: mask (all ones or zeros, a vector comparison's result) ? a : b */
-static inline v8 lanes_select(vi8 mask, v8 a, v8 b) { return (v8)((mask & (vi8)a) | (~mask & (vi8)b)); }
-#define VEC(n) (((n) + 7) / 8) /* vectors in a row of n floats */
+static inline vf lanes_select(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
+#define VEC(n) (((n) + VW - 1) / VW) /* vectors in a row of n floats */
 
 /* dst[r][c] = src[c][r] for an 8 x 8 block: rows of src are 8-float vectors (absent rows, beyond
    `rows`, read as 0), and only the first `keep` rows of dst are stored. Three rounds of shuffles
@@ -45,31 +50,34 @@ static inline void transpose_block(const float *src, int src_stride, int rows, f
     }
 }
 
-/* dst [cols][R8] = src [rows][cols8]^T for src rows of cols8 floats (a multiple of 8) and dst rows
-   of R8 floats (rows rounded up to 8; the extra columns of dst are 0); dst has `cols` rows. */
-static void transpose(const float *src, int rows, int cols8, float *dst, int cols) {
-    const int R8 = VEC(rows) * 8;
+/* dst [cols][RP] = src [rows][cols_padded]^T for src rows of cols_padded floats (a multiple of 8)
+   and dst rows of RP floats (rows padded to whole vectors; the extra columns of dst are 0). */
+static void transpose(const float *src, int rows, int cols_padded, float *dst, int cols) {
+    const int RP = VEC(rows) * VW, R8 = (rows + 7) / 8 * 8;
     for (int r = 0; r < R8; r += 8)
-        for (int c = 0; c < cols8; c += 8)
-            if (c < cols) transpose_block(src + r * cols8 + c, cols8, rows - r, dst + c * R8 + r, R8, cols - c);
+        for (int c = 0; c < cols; c += 8)
+            transpose_block(src + r * cols_padded + c, cols_padded, rows - r, dst + c * RP + r, RP, cols - c);
+    if (RP > R8)
+        for (int c = 0; c < cols; c++) memset(dst + c * RP + R8, 0, (RP - R8) * sizeof(float));
 }
 
-/* e^x for x <= 0, eight lanes at once: 2^n e^r with n = round(x / ln 2), |r| <= ln 2 / 2 and e^r by
+/* e^x for x <= 0, a vector at once: 2^n e^r with n = round(x / ln 2), |r| <= ln 2 / 2 and e^r by
    Cephes expf's polynomial (Moshier 1989); within 3e-7 relative where r comes from one fused
    multiply-add (any FMA CPU). Without FMA the error grows with |x| (4e-6 at x = -72, where e^x < 1e-31
    adds nothing to the sums it enters; a split ln 2 would not survive -fassociative-math). Below
    -87.3 it gives e^-87.3 (1e-38) instead of underflowing; nan stays nan. */
-static inline v8 exp_nonpositive(v8 x) {
-    x = lanes_select(x < -87.33654f, (v8){0} - 87.33654f, x);
-    const vi8 n = __builtin_convertvector(x * 1.44269504f - 0.5f, vi8); /* round to nearest: x <= 0 */
-    const v8 r = x - __builtin_convertvector(n, v8) * 0.693147182f;   /* a fused multiply-add */
-    const v8 r2 = r * r; /* the polynomial by Estrin's scheme: a short dependency chain */
-    const v8 p = ((r * 1.9875691500e-4f + 1.3981999507e-3f) * r2 + (r * 8.3334519073e-3f + 4.1665795894e-2f)) * r2 +
+static inline vf exp_nonpositive(vf x) {
+    x = lanes_select(x < -87.33654f, (vf){0} - 87.33654f, x);
+    const vi n = __builtin_convertvector(x * 1.44269504f - 0.5f, vi); /* round to nearest: x <= 0 */
+    const vf r = x - __builtin_convertvector(n, vf) * 0.693147182f;   /* a fused multiply-add */
+    const vf r2 = r * r; /* the polynomial by Estrin's scheme: a short dependency chain */
+    const vf p = ((r * 1.9875691500e-4f + 1.3981999507e-3f) * r2 + (r * 8.3334519073e-3f + 4.1665795894e-2f)) * r2 +
                  (r * 1.6666665459e-1f + 5.0000001201e-1f);
-    return (p * r2 + r + 1.0f) * (v8)(((vu8)n + 127u) << 23);
+    return (p * r2 + r + 1.0f) * (vf)(((vu)n + 127u) << 23);
 }
 
-#define BLOCK_ROWS(nv) ((nv) >= 12 ? 1 : 12 / (nv)) /* output rows whose accumulators fit in registers */
+#define ACCUMULATORS (VW == 16 ? 24 : 12) /* of the 16 (AVX2) or 32 (AVX-512) vector registers */
+#define BLOCK_ROWS(nv) ((nv) >= ACCUMULATORS ? 1 : ACCUMULATORS / (nv)) /* output rows whose accumulators fit in registers */
 
 /* out[r, :] = init (or 0) + sum_{s < S} coef[r * cr + s * cs] * rows[s, :] for r < R, where out and
    rows are padded rows of NV vectors (row strides in vectors). BLOCK_ROWS(NV) output rows go
@@ -85,12 +93,12 @@ static inline v8 exp_nonpositive(v8 x) {
 
 #define ROWCOMB_BLOCK(RB, r0, out, NV, init, coef, cr, cs, S, rows)                             \
     do {                                                                                      \
-        v8 acc_[RB][NV];                                                                      \
+        vf acc_[RB][NV];                                                                      \
         _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (RB); b_++)                            \
             _Pragma("GCC unroll 16") for (int n_ = 0; n_ < (NV); n_++)                         \
-                acc_[b_][n_] = (init) ? ((const v8 *)(init))[n_] : (v8){0};                    \
+                acc_[b_][n_] = (init) ? ((const vf *)(init))[n_] : (vf){0};                    \
         for (int s_ = 0; s_ < (S); s_++) {                                                    \
-            const v8 *row_ = (const v8 *)(rows) + s_ * (NV);                                  \
+            const vf *row_ = (const vf *)(rows) + s_ * (NV);                                  \
             _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (RB); b_++) {                       \
                 const float c_ = (coef)[((r0) + b_) * (cr) + s_ * (cs)];                      \
                 _Pragma("GCC unroll 16") for (int n_ = 0; n_ < (NV); n_++)                     \
@@ -99,7 +107,7 @@ static inline v8 exp_nonpositive(v8 x) {
         }                                                                                     \
         _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (RB); b_++)                            \
             _Pragma("GCC unroll 16") for (int n_ = 0; n_ < (NV); n_++)                         \
-                ((v8 *)(out))[((r0) + b_) * (NV) + n_] = acc_[b_][n_];                         \
+                ((vf *)(out))[((r0) + b_) * (NV) + n_] = acc_[b_][n_];                         \
     } while (0)
 
 /* The largest of P logits, vectorised (finite-math lets the compiler use vector max); a non-finite
@@ -110,24 +118,24 @@ __attribute__((optimize("finite-math-only"))) static float row_max(const float *
     return top;
 }
 
-#define PP (VEC(P) * 8) /* a row of P logits, padded */
+#define PP (VEC(P) * VW) /* a row of P logits, padded */
 
 /* The minibatch's mean cross-entropy, mean_i (logsumexp(logits_i) - logits_i[y_i]), over M rows of
    padded logits, and d loss / d logits = (softmax - onehot) / M into G (its padding set to 0). */
 static float softmax_cross_entropy(int M, float (*logits)[PP], float (*G)[PP], const int64_t *y) {
-    v8 last_lanes; /* 1 for the columns c < P of the last vector of a row, 0 for its padding */
-    for (int l = 0; l < 8; l++) last_lanes[l] = (P / 8) * 8 + l < P ? 1.0f : 0.0f;
+    vf last_lanes; /* 1 for the columns c < P of the last vector of a row, 0 for its padding */
+    for (int l = 0; l < VW; l++) last_lanes[l] = (P / VW) * VW + l < P ? 1.0f : 0.0f;
     float total = 0.0f;
     for (int i = 0; i < M; i++) {
         const float top = row_max(logits[i]);
-        v8 sums = {0};
+        vf sums = {0};
         for (int v = 0; v < VEC(P); v++) { /* padding lanes (c >= P) are set to 0 */
-            const v8 g = exp_nonpositive(((const v8 *)logits[i])[v] - top);
-            ((v8 *)G[i])[v] = v < P / 8 ? g : g * last_lanes;
-            sums += ((v8 *)G[i])[v];
+            const vf g = exp_nonpositive(((const vf *)logits[i])[v] - top);
+            ((vf *)G[i])[v] = v < P / VW ? g : g * last_lanes;
+            sums += ((vf *)G[i])[v];
         }
         float sum = 0.0f;
-        for (int l = 0; l < 8; l++) sum += sums[l];
+        for (int l = 0; l < VW; l++) sum += sums[l];
         total += top + logf(sum) - logits[i][y[i]];
         const float scale = 1.0f / (sum * M);
         for (int c = 0; c < P; c++) G[i][c] *= scale;
