@@ -535,6 +535,27 @@ def test_the_compiled_mlp_step_changes_no_estimate_beyond_float_rounding(tiny_ru
         np.testing.assert_allclose(ours.llc_per_chain, theirs.llc_per_chain, rtol=1e-5)
 
 
+@needs_compiler("the compiled transformer step")
+def test_the_compiled_transformer_step_changes_no_estimate_beyond_float_rounding(monkeypatch):
+    """The transformer's compiled loss and gradient against autograd through its vmapped forward,
+    with the same noise and minibatches: the same chains, to float rounding; alone equals batched."""
+    from grokscope.models.transformer import Transformer, TransformerConfig
+    from grokscope.config import TaskConfig
+    from grokscope.tasks.modular import make_dataset
+
+    model = Transformer(TransformerConfig(d_model=8, n_heads=2, d_mlp=16, attention_rate=0.5), 7)
+    params = [Transformer(model.cfg, 7, seed=s).state_dict() for s in range(2)]
+    x, y = make_dataset(TaskConfig(p=7, train_frac=0.8), seed=0).all_pairs()
+    settings = dict(FAST, n_steps=60, max_steps=60)
+    compiled = estimate_llc(model, (x, y), params, **settings)
+    alone = estimate_llc(model, (x, y), params[1], checkpoint_ids=[1], **settings)
+    assert alone.entries[0].llc_per_chain == compiled.entries[1].llc_per_chain
+    monkeypatch.setattr(Transformer, "compiled_loss_and_grads", lambda self, loss: None)
+    autograd = estimate_llc(model, (x, y), params, **settings)
+    for ours, theirs in zip(compiled.entries, autograd.entries):
+        np.testing.assert_allclose(ours.llc_per_chain, theirs.llc_per_chain, rtol=1e-4)
+
+
 def test_without_the_compiled_code_the_numbers_keep_their_properties(tiny_run, monkeypatch):
     """GROKSCOPE_NATIVE=0 (a machine without a C compiler): torch computes the same noise stream and
     the same step to float rounding, so the estimates agree closely, and a set alone still gets its

@@ -1,20 +1,23 @@
-"""The compiled MLP step (models/mlp_native.c through grokscope/native.py) against the torch path."""
+"""The compiled model steps (models/mlp_native.c, models/transformer_native.c through
+grokscope/native.py) against the torch path."""
 
+import functools
 import logging
 
 import pytest
 import torch
 from compiled import needs_compiler
 
-from grokscope import ConfigError
+from grokscope import ConfigError, native
 from grokscope.llc.sampling.objective import BatchedObjective, CrossEntropy
 from grokscope.models.mlp import MLP, MLPConfig, batched_logits_and_vjp
+from grokscope.models.transformer import Transformer, TransformerConfig
 
-needs_compiler = needs_compiler("the compiled MLP step")
+needs_compiler = needs_compiler("the compiled model steps")
 
 
-def _stacked(cfg: MLPConfig, p: int, chains: int) -> tuple[MLP, dict[str, torch.Tensor]]:
-    models = [MLP(cfg, p, seed=s) for s in range(chains)]
+def _stacked(cfg, p: int, chains: int):
+    models = [(Transformer if isinstance(cfg, TransformerConfig) else MLP)(cfg, p, seed=s) for s in range(chains)]
     return models[0], {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n, _ in models[0].named_parameters()}
 
 
@@ -46,6 +49,14 @@ def test_compiled_step_equals_the_closed_form_torch_path(linear_1_tied, activati
 
 
 @needs_compiler
+def test_the_compiled_mlp_step_is_the_same_function_in_avx2_vectors(monkeypatch):
+    """Built for 8-float vectors (AVX2), as on a machine without AVX-512, the step still equals torch's."""
+    monkeypatch.setattr(native, "load", functools.partial(native.load, VW=8))
+    test_compiled_step_equals_the_closed_form_torch_path(False, "gelu", (11, 5, 9, 7))
+    test_compiled_step_equals_the_closed_form_torch_path(True, "relu", (53, 12, 48, 64))
+
+
+@needs_compiler
 @pytest.mark.parametrize("scale", [8.0, 40.0])
 def test_the_compiled_gelu_and_softmax_hold_far_into_their_tails(scale):
     """Scaled weights put pre-activations in both tails of the GELU (|z| in the hundreds, where the
@@ -74,8 +85,8 @@ def _loss_and_grads(params, x, y, cfg, dtype):
 
 
 @needs_compiler
-def test_a_chain_is_computed_alone_and_strided_minibatches_are_read_in_place():
-    cfg = MLPConfig(embed_dim=6, hidden_size=10)
+@pytest.mark.parametrize("cfg", [MLPConfig(embed_dim=6, hidden_size=10), TransformerConfig(d_model=8, n_heads=2, equals_token=True)])
+def test_a_chain_is_computed_alone_and_strided_minibatches_are_read_in_place(cfg):
     model, params = _stacked(cfg, 13, 4)
     compiled = model.compiled_loss_and_grads("cross_entropy")
     g = torch.Generator().manual_seed(2)
@@ -134,3 +145,42 @@ def test_inputs_the_c_code_cannot_read_are_left_to_torch():
     assert not compiled.accepts(params, x.int(), y)
     assert not compiled.accepts(params, x, y.int())
     assert not compiled.accepts({n: t.double() for n, t in params.items()}, x, y)
+
+
+@needs_compiler
+@pytest.mark.parametrize("vector_width", [None, 8])  # this machine's registers, and AVX2's
+@pytest.mark.parametrize("cfg, p, m", [
+    (TransformerConfig(d_model=32, n_heads=4, attention_rate=0.0), 59, 64),  # the pizza preset's shape
+    (TransformerConfig(d_model=32, n_heads=4, attention_rate=1.0), 59, 64),  # clock's
+    (TransformerConfig(d_model=12, n_heads=3, d_mlp=20, attention_rate=0.4), 13, 7),  # padded rows everywhere
+    (TransformerConfig(d_model=128, n_heads=4, d_mlp=512, equals_token=True), 113, 16),  # nanda's, "a b ="
+])
+def test_compiled_transformer_step_equals_autograd(cfg, p, m, vector_width, monkeypatch):
+    if vector_width is not None:
+        monkeypatch.setattr(native, "load", functools.partial(native.load, VW=vector_width))
+    model, params = _stacked(cfg, p, 3)
+    x, y = _minibatch(p, 3, m)
+    compiled = model.compiled_loss_and_grads("cross_entropy")
+    assert compiled is not None and model.compiled_loss_and_grads("mse") is None
+    loss, grads = compiled(params, x, y)
+    autograd = BatchedObjective(model, "cross_entropy")
+    autograd.compiled = None
+    want_loss, want = autograd.losses_and_grads(params, {}, x, y)
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
+    assert sorted(grads) == sorted(want) == sorted(params)
+    for name, expected in want.items():
+        assert expected.abs().max() > 0, name  # every gradient is exercised
+        torch.testing.assert_close(grads[name], expected, rtol=1e-4, atol=1e-6 * expected.abs().max().item(), msg=name)
+
+
+@needs_compiler
+def test_the_compiled_transformer_reads_tokens_in_range_only_and_flags_nonfinite_chains():
+    model, params = _stacked(TransformerConfig(d_model=8, n_heads=2, d_mlp=16), 7, 2)
+    compiled = model.compiled_loss_and_grads("cross_entropy")
+    x, y = _minibatch(7, 2, 5)
+    params["W_out"][1, 0, 0] = float("inf")
+    loss, _ = compiled(params, x, y)
+    assert torch.isfinite(loss[0]) and not torch.isfinite(loss[1])
+    y[0, 1] = -1
+    with pytest.raises(ConfigError, match="outside 0..6"):
+        compiled(params, x, y)

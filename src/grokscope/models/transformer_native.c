@@ -13,13 +13,10 @@
    and alpha are arguments), so the compiler unrolls and vectorises; grokscope/native.py builds one
    library per shape. As in models/mlp_native.c, each chain is computed on its own, all its
    intermediates in cache, in a fixed order, and every matrix product is a ROWCOMB over rows padded
-   to whole 8-float vectors (models/vectors.h). */
+   to whole vectors (models/vectors.h). */
 
 #include <stdlib.h>
 
-#ifdef __AVX512F__
-#define VW 16 /* whole AVX-512 registers: twice the multiply-adds per instruction */
-#endif
 #include "vectors.h"
 
 #define T (EQ ? 3 : 2) /* positions */
