@@ -184,3 +184,19 @@ def test_the_compiled_transformer_reads_tokens_in_range_only_and_flags_nonfinite
     y[0, 1] = -1
     with pytest.raises(ConfigError, match="outside 0..6"):
         compiled(params, x, y)
+
+
+@needs_compiler
+def test_the_kernels_flush_subnormals_only_while_they_run():
+    """Confident logits put subnormal floats in the softmax gradient; the C code flushes them to
+    zero for speed, in its own call only: afterwards this thread computes subnormals again."""
+    import numpy as np
+
+    tiny = np.float32(1e-38)
+    assert tiny / np.float32(16) != 0  # subnormal arithmetic before the call
+    for cfg, p in ((MLPConfig(embed_dim=4, hidden_size=8), 7), (TransformerConfig(d_model=8, n_heads=2, d_mlp=16), 7)):
+        model, params = _stacked(cfg, p, 2)
+        params = {n: t * 30.0 for n, t in params.items()}  # logits hundreds apart: the exponentials underflow
+        loss, grads = model.compiled_loss_and_grads("cross_entropy")(params, *_minibatch(p, 2, 5))
+        assert torch.isfinite(loss).all() and all(torch.isfinite(g).all() for g in grads.values())
+        assert tiny / np.float32(16) != 0, cfg.kind  # the caller's floating-point mode is restored

@@ -177,12 +177,14 @@ int mlp_loss_and_grads(const MlpStep *s) {
     const size_t bytes = (FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE) * sizeof(float);
     float *scratch = aligned_alloc(sizeof(vf), (bytes + sizeof(vf) - 1) / sizeof(vf) * sizeof(vf));
     if (!scratch) return -1;
+    const unsigned int mode = flush_subnormals();
     const float *const *w = s->params;
     float *const *g = s->grads;
     for (int64_t b = 0; b < B; b++)
         chain((int)M, scratch, w[0] + b * P * D, w[1] + b * H * D, w[2] + b * H, w[3] + b * H * D, w[4] + b * H,
               w[5] + b * P * H, x + b * s->x_stride, y + b * s->y_stride, s->loss + b, g[0] + b * P * D,
               g[1] + b * H * D, g[2] + b * H, g[3] + b * H * D, g[4] + b * H, g[5] + b * P * H);
+    restore_subnormals(mode);
     free(scratch);
     return 0;
 }

@@ -257,6 +257,7 @@ int transformer_loss_and_grads(const TransformerStep *s) {
     const size_t bytes = (FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE) * sizeof(float);
     float *scratch = aligned_alloc(sizeof(vf), (bytes + sizeof(vf) - 1) / sizeof(vf) * sizeof(vf));
     if (!scratch) return -1;
+    const unsigned int mode = flush_subnormals();
     for (int64_t b = 0; b < B; b++) {
         const float *w[N_PARAMS];
         float *g[N_PARAMS];
@@ -266,6 +267,7 @@ int transformer_loss_and_grads(const TransformerStep *s) {
         }
         chain((int)M, s->attention_rate, scratch, w, x + b * s->x_stride, y + b * s->y_stride, s->loss + b, g);
     }
+    restore_subnormals(mode);
     free(scratch);
     return 0;
 }
