@@ -21,6 +21,7 @@ measurements, the lower floor):
     python benchmarks/llc_speed.py --variants-only             # per-step cost of rmsprop_sgld, step
                                                                # metrics and MALA relative to plain sgld
     python benchmarks/llc_speed.py --run runs/nanda --as-is    # an existing run's checkpoints, untrained further
+    python benchmarks/llc_speed.py --preset clock --epsilon 1e-6   # a transformer, at a step size it does not diverge at
 
 On a GPU the table adds each workload's peak device memory.
 """
@@ -241,11 +242,13 @@ def main() -> None:
     parser.add_argument("--profile", type=int, nargs="*", default=[], metavar="CHAINS",
                         help="on a GPU: kernels per step and GPU busy share at these chain counts, then stop")
     parser.add_argument("--steps", type=int, default=SETTINGS["n_steps"], help="SGLD steps per chain (burn-in: a quarter)")
+    parser.add_argument("--epsilon", type=float, default=SETTINGS["epsilon"],
+                        help="the step size (the transformers diverge at the MLP's 1e-3: use 1e-6)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(2)
-    SETTINGS.update(n_steps=args.steps, burn_in=args.steps // 4)
+    SETTINGS.update(n_steps=args.steps, burn_in=args.steps // 4, epsilon=args.epsilon)
 
     if args.as_is:
         run = load_run(args.run)

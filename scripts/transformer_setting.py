@@ -2,9 +2,8 @@
 and localisation γ on three trained networks fixed in advance (the `pizza` preset at seeds 0 and 1,
 the `clock` preset at seed 0, final checkpoints), 8 chains a cell, with `sgld` and `rmsprop_sgld`.
 
-Every cell starts with 12,500 steps and continues (25,000, 50,000) until the tool calls it settled
-or reaches the cap; the tool's λ̂, MCSE, status and reasons are kept, and, for the cells that ran
-that far, λ̂ over the first 12,500, 25,000 and 50,000 steps (the last quarter of each discarded as
+Every cell runs a fixed 50,000 steps; the tool's λ̂, MCSE, status and reasons at 50,000 are kept,
+and λ̂ over the first 12,500, 25,000 and 50,000 steps (the first quarter of each discarded as
 burn-in), so that "ε halved, steps doubled" can be read off the grid. The cells of one network and
 sampler are one batched run (per-set settings, common random numbers across cells). Resumable: trained
 runs are reused and each finished (network, sampler) part is a row group in --out (JSON lines).
@@ -32,7 +31,7 @@ NETWORKS = (("pizza", 0), ("pizza", 1), ("clock", 0))
 EPSILONS = (1e-6, 2e-6, 4e-6)
 GAMMAS = (5.0, 100.0, 1000.0)
 SAMPLERS = ("sgld", "rmsprop_sgld")
-FIRST_BLOCK, CAP, CHAINS = 12_500, 50_000, 8
+STEPS, CHAINS = 50_000, 8
 PREFIXES = (12_500, 25_000, 50_000)
 
 
@@ -61,7 +60,7 @@ def measure(preset: str, seed: int, sampler: str, runs: Path) -> list[dict]:
     start = time.perf_counter()
     result = estimate_llc(run.new_model(), (data.train_x, data.train_y), [run.state_dict(step)] * len(cells),
                           checkpoint_ids=[step] * len(cells), per_set=[{"epsilon": e, "gamma": g} for e, g in cells],
-                          sampler=sampler, chains=CHAINS, n_steps=FIRST_BLOCK, max_steps=CAP)
+                          sampler=sampler, chains=CHAINS, n_steps=STEPS, max_steps=STEPS)
     seconds = time.perf_counter() - start
     n = data.n_train
     nbeta = n / math.log(n)
