@@ -113,22 +113,29 @@ static void chain(int M, float alpha, float *scratch, const float *const *w, con
         }
     ROWCOMB(qkv, M * T, VEC(D3), (const float *)0, &X[0][0], DP, 1, D, Wqkv);
 
-    /* attention, read out at the last position only */
+    /* attention, read out at the last position only; the softmax's exponentials a vector at a time */
     for (int i = 0; i < M; i++) {
         const float *q = qkv[i * T + T - 1];
-        for (int c = 0; c < DP; c++) att[i][c] = 0.0f;
+        vf exps[VEC(HEADS * T)] = {{0}};
+        float *score = (float *)exps;
         for (int h = 0; h < HEADS; h++) {
-            float score[T], top = -INFINITY, sum = 0.0f;
+            float top = -INFINITY;
             for (int t = 0; t < T; t++) {
                 const float *k = qkv[i * T + t] + D + h * DH;
                 float dot = 0.0f;
                 for (int j = 0; j < DH; j++) dot += q[h * DH + j] * k[j];
-                score[t] = dot * scale;
-                top = score[t] > top ? score[t] : top;
+                score[h * T + t] = dot * scale;
+                top = score[h * T + t] > top ? score[h * T + t] : top;
             }
-            for (int t = 0; t < T; t++) sum += score[t] = expf(score[t] - top);
+            for (int t = 0; t < T; t++) score[h * T + t] -= top;
+        }
+        for (int v = 0; v < VEC(HEADS * T); v++) exps[v] = exp_nonpositive(exps[v]);
+        for (int c = 0; c < DP; c++) att[i][c] = 0.0f;
+        for (int h = 0; h < HEADS; h++) {
+            float sum = 0.0f;
+            for (int t = 0; t < T; t++) sum += score[h * T + t];
             for (int t = 0; t < T; t++) {
-                const float s = score[t] / sum, share = alpha * s + uniform;
+                const float s = score[h * T + t] / sum, share = alpha * s + uniform;
                 const float *v = qkv[i * T + t] + 2 * D + h * DH;
                 soft[i][h * T + t] = s;
                 pattern[i][h * T + t] = share;
