@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ...seeding import derive_seed, generator
+from . import graphed
 from .kernels import Kernel, KernelState
 from .noise import block_length, chain_noise
 from .objective import BatchedObjective
@@ -128,21 +129,37 @@ def run_chains(
     bar = tqdm(total=stop - start, desc=kernel.name, unit="step", disable=not progress, file=sys.stderr)
     notice = LongRunNotice(bar, stop - start) if progress else None
     step, noise = start, None
+
+    def rows(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _rows(*x_rows, index), _rows(*y_rows, index)  # chain b's rows of its own data: [B, m, ...]
+
+    capture = graphed.step_capture(device)
+    static = None if capture is None or start == stop else graphed.StaticStep(
+        objective, kernel, state, fixed, rows, streams.batch_size, lambda t: _noise_views(t, shapes, sizes_per_tensor),
+        streams.n_params, capture)
     try:
         while step < stop:
             index = streams.indices(min(length, stop - step)).to(device).transpose(0, 1).contiguous()  # [T, B, m]
             for t in range(index.shape[0]):
-                batch = (_rows(*x_rows, index[t]), _rows(*y_rows, index[t]))  # chain b's rows of its own data: [B, m, ...]
-                loss, grad = objective.losses_and_grads(state.w, fixed, *batch)
-                if (drawn := streams.noise.at(step)) is not noise:  # a refilled tensor keeps its views
-                    noise, step_noise = drawn, _noise_views(drawn, shapes, sizes_per_tensor)
-                for observer in observers:
-                    observer.observe(step, state, loss, grad, step_noise, batch)
-                state = kernel.step(state, grad, step_noise)
+                if static is not None:  # the same step over buffers that stay put (llc/sampling/graphed.py)
+                    static.index.copy_(index[t])
+                    static.noise.copy_(streams.noise.at(step))
+                    static.gradient()
+                    for observer in observers:
+                        observer.observe(step, static.state, static.loss, static.grad, static.step_noise, static.batch)
+                    static.update()
+                else:
+                    batch = rows(index[t])
+                    loss, grad = objective.losses_and_grads(state.w, fixed, *batch)
+                    if (drawn := streams.noise.at(step)) is not noise:  # a refilled tensor keeps its views
+                        noise, step_noise = drawn, _noise_views(drawn, shapes, sizes_per_tensor)
+                    for observer in observers:
+                        observer.observe(step, state, loss, grad, step_noise, batch)
+                    state = kernel.step(state, grad, step_noise)
                 step += 1
                 if notice is not None and notice.after(step - start):
                     notice = None
             bar.update(index.shape[0])
     finally:
         bar.close()
-    return state
+    return state if static is None else static.state

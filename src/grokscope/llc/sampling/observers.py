@@ -37,7 +37,9 @@ class UserObserver(Protocol):
     its record and its entry (``CheckpointLLC.observed[name]``, stored in llc.json); ``make`` builds,
     for each block of steps [start, stop), an Observer whose ``result()`` is ``{name: tensor}`` with
     the steps first and the chains second ([steps, chains, ...]); ``summarise`` turns one parameter
-    set's record, its blocks joined ([steps, its chains, ...]), into what its entry keeps (JSON-able)."""
+    set's record, its blocks joined ([steps, its chains, ...]), into what its entry keeps (JSON-able).
+    The tensors ``observe`` is given are overwritten by the next step (on a GPU, llc/sampling/graphed.py):
+    copy what you keep."""
 
     name: str
 
@@ -190,7 +192,9 @@ class MalaAcceptance:
             self.previous = None
         if step >= self.start and (step - self.start) % self.every == 0:
             terms = self.kernel.terms(state, loss_grad)
-            self.previous = (potential(loss, state), state.w, terms.drift(), terms.noise_scale, batch)
+            # copies: on a GPU the step's tensors are buffers the next step overwrites (llc/sampling/graphed.py)
+            kept_w, kept_batch = {n: w.clone() for n, w in state.w.items()}, tuple(t.clone() for t in batch)
+            self.previous = (potential(loss, state), kept_w, terms.drift(), terms.noise_scale, kept_batch)
 
     def result(self) -> dict[str, torch.Tensor]:
         """Per chain: the sum of the acceptance probabilities and the number of moves measured."""
