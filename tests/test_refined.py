@@ -8,7 +8,7 @@ from torch import nn
 from grokscope import ConfigError, build_config, train
 from grokscope.llc import estimate_llc, sgld_config
 from grokscope.llc.api import run_llc
-from grokscope.llc.runs.refine import WHOLE, data_subsets, run_refined, strongest_frequency
+from grokscope.llc.runs.refine import TRAINED_LIKE_HELD_OUT, WHOLE, data_subsets, run_refined, strongest_frequency
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,13 @@ def test_data_refined_on_the_training_set_is_the_ordinary_estimate(example):
     parts = run_refined(example, config, "data:trained", "-1", progress=False)
     ordinary = run_llc(example, config, "-1", progress=False)
     assert [e.llc_per_chain for e in parts["trained"].entries] == [e.llc_per_chain for e in ordinary.entries]  # same numbers
-    assert parts["held-out"].settings["n_pairs"] == example.dataset().test_y.shape[0]
+    held_out = example.dataset().test_y.shape[0]
+    assert parts["held-out"].settings["n_pairs"] == parts[TRAINED_LIKE_HELD_OUT].settings["n_pairs"] == held_out
     assert parts["trained"].settings["nbeta"] != parts["held-out"].settings["nbeta"]  # nβ from each subset's size
+    assert parts[TRAINED_LIKE_HELD_OUT].settings["nbeta"] == parts["held-out"].settings["nbeta"]  # the comparison at one nβ
+    subset = data_subsets(example.dataset(), example.config.training.seed, "data:trained", 8)[TRAINED_LIKE_HELD_OUT][0]
+    trained = set(map(tuple, example.dataset().train_x.tolist()))
+    assert len(set(map(tuple, subset.tolist()))) == held_out and set(map(tuple, subset.tolist())) <= trained  # distinct training pairs
 
 
 @pytest.mark.slow

@@ -3,7 +3,8 @@ in ONE batched run of parts × checkpoints × chains:
 
 - weight-refined (``components``): the LLC of each named component of the model, only its entries
   sampled and the rest held at w*;
-- data-refined (``data:difference[:BINS]``, ``data:frequency[:BINS]``, ``data:trained``): the same
+- data-refined (``data:difference[:BINS]``, ``data:frequency[:BINS]``, ``data:trained``: the
+  training pairs, as many of them as there are held-out pairs, and the held-out pairs): the same
   estimator with the loss everywhere (SGLD drift, averaged loss, L(w*)) on a subset q of the pairs
   and nβ from q's size. ``frequency`` bins the pairs by the phase k(a − b) of the final embedding's
   strongest frequency k, folded to [0, p/2]: the pairs where a Pizza's amplitude |cos(πk(a − b)/p)|
@@ -38,6 +39,7 @@ from ..sampling.selection import model_components
 from .checkpoints import select_checkpoints
 
 WHOLE = "whole"
+TRAINED_LIKE_HELD_OUT = "trained, held-out size"  # the data:trained subset compared with the held-out pairs at their nβ
 DEFAULT_BINS = 8  # default number of bins of a data refinement by difference or frequency phase
 BINNED = ("difference", "frequency")
 
@@ -64,9 +66,14 @@ def data_subsets(data: ModularDataset, seed: int, spec: str, batch_size: int, fr
     """The named subsets q of pairs a data refinement estimates on, each checked to hold at least
     one minibatch. Bins are cut to the smallest bin's size (a random subset of each, seeded by the
     run's ``seed``): λ̂ scales with nβ at these sizes, so bins of different sizes would differ by
-    their nβ alone (docs/refined.md). ``frequency`` is the k of ``data:frequency``."""
+    their nβ alone (docs/refined.md). For the same reason ``data:trained`` holds, beside the
+    training and held-out pairs, a random subset of the training pairs of the held-out set's size:
+    the comparison at a common nβ. ``frequency`` is the k of ``data:frequency``."""
     if spec == "data:trained":
-        sets = {"trained": (data.train_x, data.train_y), "held-out": (data.test_x, data.test_y)}
+        n_held_out = int(data.test_y.shape[0])
+        rows = torch.randperm(data.n_train, generator=generator(seed, "trained-subset"))[:n_held_out]
+        sets = {"trained": (data.train_x, data.train_y), TRAINED_LIKE_HELD_OUT: (data.train_x[rows], data.train_y[rows]),
+                "held-out": (data.test_x, data.test_y)}
     else:
         sets = _bins(data, seed, spec, frequency)
     too_small = {name: int(y.shape[0]) for name, (_, y) in sets.items() if y.shape[0] < batch_size}
@@ -139,12 +146,13 @@ def table_columns(spec: str, parts: dict[str, LLCResult]) -> dict[str, float | N
     """The last checkpoint's refined LLCs as flat table columns (a sweep's results.csv):
     ``wr_<component>`` per component; ``dr_bin<i>`` per difference bin and their coefficient of
     variation ``dr_bins_cv`` (std over bins / mean: how much λ̂ depends on a − b); ``dr_phase<i>``
-    and ``dr_phase_cv`` the same for frequency-phase bins; ``dr_held_out``."""
+    and ``dr_phase_cv`` the same for frequency-phase bins; ``dr_held_out`` and ``dr_trained_like_held_out``
+    (training pairs as many as the held-out ones: the same nβ)."""
     last = {name: part.entries[-1].llc_mean for name, part in parts.items() if name != WHOLE}
     if spec == "components":
         return {f"wr_{name}": value for name, value in last.items()}
     if spec == "data:trained":
-        return {"dr_held_out": last["held-out"]}
+        return {"dr_held_out": last["held-out"], "dr_trained_like_held_out": last[TRAINED_LIKE_HELD_OUT]}
     values = torch.tensor([float("nan") if v is None else v for v in last.values()], dtype=torch.float64)
     cv = float(values.std() / values.mean()) if len(values) > 1 and not values.isnan().any() else None  # None: a bin diverged
     prefix, cv_name = ("dr_bin", "dr_bins_cv") if spec.startswith("data:difference") else ("dr_phase", "dr_phase_cv")
