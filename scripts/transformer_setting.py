@@ -2,15 +2,17 @@
 and localisation γ on three trained networks fixed in advance (the `pizza` preset at seeds 0 and 1,
 the `clock` preset at seed 0, final checkpoints), 8 chains a cell, with `sgld` and `rmsprop_sgld`.
 
-Every cell runs a fixed 50,000 steps; the tool's λ̂, MCSE, status and reasons at 50,000 are kept,
-and λ̂ over the first 12,500, 25,000 and 50,000 steps (the first quarter of each discarded as
-burn-in), so that "ε halved, steps doubled" can be read off the grid. The cells of one network and
+Grid `first`: ε ∈ {1e-6, 2e-6, 4e-6} × γ ∈ {5, 100, 1000}, a fixed 50,000 steps a chain; grid
+`long`: ε ∈ {1e-6, 2e-6} at γ = 5, 200,000 steps. Every cell runs its fixed number of steps; the
+tool's λ̂, MCSE, status and reasons at the end are kept, and λ̂ over the first quarter, half and all
+of the steps (the first quarter of each discarded as burn-in), so that "ε halved, steps doubled" can be read off the grid. The cells of one network and
 sampler are one batched run (per-set settings, common random numbers across cells). Resumable: trained
 runs are reused and each finished (network, sampler) part is a row group in --out (JSON lines).
 The criteria a setting must meet are written in docs/validation.md before the first run.
 
     python scripts/transformer_setting.py --out docs/validation/transformer_setting.jsonl
     python scripts/transformer_setting.py --out docs/validation/transformer_setting.jsonl --table
+    python scripts/transformer_setting.py --grid long ...     # the longer chains at γ = 5
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from grokscope.atomic import json_safe
 from grokscope.llc import estimate_llc
 
 NETWORKS = (("pizza", 0), ("pizza", 1), ("clock", 0))
-EPSILONS = (1e-6, 2e-6, 4e-6)
-GAMMAS = (5.0, 100.0, 1000.0)
 SAMPLERS = ("sgld", "rmsprop_sgld")
-STEPS, CHAINS = 50_000, 8
-PREFIXES = (12_500, 25_000, 50_000)
+CHAINS = 8
+# grid name -> (step sizes, localisations, steps a chain); "long" follows "first" at γ = 5 (both
+# fixed in docs/validation.md before they ran)
+GRIDS = {"first": ((1e-6, 2e-6, 4e-6), (5.0, 100.0, 1000.0), 50_000), "long": ((1e-6, 2e-6), (5.0,), 200_000)}
+
+
+def prefixes(steps: int) -> tuple[int, int, int]:
+    return steps // 4, steps // 2, steps
 
 
 def trained(preset: str, seed: int, runs: Path):
@@ -43,24 +49,25 @@ def trained(preset: str, seed: int, runs: Path):
     return train(cfg, path, progress=False)
 
 
-def prefix_llcs(draws: torch.Tensor, init_loss: float, nbeta: float, steps_used: int) -> dict[str, float | None]:
+def prefix_llcs(draws: torch.Tensor, init_loss: float, nbeta: float, steps_used: int, steps: int) -> dict[str, float | None]:
     """λ̂ over the first N steps (burn-in N/4) for each N the chains reached; draws [steps, chains]."""
     out = {}
-    for n in PREFIXES:
+    for n in prefixes(steps):
         if n <= steps_used:
             out[str(n)] = nbeta * (draws[n // 4 : n].double().mean().item() - init_loss)
     return out
 
 
-def measure(preset: str, seed: int, sampler: str, runs: Path) -> list[dict]:
+def measure(grid: str, preset: str, seed: int, sampler: str, runs: Path) -> list[dict]:
     run = trained(preset, seed, runs)
     step = run.steps[-1]
     data = run.dataset()
-    cells = [(eps, gamma) for eps in EPSILONS for gamma in GAMMAS]
+    epsilons, gammas, steps = GRIDS[grid]
+    cells = [(eps, gamma) for eps in epsilons for gamma in gammas]
     start = time.perf_counter()
     result = estimate_llc(run.new_model(), (data.train_x, data.train_y), [run.state_dict(step)] * len(cells),
                           checkpoint_ids=[step] * len(cells), per_set=[{"epsilon": e, "gamma": g} for e, g in cells],
-                          sampler=sampler, chains=CHAINS, n_steps=STEPS, max_steps=STEPS)
+                          sampler=sampler, chains=CHAINS, n_steps=steps, max_steps=steps)
     seconds = time.perf_counter() - start
     n = data.n_train
     nbeta = n / math.log(n)
@@ -68,21 +75,22 @@ def measure(preset: str, seed: int, sampler: str, runs: Path) -> list[dict]:
     for k, ((eps, gamma), entry) in enumerate(zip(cells, result.entries)):
         draws = result.loss_draws[:, k * CHAINS : (k + 1) * CHAINS]
         rows.append(json_safe({
-            "preset": preset, "seed": seed, "step": step, "sampler": sampler, "epsilon": eps, "gamma": gamma,
+            "grid": grid, "preset": preset, "seed": seed, "step": step, "sampler": sampler, "epsilon": eps, "gamma": gamma,
             "llc_mean": entry.llc_mean, "mcse": entry.mcse, "status": entry.status, "flags": entry.flags,
             "steps_used": entry.steps_used, "mala_acceptance": entry.mala_acceptance, "r_hat": entry.r_hat,
             "gamma_elasticity": entry.gamma_elasticity, "init_loss": entry.init_loss,
-            "prefix_llc": prefix_llcs(draws, entry.init_loss, nbeta, entry.steps_used or 0) if entry.steps_used else {},
+            "prefix_llc": prefix_llcs(draws, entry.init_loss, nbeta, entry.steps_used, steps) if entry.steps_used else {},
             "seconds_of_part": seconds,
         }))
     return rows
 
 
-def table(rows: list[dict]) -> None:
-    print("| network | sampler | ε | γ | λ̂ ± MCSE | status | steps | MALA | λ̂ at 12.5k / 25k / 50k | first reason |")
+def table(rows: list[dict], grid: str) -> None:
+    quarter, half, steps = prefixes(GRIDS[grid][2])
+    print(f"| network | sampler | ε | γ | λ̂ ± MCSE | status | steps | MALA | λ̂ at {quarter:,} / {half:,} / {steps:,} | first reason |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        prefix = " / ".join(f"{r['prefix_llc'][str(n)]:.1f}" if str(n) in r["prefix_llc"] else "—" for n in PREFIXES)
+        prefix = " / ".join(f"{r['prefix_llc'][str(n)]:.1f}" if str(n) in r["prefix_llc"] else "—" for n in (quarter, half, steps))
         llc = f"{r['llc_mean']:.1f} ± {r['mcse']:.1f}" if r["llc_mean"] is not None and r["mcse"] is not None else "—"
         mala = f"{r['mala_acceptance']:.2f}" if r["mala_acceptance"] is not None else "—"
         print(f"| {r['preset']} {r['seed']} | {r['sampler']} | {r['epsilon']:g} | {r['gamma']:g} | {llc} | {r['status']} | "
@@ -94,22 +102,24 @@ def main() -> None:
     parser.add_argument("--out", default="docs/validation/transformer_setting.jsonl")
     parser.add_argument("--runs", default="runs", help="where the trained runs are kept")
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="first")
     parser.add_argument("--table", action="store_true", help="only print the table of the rows so far")
     args = parser.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
-    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    stored = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    rows = [r for r in stored if r.get("grid", "first") == args.grid]
     if not args.table:
         for sampler in args.samplers:
             for preset, seed in NETWORKS:
                 if any(r["preset"] == preset and r["seed"] == seed and r["sampler"] == sampler for r in rows):
                     continue
-                part = measure(preset, seed, sampler, Path(args.runs))
+                part = measure(args.grid, preset, seed, sampler, Path(args.runs))
                 rows += part
                 with out.open("a") as f:  # a whole part per write: a killed run loses at most the part it was in
                     f.write("".join(json.dumps(r) + "\n" for r in part))
                 print(f"{preset} {seed} {sampler}: {part[0]['seconds_of_part']:.0f} s", flush=True)
-    table(rows)
+    table(rows, args.grid)
 
 
 if __name__ == "__main__":
