@@ -240,16 +240,15 @@ def _cmd_stages(args: argparse.Namespace) -> None:
     from .run import load_run
 
     run = load_run(args.run)
-    _print_stages(save_stages(run), run)
+    _print_stages(save_stages(run, args.second_llc), run)
 
 
 def _print_stages(stages: dict, run) -> None:
-    from .analysis.stages import stage_table
+    from .analysis.stages import boundary_marks, stage_table
 
     for steps, phase, trend, description in stage_table(stages):
         print(f"{steps:>11}  {phase:<17} {description}")
-    marks = ", ".join(f"{b['step']} ({' and '.join(b['sources'])})" for b in stages["boundaries"]) or "none"
-    print(f"boundaries: {marks}; λ̂ peak at step {stages['llc_peak_step']}, grokking at step {stages['grokking_step']}; "
+    print(f"boundaries: {boundary_marks(stages)}; λ̂ peak at step {stages['llc_peak_step']}, grokking at step {stages['grokking_step']}; "
           f"wrote {run.paths.stages} and {run.paths.figure('stages')}")
 
 
@@ -347,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stages = sub.add_parser("stages", help="developmental stages from the LLC and loss curves (also run by analyze when an LLC curve exists)")
     stages.add_argument("run", help="run directory (with results/llc.json)")
+    stages.add_argument("--second-llc", help="llc.json of the same run under another sampler setting: which λ̂ boundaries hold")
     stages.set_defaults(func=_cmd_stages)
 
     report = sub.add_parser("report", help="build report.html for a run or a sweep from stored results (computes nothing expensive)")

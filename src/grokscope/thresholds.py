@@ -61,3 +61,5 @@ GAMMA_ELASTICITY_MAX = 0.1
 # more than this many standard errors of the difference of two estimates.
 STAGE_MIN_SWING_FRACTION = 0.05
 STAGE_NOISE_SE = 3.0
+# ... and a plateau of λ̂ is at least this many checkpoints whose smoothed values stay within half that swing
+STAGE_PLATEAU_POINTS = 3
