@@ -123,7 +123,7 @@ def test_mala_accepts_small_steps_on_a_gaussian_and_rejects_huge_ones():
         observer = MalaAcceptance(kernel, Gaussian(), {}, start=0, every=1, n_chains=512, device=torch.device("cpu"))
         for step in range(steps):
             loss, grad = Gaussian.losses_and_grads(state.w, {}, None, None)
-            observer.observe(step, state, loss, grad, None, (None, None))
+            observer.observe(step, state, loss, grad, None, (torch.empty(0), torch.empty(0)))
             state = kernel.step(state, grad, {"x": torch.randn(512, 10, generator=g)})
         return join_blocks([observer.result()])["mala_acceptance"].mean().item()
 

@@ -23,7 +23,6 @@ from pydantic import Field
 from torch import nn
 
 from .. import native
-from ..errors import ConfigError
 from .compiled import CompiledCrossEntropy, step_structure
 from ..seeding import generator
 from ..strict import Strict

@@ -16,8 +16,6 @@
    whole vectors (ROWCOMB), a few output rows at a time; the elementwise passes (GELU and
    its slope, the softmax's exponentials) are this file's own vector code, a vector at a time. */
 
-#include <stdlib.h>
-
 #include "vectors.h"
 
 #define D2 (2 * D)
@@ -129,12 +127,8 @@ static void chain(int M, float *scratch, const float *E, const float *Wl, const 
     ROWCOMB(gH, M, VEC(H), (const float *)0, &G[0][0], PP, 1, P, W2p);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < HP; j++) gH[i][j] *= slope[i][j]; /* now d loss / d pre */
-    for (int j = 0; j < H; j++) {
-        float s = 0.0f;
-        for (int i = 0; i < M; i++) s += gH[i][j];
-        gbl[j] = s;
-        gbr[j] = s;
-    }
+    column_sums(&gH[0][0], M, HP, H, gbl);
+    memcpy(gbr, gbl, H * sizeof(float));
     ROWCOMB(gFirst, H, VEC(D2), (const float *)0, &gH[0][0], 1, HP, M, pair);
     for (int j = 0; j < H; j++) {
         memcpy(gWl + j * D, gFirst[j], D * sizeof(float));
@@ -169,13 +163,8 @@ typedef struct {
 int mlp_loss_and_grads(const MlpStep *s) {
     const int64_t B = s->chains, M = s->examples;
     const int64_t *x = s->x, *y = s->y;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t i = 0; i < M; i++) {
-            const int64_t a = x[b * s->x_stride + 2 * i], c = x[b * s->x_stride + 2 * i + 1], t = y[b * s->y_stride + i];
-            if (a < 0 || a >= P || c < 0 || c >= P || t < 0 || t >= P) return -2;
-        }
-    const size_t bytes = (FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE) * sizeof(float);
-    float *scratch = aligned_alloc(sizeof(vf), (bytes + sizeof(vf) - 1) / sizeof(vf) * sizeof(vf));
+    if (!tokens_in_range(x, s->x_stride, y, s->y_stride, B, M)) return -2;
+    float *scratch = vector_scratch(FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE);
     if (!scratch) return -1;
     const unsigned int mode = flush_subnormals();
     const float *const *w = s->params;

@@ -15,8 +15,6 @@
    intermediates in cache, in a fixed order, and every matrix product is a ROWCOMB over rows padded
    to whole vectors (models/vectors.h). */
 
-#include <stdlib.h>
-
 #include "vectors.h"
 
 #define T (EQ ? 3 : 2) /* positions */
@@ -159,21 +157,13 @@ static void chain(int M, float alpha, float *scratch, const float *const *w, con
     ROWCOMB(gU, P, VEC(D), (const float *)0, &G[0][0], 1, PP, M, r2);
     unpad_rows(&gU[0][0], P, DP, g[UNEMBED], D);
     ROWCOMB(g_r2, M, VEC(D), (const float *)0, &G[0][0], PP, 1, P, U);
-    for (int c = 0; c < D; c++) {
-        float s = 0.0f;
-        for (int i = 0; i < M; i++) s += g_r2[i][c];
-        g[BOUT][c] = s;
-    }
+    column_sums(&g_r2[0][0], M, DP, D, g[BOUT]);
     ROWCOMB(gWout, DM, VEC(D), (const float *)0, &hidden[0][0], 1, DMP, M, g_r2);
     unpad_rows(&gWout[0][0], DM, DP, g[WOUT], D);
     ROWCOMB(g_pre, M, VEC(DM), (const float *)0, &g_r2[0][0], DP, 1, D, WoutT);
     for (int i = 0; i < M; i++)
         for (int c = 0; c < DMP; c++) g_pre[i][c] = pre[i][c] > 0.0f ? g_pre[i][c] : 0.0f;
-    for (int c = 0; c < DM; c++) {
-        float s = 0.0f;
-        for (int i = 0; i < M; i++) s += g_pre[i][c];
-        g[BIN][c] = s;
-    }
+    column_sums(&g_pre[0][0], M, DMP, DM, g[BIN]);
     ROWCOMB(gWin, D, VEC(DM), (const float *)0, &r1[0][0], 1, DP, M, g_pre);
     unpad_rows(&gWin[0][0], D, DMP, g[WIN], DM);
     ROWCOMB(g_r1, M, VEC(D), (const float *)0, &g_pre[0][0], DMP, 1, DM, WinT);
@@ -256,13 +246,8 @@ static const int64_t SIZES[N_PARAMS] = {P * D, T * D, EQ ? D : 0, D * D3, D * D,
 int transformer_loss_and_grads(const TransformerStep *s) {
     const int64_t B = s->chains, M = s->examples;
     const int64_t *x = s->x, *y = s->y;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t i = 0; i < M; i++) {
-            const int64_t a = x[b * s->x_stride + 2 * i], c = x[b * s->x_stride + 2 * i + 1], t = y[b * s->y_stride + i];
-            if (a < 0 || a >= P || c < 0 || c >= P || t < 0 || t >= P) return -2;
-        }
-    const size_t bytes = (FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE) * sizeof(float);
-    float *scratch = aligned_alloc(sizeof(vf), (bytes + sizeof(vf) - 1) / sizeof(vf) * sizeof(vf));
+    if (!tokens_in_range(x, s->x_stride, y, s->y_stride, B, M)) return -2;
+    float *scratch = vector_scratch(FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE);
     if (!scratch) return -1;
     const unsigned int mode = flush_subnormals();
     for (int64_t b = 0; b < B; b++) {

@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* floats per vector: whole registers, 16 with AVX-512 (twice the multiply-adds per instruction),
@@ -138,6 +139,32 @@ __attribute__((optimize("finite-math-only"))) static float row_max(const float *
     float top = row[0];
     for (int c = 1; c < P; c++) top = row[c] > top ? row[c] : top;
     return top;
+}
+
+/* Whether every token of x [chains, ., examples, 2] and every target of y [chains, ., examples]
+   (chain strides x_stride, y_stride) lies in [0, P): the kernels check before they read. */
+static int tokens_in_range(const int64_t *x, int64_t x_stride, const int64_t *y, int64_t y_stride, int64_t chains,
+                           int64_t examples) {
+    for (int64_t b = 0; b < chains; b++)
+        for (int64_t i = 0; i < examples; i++) {
+            const int64_t a = x[b * x_stride + 2 * i], c = x[b * x_stride + 2 * i + 1], t = y[b * y_stride + i];
+            if (a < 0 || a >= P || c < 0 || c >= P || t < 0 || t >= P) return 0;
+        }
+    return 1;
+}
+
+/* `floats` floats of scratch aligned for whole vectors, or NULL (free() releases them) */
+static float *vector_scratch(size_t floats) {
+    return aligned_alloc(sizeof(vf), (floats * sizeof(float) + sizeof(vf) - 1) / sizeof(vf) * sizeof(vf));
+}
+
+/* out[c] = sum_r rows[r * stride + c] for c < cols, r < R (a bias's gradient) */
+static void column_sums(const float *rows, int R, int stride, int cols, float *out) {
+    for (int c = 0; c < cols; c++) {
+        float sum = 0.0f;
+        for (int r = 0; r < R; r++) sum += rows[r * stride + c];
+        out[c] = sum;
+    }
 }
 
 #define PP (VEC(P) * VW) /* a row of P logits, padded */
