@@ -253,7 +253,8 @@ def plot_stages(llc: dict, metrics: list[dict[str, float]], stages: dict):
     shade_stages([llc_ax, loss_ax], stages)
     llc_ax.legend(loc="center right")
     loss_ax.legend(loc="lower left")
-    llc_ax.set_title("Stages: boundaries at the critical points of λ̂ and of the test loss (dotted: grokking)")
+    llc_ax.set_title("Stages: boundaries at the critical points of λ̂ and of the test loss\n"
+                     "(dotted: grokking; dashed red: not held under a second sampler setting)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -269,3 +270,7 @@ def shade_stages(axes, stages: dict) -> None:
     if stages["grokking_step"] is not None:
         for ax in axes:
             ax.axvline(stages["grokking_step"], color="k", ls=":", lw=0.8)
+    for boundary in stages["boundaries"]:  # dashed: a λ̂ boundary the second sampler setting did not show
+        if boundary.get("held_under_second_setting") is False:
+            for ax in axes:
+                ax.axvline(boundary["step"], color="C3", ls="--", lw=0.8)
