@@ -195,3 +195,19 @@ def test_the_verdict_in_words_says_since_when_or_why_none_was_called():
     unclear = {"final_verdict": "unclear", "circuit_formed_at": None, "checkpoints": [{"notes": ["first", "the reason"]}]}
     assert verdict_summary(unclear) == "unclear (the reason)"
     assert verdict_summary({"final_verdict": "unclear", "circuit_formed_at": None, "checkpoints": []}) == "unclear"
+    flipping = {"final_verdict": "unclear", "circuit_formed_at": None, "verdict_stretch": 3,
+                "checkpoints": [{"verdict": v, "notes": []} for v in ("clock", "pizza", "clock", "clock")]}
+    assert verdict_summary(flipping) == "unclear (the last 3 checkpoints disagree: pizza, clock, clock)"
+
+
+def test_a_runs_verdict_is_the_one_its_last_checkpoints_agree_on():
+    from grokscope.analysis.analyze import CheckpointAnalysis, RunAnalysis
+
+    def run(*verdicts):
+        checkpoints = [CheckpointAnalysis(step, 1.0, {"circuit": {"verdict": v}}) for step, v in enumerate(verdicts)]
+        return RunAnalysis(p=7, model_kind="mlp", key_frequencies=[], checkpoints=checkpoints)
+
+    assert run("unclear", "pizza", "pizza", "pizza").final_verdict == "pizza"
+    assert run("pizza", "pizza", "clock", "pizza").final_verdict == "unclear"  # one checkpoint on the other side
+    assert run("pizza", "pizza", "clock", "pizza").circuit_formed_at is None
+    assert run("clock", "clock").final_verdict == "clock"  # a run shorter than the stretch: all it has

@@ -15,6 +15,9 @@ CLOCK_MIN_DISTANCE_IRRELEVANCE = 0.7
 # Pizza's ideal logits |cos(w(a − b)/2)| cos(w(a + b − c)) read (2/π)²/(1/2) = 0.81, a network at
 # initialisation ~0. A Clock verdict needs at least this (docs/circuits.md, "The MLP family").
 CLOCK_MIN_SUM_DEPENDENCE = 0.9
+# A run's verdict is the one its last this-many checkpoints agree on ("unclear" otherwise): one
+# checkpoint can sit on a cut-off, a stretch of training cannot flip back and forth and still count.
+VERDICT_STRETCH = 3
 
 # Health of an LLC estimate (llc/diagnostics/health.py), read from the chains alone, without the true λ.
 # Rank-normalised split R-hat below this (Vehtari et al. 2021 recommend 1.01; SGLD loss traces of

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..run import Run
-from ..thresholds import GENERALISED_TEST_ACCURACY
+from ..thresholds import GENERALISED_TEST_ACCURACY, VERDICT_STRETCH
 from ..version import __version__
 from .fourier import key_frequencies, mode_magnitudes
 from .registry import ANALYSES, Checkpoint
@@ -53,7 +53,9 @@ class RunAnalysis:
 
     @property
     def final_verdict(self) -> str:
-        return self.verdicts[-1]
+        """The verdict the last VERDICT_STRETCH checkpoints agree on, else "unclear"."""
+        last = self.verdicts[-VERDICT_STRETCH:]
+        return last[-1] if len(set(last)) == 1 else "unclear"
 
     @property
     def circuit_formed_at(self) -> int | None:
@@ -80,6 +82,7 @@ class RunAnalysis:
             "settings": self.settings,
             "key_frequencies": self.key_frequencies,
             "final_verdict": self.final_verdict,
+            "verdict_stretch": VERDICT_STRETCH,
             "circuit_formed_at": self.circuit_formed_at,
             "checkpoints": [{"step": c.step, "test_acc": c.test_acc, **c.circuit} for c in self.checkpoints],
         }
@@ -89,7 +92,11 @@ def verdict_summary(circuit: dict) -> str:
     """A stored circuit.json's final verdict in words: since when it holds, or why none was called."""
     if circuit["final_verdict"] != "unclear":
         return f"{circuit['final_verdict']} (stable from step {circuit['circuit_formed_at']})"
-    notes = (circuit.get("checkpoints") or [{}])[-1].get("notes") or []
+    checkpoints = circuit.get("checkpoints") or [{}]
+    stretch = [c.get("verdict") for c in checkpoints[-circuit.get("verdict_stretch", 1):]]
+    if len(set(stretch)) > 1:
+        return f"unclear (the last {len(stretch)} checkpoints disagree: {', '.join(stretch)})"
+    notes = checkpoints[-1].get("notes") or []
     return "unclear" + (f" ({notes[-1]})" if notes else "")
 
 
