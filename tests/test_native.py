@@ -13,7 +13,7 @@ from grokscope.llc.sampling.objective import BatchedObjective, CrossEntropy
 from grokscope.models.mlp import MLP, MLPConfig, batched_logits_and_vjp
 from grokscope.models.transformer import Transformer, TransformerConfig
 
-needs_compiler = needs_compiler("the compiled model steps")
+needs_compiler = needs_compiler("the compiled model step")
 
 
 def _stacked(cfg, p: int, chains: int):
