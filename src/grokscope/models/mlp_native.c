@@ -158,15 +158,14 @@ typedef struct {
     float *grads[6];
 } MlpStep;
 
-/* Returns 0; -1 when the scratch memory cannot be allocated; -2 when a token or target is not in
-   [0, P) (nothing is read out of bounds). */
+/* Returns 0, or begin_call's status (models/vectors.h). */
 int mlp_loss_and_grads(const MlpStep *s) {
     const int64_t B = s->chains, M = s->examples;
     const int64_t *x = s->x, *y = s->y;
-    if (!tokens_in_range(x, s->x_stride, y, s->y_stride, B, M)) return -2;
-    float *scratch = vector_scratch(FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE);
-    if (!scratch) return -1;
-    const unsigned int mode = flush_subnormals();
+    int status;
+    unsigned int mode;
+    float *scratch = begin_call(x, s->x_stride, y, s->y_stride, B, M, FIXED_FLOATS + (size_t)M * FLOATS_PER_EXAMPLE, &status, &mode);
+    if (!scratch) return status;
     const float *const *w = s->params;
     float *const *g = s->grads;
     for (int64_t b = 0; b < B; b++)

@@ -153,9 +153,18 @@ static int tokens_in_range(const int64_t *x, int64_t x_stride, const int64_t *y,
     return 1;
 }
 
-/* `floats` floats of scratch aligned for whole vectors, or NULL (free() releases them) */
-static float *vector_scratch(size_t floats) {
-    return aligned_alloc(sizeof(vf), (floats * sizeof(float) + sizeof(vf) - 1) / sizeof(vf) * sizeof(vf));
+/* What a kernel's entry point does first: check the minibatch's tokens (status -2 when one is out
+   of range: nothing is read out of bounds), take `floats` floats of scratch aligned for whole
+   vectors (status -1 when there is no memory; free() releases them) and flush subnormals (the
+   caller's mode in *mode). Returns the scratch, or NULL with *status set. */
+static float *begin_call(const int64_t *x, int64_t x_stride, const int64_t *y, int64_t y_stride, int64_t chains,
+                         int64_t examples, size_t floats, int *status, unsigned int *mode) {
+    *status = tokens_in_range(x, x_stride, y, y_stride, chains, examples) ? 0 : -2;
+    if (*status) return 0;
+    float *scratch = aligned_alloc(sizeof(vf), (floats * sizeof(float) + sizeof(vf) - 1) / sizeof(vf) * sizeof(vf));
+    if (!scratch) *status = -1;
+    else *mode = flush_subnormals();
+    return scratch;
 }
 
 /* out[c] = sum_r rows[r * stride + c] for c < cols, r < R (a bias's gradient) */
