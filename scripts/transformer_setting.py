@@ -5,9 +5,10 @@ the `clock` preset at seed 0, final checkpoints), 8 chains a cell, with `sgld` a
 Grid `first`: ε ∈ {1e-6, 2e-6, 4e-6} × γ ∈ {5, 100, 1000}, a fixed 50,000 steps a chain; grid
 `long`: ε ∈ {1e-6, 2e-6} at γ = 5, 200,000 steps. Every cell runs its fixed number of steps; the
 tool's λ̂, MCSE, status and reasons at the end are kept, and λ̂ over the first quarter, half and all
-of the steps (the first quarter of each discarded as burn-in), so that "ε halved, steps doubled" can be read off the grid. The cells of one network and
-sampler are one batched run (per-set settings, common random numbers across cells). Resumable: trained
-runs are reused and each finished (network, sampler) part is a row group in --out (JSON lines).
+of the steps (the first quarter of each discarded as burn-in), so that "ε halved, steps doubled"
+can be read off the grid. The cells of one network and sampler are one batched run (per-set
+settings, common random numbers across cells). Resumable: trained runs are reused and each finished
+(network, sampler) part is a row group in --out (JSON lines).
 The criteria a setting must meet are written in docs/validation.md before the first run.
 
     python scripts/transformer_setting.py --out docs/validation/transformer_setting.jsonl

@@ -3,8 +3,9 @@
 A kernel's source (a ``.c`` file in the package, named relative to it: ``models/mlp_native.c``) is
 compiled once per set of constants (``-DP=53 -DD=12 ...``) with the machine's C compiler (``$CC``,
 else cc, gcc or clang) for this CPU (``-march=native``), into ``$GROKSCOPE_NATIVE_CACHE`` (default
-``~/.cache/grokscope/native``), under a name hashed from the source (and the headers beside it), the flags, the constants and
-the CPU, so an edit or another machine sharing the directory never loads a stale library. A build
+``~/.cache/grokscope/native``), under a name hashed from the source (and the headers beside it),
+the flags, the constants and the CPU, so an edit or another machine sharing the directory never
+loads a stale library. A build
 takes well under a second; it is written to a temporary file and renamed, so processes building at
 once never see half a library.
 
