@@ -101,15 +101,15 @@ def verdict_summary(circuit: dict) -> str:
 
 
 def analyze_run(
-    run: Run, progress: bool = True, hessian_count: int = 5, seed: int = 0, final_only: bool = False
+    run: Run, progress: bool = True, hessian_count: int = 5, seed: int = 0, last: int | None = None
 ) -> RunAnalysis:
     """Fourier anatomy, progress measures, Hessian spectrum and Pizza/Clock metrics per checkpoint
-    (only the final checkpoint with ``final_only``, as a sweep's summary does)."""
+    (only the ``last`` checkpoints when given: 1 for a sweep's summary, VERDICT_STRETCH for a verdict)."""
     steps = run.steps
     if not steps:
         raise ConfigError(f"{run.path} has no checkpoints to analyse; train it first")
-    if final_only:
-        steps = steps[-1:]
+    if last is not None:
+        steps = steps[-last:]
     data = run.dataset()
     final = run.model(steps[-1])
     keys = key_frequencies(mode_magnitudes(final.embedding.weight.detach()))

@@ -166,7 +166,7 @@ def _refine(run: Run, config, task: UnitTask, whole) -> dict[str, float]:
 
 def _analysis_summary(run: Run) -> dict[str, Any]:
     """The final checkpoint's circuit verdict and the numbers behind it."""
-    analysis = analyze_run(run, progress=False, final_only=True)
+    analysis = analyze_run(run, progress=False, last=1)
     circuit = analysis.checkpoints[-1].circuit
     return {
         "verdict": circuit["verdict"],
