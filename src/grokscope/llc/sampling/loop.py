@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ...seeding import derive_seed, generator
 from . import graphed
+from .fused import FusedSGLDStep
 from .kernels import Kernel, KernelState
 from .noise import block_length, chain_noise
 from .objective import BatchedObjective
@@ -137,6 +138,7 @@ def run_chains(
     static = None if capture is None or start == stop else graphed.StaticStep(
         objective, kernel, state, fixed, rows, streams.batch_size, lambda t: _noise_views(t, shapes, sizes_per_tensor),
         streams.n_params, capture)
+    fused = None if static is not None else FusedSGLDStep.for_loop(kernel, state, streams.noise, observers)
     try:
         while step < stop:
             index = streams.indices(min(length, stop - step)).to(device).transpose(0, 1).contiguous()  # [T, B, m]
@@ -151,11 +153,16 @@ def run_chains(
                 else:
                     batch = rows(index[t])
                     loss, grad = objective.losses_and_grads(state.w, fixed, *batch)
-                    if (drawn := streams.noise.at(step)) is not noise:  # a refilled tensor keeps its views
-                        noise, step_noise = drawn, _noise_views(drawn, shapes, sizes_per_tensor)
-                    for observer in observers:
-                        observer.observe(step, state, loss, grad, step_noise, batch)
-                    state = kernel.step(state, grad, step_noise)
+                    if fused is not None:  # the noise drawn inside the update (llc/sampling/fused.py)
+                        for observer in observers:
+                            observer.observe(step, state, loss, grad, None, batch)
+                        state = fused(state, grad, step)
+                    else:
+                        if (drawn := streams.noise.at(step)) is not noise:  # a refilled tensor keeps its views
+                            noise, step_noise = drawn, _noise_views(drawn, shapes, sizes_per_tensor)
+                        for observer in observers:
+                            observer.observe(step, state, loss, grad, step_noise, batch)
+                        state = kernel.step(state, grad, step_noise)
                 step += 1
                 if notice is not None and notice.after(step - start):
                     notice = None

@@ -92,30 +92,83 @@ static inline void box_muller(u32x8 radius, u32x8 angle, float *restrict out_cos
     _Pragma("GCC unroll 1") for (int l = 0; l < LANES; l++) out_sin[l] = r[l] * sinf(a[l]);
 }
 
+/* the CHUNK normals of chunk e0 / CHUNK of step (step_lo, step_hi) under key (k0, k1), into z */
+static inline void chunk_normals(uint32_t k0, uint32_t k1, uint32_t step_lo, uint32_t step_hi, int64_t e0, float *restrict z) {
+    const u32x8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    u32x8 c[GROUPS][4];
+    for (int g = 0; g < GROUPS; g++) {
+        c[g][0] = lane + (uint32_t)(e0 / 4 + g * LANES);
+        c[g][1] = (u32x8){0} + step_lo;
+        c[g][2] = (u32x8){0} + step_hi;
+        c[g][3] = (u32x8){0};
+    }
+    philox_rounds(c, k0, k1);
+    for (int g = 0; g < GROUPS; g++) {
+        float *zg = z + 4 * LANES * g;
+        box_muller(c[g][0], c[g][1], zg, zg + LANES);
+        box_muller(c[g][2], c[g][3], zg + 2 * LANES, zg + 3 * LANES);
+    }
+}
+
 /* out[b, e] = normal e of step `step` of the chain with key keys[b], for b < chains, e < n */
 void chain_normals(const uint64_t *keys, int64_t chains, int64_t step, int64_t n, float *out) {
-    const u32x8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
     const uint32_t step_lo = (uint32_t)step, step_hi = (uint32_t)((uint64_t)step >> 32);
     for (int64_t b = 0; b < chains; b++) {
         const uint32_t k0 = (uint32_t)keys[b], k1 = (uint32_t)(keys[b] >> 32);
         float *row = out + b * n;
         for (int64_t e0 = 0; e0 < n; e0 += CHUNK) {
-            u32x8 c[GROUPS][4];
-            for (int g = 0; g < GROUPS; g++) {
-                c[g][0] = lane + (uint32_t)(e0 / 4 + g * LANES);
-                c[g][1] = (u32x8){0} + step_lo;
-                c[g][2] = (u32x8){0} + step_hi;
-                c[g][3] = (u32x8){0};
-            }
-            philox_rounds(c, k0, k1);
             float tail[CHUNK];
             float *z = n - e0 >= CHUNK ? row + e0 : tail;
-            for (int g = 0; g < GROUPS; g++) {
-                float *zg = z + 4 * LANES * g;
-                box_muller(c[g][0], c[g][1], zg, zg + LANES);
-                box_muller(c[g][2], c[g][3], zg + 2 * LANES, zg + 3 * LANES);
-            }
+            chunk_normals(k0, k1, step_lo, step_hi, e0, z);
             if (z == tail) memcpy(row + e0, tail, (size_t)(n - e0) * sizeof(float));
+        }
+    }
+}
+
+/* One SGLD element's move, rounded as torch's addcmul rounds the kernel's three passes
+   (llc/sampling/kernels/sgld.py): on a CPU with fused multiply-add each pass is one, else a
+   product and a sum; the flags' reassociation is off (here and in its caller, whose options must
+   match for it to be inlined), so the compiler keeps this order. */
+#define IN_ORDER __attribute__((optimize("no-associative-math", "fp-contract=off")))
+IN_ORDER static inline float update(float w, float pull, float grad, float z, float shrink, float gradient_scale, float noise_scale) {
+#ifdef __FMA__
+    return fmaf(z, noise_scale, fmaf(-grad, gradient_scale, fmaf(w, shrink, pull)));
+#else
+    return ((pull + w * shrink) + (-grad) * gradient_scale) + z * noise_scale;
+#endif
+}
+
+/* One SGLD step of every chain, its noise drawn as chain_normals draws it and used at once:
+
+     w[t][b, i] <- pull + w * shrink - grad * gradient_scale + z * noise_scale
+
+   for each of the n_tensors parameters t (sizes[t] elements a chain, chain b's at b * sizes[t]),
+   z the normals of step `step` of chain b, element e running over the parameters in order, the
+   coefficients per chain; the same numbers as the kernel's passes, bit for bit (update). */
+IN_ORDER void sgld_step(const uint64_t *keys, int64_t chains, int64_t step, int64_t n_tensors, const int64_t *sizes,
+               float *const *w, const float *const *pull, const float *const *grad,
+               const float *shrink, const float *gradient_scale, const float *noise_scale) {
+    const uint32_t step_lo = (uint32_t)step, step_hi = (uint32_t)((uint64_t)step >> 32);
+    int64_t n = 0;
+    for (int64_t t = 0; t < n_tensors; t++) n += sizes[t];
+    for (int64_t b = 0; b < chains; b++) {
+        const uint32_t k0 = (uint32_t)keys[b], k1 = (uint32_t)(keys[b] >> 32);
+        const float s = shrink[b], gs = gradient_scale[b], ns = noise_scale[b];
+        int64_t t = 0, i = 0; /* the tensor and the element within it that element e0 falls on */
+        for (int64_t e0 = 0; e0 < n; e0 += CHUNK) {
+            float z[CHUNK];
+            chunk_normals(k0, k1, step_lo, step_hi, e0, z);
+            const int64_t in_chunk = n - e0 < CHUNK ? n - e0 : CHUNK;
+            for (int64_t j = 0; j < in_chunk;) {
+                while (i == sizes[t]) t++, i = 0; /* past the tensor's end (or an empty one) */
+                const int64_t left = sizes[t] - i, run = in_chunk - j < left ? in_chunk - j : left;
+                float *restrict wt = w[t] + b * sizes[t] + i;
+                const float *restrict pt = pull[t] + b * sizes[t] + i, *restrict gt = grad[t] + b * sizes[t] + i;
+                const float *restrict zj = z + j;
+                for (int64_t r = 0; r < run; r++) wt[r] = update(wt[r], pt[r], gt[r], zj[r], s, gs, ns);
+                j += run;
+                i += run;
+            }
         }
     }
 }

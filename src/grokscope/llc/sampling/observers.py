@@ -26,6 +26,12 @@ STEP_METRICS = ("gradient", "localisation", "weight_decay", "noise", "distance")
 
 
 class Observer(Protocol):
+    """``uses_noise``: whether ``observe`` reads ``noise``; an observer that says False is given
+    None there and lets a CPU loop draw the noise inside the update (llc/sampling/fused.py).
+    Observers without the attribute are given the noise."""
+
+    uses_noise: bool
+
     def observe(self, step: int, state: KernelState, loss: torch.Tensor, loss_grad: Tree, noise: Tree,
                 batch: tuple[torch.Tensor, torch.Tensor]) -> None: ...
 
@@ -89,6 +95,8 @@ class LossTrace:
     """The minibatch loss of every chain at every step of [start, stop): [stop − start, B]. Chains
     never interact, so one diverging disturbs no other (the summary cuts its draws from there on)."""
 
+    uses_noise = False
+
     def __init__(self, start: int, stop: int, n_chains: int, device: torch.device):
         self.start = start
         self.losses = torch.empty(stop - start, n_chains, device=device)
@@ -104,6 +112,8 @@ class Distances:
     """‖w − w*‖² of every chain at every ``every``-th step of [start, stop) (counted from step 0, so
     blocks join into one series): with the losses of the same steps, how λ̂ responds to γ
     (llc/diagnostics/localisation.py). [S, B], and the steps."""
+
+    uses_noise = False
 
     def __init__(self, start: int, stop: int, every: int, n_chains: int, device: torch.device):
         self.steps = list(range(-(-start // every) * every, stop, every))
@@ -164,6 +174,8 @@ class MalaAcceptance:
     gradient at w_{t+1} per measured move), so the figure reflects the step size, not the change of
     minibatch; it is still the minibatch potential's acceptance, a noisier figure than the full-batch one."""
 
+    uses_noise = False
+
     def __init__(self, kernel: Kernel, objective: BatchedObjective, fixed: Tree, start: int, every: int,
                  n_chains: int, device: torch.device):
         self.kernel, self.objective, self.fixed, self.start, self.every = kernel, objective, fixed, start, every
@@ -204,6 +216,8 @@ class MalaAcceptance:
 class Snapshots:
     """Each chain's flattened parameters [S, B, P] (and minibatch loss [S, B]) at chosen steps."""
 
+    uses_noise = False
+
     def __init__(self, steps: Sequence[int], n_chains: int, n_params: int, device: torch.device):
         self.index = {step: i for i, step in enumerate(steps)}
         self.samples = torch.empty(len(steps), n_chains, n_params, device=device)
@@ -222,6 +236,8 @@ class StepNorms:
     """Per chain at chosen steps (REFERENCE §7, devinterp's ``save_metrics``): the norms of the
     gradient, localisation and weight-decay terms of the move, of the noise actually added, and the
     distance ‖w − w*‖. Buffer [S, len(STEP_METRICS), B]."""
+
+    uses_noise = True
 
     def __init__(self, kernel: Kernel, steps: Sequence[int], n_chains: int, device: torch.device):
         self.kernel, self.steps = kernel, list(steps)
@@ -245,6 +261,8 @@ class ProbeLosses:
     """Every ``every`` steps, each chain's mean loss on each named probe set (e.g. the test pairs,
     or the pairs of one class), and optionally its per-sample losses: the ground of data-refined
     LLCs and influence measures (REFERENCE §8). Probe sets are shared by all chains."""
+
+    uses_noise = False
 
     def __init__(
         self, objective: BatchedObjective, fixed: Tree, probes: Mapping[str, tuple[torch.Tensor, torch.Tensor]],

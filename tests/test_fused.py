@@ -1,0 +1,60 @@
+"""SGLD's update with the noise drawn inside it (llc/sampling/fused.py): taken on a CPU when no
+observer reads the noise, and the same numbers as the kernel's own passes, bit for bit."""
+
+import pytest
+import torch
+
+from grokscope import build_config, native, train
+from grokscope.llc import estimate_llc
+from grokscope.llc.sampling import fused, loop
+
+pytestmark = pytest.mark.skipif(native.load("llc/sampling/noise_native.c") is None, reason="no C compiler: no fused step")
+
+SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=40, max_steps=640, batch_size=16, chains=3, save_samples=3, mala_every=3)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    sets = {"p": 11, "train_frac": 0.7, "embed_dim": 5, "hidden_size": 7, "n_steps": 200, "n_checkpoints": 2, "batch_size": 16}
+    return train(build_config("example", overrides=sets), tmp_path_factory.mktemp("fused") / "run", progress=False)
+
+
+def _estimate(run, **extra):
+    """Every checkpoint, and the last again at 100 times the step size, which leaves the batch after
+    its first block while the others go on."""
+    data = run.dataset()
+    params = [run.state_dict(s) for s in run.steps]
+    settings = {**SETTINGS, **extra}
+    epsilons = [settings["epsilon"]] * len(params) + [100 * settings["epsilon"]]
+    result = estimate_llc(run.new_model(), (data.train_x, data.train_y), params + params[-1:],
+                          checkpoint_ids=run.steps + run.steps[-1:], per_set=[{"epsilon": e} for e in epsilons], **settings)
+    return [(e.llc_per_chain, e.loss_trace, e.mala_acceptance, e.steps_used) for e in result.entries], result.samples
+
+
+@pytest.mark.parametrize("extra", [{}, {"params": "linear2"}, {"weight_decay": 0.3, "nbeta": 40.0}])
+def test_the_fused_step_gives_the_kernels_numbers(run, monkeypatch, extra):
+    calls = []
+    real = fused.FusedSGLDStep.for_loop
+
+    def counted(*args):
+        step = real(*args)
+        calls.append(step is not None)
+        return step
+
+    monkeypatch.setattr(loop.FusedSGLDStep, "for_loop", counted)
+    fast, fast_samples = _estimate(run, **extra)
+    assert calls and all(calls)  # every block took the fused path
+    monkeypatch.setattr(loop.FusedSGLDStep, "for_loop", lambda *args: None)
+    plain, plain_samples = _estimate(run, **extra)
+    assert fast == plain
+    assert torch.equal(fast_samples, plain_samples)
+    assert len({steps for *_, steps in plain}) > 1  # the batch changed shape on the way
+
+
+def test_observers_that_read_the_noise_and_other_kernels_keep_the_plain_step(run, monkeypatch):
+    calls = []
+    real = fused.FusedSGLDStep.for_loop
+    monkeypatch.setattr(loop.FusedSGLDStep, "for_loop", lambda *args: calls.append(real(*args)) or calls[-1])
+    _estimate(run, step_metrics=True)  # StepNorms reads the noise
+    _estimate(run, sampler="rmsprop_sgld", epsilon=1e-5)
+    assert calls and not any(calls)
