@@ -250,10 +250,8 @@ def main() -> None:
         torch.set_num_threads(2)
     SETTINGS.update(n_steps=args.steps, burn_in=args.steps // 4, epsilon=args.epsilon)
 
-    if args.as_is:
-        run = load_run(args.run)
-    else:
-        run = train(build_config(args.preset), Path(args.run or f"runs/bench-{args.preset}"), progress=False)
+    where = Path(args.run or f"runs/bench-{args.preset}")
+    run = load_run(where) if args.as_is else train(build_config(args.preset), where, progress=False)
     k = len(run.steps)
     n_params = sum(p.numel() for p in run.new_model().parameters())
     rate = matmul_rate(device)
