@@ -3,7 +3,8 @@ and localisation γ on three trained networks fixed in advance (the `pizza` pres
 the `clock` preset at seed 0, final checkpoints), 8 chains a cell, with `sgld` and `rmsprop_sgld`.
 
 Grid `first`: ε ∈ {1e-6, 2e-6, 4e-6} × γ ∈ {5, 100, 1000}, a fixed 50,000 steps a chain; grid
-`long`: ε ∈ {1e-6, 2e-6} at γ = 5, 200,000 steps. Every cell runs its fixed number of steps; the
+`long`: ε ∈ {1e-6, 2e-6} at γ = 5, 200,000 steps; grid `middle`: ε ∈ {5e-7, 1e-6, 2e-6} × γ ∈ {20, 50},
+100,000 steps. Every cell runs its fixed number of steps; the
 tool's λ̂, MCSE, status and reasons at the end are kept, and λ̂ over the first quarter, half and all
 of the steps (the first quarter of each discarded as burn-in), so that "ε halved, steps doubled"
 can be read off the grid. The cells of one network and sampler are one batched run (per-set
@@ -14,6 +15,7 @@ The criteria a setting must meet are written in docs/validation.md before the fi
     python scripts/transformer_setting.py --out docs/validation/transformer_setting.jsonl
     python scripts/transformer_setting.py --out docs/validation/transformer_setting.jsonl --table
     python scripts/transformer_setting.py --grid long ...     # the longer chains at γ = 5
+    python scripts/transformer_setting.py --grid middle ...   # γ = 20 and 50
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from grokscope.llc import estimate_llc
 NETWORKS = (("pizza", 0), ("pizza", 1), ("clock", 0))
 SAMPLERS = ("sgld", "rmsprop_sgld")
 CHAINS = 8
-# grid name -> (step sizes, localisations, steps a chain); "long" follows "first" at γ = 5 (both
-# fixed in docs/validation.md before they ran)
-GRIDS = {"first": ((1e-6, 2e-6, 4e-6), (5.0, 100.0, 1000.0), 50_000), "long": ((1e-6, 2e-6), (5.0,), 200_000)}
+# grid name -> (step sizes, localisations, steps a chain); "long" follows "first" at γ = 5, "middle"
+# tries the γ between (each fixed in docs/validation.md before it ran)
+GRIDS = {"first": ((1e-6, 2e-6, 4e-6), (5.0, 100.0, 1000.0), 50_000), "long": ((1e-6, 2e-6), (5.0,), 200_000),
+         "middle": ((5e-7, 1e-6, 2e-6), (20.0, 50.0), 100_000)}
 
 
 def prefixes(steps: int) -> tuple[int, int, int]:
