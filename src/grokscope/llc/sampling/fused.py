@@ -23,20 +23,18 @@ from .tree import Tree
 
 
 class FusedSGLDStep:
-    """``step(state, grad, s)``: the SGLD move of every chain of ``state`` at step s, in place."""
+    """``fused(grad, s)``: the SGLD move at step s of every chain of the state it was made for, in place."""
 
     def __init__(self, state: SGLDState, noise: PhiloxNoise, function):
         self.names = list(state.w)
         self.noise, self.fn = noise, function
-        arrays = ctypes.c_void_p * len(self.names)
-        self.arrays = arrays
+        self.arrays = arrays = ctypes.c_void_p * len(self.names)
         self.sizes = (ctypes.c_int64 * len(self.names))(*(state.w[n][0].numel() for n in self.names))
         self.w = arrays(*(state.w[n].data_ptr() for n in self.names))
         self.pull = arrays(*(state.pull[n].data_ptr() for n in self.names))
         first = self.names[0]
         self.coefficients = [getattr(state, part)[first].reshape(-1).contiguous()
                              for part in ("shrink", "gradient_scale", "noise_scale")]
-        self.state = state
 
     @classmethod
     def for_loop(cls, kernel, state, noise, observers: Sequence) -> "FusedSGLDStep | None":
@@ -56,9 +54,8 @@ class FusedSGLDStep:
         function.restype = None
         return cls(state, noise, function)
 
-    def __call__(self, state: SGLDState, grad: Tree, step: int) -> SGLDState:
+    def __call__(self, grad: Tree, step: int) -> None:
         grads = [grad[n] if grad[n].is_contiguous() else grad[n].contiguous() for n in self.names]
         keys = self.noise.keys
         self.fn(keys.ctypes.data, len(keys), step, len(self.names), self.sizes, self.w, self.pull,
                 self.arrays(*(g.data_ptr() for g in grads)), *(c.data_ptr() for c in self.coefficients))
-        return state

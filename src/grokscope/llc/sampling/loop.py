@@ -156,7 +156,7 @@ def run_chains(
                     if fused is not None:  # the noise drawn inside the update (llc/sampling/fused.py)
                         for observer in observers:
                             observer.observe(step, state, loss, grad, None, batch)
-                        state = fused(state, grad, step)
+                        fused(grad, step)  # moves state in place
                     else:
                         if (drawn := streams.noise.at(step)) is not noise:  # a refilled tensor keeps its views
                             noise, step_noise = drawn, _noise_views(drawn, shapes, sizes_per_tensor)
