@@ -62,7 +62,7 @@ def prefix_llcs(draws: torch.Tensor, init_loss: float, nbeta: float, steps_used:
     return out
 
 
-def measure(grid: str, preset: str, seed: int, sampler: str, runs: Path) -> list[dict]:
+def measure(grid: str, preset: str, seed: int, sampler: str, runs: Path, device: str = "cpu") -> list[dict]:
     run = trained(preset, seed, runs)
     step = run.steps[-1]
     data = run.dataset()
@@ -71,7 +71,7 @@ def measure(grid: str, preset: str, seed: int, sampler: str, runs: Path) -> list
     start = time.perf_counter()
     result = estimate_llc(run.new_model(), (data.train_x, data.train_y), [run.state_dict(step)] * len(cells),
                           checkpoint_ids=[step] * len(cells), per_set=[{"epsilon": e, "gamma": g} for e, g in cells],
-                          sampler=sampler, chains=CHAINS, n_steps=steps, max_steps=steps)
+                          sampler=sampler, chains=CHAINS, n_steps=steps, max_steps=steps, device=device)
     seconds = time.perf_counter() - start
     n = data.n_train
     nbeta = n / math.log(n)
@@ -84,7 +84,7 @@ def measure(grid: str, preset: str, seed: int, sampler: str, runs: Path) -> list
             "steps_used": entry.steps_used, "mala_acceptance": entry.mala_acceptance, "r_hat": entry.r_hat,
             "gamma_elasticity": entry.gamma_elasticity, "init_loss": entry.init_loss,
             "prefix_llc": prefix_llcs(draws, entry.init_loss, nbeta, entry.steps_used, steps) if entry.steps_used else {},
-            "seconds_of_part": seconds,
+            "seconds_of_part": seconds, "device": device,
         }))
     return rows
 
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--runs", default="runs", help="where the trained runs are kept")
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
     parser.add_argument("--grid", choices=sorted(GRIDS), default="first")
+    parser.add_argument("--device", default="cpu", help="where the chains run (cpu, or cuda: the same numbers to float rounding)")
     parser.add_argument("--table", action="store_true", help="only print the table of the rows so far")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -118,7 +119,7 @@ def main() -> None:
             for preset, seed in NETWORKS:
                 if any(r["preset"] == preset and r["seed"] == seed and r["sampler"] == sampler for r in rows):
                     continue
-                part = measure(args.grid, preset, seed, sampler, Path(args.runs))
+                part = measure(args.grid, preset, seed, sampler, Path(args.runs), args.device)
                 rows += part
                 with out.open("a") as f:  # a whole part per write: a killed run loses at most the part it was in
                     f.write("".join(json.dumps(r) + "\n" for r in part))
