@@ -61,7 +61,8 @@ def add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     def default(name: str) -> str:  # stated once, in SGLDConfig
         return f"(default {SGLDConfig.model_fields[name].default:g})"
 
-    parser.add_argument("--sampler", choices=list(KERNELS), help="the SGLD kernel (default sgld)")
+    parser.add_argument("--sampler", choices=list(KERNELS), help="the SGLD kernel (default sgld; rmsprop_sgld at a small "
+                        "--rmsprop-eps reads about a tenth high: docs/validation.md)")
     for kernel_name, kernel in KERNELS.items():  # each kernel's own settings, from its Options
         for name, field in kernel.Options.model_fields.items():
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=field.annotation,

@@ -32,7 +32,8 @@ class SGLDConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
-    sampler: str = Field("sgld", description="the kernel: sgld (default) or rmsprop_sgld (llc/sampling/kernels/)")
+    sampler: str = Field("sgld", description="the kernel: sgld (default) or rmsprop_sgld (llc/sampling/kernels/; at a small "
+                         "rmsprop_eps it reads about a tenth high on networks of known λ: docs/validation.md)")
     kernel_options: dict[str, Any] = Field({}, description="the kernel's own settings, given flat (rmsprop_alpha=0.9): "
                                            "each kernel's Options names them")
 
