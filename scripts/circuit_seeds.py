@@ -22,6 +22,13 @@ from grokscope.training import train_together
 PRESETS = {"pizza": "pizza", "clock": "clock"}  # preset -> the verdict Zhong et al. report for it
 
 
+def _final(analysis) -> str:
+    """The run's verdict over the stretch analysed, and why none when none (only the last
+    checkpoints are analysed, so "stable from" would name the first of them, not when it formed)."""
+    final = analysis.final_verdict
+    return final if final != "unclear" else verdict_summary(analysis.circuit_json())
+
+
 def _row(preset: str, seed: int, run) -> tuple[str, str]:
     analysis = analyze_run(run, progress=False, last=VERDICT_STRETCH)
     save_analysis(run, analysis)
@@ -30,7 +37,7 @@ def _row(preset: str, seed: int, run) -> tuple[str, str]:
     verdicts = "/".join(analysis.verdicts)
     row = (f"| {preset} (α={run.config.model.attention_rate:g}) | {seed} | {run.metrics[-1]['test_acc']:.3f} | "
            f"{last['gradient_symmetricity']:.3f} | {last['distance_irrelevance']:.3f} | {last['sum_dependence']:.3f} | "
-           f"{doubling} | {verdicts} | {verdict_summary(analysis.circuit_json())} |")
+           f"{doubling} | {verdicts} | {_final(analysis)} |")
     return row, analysis.final_verdict
 
 

@@ -4,9 +4,10 @@ observer reads the noise, and the same numbers as the kernel's own passes, bit f
 import pytest
 import torch
 
-from grokscope import build_config, native, train
-from grokscope.llc import estimate_llc
+from grokscope import native
 from grokscope.llc.sampling import fused, loop
+
+from leaving import estimate_with_a_leaver, small_run
 
 pytestmark = pytest.mark.skipif(native.load("llc/sampling/noise_native.c") is None, reason="no C compiler: no fused step")
 
@@ -15,19 +16,11 @@ SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=40, max_steps=640, batch_size=1
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    sets = {"p": 11, "train_frac": 0.7, "embed_dim": 5, "hidden_size": 7, "n_steps": 200, "n_checkpoints": 2, "batch_size": 16}
-    return train(build_config("example", overrides=sets), tmp_path_factory.mktemp("fused") / "run", progress=False)
+    return small_run(tmp_path_factory.mktemp("fused") / "run", embed_dim=5, hidden_size=7)
 
 
 def _estimate(run, **extra):
-    """Every checkpoint, and the last again at 100 times the step size, which leaves the batch after
-    its first block while the others go on."""
-    data = run.dataset()
-    params = [run.state_dict(s) for s in run.steps]
-    settings = {**SETTINGS, **extra}
-    epsilons = [settings["epsilon"]] * len(params) + [100 * settings["epsilon"]]
-    result = estimate_llc(run.new_model(), (data.train_x, data.train_y), params + params[-1:],
-                          checkpoint_ids=run.steps + run.steps[-1:], per_set=[{"epsilon": e} for e in epsilons], **settings)
+    result = estimate_with_a_leaver(run, {**SETTINGS, **extra})
     return [(e.llc_per_chain, e.loss_trace, e.mala_acceptance, e.steps_used) for e in result.entries], result.samples
 
 

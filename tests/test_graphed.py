@@ -4,9 +4,9 @@ captured as CUDA graphs; here it runs eagerly, and must give the plain loop's nu
 import pytest
 import torch
 
-from grokscope import build_config, train
-from grokscope.llc import estimate_llc
 from grokscope.llc.sampling import graphed
+
+from leaving import estimate_with_a_leaver, small_run
 
 SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=40, max_steps=640, batch_size=16, chains=2, step_metrics=True,
                 save_samples=3, mala_every=3)
@@ -14,19 +14,11 @@ SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=40, max_steps=640, batch_size=1
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    sets = {"p": 11, "train_frac": 0.7, "embed_dim": 4, "hidden_size": 8, "n_steps": 200, "n_checkpoints": 2, "batch_size": 16}
-    return train(build_config("example", overrides=sets), tmp_path_factory.mktemp("graphed") / "run", progress=False)
+    return small_run(tmp_path_factory.mktemp("graphed") / "run")
 
 
 def _estimate(run, **extra):
-    """Every checkpoint, and the last again at 100 times the step size: that set leaves the batch
-    after its first block (MALA rejects it) while the others go on, so the batch changes shape."""
-    data = run.dataset()
-    params = [run.state_dict(s) for s in run.steps]
-    settings = {**SETTINGS, **extra}
-    epsilons = [settings["epsilon"]] * len(params) + [100 * settings["epsilon"]]
-    result = estimate_llc(run.new_model(), (data.train_x, data.train_y), params + params[-1:],
-                          checkpoint_ids=run.steps + run.steps[-1:], per_set=[{"epsilon": e} for e in epsilons], **settings)
+    result = estimate_with_a_leaver(run, {**SETTINGS, **extra})
     return [(e.llc_per_chain, e.loss_trace, e.mala_acceptance, e.step_metrics, e.steps_used) for e in result.entries], result.samples
 
 
