@@ -6,6 +6,8 @@ of the settled-estimate issue (silent misses, flagged misses, mean |error| over 
 
     python scripts/validation_samplers.py --held-out --out docs/validation/held_out.jsonl    # the first fixed family
     python scripts/validation_samplers.py --held-out --seed 20261204 --out docs/validation/held_out_2.jsonl  # the second
+    python scripts/validation_samplers.py --held-out --seed 20261205 --samplers rmsprop_sgld --rmsprop-adapt-steps 500 \
+        --out docs/validation/held_out_3.jsonl                                      # the third: the fixed preconditioner
     python scripts/validation_samplers.py --crossing-family 1 2 --samplers sgld --out docs/validation/crossings.jsonl
     python scripts/validation_samplers.py --crossing-family 3 4 --samplers sgld --out docs/validation/crossings_2.jsonl
     python scripts/validation_samplers.py --quick --samplers sgld --out /tmp/dev.jsonl       # the development suite
@@ -63,7 +65,8 @@ def measured(args) -> list[dict]:
         for sampler in args.samplers:
             if (case.name, sampler) in done:
                 continue
-            overrides = {"sampler": sampler} | ({"rmsprop_eps": args.rmsprop_eps} if sampler == "rmsprop_sgld" else {})
+            rmsprop = {"rmsprop_eps": args.rmsprop_eps, "rmsprop_adapt_steps": args.rmsprop_adapt_steps}
+            overrides = {"sampler": sampler} | (rmsprop if sampler == "rmsprop_sgld" else {})
             row = run_case(case, auto=True, **overrides) | {"sampler": sampler}
             with out.open("a") as stream:
                 stream.write(json.dumps(json_safe(row)) + "\n")
@@ -101,6 +104,8 @@ def main() -> None:
     parser.add_argument("--grid", action="store_true", help="development suite with every normal crossing with powers up to 3")
     parser.add_argument("--samplers", nargs="+", default=["sgld", "rmsprop_sgld"])
     parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, default=1e-3, help="rmsprop_sgld's eps (default 1e-3)")
+    parser.add_argument("--rmsprop-adapt-steps", dest="rmsprop_adapt_steps", type=int, default=0,
+                        help="rmsprop_sgld's preconditioner fixed after this many steps (default 0: never)")
     parser.add_argument("--cases", nargs="+", help="only these cases (validate --case syntax, e.g. dln:10,10,10,10:5)")
     parser.add_argument("--out", default="validation_auto.jsonl", help="JSON lines, one per case and sampler (appended)")
     parser.add_argument("--from", dest="stored", nargs="+", help="print the table of stored rows")

@@ -29,7 +29,8 @@ def warmed(fn):
 
 
 @pytest.mark.parametrize("capture", [graphed.eager, warmed])
-@pytest.mark.parametrize("extra", [{}, {"sampler": "rmsprop_sgld", "epsilon": 1e-5}, {"params": "linear2"}])
+@pytest.mark.parametrize("extra", [{}, {"sampler": "rmsprop_sgld", "epsilon": 1e-5}, {"params": "linear2"},
+                                   {"sampler": "rmsprop_sgld", "epsilon": 1e-5, "rmsprop_adapt_steps": 50}])
 def test_the_static_step_gives_the_plain_loops_numbers(run, monkeypatch, capture, extra):
     plain, plain_samples = _estimate(run, **extra)
     monkeypatch.setattr(graphed, "step_capture", lambda device: capture)

@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 
+import pytest
 import torch
 from pydantic import Field
 
@@ -48,12 +49,14 @@ def test_sgld_step_is_lau_et_al_per_chain():
             assert torch.allclose(state.w[n][b], w, rtol=1e-5, atol=1e-6)
 
 
-def test_rmsprop_sgld_equals_the_reference_formula_element_by_element():
+@pytest.mark.parametrize("adapt_steps", [0, 2])
+def test_rmsprop_sgld_equals_the_reference_formula_element_by_element(adapt_steps):
+    """0: V follows every gradient; 2: only the first two, then the preconditioner stays fixed."""
     alpha, eps_rms = 0.99, 0.1
     w0 = _tree(0)
     grads = [_tree(10 + t) for t in range(4)]
     noises = [_tree(20 + t) for t in range(4)]
-    kernel = RMSpropSGLD(alpha, eps_rms)
+    kernel = RMSpropSGLD(alpha, eps_rms, adapt_steps)
     state = kernel.init(w0, ChainSettings.broadcast(3, **SETTINGS))
     for g, xi in zip(grads, noises):
         state = kernel.step(state, g, xi)
@@ -63,9 +66,10 @@ def test_rmsprop_sgld_equals_the_reference_formula_element_by_element():
             for index in range(w0[n][b].numel()):  # one scalar parameter at a time, in float64
                 anchor = w0[n][b].flatten()[index].item()
                 w, v = anchor, 0.0
-                for g_t, xi_t in zip(grads, noises):
+                for t, (g_t, xi_t) in enumerate(zip(grads, noises)):
                     g, xi = g_t[n][b].flatten()[index].item(), xi_t[n][b].flatten()[index].item()
-                    v = alpha * v + (1 - alpha) * g * g
+                    if adapt_steps == 0 or t < adapt_steps:
+                        v = alpha * v + (1 - alpha) * g * g
                     G = 1 / (v**0.5 + eps_rms)
                     w = w - eps / 2 * G * (nbeta * g + gamma * (w - anchor) + wd * w) + eps**0.5 * G**0.5 * xi  # wd preconditioned too
                 got = state.w[n][b].flatten()[index].item()
