@@ -1,14 +1,15 @@
 """An estimate whose batch changes shape on the way, for tests that compare two paths of the loop."""
 
-from grokscope import build_config, train
+from grokscope import train
 from grokscope.llc import estimate_llc
 
-SMALL = {"p": 11, "train_frac": 0.7, "embed_dim": 4, "hidden_size": 8, "n_steps": 200, "n_checkpoints": 2, "batch_size": 16}
+from tiny import tiny_config
 
 
 def small_run(directory, **overrides):
-    """A 200-step `example` run with two checkpoints, trained in about a second."""
-    return train(build_config("example", overrides={**SMALL, **overrides}), directory, progress=False)
+    """The tiny run trained longer (200 steps, two checkpoints), in about a second."""
+    config = tiny_config(**{"train_frac": 0.7, "n_steps": 200, "n_checkpoints": 2, **overrides})
+    return train(config, directory, progress=False)
 
 
 def estimate_with_a_leaver(run, settings: dict):

@@ -1,13 +1,12 @@
-"""Small C kernels (the MLP's step, the chains' noise), compiled on first use and cached.
+"""Small C kernels (the models' steps, the chains' noise and SGLD update), compiled on first use and cached.
 
 A kernel's source (a ``.c`` file in the package, named relative to it: ``models/mlp_native.c``) is
 compiled once per set of constants (``-DP=53 -DD=12 ...``) with the machine's C compiler (``$CC``,
 else cc, gcc or clang) for this CPU (``-march=native``), into ``$GROKSCOPE_NATIVE_CACHE`` (default
 ``~/.cache/grokscope/native``), under a name hashed from the source (and the headers beside it),
 the flags, the constants and the CPU, so an edit or another machine sharing the directory never
-loads a stale library. A build
-takes well under a second; it is written to a temporary file and renamed, so processes building at
-once never see half a library.
+loads a stale library. A build takes well under a second; it is written to a temporary file and
+renamed, so processes building at once never see half a library.
 
 Every caller keeps its Python path: with no compiler, a failed build, or ``GROKSCOPE_NATIVE=0``,
 :func:`load` returns None (a failed build says why, once) and nothing else changes.
