@@ -129,6 +129,25 @@ def test_a_false_plateau_of_cells_settled_too_soon_gives_no_estimate():
     assert recommend(cells, 100.0, 5.0)["epsilon"] is None
 
 
+def test_a_plateau_below_a_longer_imprecise_cell_is_not_trusted():
+    """Few effective draws after a long run mean slow exploration, as chains still moving do: the
+    third held-out family's [6, 5, 8, 8] r2 settled at 12 within 20,000 steps at the three smallest ε,
+    while 1e-8 read 17.0 after 80,000 (imprecise) and 2e-8 17.7 (truth 18)."""
+    cells = [_timed(1.25e-9, 12.03, 20000), _timed(2.5e-9, 12.07, 10000), _timed(5e-9, 12.19, 10000),
+             _timed(1e-8, 17.01, 80000, "imprecise"), _timed(2e-8, 17.67, 40000), _timed(4e-8, 18.93, 40000)]
+    assert recommend(cells, 100.0, 5.0)["epsilon"] == 5e-9
+    _flag_settled_too_soon(cells)
+    assert [c.settled for c in cells] == [False, False, False, True, True, True]
+    assert "few effective draws" in cells[0].flags[-1]
+    assert recommend(cells, 100.0, 5.0)["epsilon"] == 2e-8
+
+
+def test_an_imprecise_cell_that_ran_for_less_time_flags_nothing():
+    cells = [_timed(1e-8, 12.0, 40000), _timed(2e-8, 12.2, 20000), _timed(4e-8, 17.0, 5000, "imprecise")]
+    _flag_settled_too_soon(cells)
+    assert all(c.settled for c in cells)
+
+
 BOUNDED = "bounded by the localisation: d ln λ̂/d ln γ = -0.20 ± 0.02 (< −0.1)"
 
 

@@ -36,8 +36,9 @@ RULE = """\
    diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE, w* is not a
    minimum or its λ̂ is bounded by the localisation (then so is every cell at its nβ and γ: the
    elasticity is the posterior's); it is settled when its status is ok or imprecise
-   (llc/diagnostics/health.py), unless an unbiased cell that had not settled ran for as long a time
-   ε × steps and reads higher (as in step 3): then it "settled too soon".
+   (llc/diagnostics/health.py), unless an unbiased cell that had not settled, or settled only
+   imprecisely, ran for as long a time ε × steps and reads higher (as in step 3): then it "settled
+   too soon".
    Too few draws never disqualify a step size: more steps cure that, and the cell got them.
 3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
    next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
@@ -194,23 +195,26 @@ def _flag_bounded_rows(cells: list[Cell]) -> None:
 
 def _flag_settled_too_soon(cells: list[Cell]) -> None:
     """A settled cell is not trusted (it becomes unreliable) when an unbiased cell that had not
-    settled ran for at least as long a time and reads higher (by more than FLAT_TOLERANCE and two
-    paired standard errors, :func:`_jump`). Time is ε × steps, the duration of the Langevin dynamics
+    settled, or settled only imprecisely (few effective draws: slow to explore), ran for at least as
+    long a time and reads higher (by more than FLAT_TOLERANCE and two paired standard errors,
+    :func:`_jump`). Time is ε × steps, the duration of the Langevin dynamics
     the chains discretise; how long chains take to explore does not depend on the step size
     (Roberts & Tweedie 1996: the discretisation adds a bias, not a time scale), and exploring the
     flat directions of a singular minimum raises λ̂. A cell whose traces look stable after less time,
     below what longer chains reach, has likely stayed in the region it reached first
     (docs/validation.md, "Settled too soon")."""
     for row in _rows(cells):
-        moving = [c for c in row if c.llc_mean is not None and not c.biased and not c.settled and c.steps_used]
+        slow = [c for c in row if c.llc_mean is not None and not c.biased and c.steps_used
+                and (not c.settled or c.status == "imprecise")]
         for cell in [c for c in row if c.settled]:
-            higher = [c for c in moving if c.epsilon * c.steps_used >= cell.epsilon * cell.steps_used
+            higher = [c for c in slow if c is not cell and c.epsilon * c.steps_used >= cell.epsilon * cell.steps_used
                       and (change := _jump(cell, c)) is not None and change > 0]
             if higher:
                 longest = max(higher, key=lambda c: c.epsilon * c.steps_used)
+                how = "with few effective draws" if longest.settled else "still moving"
                 cell.status = "unreliable"
                 cell.flags.append(f"settled too soon: after time ε·steps = {cell.epsilon * cell.steps_used:.3g}, below the "
-                                  f"λ̂ {longest.llc_mean:.4g} of the chains at ε = {longest.epsilon:.3g}, still moving after "
+                                  f"λ̂ {longest.llc_mean:.4g} of the chains at ε = {longest.epsilon:.3g}, {how} after "
                                   f"{longest.epsilon * longest.steps_used:.3g}")
 
 
