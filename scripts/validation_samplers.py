@@ -70,7 +70,8 @@ def measured(args) -> list[dict]:
             if (case.name, sampler) in done:
                 continue
             rmsprop = {"rmsprop_eps": args.rmsprop_eps, "rmsprop_adapt_steps": args.rmsprop_adapt_steps}
-            overrides = {"sampler": sampler} | (rmsprop if sampler == "rmsprop_sgld" else {})
+            overrides = ({"sampler": sampler} | (rmsprop if sampler == "rmsprop_sgld" else {})
+                         | ({"max_steps": args.max_steps} if args.max_steps else {}))
             row = run_case(case, auto=True, **overrides) | {"sampler": sampler}
             with out.open("a") as stream:
                 stream.write(json.dumps(json_safe(row)) + "\n")
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, default=1e-3, help="rmsprop_sgld's eps (default 1e-3)")
     parser.add_argument("--rmsprop-adapt-steps", dest="rmsprop_adapt_steps", type=int, default=0,
                         help="rmsprop_sgld's preconditioner fixed after this many steps (default 0: never)")
+    parser.add_argument("--max-steps", dest="max_steps", type=int, default=None,
+                        help="each case's step cap (default: its family's, 8 × its first block)")
     parser.add_argument("--cases", nargs="+", help="only these cases (validate --case syntax, e.g. dln:10,10,10,10:5)")
     parser.add_argument("--out", default="validation_auto.jsonl", help="JSON lines, one per case and sampler (appended)")
     parser.add_argument("--from", dest="stored", nargs="+", help="print the table of stored rows")
