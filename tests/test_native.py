@@ -98,6 +98,21 @@ def test_a_chain_is_computed_alone_and_strided_minibatches_are_read_in_place(cfg
 
 
 @needs_compiler
+@pytest.mark.parametrize("cfg", [MLPConfig(embed_dim=6, hidden_size=10), TransformerConfig(d_model=8, n_heads=2)])
+def test_the_full_batch_loss_is_the_compiled_steps_and_equals_the_torch_forward(cfg):
+    """L_n(w*) of every set (objective.losses) comes from the compiled step, on data shared by all
+    chains (stride 0), and is the torch forward's loss to float rounding."""
+    model, params = _stacked(cfg, 13, 3)
+    objective = BatchedObjective(model, "cross_entropy")
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randint(13, (1, 169, 2), generator=g).expand(3, 169, 2), torch.randint(13, (1, 169), generator=g).expand(3, 169)
+    assert objective.compiled is not None and objective.compiled.accepts(params, x, y)
+    loss = objective.losses(params, {}, x, y)
+    torch.testing.assert_close(loss, objective.loss.value(objective.forward(params, x), y), rtol=1e-5, atol=1e-6)
+    assert torch.equal(loss, objective.losses_and_grads(params, {}, x, y)[0])
+
+
+@needs_compiler
 def test_nonfinite_parameters_give_a_nonfinite_loss():
     model, params = _stacked(MLPConfig(embed_dim=4, hidden_size=8), 7, 2)
     params["linear2.weight"][1, 0, 0] = float("inf")
