@@ -7,7 +7,7 @@ from generic import Generic
 from torch import nn
 
 from grokscope.llc import estimate_llc
-from grokscope.llc.sampling.objective import BatchedObjective
+from grokscope.llc.sampling.objective import BUILTIN_LOSSES, BatchedObjective
 from grokscope.models import sequential_stack
 
 
@@ -60,3 +60,19 @@ def test_a_stack_estimated_alone_equals_it_batched():
     for k in range(3):
         alone = estimate_llc(model, data, params[k], checkpoint_ids=[k], **settings).entries[0]
         assert alone.llc_per_chain == together.entries[k].llc_per_chain
+
+
+@pytest.mark.parametrize("name", ["mse", "cross_entropy"])
+def test_a_built_in_losss_closed_form_output_gradient_is_autograds(name):
+    """The value and output gradient the hand-batched and compiled paths use, per chain, against
+    torch's own loss and autograd."""
+    g = torch.Generator().manual_seed(0)
+    outputs = torch.randn(3, 7, 5, generator=g, requires_grad=True)
+    if name == "mse":
+        targets, reference = torch.randn(3, 7, 5, generator=g), torch.nn.functional.mse_loss
+    else:
+        targets, reference = torch.randint(5, (3, 7), generator=g), torch.nn.functional.cross_entropy
+    value, output_grad = BUILTIN_LOSSES[name]().value_and_output_grad(outputs.detach().clone(), targets)
+    want = torch.stack([reference(outputs[b], targets[b]) for b in range(3)])
+    torch.testing.assert_close(value, want.detach())
+    torch.testing.assert_close(output_grad, torch.autograd.grad(want.sum(), outputs)[0])
