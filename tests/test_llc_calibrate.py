@@ -138,7 +138,7 @@ def test_a_plateau_below_a_longer_imprecise_cell_is_not_trusted():
     assert recommend(cells, 100.0, 5.0)["epsilon"] == 5e-9
     _flag_settled_too_soon(cells)
     assert [c.settled for c in cells] == [False, False, False, True, True, True]
-    assert "few effective draws" in cells[0].flags[-1]
+    assert "settled only imprecisely" in cells[0].flags[-1]
     assert recommend(cells, 100.0, 5.0)["epsilon"] == 2e-8
 
 

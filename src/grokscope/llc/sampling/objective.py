@@ -105,9 +105,9 @@ class BatchedObjective:
         return BatchedObjective(copy.deepcopy(self.model), self.loss_fn)
 
     def losses(self, sampled: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-chain loss [B]; every tree holds [B, ...] tensors. The compiled step where the model
-        has one: its gradient comes along, and it still runs an order of magnitude faster than the
-        torch forward (the full-batch L_n(w*) of the example's 26 checkpoints: 17 ms against 216 ms)."""
+        """Per-chain loss [B]; every tree holds [B, ...] tensors. Through the compiled step where the
+        model has one: with its gradient (dropped) it is still an order of magnitude faster than the
+        torch forward (docs/benchmarks.md)."""
         params = {**fixed, **sampled}
         if self.compiled is not None and self.compiled.accepts(params, x, y):
             return self.compiled(params, x, y)[0]

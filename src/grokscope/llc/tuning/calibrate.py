@@ -204,14 +204,13 @@ def _flag_settled_too_soon(cells: list[Cell]) -> None:
     below what longer chains reach, has likely stayed in the region it reached first
     (docs/validation.md, "Settled too soon")."""
     for row in _rows(cells):
-        slow = [c for c in row if c.llc_mean is not None and not c.biased and c.steps_used
-                and (not c.settled or c.status == "imprecise")]
+        slow = [(c, "still moving" if not c.settled else "settled only imprecisely") for c in row
+                if c.llc_mean is not None and not c.biased and c.steps_used and (not c.settled or c.status == "imprecise")]
         for cell in [c for c in row if c.settled]:
-            higher = [c for c in slow if c is not cell and c.epsilon * c.steps_used >= cell.epsilon * cell.steps_used
+            higher = [(c, how) for c, how in slow if c is not cell and c.epsilon * c.steps_used >= cell.epsilon * cell.steps_used
                       and (change := _jump(cell, c)) is not None and change > 0]
             if higher:
-                longest = max(higher, key=lambda c: c.epsilon * c.steps_used)
-                how = "with few effective draws" if longest.settled else "still moving"
+                longest, how = max(higher, key=lambda pair: pair[0].epsilon * pair[0].steps_used)
                 cell.status = "unreliable"
                 cell.flags.append(f"settled too soon: after time ε·steps = {cell.epsilon * cell.steps_used:.3g}, below the "
                                   f"λ̂ {longest.llc_mean:.4g} of the chains at ε = {longest.epsilon:.3g}, {how} after "
