@@ -71,7 +71,8 @@ def measured(args) -> list[dict]:
                 continue
             rmsprop = {"rmsprop_eps": args.rmsprop_eps, "rmsprop_adapt_steps": args.rmsprop_adapt_steps}
             overrides = ({"sampler": sampler} | (rmsprop if sampler == "rmsprop_sgld" else {})
-                         | ({"max_steps": args.max_steps} if args.max_steps else {}))
+                         | ({"max_steps": args.max_steps} if args.max_steps else {})
+                         | ({"start_spread": args.start_spread} if args.start_spread else {}))
             row = run_case(case, auto=True, **overrides) | {"sampler": sampler}
             with out.open("a") as stream:
                 stream.write(json.dumps(json_safe(row)) + "\n")
@@ -113,6 +114,8 @@ def main() -> None:
                         help="rmsprop_sgld's preconditioner fixed after this many steps (default 0: never)")
     parser.add_argument("--max-steps", dest="max_steps", type=int, default=None,
                         help="each case's step cap (default: its family's, 8 × its first block)")
+    parser.add_argument("--start-spread", dest="start_spread", type=float, default=None,
+                        help="every second chain starts away from w* (llc/sampling/starts.py; default: all at w*)")
     parser.add_argument("--cases", nargs="+", help="only these cases (validate --case syntax, e.g. dln:10,10,10,10:5)")
     parser.add_argument("--out", default="validation_auto.jsonl", help="JSON lines, one per case and sampler (appended)")
     parser.add_argument("--from", dest="stored", nargs="+", help="print the table of stored rows")

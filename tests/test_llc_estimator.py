@@ -407,14 +407,14 @@ def test_power_model_generic_path_runs():
     assert result.entries[0].llc_mean is not None
 
 
-@pytest.mark.parametrize("sampler", ["sgld", "rmsprop_sgld"])
-def test_alone_equals_batched_for_each_kernel_with_masks_and_per_set_settings(tiny_run, sampler):
+@pytest.mark.parametrize("sampler, start_spread", [("sgld", 0.0), ("rmsprop_sgld", 0.0), ("sgld", 0.05)])
+def test_alone_equals_batched_for_each_kernel_with_masks_and_per_set_settings(tiny_run, sampler, start_spread):
     model, data, params = _inputs(tiny_run)
     steps = tiny_run.steps
     masks = {"linear2.weight": torch.rand(model.linear2.weight.shape, generator=torch.Generator().manual_seed(0)) > 0.3,
              "embedding.weight": torch.ones_like(model.embedding.weight, dtype=torch.bool)}
     per_set = [dict(epsilon=1e-3, gamma=5.0), dict(epsilon=3e-4, nbeta=40.0), dict(epsilon=2e-3, gamma=2.0, weight_decay=0.01)]
-    settings = {**FAST, "sampler": sampler, "save_samples": 3}
+    settings = {**FAST, "sampler": sampler, "save_samples": 3, "start_spread": start_spread}
     params, steps = params[:3], steps[:3]
     together = estimate_llc(model, data, params, checkpoint_ids=steps, masks=masks, per_set=per_set, **settings)
     for k in range(3):

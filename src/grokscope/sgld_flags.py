@@ -21,7 +21,7 @@ def sgld_settings(args: argparse.Namespace) -> dict:
 
     names = ("gamma", "epsilon", "steps", "batch_size", "chains", "burn_in", "restrict_to_orth_grad", "weight_decay",
              "params", "seed", "device", "save_samples", "sampler", "step_metrics", "mala", "mala_every",
-             "max_steps", "max_seconds", *option_owners())
+             "max_steps", "max_seconds", "start_spread", *option_owners())
     settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if "steps" in settings:
         settings["n_steps"] = settings.pop("steps")
@@ -79,6 +79,9 @@ def add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burn-in", dest="burn_in", type=int, help="steps discarded (default: chosen from the trace, MSER-5)")
     parser.add_argument("--nbeta", help="'n/ln n' (default), 'm/ln m', or a number")
     parser.add_argument("--restrict-to-orth-grad", dest="restrict_to_orth_grad", action="store_true", default=None)
+    parser.add_argument("--start-spread", dest="start_spread", type=float,
+                        help="every second chain starts at w* + START_SPREAD/√γ · N(0, I), so that R-hat can see chains that "
+                        "settled where they began (default 0: all at w*; docs/validation.md)")
     parser.add_argument("--weight-decay", dest="weight_decay", type=float, help="Gaussian prior strength")
     parser.add_argument("--params", help="sample only these: component names (MLP: embedding, layer1, output; transformer: "
                         "embed, head0.., attn, mlp, unembed; comma-separated) or a regex over parameter names")

@@ -57,6 +57,9 @@ class SGLDConfig(BaseModel):
     temp_multiplier: float = Field(1.0, gt=0.0, description="nβ is divided by this")
     n_multiplier: float = Field(1.0, gt=0.0, description="n is replaced by n_multiplier * n")
     restrict_to_orth_grad: bool = False
+    start_spread: float = Field(0.0, ge=0.0, description="every second chain starts at w* + start_spread/√γ · N(0, I) "
+                                "instead of at w*, so that R-hat sees chains that settled where they began "
+                                "(llc/sampling/starts.py); 0: every chain starts at w*")
     weight_decay: float = Field(0.0, ge=0.0)
     params: str | None = Field(None, description="regex over parameter names; only matching ones are sampled")
     seed: int = Field(0, ge=0)
@@ -98,6 +101,10 @@ class SGLDConfig(BaseModel):
             raise ValueError(f"burn_in={self.burn_in} must be smaller than n_steps={self.n_steps}")
         if self.max_steps is not None and self.max_steps < self.n_steps:
             raise ValueError(f"max_steps={self.max_steps} must be at least n_steps={self.n_steps}")
+        if self.start_spread and self.restrict_to_orth_grad:
+            raise ValueError("start_spread with restrict_to_orth_grad: a spread start leaves the restricted subspace; use one")
+        if self.start_spread and self.gamma == 0:
+            raise ValueError("start_spread needs a localisation (gamma > 0): the spread is start_spread/√γ")
         return self
 
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Mapping, Sequence
 
@@ -51,6 +51,7 @@ from .sampling.observers import (
     join_blocks,
 )
 from .sampling.selection import Selection, select
+from .sampling.starts import spread_starts
 from .sampling.thread_groups import cpu_workers, map_groups
 from .sampling.tree import Tree, tree_map
 
@@ -216,6 +217,9 @@ class _Job:
         streams = ChainStreams(keys, [self.sizes[k] for k in indices for _ in range(chains)], cfg.batch_size, n_params, self.device)
         kernel = self.kernel(indices)
         state = kernel.init(anchors, settings)
+        if cfg.start_spread:
+            masks = kernel.masks if isinstance(kernel, Masked) else {}
+            state = replace(state, w=spread_starts(state.w, keys, cfg.start_spread, settings.gamma, masks))
         blocks: dict[int, list[dict]] = {k: [] for k in indices}
         done: dict[int, tuple[CheckpointLLC, dict]] = {}
         active, start, stop, began = list(indices), 0, cfg.n_steps, time.perf_counter()
