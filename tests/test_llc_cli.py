@@ -97,10 +97,11 @@ def test_llc_says_none_when_no_step_size_passes(run_dir, monkeypatch, capsys):
 
 def test_explicit_epsilon_switches_auto_off_and_llc_json_says_so(run_dir):
     result = grokscope("llc", str(run_dir), "--steps", "40", "--chains", "2", "--batch-size", "16", "--checkpoints", "-1",
-                       "--epsilon", "1e-4", "--max-steps", "40")
+                       "--epsilon", "1e-4", "--max-steps", "40", "--start-spread", "0.05")
     assert result.returncode == 0, result.stderr
     settings = json.loads((run_dir / "results" / "llc.json").read_text())["settings"]
     assert settings["auto"] is False and settings["auto_off"] == "--epsilon was given" and "calibration" not in settings
+    assert settings["start_spread"] == 0.05
     both = grokscope("llc", str(run_dir), "--epsilon", "1e-4", "--auto")
     assert both.returncode == 2 and "not both" in both.stderr
 
