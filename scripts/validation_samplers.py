@@ -12,6 +12,8 @@ of the settled-estimate issue (silent misses, flagged misses, mean |error| over 
         --out docs/validation/held_out_4.jsonl                                      # the fourth: slow cells count as moving
     python scripts/validation_samplers.py --held-out --seed 20261206 --samplers rmsprop_sgld --rmsprop-adapt-steps 500 \
         --out docs/validation/held_out_4_rmsprop.jsonl                              # the same, the fixed preconditioner
+    python scripts/validation_samplers.py --held-out --seed 20261207 --samplers sgld --start-spread 0.1 \
+        --out docs/validation/held_out_5.jsonl                                      # the fifth: chains started apart
     python scripts/validation_samplers.py --crossing-family 1 2 --samplers sgld --out docs/validation/crossings.jsonl
     python scripts/validation_samplers.py --crossing-family 3 4 --samplers sgld --out docs/validation/crossings_2.jsonl
     python scripts/validation_samplers.py --quick --samplers sgld --out /tmp/dev.jsonl       # the development suite
