@@ -5,7 +5,7 @@ not depend on what else is batched with it), and only where the chain may move (
 
 Chains that all start at one point can agree with each other, and look settled, while they are
 still in the region they reached first; convergence diagnostics need starting points spread out
-relative to the target (Gelman & Rubin 1992; Vehtari et al. 2021, §3). Chains started apart that
+relative to the target (Gelman & Rubin 1992; Vehtari et al. 2021). Chains started apart that
 do not meet the others disagree in R-hat and in the halves, and the estimate is not `ok`.
 """
 
