@@ -24,10 +24,11 @@ def spread_starts(w: Tree, keys: list[tuple], spread: float, gamma: torch.Tensor
     names = list(w)
     sizes = [w[n][0].numel() for n in names]
     moved = {n: t.clone() for n, t in w.items()}
+    scales = (spread / gamma.sqrt()).tolist()  # once, before any chain moves
     for b, key in enumerate(keys):
         if key[-1] % 2 == 0:
             continue
-        scale = spread / float(gamma[b]) ** 0.5
+        scale = scales[b]
         xi = torch.randn(sum(sizes), generator=generator(*key, "start")).split(sizes)
         for name, part in zip(names, xi):
             step = scale * part.view_as(w[name][b]).to(w[name].device, w[name].dtype)
