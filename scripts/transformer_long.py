@@ -1,0 +1,200 @@
+"""Long chains on the transformers, for a GPU: do the `pizza` and `clock` networks' λ̂ settle with
+chains of 10⁵–10⁶ steps? One process per network (the three of scripts/transformer_setting.py:
+`pizza` at seeds 0 and 1, `clock` at seed 0, final checkpoints), all cells of a network in one
+batched run (per-set ε and γ, 8 chains a cell, `sgld`).
+
+The chains run a fixed number of steps N, the largest of LADDER that the rate measured at the start
+(two short runs, so that start-up costs cancel) says will finish before --until. While they run, a
+user observer appends every chain's mean minibatch loss over each window of --window steps to
+NETWORK.windows.jsonl, so a run cut short still leaves λ̂ over every whole window reached; at the end
+the tool's own status of each cell goes to NETWORK.final.json. --table prints λ̂ over the first
+N/8, N/4, N/2 and N steps (burn-in a quarter of the windows of each) from the window files. The criteria are
+written in docs/validation.md before the first run.
+
+    UNTIL=$(( $(date +%s) + 480 ))
+    for net in pizza:0 pizza:1 clock:0; do
+        python scripts/transformer_long.py --network $net --device cuda --until $UNTIL --out runs/long &
+    done; wait
+    python scripts/transformer_long.py --table --out docs/validation/transformer_long
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from grokscope import load_run
+from grokscope.atomic import json_safe
+from grokscope.llc import estimate_llc
+
+CELLS = [(eps, gamma) for gamma in (5.0, 20.0, 50.0) for eps in (5e-7, 1e-6, 2e-6) if not (gamma == 5.0 and eps == 5e-7)]
+CHAINS = 8
+LADDER = (200_000, 400_000, 800_000, 1_600_000, 3_200_000)
+SUMMARY_ALLOWANCE_S = 45.0  # the tool's own diagnostics on the whole traces, after the last step
+
+
+class WindowMeans:
+    """A user observer: each chain's mean minibatch loss over windows of ``window`` steps, appended
+    to ``sink`` (one JSON line a window) as soon as the window closes."""
+
+    name = "window_means"
+
+    def __init__(self, window: int, sink: Path):
+        self.window, self.sink = window, sink
+
+    def make(self, start: int, stop: int, n_chains: int, device: torch.device):
+        return _Windows(self.window, self.sink, start, stop, n_chains, device)
+
+    def summarise(self, series: torch.Tensor) -> int:
+        return int(series.shape[0])
+
+
+class _Windows:
+    uses_noise = False
+
+    def __init__(self, window: int, sink: Path, start: int, stop: int, n_chains: int, device: torch.device):
+        self.window, self.sink = window, sink
+        self.sum = torch.zeros(n_chains, dtype=torch.float64, device=device)
+        self.means: list[torch.Tensor] = []
+
+    def observe(self, step, state, loss, loss_grad, noise, batch) -> None:
+        self.sum += loss
+        if (step + 1) % self.window == 0:
+            means = (self.sum / self.window).cpu()
+            self.means.append(means)
+            with self.sink.open("a") as f:
+                f.write(json.dumps({"step": step + 1, "means": means.tolist()}) + "\n")
+            self.sum.zero_()
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {"window_means": torch.stack(self.means) if self.means else torch.zeros(0, self.sum.shape[0])}
+
+
+def sample(run, steps: int, device: str, observers=()):
+    step = run.steps[-1]
+    data = run.dataset()
+    return estimate_llc(run.new_model(), (data.train_x, data.train_y), [run.state_dict(step)] * len(CELLS),
+                        checkpoint_ids=[step] * len(CELLS), per_set=[{"epsilon": e, "gamma": g} for e, g in CELLS],
+                        sampler="sgld", chains=CHAINS, n_steps=steps, max_steps=steps, device=device, observers=observers)
+
+
+def timed(run, steps: int, device: str):
+    began = time.perf_counter()
+    result = sample(run, steps, device)
+    return result, time.perf_counter() - began
+
+
+def choose_steps(seconds_per_step: float, seconds_left: float, ladder: tuple[int, ...], window: int) -> int:
+    """The largest rung that fits (with a fifth to spare); else the most whole windows that fit."""
+    fits = [n for n in ladder if 1.2 * n * seconds_per_step <= seconds_left]
+    if fits:
+        return max(fits)
+    return max(window, int(seconds_left / (1.2 * seconds_per_step)) // window * window)
+
+
+def measure(network: str, runs: Path, out: Path, device: str, until: float, ladder: tuple[int, ...], window: int,
+            timing: tuple[int, int]) -> None:
+    preset, seed = network.split(":")
+    run = load_run(runs / f"setting-{preset}-{seed}")
+    name = f"{preset}-{seed}"
+    short, longer = timing
+    try:
+        first, t_short = timed(run, short, device)
+    except RuntimeError as error:  # a step the CUDA graphs cannot capture: the plain loop, said so in the header
+        print(f"{network}: CUDA graphs failed ({str(error).splitlines()[0]}); without them", flush=True)
+        os.environ["GROKSCOPE_CUDA_GRAPHS"] = "0"
+        first, t_short = timed(run, short, device)
+    _, t_longer = timed(run, longer, device)
+    per_step = max((t_longer - t_short) / (longer - short), 1e-9)
+    steps = choose_steps(per_step, until - time.time() - SUMMARY_ALLOWANCE_S, ladder, window)
+    n = run.dataset().n_train
+    header = {"network": network, "step": run.steps[-1], "cells": CELLS, "chains": CHAINS, "sampler": "sgld",
+              "nbeta": n / math.log(n), "init_loss": [e.init_loss for e in first.entries], "window": window,
+              "steps": steps, "seconds_per_step": per_step, "device": device,
+              "cuda_graphs": os.environ.get("GROKSCOPE_CUDA_GRAPHS", "1") != "0",
+              "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}
+    sink = out / f"{name}.windows.jsonl"
+    sink.write_text(json.dumps(header) + "\n")
+    print(f"{network}: {per_step * 1e3:.3f} ms a step, running {steps:,} steps", flush=True)
+    began = time.perf_counter()
+    result = sample(run, steps, device, observers=[WindowMeans(window, sink)])
+    seconds = time.perf_counter() - began
+    rows = [json_safe({"epsilon": e, "gamma": g, "llc_mean": entry.llc_mean, "mcse": entry.mcse, "status": entry.status,
+                       "flags": entry.flags, "steps_used": entry.steps_used, "burn_in": entry.burn_in,
+                       "mala_acceptance": entry.mala_acceptance, "r_hat": entry.r_hat,
+                       "gamma_elasticity": entry.gamma_elasticity})
+            for (e, g), entry in zip(CELLS, result.entries)]
+    (out / f"{name}.final.json").write_text(json.dumps({**header, "seconds": seconds, "cells": rows}, indent=1))
+    print(f"{network}: done in {seconds:.0f} s", flush=True)
+
+
+def windows(path: Path) -> tuple[dict, torch.Tensor]:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    header, rows = lines[0], lines[1:]
+    means = torch.tensor([r["means"] for r in rows], dtype=torch.float64) if rows else torch.zeros(0, 0)
+    return header, means
+
+
+def prefix_llc(header: dict, means: torch.Tensor, cell: int, steps: int) -> float | None:
+    """λ̂ of one cell over its first ``steps`` steps (whole windows), the first quarter of the windows
+    (rounded down) discarded, from the window means."""
+    w = header["window"]
+    if steps < w or steps > means.shape[0] * w:
+        return None
+    kept = means[steps // w // 4 : steps // w, cell * header["chains"] : (cell + 1) * header["chains"]]
+    return header["nbeta"] * (kept.mean().item() - header["init_loss"][cell])
+
+
+def table(out: Path) -> None:
+    for path in sorted(out.glob("*.windows.jsonl")):
+        header, means = windows(path)
+        final = path.with_name(path.name.replace(".windows.jsonl", ".final.json"))
+        cells = json.loads(final.read_text())["cells"] if final.exists() else None
+        reached = means.shape[0] * header["window"]
+        marks = [header["steps"] // 8, header["steps"] // 4, header["steps"] // 2, header["steps"]]
+        print(f"\n{header['network']} (step {header['step']}), {header['steps']:,} steps planned, {reached:,} reached, "
+              f"{header['seconds_per_step'] * 1e3:.3f} ms a step on {header.get('gpu') or header['device']}")
+        print("| ε | γ | λ̂ over " + " / ".join(f"{m:,}" for m in marks) + " steps | status at the end | first reason |")
+        print("| --- | --- | --- | --- | --- |")
+        for k, (eps, gamma) in enumerate(header["cells"]):
+            llcs = [prefix_llc(header, means, k, m) for m in marks]
+            text = " / ".join("—" if v is None else f"{v:.1f}" for v in llcs)
+            status = (f"{cells[k]['status']} ({cells[k]['llc_mean']:.1f} ± {cells[k]['mcse']:.1f})"
+                      if cells and cells[k]["llc_mean"] is not None and cells[k]["mcse"] is not None
+                      else cells[k]["status"] if cells else "not finished")
+            reason = (cells[k]["flags"] or ["—"])[0] if cells else "—"
+            print(f"| {eps:g} | {gamma:g} | {text} | {status} | {reason} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--network", help="preset:seed, e.g. pizza:0")
+    parser.add_argument("--runs", default="runs", help="where the trained runs are (runs/setting-PRESET-SEED)")
+    parser.add_argument("--out", default="runs/long")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--until", type=float, help="a Unix time the chains must have finished by")
+    parser.add_argument("--ladder", type=int, nargs="+", default=list(LADDER))
+    parser.add_argument("--window", type=int, default=3125, help="steps a window (3125: N/8 is 8 windows for every rung)")
+    parser.add_argument("--timing", type=int, nargs=2, default=(1000, 3000), help="the two short runs' steps")
+    parser.add_argument("--table", action="store_true", help="only print λ̂ over the windows reached so far")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.table:
+        table(out)
+        return
+    if not args.network or args.until is None:
+        parser.error("--network and --until are needed to sample")
+    out.mkdir(parents=True, exist_ok=True)
+    if args.device == "cpu":
+        torch.set_num_threads(1)  # one group of chains, so one observer sees every chain (llc/sampling/thread_groups.py)
+    measure(args.network, Path(args.runs), out, args.device, args.until, tuple(args.ladder), args.window, tuple(args.timing))
+
+
+if __name__ == "__main__":
+    main()
