@@ -4,7 +4,7 @@ chains of 10⁵–10⁶ steps? One process per network (the three of scripts/tra
 batched run (per-set ε and γ, 8 chains a cell, `sgld`).
 
 The chains run a fixed number of steps N, the largest of LADDER that the rate measured at the start
-(two short runs, so that start-up costs cancel) says will finish before --until. While they run, a
+(after a run that pays the device's start-up, two short runs, so that fixed costs cancel) says will finish before --until. While they run, a
 user observer appends every chain's mean minibatch loss over each window of --window steps to
 NETWORK.windows.jsonl, so a run cut short still leaves λ̂ over every whole window reached; at the end
 the tool's own status of each cell goes to NETWORK.final.json. --table prints λ̂ over the first
@@ -32,6 +32,7 @@ import torch
 from grokscope import load_run
 from grokscope.atomic import json_safe
 from grokscope.llc import estimate_llc
+from grokscope.llc.diagnostics.convergence import rhat
 
 CELLS = [(eps, gamma) for gamma in (5.0, 20.0, 50.0) for eps in (5e-7, 1e-6, 2e-6) if not (gamma == 5.0 and eps == 5e-7)]
 CHAINS = 8
@@ -104,14 +105,17 @@ def measure(network: str, runs: Path, out: Path, device: str, until: float, ladd
     run = load_run(runs / f"setting-{preset}-{seed}")
     name = f"{preset}-{seed}"
     short, longer = timing
-    try:
-        first, t_short = timed(run, short, device)
+    try:  # the first run also pays the device's start-up (CUDA context, kernels loaded): not timed
+        first = sample(run, short, device)
     except RuntimeError as error:  # a step the CUDA graphs cannot capture: the plain loop, said so in the header
         print(f"{network}: CUDA graphs failed ({str(error).splitlines()[0]}); without them", flush=True)
         os.environ["GROKSCOPE_CUDA_GRAPHS"] = "0"
-        first, t_short = timed(run, short, device)
+        first = sample(run, short, device)
+    _, t_short = timed(run, short, device)
     _, t_longer = timed(run, longer, device)
-    per_step = max((t_longer - t_short) / (longer - short), 1e-9)
+    per_step = (t_longer - t_short) / (longer - short)
+    if per_step <= 0:  # noise larger than the difference: the longer run's whole time, an upper bound
+        per_step = t_longer / longer
     steps = choose_steps(per_step, until - time.time() - SUMMARY_ALLOWANCE_S, ladder, window)
     n = run.dataset().n_train
     header = {"network": network, "step": run.steps[-1], "cells": CELLS, "chains": CHAINS, "sampler": "sgld",
@@ -141,14 +145,47 @@ def windows(path: Path) -> tuple[dict, torch.Tensor]:
     return header, means
 
 
-def prefix_llc(header: dict, means: torch.Tensor, cell: int, steps: int) -> float | None:
-    """λ̂ of one cell over its first ``steps`` steps (whole windows), the first quarter of the windows
-    (rounded down) discarded, from the window means."""
+def chain_llcs(header: dict, means: torch.Tensor, cell: int, steps: int, first: int = 0) -> torch.Tensor | None:
+    """Each chain's λ̂ over windows [first, steps) of one cell; None past the windows reached."""
     w = header["window"]
     if steps < w or steps > means.shape[0] * w:
         return None
-    kept = means[steps // w // 4 : steps // w, cell * header["chains"] : (cell + 1) * header["chains"]]
-    return header["nbeta"] * (kept.mean().item() - header["init_loss"][cell])
+    kept = means[first // w : steps // w, cell * header["chains"] : (cell + 1) * header["chains"]]
+    return header["nbeta"] * (kept.mean(0) - header["init_loss"][cell])
+
+
+def prefix_llc(header: dict, means: torch.Tensor, cell: int, steps: int) -> float | None:
+    """λ̂ of one cell over its first ``steps`` steps (whole windows), the first quarter of the windows
+    (rounded down) discarded, from the window means."""
+    per_chain = chain_llcs(header, means, cell, steps, steps // header["window"] // 4 * header["window"])
+    return None if per_chain is None else per_chain.mean().item()
+
+
+def window_checks(header: dict, means: torch.Tensor, cell: int, steps: int) -> tuple[float, float, float]:
+    """The tool's settling checks (docs/validation.md, "Settled, or it says so") on the window means
+    of the first ``steps`` steps, burn-in a quarter: R-hat of the window means, and the paired
+    per-chain change of λ̂ between the halves of the kept windows and between N/2 and N steps, each
+    in standard errors of the paired difference and as a fraction of λ̂."""
+    w, chains = header["window"], header["chains"]
+    burn = steps // w // 4 * w
+    kept = means[burn // w : steps // w, cell * chains : (cell + 1) * chains]
+    middle = (burn + steps) // 2 // w * w
+    halves = chain_llcs(header, means, cell, steps, middle) - chain_llcs(header, means, cell, middle, burn)
+    half_steps = steps // 2
+    doubling = (chain_llcs(header, means, cell, steps, burn)
+                - chain_llcs(header, means, cell, half_steps, half_steps // w // 4 * w))
+    llc = prefix_llc(header, means, cell, steps)
+
+    def change(d: torch.Tensor) -> float:  # the larger of |mean|/(2 SE) and |mean|/(5% of λ̂): > 1 is a move
+        return min(abs(d.mean().item()) / (2 * d.std().item() / math.sqrt(len(d))), abs(d.mean().item()) / (0.05 * abs(llc)))
+
+    return rhat(kept.T.numpy()), change(halves), change(doubling)
+
+
+def cut(header: dict, means: torch.Tensor, ladder: tuple[int, ...] = LADDER) -> int:
+    """The steps to read: all that were planned, or the largest rung reached by a run cut short."""
+    reached = means.shape[0] * header["window"]
+    return header["steps"] if reached >= header["steps"] else max([n for n in ladder if n <= reached], default=reached)
 
 
 def table(out: Path) -> None:
@@ -156,20 +193,19 @@ def table(out: Path) -> None:
         header, means = windows(path)
         final = path.with_name(path.name.replace(".windows.jsonl", ".final.json"))
         cells = json.loads(final.read_text())["cells"] if final.exists() else None
-        reached = means.shape[0] * header["window"]
-        marks = [header["steps"] // 8, header["steps"] // 4, header["steps"] // 2, header["steps"]]
+        reached, steps = means.shape[0] * header["window"], cut(header, means)
+        marks = [steps // 8, steps // 4, steps // 2, steps]
         print(f"\n{header['network']} (step {header['step']}), {header['steps']:,} steps planned, {reached:,} reached, "
-              f"{header['seconds_per_step'] * 1e3:.3f} ms a step on {header.get('gpu') or header['device']}")
-        print("| ε | γ | λ̂ over " + " / ".join(f"{m:,}" for m in marks) + " steps | status at the end | first reason |")
-        print("| --- | --- | --- | --- | --- |")
+              f"read over {steps:,}; {header['seconds_per_step'] * 1e3:.3f} ms a step on {header.get('gpu') or header['device']}")
+        print("| ε | γ | λ̂ over " + " / ".join(f"{m:,}" for m in marks) + " steps | R-hat of the window means | "
+              "halves, doubling (> 1: a move) | the tool's status at the end |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for k, (eps, gamma) in enumerate(header["cells"]):
             llcs = [prefix_llc(header, means, k, m) for m in marks]
             text = " / ".join("—" if v is None else f"{v:.1f}" for v in llcs)
-            status = (f"{cells[k]['status']} ({cells[k]['llc_mean']:.1f} ± {cells[k]['mcse']:.1f})"
-                      if cells and cells[k]["llc_mean"] is not None and cells[k]["mcse"] is not None
-                      else cells[k]["status"] if cells else "not finished")
-            reason = (cells[k]["flags"] or ["—"])[0] if cells else "—"
-            print(f"| {eps:g} | {gamma:g} | {text} | {status} | {reason} |")
+            r_hat, halves, doubling = window_checks(header, means, k, steps)
+            status = (f"{cells[k]['status']}: {(cells[k]['flags'] or ['—'])[0]}" if cells else "not finished")
+            print(f"| {eps:g} | {gamma:g} | {text} | {r_hat:.3f} | {halves:.2f}, {doubling:.2f} | {status} |")
 
 
 def main() -> None:
