@@ -113,6 +113,34 @@ def test_the_full_batch_loss_is_the_compiled_steps_and_equals_the_torch_forward(
 
 
 @needs_compiler
+@pytest.mark.parametrize("cfg, last", [(MLPConfig(embed_dim=12, hidden_size=48), "linear2.weight"),
+                                       (TransformerConfig(d_model=8, n_heads=2), "unembed.weight")])
+def test_a_loss_near_zero_keeps_its_digits(cfg, last):
+    """A network sure of the right answers (loss ~1e-6, its top logit tens above the rest, as at a
+    grokked checkpoint): the compiled loss is as close to float64 as torch's float32 path, not lost
+    in rounding against the top logit (L_n(w*), and the draws compared with it, depend on it)."""
+    model, params = _stacked(cfg, 53, 2)
+    objective = BatchedObjective(model, "cross_entropy")
+    assert objective.compiled is not None
+    x, _ = _minibatch(53, 2, 1000)
+    top2 = objective.forward(params, x).topk(2, -1).values
+    surest = (top2[..., 0] - top2[..., 1]).topk(64, -1).indices
+    x = torch.stack([x[b, surest[b]] for b in range(2)])
+    y = objective.forward(params, x).argmax(-1)
+
+    def exact(ps):
+        return objective.loss.value(objective.forward({n: t.double() for n, t in ps.items()}, x), y)
+
+    scale = next(s for s in 1.2 ** torch.arange(60.0) if exact({**params, last: params[last] * s}).max() < 1e-5)
+    params = {**params, last: params[last] * scale}
+    want = exact(params)
+    assert want.min() > 1e-7
+    compiled = objective.losses(params, {}, x, y).double()
+    torch_float32 = objective.loss.value(objective.forward(params, x), y).double()
+    assert ((compiled - want).abs() <= 2 * (torch_float32 - want).abs() + 1e-3 * want).all(), (compiled, want)
+
+
+@needs_compiler
 def test_nonfinite_parameters_give_a_nonfinite_loss():
     model, params = _stacked(MLPConfig(embed_dim=4, hidden_size=8), 7, 2)
     params["linear2.weight"][1, 0, 0] = float("inf")

@@ -194,7 +194,10 @@ static float softmax_cross_entropy(int M, float (*logits)[PP], float (*G)[PP], c
         }
         float sum = 0.0f;
         for (int l = 0; l < VW; l++) sum += sums[l];
-        total += top + logf(sum) - logits[i][y[i]];
+        /* top - logit_y first (0 for a confident right answer), so that a loss near 0 keeps its digits
+           instead of vanishing in top + log(sum); volatile, since -fassociative-math may reorder */
+        const volatile float margin = top - logits[i][y[i]];
+        total += margin + logf(sum);
         const float scale = 1.0f / (sum * M);
         for (int c = 0; c < P; c++) G[i][c] *= scale;
         G[i][y[i]] -= 1.0f / M;
