@@ -1,20 +1,18 @@
 """Long chains on the transformers, for a GPU: do the `pizza` and `clock` networks' λ̂ settle with
-chains of 10⁵–10⁶ steps? One process per network (the three of scripts/transformer_setting.py:
-`pizza` at seeds 0 and 1, `clock` at seed 0, final checkpoints), all cells of a network in one
-batched run (per-set ε and γ, 8 chains a cell, `sgld`).
+chains of 10⁵–10⁶ steps? One process per preset (the networks of scripts/transformer_setting.py,
+final checkpoints, trained into runs/setting-PRESET-SEED), its seeds and all their cells in one
+batched run (per-set ε, γ and training data, 8 chains a cell, `sgld`).
 
 The chains run a fixed number of steps N, the largest of LADDER that the rate measured at the start
-(after a run that pays the device's start-up, two short runs, so that fixed costs cancel) says will finish before --until. While they run, a
-user observer appends every chain's mean minibatch loss over each window of --window steps to
-NETWORK.windows.jsonl, so a run cut short still leaves λ̂ over every whole window reached; at the end
-the tool's own status of each cell goes to NETWORK.final.json. --table prints λ̂ over the first
-N/8, N/4, N/2 and N steps (burn-in a quarter of the windows of each) from the window files. The criteria are
-written in docs/validation.md before the first run.
+says will finish before --until (after a run that pays the device's start-up, two short runs, so
+that fixed costs cancel). While they run, a user observer appends every chain's mean minibatch loss
+over each window of --window steps to PRESET-SEED.windows.jsonl, so a run cut short still leaves λ̂
+over every whole window reached; at the end the tool's own status of each cell goes to
+PRESET-SEED.final.json. --table prints λ̂ over the first N/8, N/4, N/2 and N steps (burn-in a
+quarter of the windows of each) and the settling checks on the window means. The criteria are
+written in docs/validation.md before the first run. scripts/transformer_long_gpu.sh is one GPU call:
 
-    UNTIL=$(( $(date +%s) + 480 ))
-    for net in pizza:0 pizza:1 clock:0; do
-        python scripts/transformer_long.py --network $net --device cuda --until $UNTIL --out runs/long &
-    done; wait
+    NETWORKS="pizza:0,1 clock:0" BUDGET=470 OUT=runs/long scripts/transformer_long_gpu.sh
     python scripts/transformer_long.py --table --out docs/validation/transformer_long
 """
 
@@ -29,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from grokscope import load_run
+from grokscope import build_config, load_run, train
 from grokscope.atomic import json_safe
 from grokscope.llc import estimate_llc
 from grokscope.llc.diagnostics.convergence import rhat
@@ -42,15 +40,16 @@ SUMMARY_ALLOWANCE_S = 45.0  # the tool's own diagnostics on the whole traces, af
 
 class WindowMeans:
     """A user observer: each chain's mean minibatch loss over windows of ``window`` steps, appended
-    to ``sink`` (one JSON line a window) as soon as the window closes."""
+    to the sinks (one JSON line a window each; a sink is a file and the chains it keeps) as soon as
+    the window closes."""
 
     name = "window_means"
 
-    def __init__(self, window: int, sink: Path):
-        self.window, self.sink = window, sink
+    def __init__(self, window: int, sinks: list[tuple[Path, slice]]):
+        self.window, self.sinks = window, sinks
 
     def make(self, start: int, stop: int, n_chains: int, device: torch.device):
-        return _Windows(self.window, self.sink, start, stop, n_chains, device)
+        return _Windows(self.window, self.sinks, n_chains, device)
 
     def summarise(self, series: torch.Tensor) -> int:
         return int(series.shape[0])
@@ -59,8 +58,8 @@ class WindowMeans:
 class _Windows:
     uses_noise = False
 
-    def __init__(self, window: int, sink: Path, start: int, stop: int, n_chains: int, device: torch.device):
-        self.window, self.sink = window, sink
+    def __init__(self, window: int, sinks: list[tuple[Path, slice]], n_chains: int, device: torch.device):
+        self.window, self.sinks = window, sinks
         self.sum = torch.zeros(n_chains, dtype=torch.float64, device=device)
         self.means: list[torch.Tensor] = []
 
@@ -69,25 +68,28 @@ class _Windows:
         if (step + 1) % self.window == 0:
             means = (self.sum / self.window).cpu()
             self.means.append(means)
-            with self.sink.open("a") as f:
-                f.write(json.dumps({"step": step + 1, "means": means.tolist()}) + "\n")
+            for path, chains in self.sinks:
+                with path.open("a") as f:
+                    f.write(json.dumps({"step": step + 1, "means": means[chains].tolist()}) + "\n")
             self.sum.zero_()
 
     def result(self) -> dict[str, torch.Tensor]:
         return {"window_means": torch.stack(self.means) if self.means else torch.zeros(0, self.sum.shape[0])}
 
 
-def sample(run, steps: int, device: str, observers=()):
-    step = run.steps[-1]
-    data = run.dataset()
-    return estimate_llc(run.new_model(), (data.train_x, data.train_y), [run.state_dict(step)] * len(CELLS),
-                        checkpoint_ids=[step] * len(CELLS), per_set=[{"epsilon": e, "gamma": g} for e, g in CELLS],
-                        sampler="sgld", chains=CHAINS, n_steps=steps, max_steps=steps, device=device, observers=observers)
+def sample(runs: list, steps: int, device: str, observers=()):
+    """Every cell of every network (runs of one preset, its seeds) in one batched run, each set with
+    its own network's training data."""
+    sets = [(run, cell) for run in runs for cell in CELLS]
+    return estimate_llc(runs[0].new_model(), [(run.dataset().train_x, run.dataset().train_y) for run, _ in sets],
+                        [run.state_dict(run.steps[-1]) for run, _ in sets], checkpoint_ids=[run.steps[-1] for run, _ in sets],
+                        per_set=[{"epsilon": e, "gamma": g} for _, (e, g) in sets], sampler="sgld", chains=CHAINS,
+                        n_steps=steps, max_steps=steps, device=device, observers=observers)
 
 
-def timed(run, steps: int, device: str):
+def timed(runs: list, steps: int, device: str):
     began = time.perf_counter()
-    result = sample(run, steps, device)
+    result = sample(runs, steps, device)
     return result, time.perf_counter() - began
 
 
@@ -99,43 +101,60 @@ def choose_steps(seconds_per_step: float, seconds_left: float, ladder: tuple[int
     return max(window, int(seconds_left / (1.2 * seconds_per_step)) // window * window)
 
 
-def measure(network: str, runs: Path, out: Path, device: str, until: float, ladder: tuple[int, ...], window: int,
+def network_runs(networks: str, runs_dir: Path, training: bool = False) -> tuple[list[str], list]:
+    """The names (PRESET:SEED) and runs of ``networks``; trained first where ``training`` and missing."""
+    preset, seeds = networks.split(":")
+    names, runs = [f"{preset}:{seed}" for seed in seeds.split(",")], []
+    for name in names:
+        path = runs_dir / f"setting-{name.replace(':', '-')}"
+        if training and not (path / "config.json").exists():
+            train(build_config(preset, overrides={"seed": int(name.split(":")[1])}), path, progress=False)
+        runs.append(load_run(path))
+    return names, runs
+
+
+def measure(networks: str, runs_dir: Path, out: Path, device: str, until: float, ladder: tuple[int, ...], window: int,
             timing: tuple[int, int]) -> None:
-    preset, seed = network.split(":")
-    run = load_run(runs / f"setting-{preset}-{seed}")
-    name = f"{preset}-{seed}"
+    """``networks``: PRESET:SEED or PRESET:SEED,SEED,... (the seeds of one preset sample together)."""
+    names, runs = network_runs(networks, runs_dir)
     short, longer = timing
     try:  # the first run also pays the device's start-up (CUDA context, kernels loaded): not timed
-        first = sample(run, short, device)
+        first = sample(runs, short, device)
     except RuntimeError as error:  # a step the CUDA graphs cannot capture: the plain loop, said so in the header
-        print(f"{network}: CUDA graphs failed ({str(error).splitlines()[0]}); without them", flush=True)
+        print(f"{networks}: CUDA graphs failed ({str(error).splitlines()[0]}); without them", flush=True)
         os.environ["GROKSCOPE_CUDA_GRAPHS"] = "0"
-        first = sample(run, short, device)
-    _, t_short = timed(run, short, device)
-    _, t_longer = timed(run, longer, device)
+        first = sample(runs, short, device)
+    _, t_short = timed(runs, short, device)
+    _, t_longer = timed(runs, longer, device)
     per_step = (t_longer - t_short) / (longer - short)
     if per_step <= 0:  # noise larger than the difference: the longer run's whole time, an upper bound
         per_step = t_longer / longer
     steps = choose_steps(per_step, until - time.time() - SUMMARY_ALLOWANCE_S, ladder, window)
-    n = run.dataset().n_train
-    header = {"network": network, "step": run.steps[-1], "cells": CELLS, "chains": CHAINS, "sampler": "sgld",
-              "nbeta": n / math.log(n), "init_loss": [e.init_loss for e in first.entries], "window": window,
-              "steps": steps, "seconds_per_step": per_step, "device": device,
-              "cuda_graphs": os.environ.get("GROKSCOPE_CUDA_GRAPHS", "1") != "0",
-              "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}
-    sink = out / f"{name}.windows.jsonl"
-    sink.write_text(json.dumps(header) + "\n")
-    print(f"{network}: {per_step * 1e3:.3f} ms a step, running {steps:,} steps", flush=True)
+    n = runs[0].dataset().n_train
+    per_network = len(CELLS) * CHAINS
+    headers, sinks = [], []
+    for i, (name, run) in enumerate(zip(names, runs)):
+        headers.append({
+            "network": name, "step": run.steps[-1], "cells": CELLS, "chains": CHAINS, "sampler": "sgld",
+            "nbeta": n / math.log(n), "init_loss": [e.init_loss for e in first.entries[i * len(CELLS) : (i + 1) * len(CELLS)]],
+            "window": window, "steps": steps, "seconds_per_step": per_step, "device": device, "batched_with": names,
+            "cuda_graphs": os.environ.get("GROKSCOPE_CUDA_GRAPHS", "1") != "0",
+            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None})
+        sinks.append((out / f"{name.replace(':', '-')}.windows.jsonl", slice(i * per_network, (i + 1) * per_network)))
+        sinks[-1][0].write_text(json.dumps(headers[-1]) + "\n")
+    print(f"{networks}: {per_step * 1e3:.3f} ms a step, running {steps:,} steps", flush=True)
     began = time.perf_counter()
-    result = sample(run, steps, device, observers=[WindowMeans(window, sink)])
+    result = sample(runs, steps, device, observers=[WindowMeans(window, sinks)])
     seconds = time.perf_counter() - began
-    rows = [json_safe({"epsilon": e, "gamma": g, "llc_mean": entry.llc_mean, "mcse": entry.mcse, "status": entry.status,
-                       "flags": entry.flags, "steps_used": entry.steps_used, "burn_in": entry.burn_in,
-                       "mala_acceptance": entry.mala_acceptance, "r_hat": entry.r_hat,
-                       "gamma_elasticity": entry.gamma_elasticity})
-            for (e, g), entry in zip(CELLS, result.entries)]
-    (out / f"{name}.final.json").write_text(json.dumps({**header, "seconds": seconds, "cells": rows}, indent=1))
-    print(f"{network}: done in {seconds:.0f} s", flush=True)
+    for i, (header, (path, _)) in enumerate(zip(headers, sinks)):
+        rows = [json_safe({"epsilon": e, "gamma": g, "llc_mean": entry.llc_mean, "mcse": entry.mcse, "status": entry.status,
+                           "flags": entry.flags, "steps_used": entry.steps_used, "burn_in": entry.burn_in,
+                           "mala_acceptance": entry.mala_acceptance, "r_hat": entry.r_hat,
+                           "gamma_elasticity": entry.gamma_elasticity})
+                for (e, g), entry in zip(CELLS, result.entries[i * len(CELLS) : (i + 1) * len(CELLS)])]
+        final = path.with_name(path.name.replace(".windows.jsonl", ".final.json"))
+        final.write_text(json.dumps({**header, "seconds": seconds, "cells": rows}, indent=1))
+    print(f"{networks}: done in {seconds:.0f} s", flush=True)
 
 
 def windows(path: Path) -> tuple[dict, torch.Tensor]:
@@ -210,7 +229,7 @@ def table(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--network", help="preset:seed, e.g. pizza:0")
+    parser.add_argument("--network", help="preset:seed, or preset:seed,seed,... sampled together (pizza:0,1)")
     parser.add_argument("--runs", default="runs", help="where the trained runs are (runs/setting-PRESET-SEED)")
     parser.add_argument("--out", default="runs/long")
     parser.add_argument("--device", default="cuda")
@@ -219,10 +238,14 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=3125, help="steps a window (3125: N/8 is 8 windows for every rung)")
     parser.add_argument("--timing", type=int, nargs=2, default=(1000, 3000), help="the two short runs' steps")
     parser.add_argument("--table", action="store_true", help="only print λ̂ over the windows reached so far")
+    parser.add_argument("--train", action="store_true", help="only train the runs of --network that are missing")
     args = parser.parse_args()
     out = Path(args.out)
     if args.table:
         table(out)
+        return
+    if args.train and args.network:
+        network_runs(args.network, Path(args.runs), training=True)
         return
     if not args.network or args.until is None:
         parser.error("--network and --until are needed to sample")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One lent-GPU call for scripts/transformer_long.py: the three networks at once, each timing its own
-# chains to end BUDGET seconds (default 470) after this script starts, then the table. Needs the
-# trained runs carried (runs/setting-pizza-0, runs/setting-pizza-1, runs/setting-clock-0) and, where
+# One lent-GPU call for scripts/transformer_long.py: one process per entry of NETWORKS (default
+# "pizza:0,1 clock:0": the pizza seeds batched in one), each timing its own chains to end BUDGET
+# seconds (default 470) after this script starts, then the table. Needs the trained runs carried
+# (runs/setting-PRESET-SEED; scripts/transformer_setting.py trains them) and, where
 # the machine lacks pydantic and the rest, their wheels in .whl/ (as benchmarks/gpu_checks.sh).
 # Writes under $OUT (default runs/long). DEVICE=cpu tries the whole call on a CPU.
 set -u
@@ -21,9 +22,9 @@ if [ "$DEVICE" = cuda ]; then
     } > "$OUT/gpu.txt" 2>&1 || { cat "$OUT/gpu.txt"; exit 1; }
     timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_graphed.py -k cuda 2>&1 | tail -2 > "$OUT/cuda_test.txt"
 fi
-for net in pizza:0 pizza:1 clock:0; do
+for net in ${NETWORKS:-pizza:0,1 clock:0}; do
     python3 scripts/transformer_long.py --network "$net" --device "$DEVICE" --until $((T0 + BUDGET)) --out "$OUT" \
-        > "$OUT/${net/:/-}.log" 2>&1 &
+        > "$OUT/${net//[:,]/-}.log" 2>&1 &
 done
 wait
 cat "$OUT"/*.txt "$OUT"/*.log
