@@ -195,7 +195,7 @@ def window_checks(header: dict, means: torch.Tensor, cell: int, steps: int) -> t
                 - chain_llcs(header, means, cell, half_steps, half_steps // w // 4 * w))
     llc = prefix_llc(header, means, cell, steps)
 
-    def change(d: torch.Tensor) -> float:  # the larger of |mean|/(2 SE) and |mean|/(5% of λ̂): > 1 is a move
+    def change(d: torch.Tensor) -> float:  # > 1: beyond both two standard errors and 5% of λ̂, a move
         return min(abs(d.mean().item()) / (2 * d.std().item() / math.sqrt(len(d))), abs(d.mean().item()) / (0.05 * abs(llc)))
 
     return rhat(kept.T.numpy()), change(halves), change(doubling)
