@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 import torch
 
 from grokscope.atomic import json_safe
-from grokscope.llc.validation.suite import HELD_OUT_SEED, crossing_family, held_out, parse_case, run_case, suite
+from grokscope.llc.validation.suite import HELD_OUT_SEED, crossing_family, dln_case, held_out, parse_case, run_case, suite
 
 
 def _short(flags: list[str]) -> str:
@@ -93,6 +94,13 @@ def criteria(rows: list[dict]) -> str:
             f"{mean:.1f}% (target ≤ 10%); ok with |error| > 10%: {silent or 'none'}; ok with |error| > 20%: {flagged or 'none'}")
 
 
+def resolved(row: dict) -> bool:
+    """Whether the row's truth is the target at this n: not a deep linear teacher with a direction
+    the data do not resolve (suite.Case.resolved_truth; docs/validation.md)."""
+    match = re.fullmatch(r"DLN (\[[\d, ]+\]) r(\d+)", row["case"])
+    return match is None or dln_case(json.loads(match.group(1)), int(match.group(2))).resolved_truth is None
+
+
 def against_estimand(rows: list[dict]) -> str:
     """The sampler's own error: settled estimates against the exact finite-n expectation they target."""
     known = [r for r in rows if r.get("estimand_error") is not None and r["status"] in ("ok", "imprecise")]
@@ -144,7 +152,8 @@ def main() -> None:
     for sampler in samplers:
         mine = [r for r in rows if r["sampler"] == sampler]
         for label, part in (("all", mine), ("deep linear networks", [r for r in mine if r["case"].startswith("DLN")]),
-                            ("intermediate ranks", [r for r in mine if r["case"].startswith("DLN") and _intermediate(r["case"])])):
+                            ("intermediate ranks", [r for r in mine if r["case"].startswith("DLN") and _intermediate(r["case"])]),
+                            ("deep linear teachers the data resolve", [r for r in mine if r["case"].startswith("DLN") and resolved(r)])):
             if part:
                 print(f"{sampler}, {label}: {criteria(part)}")
         print(f"{sampler}, against the finite-n estimand: {against_estimand(mine)}")

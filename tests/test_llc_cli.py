@@ -143,6 +143,14 @@ def test_validate_one_case_as_json_with_the_llc_flags():
     assert set(row) >= {"true", "estimate", "std", "relative_error", "settings", "flags"}
     assert row["true"] == 1.5 and row["settings"]["epsilon"] == 1e-6 and row["settings"]["n_steps"] == 200
     assert row["relative_error"] == pytest.approx((row["estimate"] - 1.5) / 1.5)
+    assert row["notes"] == [] and row["resolved_truth"] is None and row["direction_energies"][0] > 10  # its one direction is resolved
+
+
+def test_validate_says_when_the_data_do_not_resolve_a_teachers_direction():
+    result = grokscope("validate", "--case", "dln:12,6,12,2,12:2", "--epsilon", "1e-7", "--steps", "100", "--chains", "2")
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("DLN [12, 6, 12, 2, 12] r2"))
+    assert "lies between λ 22 and 14" in line
 
 
 @pytest.mark.parametrize("spec, words", [("dln:5,3:9", "rank=9"), ("dln:5,x,5:1", "invalid literal"), ("nope:1", "use dln:WIDTHS:RANK"),

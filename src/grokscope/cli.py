@@ -199,10 +199,10 @@ def _cmd_validate(args: argparse.Namespace) -> None:
         rel = "" if row["relative_error"] is None else f"{100 * row['relative_error']:+7.1f}%"
         print(f"{row['case']:<28} {row['true']:8.4g} {'—' if row['estimand'] is None else format(row['estimand'], '9.4g'):>9} {estimate:>10} {_num(row['mcse'], '8.3g')} {rel:>8} "
               f"{_num(row['settings']['epsilon'], '9.3g')} {row['steps_used'] or 0:>6} {_num(row['mala_acceptance'], '6.3f')}  "
-              f"{row['status']:<10} {'; '.join(row['flags'])}", flush=True)
+              f"{row['status']:<10} {'; '.join(row['flags'] + row['notes'])}", flush=True)
     if args.json:
         keys = ("case", "true", "estimand", "estimand_error", "estimate", "std", "mcse", "relative_error", "status", "steps_used", "seconds", "settings", "flags",
-                "mala_acceptance", "r_hat", "calibration")
+                "mala_acceptance", "r_hat", "resolved_truth", "direction_energies", "notes", "calibration")
         out = [json_safe({k: row[k] for k in keys}) for row in rows]
         print(json.dumps(out[0] if args.case else out, indent=2))
     else:

@@ -59,6 +59,12 @@ FLAT_TOLERANCE = 0.05
 # n = 1e5 read about −0.001. Judged on crossings never seen (docs/validation.md).
 GAMMA_ELASTICITY_MAX = 0.1
 
+# A direction of a deep linear teacher's product (singular value σ) is resolved by n examples when
+# dropping it raises nβ·L_n by at least this, nβ·σ²·E[x²]/d_out; where it is of order 1 or less
+# the direction cannot be told from zero, and the finite-n target is λ of the lower rank. Fixed from
+# the posterior's scale before it was computed for any network but one (docs/validation.md).
+RESOLVED_ENERGY = 10.0
+
 # Developmental stages (analysis/stages.py): a turning point of the LLC or test-loss curve counts
 # when the curve moves away from it by at least this fraction of the curve's range, and, for λ̂, by
 # more than this many standard errors of the difference of two estimates.

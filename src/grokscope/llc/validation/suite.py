@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
+from ...thresholds import RESOLVED_ENERGY
 from ..api import estimate_llc
 from ..config import sgld_config
 from ..tuning.calibrate import calibrate_llc
@@ -54,6 +55,19 @@ class Case:
     # E_p[nβ(L_n(w) − L_n(w*))] computed without sampling, from (x, y, nβ, γ), where the model is
     # small enough (estimand.py): the sampler's target at this n, which may differ from λ
     estimand: Callable[[torch.Tensor, torch.Tensor, float, float], float] | None = None
+    # a deep linear teacher's directions: their energies at the suite's n (direction_energies) and,
+    # where one is below RESOLVED_ENERGY, λ at the rank the data resolve (the finite-n target is
+    # between it and λ, nearer it the less the energy)
+    energies: list[float] = field(default_factory=list)
+    resolved_truth: float | None = None
+
+    def note(self) -> str | None:
+        """What the truth means at this n, where the data do not resolve every direction."""
+        if self.resolved_truth is None:
+            return None
+        weak = ", ".join(f"{e:.2g}" for e in self.energies if e < RESOLVED_ENERGY)
+        return (f"truth assumes every direction resolved; direction energies {weak} < {RESOLVED_ENERGY:g}: the target at this n "
+                f"lies between λ {self.truth:g} and {self.resolved_truth:g} (the resolved rank's)")
 
 
 def regular_case(d: int = 6, n: int = 2000, seed: int = 0) -> Case:
@@ -90,26 +104,52 @@ def normal_crossing_case(powers: tuple[int, int], seed: int = 0) -> Case:
     )
 
 
+DLN_N, DLN_INPUT_RANGE = 100_000, 10.0
+
+
 def dln_case(widths: list[int], rank: int, seed: int = 0) -> Case:
     """Deep linear network at a teacher of product rank r (Aoyagi 2024). Inputs uniform in
     [−10, 10], n = 1e5, m = 500, γ = 1, nβ = n/ln n, after Furman & Lau (arXiv 2402.03698)."""
 
     def build():
         g = torch.Generator().manual_seed(seed)
-        model = DeepLinear(widths)
-        with torch.no_grad():
-            for layer in model:
-                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) / math.sqrt(layer.weight.shape[1]))
-            _reduce_rank(model, rank)
-        x = torch.rand(100_000, widths[0], generator=g) * 20 - 10
+        model = _teacher(widths, rank, g)
+        x = torch.rand(DLN_N, widths[0], generator=g) * 2 * DLN_INPUT_RANGE - DLN_INPUT_RANGE
         with torch.no_grad():
             y = model(x)
         return model, (x, y)
 
+    energies = direction_energies(_teacher(widths, rank, torch.Generator().manual_seed(seed)), rank)
+    resolved = sum(e >= RESOLVED_ENERGY for e in energies)
     return Case(
         f"DLN {widths} r{rank}", true_llc_dln(widths, rank), build,
-        dict(gamma=1.0, n_steps=10_000, batch_size=500, chains=8),
+        dict(gamma=1.0, n_steps=10_000, batch_size=500, chains=8), energies=energies,
+        resolved_truth=true_llc_dln(widths, resolved) if resolved < rank else None,
     )
+
+
+def _teacher(widths: list[int], rank: int, g: torch.Generator) -> DeepLinear:
+    """Layers N(0, 1/fan_in), each cut to rank ``rank`` (the product's rank)."""
+    model = DeepLinear(widths)
+    with torch.no_grad():
+        for layer in model:
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) / math.sqrt(layer.weight.shape[1]))
+        _reduce_rank(model, rank)
+    return model
+
+
+def direction_energies(model: DeepLinear, rank: int, n: int = DLN_N) -> list[float]:
+    """For each of the product's ``rank`` nonzero singular values σ, nβ·σ²·E[x²]/d_out at nβ = n/ln n
+    and inputs uniform in [−10, 10]: how much dropping that direction raises nβ·L_n (MSE). Each layer
+    is cut to rank r on its own, so a product's σ_r can be tiny; a direction with an energy small
+    against 1 is not resolved by n examples (thresholds.RESOLVED_ENERGY)."""
+    product = None
+    for layer in model:
+        weight = layer.weight.detach().double()
+        product = weight if product is None else weight @ product
+    sigma = torch.linalg.svdvals(product)[:rank]
+    second_moment = DLN_INPUT_RANGE**2 / 3
+    return (n / math.log(n) * sigma**2 * second_moment / product.shape[0]).tolist()
 
 
 def _reduce_rank(model: DeepLinear, rank: int) -> None:
@@ -131,13 +171,16 @@ HELD_OUT_SEED, HELD_OUT_COUNT = 20261203, 24
 # The family fixed on 2026-12-03 judged the first rule; its first 7 cases, seen, became development
 # cases of the rule that replaced it, which is judged on the family drawn by this seed.
 SECOND_HELD_OUT_SEED = 20261204
+# Families drawn from this seed on keep only teachers whose every direction the data resolve
+# (Case.resolved_truth is None): before it, some truths were not the target at n = 1e5.
+RESOLVED_FAMILIES_FROM = 20261209
 
 
 def held_out_family(seed: int = HELD_OUT_SEED, count: int = HELD_OUT_COUNT) -> list[tuple[list[int], int]]:
     """A validation family fixed before a rule ran on it (docs/validation.md lists it; never tuned
     on): ``count`` deep linear networks drawn by ``seed``, depth 2-5, widths 2-12, rank uniform from
     0 to the narrowest width, no network twice, none of the development suite and, for a later
-    family, none of an earlier one."""
+    family, none of the first; from RESOLVED_FAMILIES_FROM on, only teachers the data resolve."""
     rng = random.Random(seed)
     taken = {(tuple(w), r) for w, r in REDUCED_RANK_CASES + INTERMEDIATE_RANK_CASES + LARGER_DLN_CASES}
     if seed != HELD_OUT_SEED:
@@ -146,8 +189,11 @@ def held_out_family(seed: int = HELD_OUT_SEED, count: int = HELD_OUT_COUNT) -> l
     while len(family) < count:
         widths = [rng.randint(2, 12) for _ in range(rng.randint(2, 5) + 1)]
         rank = rng.randint(0, min(widths))
-        if (tuple(widths), rank) not in taken and (widths, rank) not in family:
-            family.append((widths, rank))
+        if (tuple(widths), rank) in taken or (widths, rank) in family:
+            continue
+        if seed >= RESOLVED_FAMILIES_FROM and dln_case(widths, rank).resolved_truth is not None:
+            continue
+        family.append((widths, rank))
     return family
 
 
@@ -232,6 +278,9 @@ def run_case(case: Case, auto: bool = True, **overrides: object) -> dict:
     return {
         "case": case.name,
         "true": case.truth,
+        "resolved_truth": case.resolved_truth,
+        "direction_energies": case.energies or None,
+        "notes": [case.note()] if case.note() else [],
         "estimate": estimate,
         "estimand": estimand,
         "estimand_error": None if estimand is None or estimate is None else (estimate - estimand) / estimand,
