@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
-from grokscope import build_config, load_run, train
+from grokscope import load_run
 from grokscope.atomic import json_safe
 from grokscope.llc import estimate_llc
 from grokscope.llc.diagnostics.convergence import rhat
+from transformer_setting import trained  # the same runs, trained the same way
 
 CELLS = [(eps, gamma) for gamma in (5.0, 20.0, 50.0) for eps in (5e-7, 1e-6, 2e-6) if not (gamma == 5.0 and eps == 5e-7)]
 CHAINS = 8
@@ -104,12 +105,9 @@ def choose_steps(seconds_per_step: float, seconds_left: float, ladder: tuple[int
 def network_runs(networks: str, runs_dir: Path, training: bool = False) -> tuple[list[str], list]:
     """The names (PRESET:SEED) and runs of ``networks``; trained first where ``training`` and missing."""
     preset, seeds = networks.split(":")
-    names, runs = [f"{preset}:{seed}" for seed in seeds.split(",")], []
-    for name in names:
-        path = runs_dir / f"setting-{name.replace(':', '-')}"
-        if training and not (path / "config.json").exists():
-            train(build_config(preset, overrides={"seed": int(name.split(":")[1])}), path, progress=False)
-        runs.append(load_run(path))
+    names = [f"{preset}:{seed}" for seed in seeds.split(",")]
+    runs = [trained(preset, int(seed), runs_dir) if training else load_run(runs_dir / f"setting-{preset}-{seed}")
+            for seed in seeds.split(",")]
     return names, runs
 
 

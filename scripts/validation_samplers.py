@@ -97,8 +97,8 @@ def criteria(rows: list[dict]) -> str:
 def resolved(row: dict) -> bool:
     """Whether the row's truth is the target at this n: not a deep linear teacher with a direction
     the data do not resolve (suite.Case.resolved_truth; docs/validation.md)."""
-    match = re.fullmatch(r"DLN (\[[\d, ]+\]) r(\d+)", row["case"])
-    return match is None or dln_case(json.loads(match.group(1)), int(match.group(2))).resolved_truth is None
+    network = _dln(row["case"])
+    return network is None or dln_case(*network).resolved_truth is None
 
 
 def against_estimand(rows: list[dict]) -> str:
@@ -159,10 +159,16 @@ def main() -> None:
         print(f"{sampler}, against the finite-n estimand: {against_estimand(mine)}")
 
 
+def _dln(name: str) -> tuple[list[int], int] | None:
+    """(widths, rank) of a case named "DLN [w0, ..., wL] rR", else None."""
+    match = re.fullmatch(r"DLN (\[[\d, ]+\]) r(\d+)", name)
+    return None if match is None else (json.loads(match.group(1)), int(match.group(2)))
+
+
 def _intermediate(name: str) -> bool:
-    """A DLN case name "DLN [w0, ..., wL] rR" of rank strictly between 0 and the narrowest width."""
-    widths, rank = name[4:].rsplit(" r", 1)
-    return 0 < int(rank) < min(json.loads(widths))
+    """A DLN case of rank strictly between 0 and the narrowest width."""
+    widths, rank = _dln(name)
+    return 0 < rank < min(widths)
 
 
 if __name__ == "__main__":

@@ -280,7 +280,7 @@ def run_case(case: Case, auto: bool = True, **overrides: object) -> dict:
         "true": case.truth,
         "resolved_truth": case.resolved_truth,
         "direction_energies": case.energies or None,
-        "notes": [case.note()] if case.note() else [],
+        "notes": [note for note in (case.note(),) if note],
         "estimate": estimate,
         "estimand": estimand,
         "estimand_error": None if estimand is None or estimate is None else (estimate - estimand) / estimand,
