@@ -166,3 +166,47 @@ def test_a_bounded_cell_with_another_bias_bounds_only_itself():
     _flag_bounded_rows(cells)
     assert not cells[0].biased and not cells[1].biased
     assert recommend(cells, 100.0, 5.0)["epsilon"] == 2e-4
+
+
+def test_a_run_ending_on_an_imprecise_cell_gives_way_to_a_later_run_ending_ok():
+    """The seventh held-out family's [11, 5, 10] r2 (seen): the first run ended imprecise at 29.7, slow
+    to explore; the next, from 5e-7, ended ok at 31.6 (truth 30.5)."""
+    cells = [cell(1e-4, 29.0, "unreliable"), cell(2e-4, 29.7, "imprecise"), cell(4e-4, 31.0), cell(8e-4, 31.6), cell(1.6e-3, 40.0)]
+    rec = recommend(cells, 100.0, 5.0)
+    assert rec["epsilon"] == 8e-4 and rec["status"] == "ok" and "ends on an imprecise cell" in rec["why"]
+    # without a later run that ends ok, the imprecise choice stands
+    imprecise_later = cells[:3] + [replace(cells[3], status="imprecise"), cells[4]]
+    assert recommend(imprecise_later, 100.0, 5.0)["epsilon"] == 2e-4
+    assert recommend(cells[:3], 100.0, 5.0)["status"] == "imprecise"
+
+
+def test_a_settled_smallest_cell_gets_a_reference_at_half_its_step_size():
+    from types import SimpleNamespace
+
+    from grokscope.llc.tuning.calibrate import _reference_below
+
+    def entry(status, flags=()):
+        return SimpleNamespace(llc_mean=1.0, flags=list(flags), status=status)
+
+    grid = [dict(epsilon=e, nbeta=100.0, gamma=g) for g in (1.0, 5.0) for e in (2e-4, 1e-4, 4e-4)]
+    entries = [entry("unreliable"), entry("ok"), entry("ok"),  # γ = 1: its smallest (1e-4) settled
+               entry("ok"), entry("unreliable"), entry("ok")]  # γ = 5: its smallest is still moving
+    assert _reference_below(grid, entries) == [dict(epsilon=5e-5, nbeta=100.0, gamma=1.0)]
+    entries[1] = entry("imprecise", ["MALA acceptance 0.70 < 0.8: too large"])  # a biased smallest cell: no reference
+    assert _reference_below(grid, entries) == []
+
+
+def test_the_bracketed_grid_adds_the_reference_exactly_when_its_smallest_cell_settled(tmp_path, tiny_config):
+    from grokscope import train
+    from grokscope.llc import sgld_config
+    from grokscope.llc.tuning.calibrate import GRID_OFFSETS, calibrate
+
+    run = train(tiny_config(), tmp_path / "run", progress=False)
+    report = calibrate(run, sgld_config(n_steps=200, batch_size=16, chains=2), "last")
+    cells = report["cells"]
+    grid = [report["bracket"]["epsilon"] * offset for offset in GRID_OFFSETS]
+    smallest = next(c for c in cells if c["epsilon"] == pytest.approx(grid[0]))
+    added = not smallest["biased"] and smallest["status"] in ("ok", "imprecise")
+    assert len(cells) == len(grid) + added
+    if added:
+        assert cells[0]["epsilon"] == pytest.approx(grid[0] / 2)

@@ -32,7 +32,9 @@ RULE = """\
    ..., 1e-1 in one batched run; ε₀ is the last ε, counting up, before the first whose chains
    diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE.
 2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
-   chains continue until they settle or reach the step cap. A cell is biased when its chains
+   chains continue until they settle or reach the step cap. When the smallest cell of the grid
+   settled without bias, its flatness has nothing to be checked against: one more cell at half
+   its ε runs (a second batched run), as a reference. A cell is biased when its chains
    diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE, w* is not a
    minimum or its λ̂ is bounded by the localisation (then so is every cell at its nβ and γ: the
    elasticity is the posterior's); it is settled when its status is ok or imprecise
@@ -48,7 +50,9 @@ RULE = """\
 4. Choose the largest ε of the first run, counting up, of unbiased cells whose λ̂ stays flat from
    cell to cell and against the run's first cell, made of settled cells except that its first may
    be a cell unsettled at its cap (a reference for flatness only); the run needs two cells. A jump
-   ends a run and the search goes on from the cell after it. When no run exists there is no
+   ends a run and the search goes on from the cell after it. A run whose largest cell settled
+   only imprecisely (few effective draws: slow to explore, as in step 2) gives way to the next
+   run, counting up, whose largest cell is ok; without one it stands. When no run exists there is no
    estimate: the choice is None, with the reason and the range of λ̂ over the settled unbiased
    cells (when there are any), never a number that looks like an estimate."""  # a constant, not the docstring: python -OO drops those
 
@@ -124,9 +128,15 @@ def calibrate_llc(
         raise ConfigError(f"epsilons={list(epsilons)}: give positive step sizes")
     grid = [dict(epsilon=float(e), gamma=float(g), nbeta=default_nbeta * f)
             for g in gammas or (base.gamma,) for f in nbeta_factors for e in sorted(epsilons)]
-    result = sample_llc(model, data, [weights] * len(grid), loss=loss, config=base,
-                          checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
-    cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, result.entries)]
+
+    def run(settings: list[dict]) -> list[CheckpointLLC]:
+        return sample_llc(model, data, [weights] * len(settings), loss=loss, config=base, checkpoint_ids=[checkpoint_id] * len(settings),
+                          per_set=settings, masks=masks, progress=progress).entries
+
+    entries = run(grid)
+    if bracket is not None and (below := _reference_below(grid, entries)):
+        grid, entries = below + grid, run(below) + entries
+    cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, entries)]
     _flag_bounded_rows(cells)
     _flag_settled_too_soon(cells)
     _flag_not_flat(cells)
@@ -142,6 +152,18 @@ def calibrate_llc(
         "recommended": recommend(cells, default_nbeta, base.gamma),
         "rule": RULE,
     }
+
+
+def _reference_below(grid: list[dict], entries: list[CheckpointLLC]) -> list[dict]:
+    """One cell at half the smallest ε of each row (same nβ, γ) whose smallest cell settled
+    without bias: that cell's flatness is otherwise checked against nothing."""
+    smallest: dict[tuple[float, float], tuple[dict, CheckpointLLC]] = {}
+    for setting, entry in zip(grid, entries):
+        key = (setting["nbeta"], setting["gamma"])
+        if key not in smallest or setting["epsilon"] < smallest[key][0]["epsilon"]:
+            smallest[key] = (setting, entry)
+    return [setting | {"epsilon": setting["epsilon"] / 2} for setting, entry in smallest.values()
+            if not _biased(entry) and entry.status in ("ok", "imprecise")]
 
 
 def _biased(entry: CheckpointLLC) -> bool:
@@ -247,6 +269,16 @@ def _jump(reference: Cell, cell: Cell) -> float | None:
     return None
 
 
+def _flat_runs(candidates: list[Cell]) -> list[list[Cell]]:
+    """Every flat run (:func:`_first_flat_run`), counting up in ε: each search starts after the
+    last cell of the run before."""
+    runs: list[list[Cell]] = []
+    while run := _first_flat_run(candidates):
+        runs.append(run)
+        candidates = candidates[candidates.index(run[-1]) + 1:]
+    return runs
+
+
 def _first_flat_run(candidates: list[Cell]) -> list[Cell]:
     """The first run, counting up in ε, of unbiased cells whose λ̂ stays flat from cell to cell and
     against the run's first, holding a settled cell beyond its first (whose λ̂ may be that of
@@ -271,17 +303,22 @@ def _first_flat_run(candidates: list[Cell]) -> list[Cell]:
 
 def recommend(cells: list[Cell], nbeta: float, gamma: float) -> dict:
     """The rule's choice at (nβ, γ): the largest ε of the first flat run of at least two settled,
-    unbiased cells; else no choice (epsilon None) with the reason."""
+    unbiased cells, or of the next run ending on an ok cell when the first ends on an imprecise
+    one; else no choice (epsilon None) with the reason."""
     at_base = [c for c in cells if np.isclose(c.nbeta, nbeta) and c.gamma == gamma]
     row = sorted(at_base or cells, key=lambda c: c.epsilon)  # every cell when the grid leaves out the base nβ, γ
     settled = [c for c in row if c.settled]
-    run = _first_flat_run([c for c in row if c.llc_mean is not None and not c.biased])
-    if run:
+    runs = _flat_runs([c for c in row if c.llc_mean is not None and not c.biased])
+    if runs:
+        run = next((r for r in runs if r[-1].status == "ok"), runs[0])
         chosen = run[-1]
+        passed = "" if run is runs[0] else (f"; the first, ε {runs[0][0].epsilon:.3g} to {runs[0][-1].epsilon:.3g}, "
+                                             "ends on an imprecise cell")
         return {"epsilon": chosen.epsilon, "nbeta": chosen.nbeta, "gamma": chosen.gamma, "llc_mean": chosen.llc_mean,
                 "llc_std": chosen.llc_std, "mala_acceptance": chosen.mala_acceptance, "status": chosen.status,
                 "flags": list(chosen.flags), "flat_from": run[0].epsilon,
-                "why": f"the largest step size of the first flat run of settled cells (ε {run[0].epsilon:.3g} to {chosen.epsilon:.3g})"}
+                "why": f"the largest step size of the {'first' if run is runs[0] else 'first ok-ending'} flat run of settled cells "
+                       f"(ε {run[0].epsilon:.3g} to {chosen.epsilon:.3g}{passed})"}
     values = [c.llc_mean for c in settled]
     if not settled:
         biased = sum(c.biased for c in row)
