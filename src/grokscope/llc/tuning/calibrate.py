@@ -44,9 +44,9 @@ RULE = """\
    Too few draws never disqualify a step size: more steps cure that, and the cell got them.
 3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
    next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
-   the paired per-chain differences. So a cell settled at the smallest ε is checked against the
-   next smaller unbiased cell whose chains reached their cap unsettled (smaller steps settle more
-   slowly), else it is "not checked".
+   the paired per-chain differences. So a settled cell is checked against a smaller one whose
+   chains reached their cap unsettled (smaller steps settle more slowly) when that is the next,
+   and the bracketed grid's smallest against the reference below it (step 2).
 4. Choose the largest ε of the first run, counting up, of unbiased cells whose λ̂ stays flat from
    cell to cell and against the run's first cell, made of settled cells except that its first may
    be a cell unsettled at its cap (a reference for flatness only); the run needs two cells. A jump
