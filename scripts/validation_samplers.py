@@ -16,8 +16,8 @@ of the settled-estimate issue (silent misses, flagged misses, mean |error| over 
         --out docs/validation/held_out_5.jsonl                                      # the fifth: chains started apart
     python scripts/validation_samplers.py --held-out --seed 20261209 --samplers sgld \
         --out docs/validation/held_out_7.jsonl                                      # the seventh: resolved teachers
-    python scripts/validation_samplers.py --held-out --seed 20261210 --samplers sgld \
-        --out docs/validation/held_out_8.jsonl                                      # the eighth: a reference below the grid
+    python scripts/validation_samplers.py --held-out --seed 20261211 --samplers sgld \
+        --out docs/validation/held_out_9.jsonl                                      # the ninth: a later run past an imprecise one
     python scripts/validation_samplers.py --crossing-family 1 2 --samplers sgld --out docs/validation/crossings.jsonl
     python scripts/validation_samplers.py --crossing-family 3 4 --samplers sgld --out docs/validation/crossings_2.jsonl
     python scripts/validation_samplers.py --quick --samplers sgld --out /tmp/dev.jsonl       # the development suite

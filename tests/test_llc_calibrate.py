@@ -179,34 +179,3 @@ def test_a_run_ending_on_an_imprecise_cell_gives_way_to_a_later_run_ending_ok():
     assert recommend(imprecise_later, 100.0, 5.0)["epsilon"] == 2e-4
     assert recommend(cells[:3], 100.0, 5.0)["status"] == "imprecise"
 
-
-def test_a_settled_smallest_cell_gets_a_reference_at_half_its_step_size():
-    from types import SimpleNamespace
-
-    from grokscope.llc.tuning.calibrate import _reference_below
-
-    def entry(status, flags=()):
-        return SimpleNamespace(llc_mean=1.0, flags=list(flags), status=status)
-
-    grid = [dict(epsilon=e, nbeta=100.0, gamma=g) for g in (1.0, 5.0) for e in (2e-4, 1e-4, 4e-4)]
-    entries = [entry("unreliable"), entry("ok"), entry("ok"),  # γ = 1: its smallest (1e-4) settled
-               entry("ok"), entry("unreliable"), entry("ok")]  # γ = 5: its smallest is still moving
-    assert _reference_below(grid, entries) == [dict(epsilon=5e-5, nbeta=100.0, gamma=1.0)]
-    entries[1] = entry("imprecise", ["MALA acceptance 0.70 < 0.8: too large"])  # a biased smallest cell: no reference
-    assert _reference_below(grid, entries) == []
-
-
-def test_the_bracketed_grid_adds_the_reference_exactly_when_its_smallest_cell_settled(tmp_path, tiny_config):
-    from grokscope import train
-    from grokscope.llc import sgld_config
-    from grokscope.llc.tuning.calibrate import GRID_OFFSETS, calibrate
-
-    run = train(tiny_config(), tmp_path / "run", progress=False)
-    report = calibrate(run, sgld_config(n_steps=200, batch_size=16, chains=2), "last")
-    cells = report["cells"]
-    grid = [report["bracket"]["epsilon"] * offset for offset in GRID_OFFSETS]
-    smallest = next(c for c in cells if c["epsilon"] == pytest.approx(grid[0]))
-    added = not smallest["biased"] and smallest["status"] in ("ok", "imprecise")
-    assert len(cells) == len(grid) + added
-    if added:
-        assert cells[0]["epsilon"] == pytest.approx(grid[0] / 2)

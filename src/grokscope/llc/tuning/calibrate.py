@@ -32,9 +32,7 @@ RULE = """\
    ..., 1e-1 in one batched run; ε₀ is the last ε, counting up, before the first whose chains
    diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE.
 2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
-   chains continue until they settle or reach the step cap. When the smallest cell of the grid
-   settled without bias, its flatness has nothing to be checked against: one more cell at half
-   its ε runs (a second batched run), as a reference. A cell is biased when its chains
+   chains continue until they settle or reach the step cap. A cell is biased when its chains
    diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE, w* is not a
    minimum or its λ̂ is bounded by the localisation (then so is every cell at its nβ and γ: the
    elasticity is the posterior's); it is settled when its status is ok or imprecise
@@ -44,9 +42,9 @@ RULE = """\
    Too few draws never disqualify a step size: more steps cure that, and the cell got them.
 3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
    next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
-   the paired per-chain differences. So a settled cell is checked against a smaller one whose
-   chains reached their cap unsettled (smaller steps settle more slowly) when that is the next,
-   and the bracketed grid's smallest against the reference below it (step 2).
+   the paired per-chain differences. So a cell settled at the smallest ε is checked against the
+   next smaller unbiased cell whose chains reached their cap unsettled (smaller steps settle more
+   slowly), else it is "not checked".
 4. Choose the largest ε of the first run, counting up, of unbiased cells whose λ̂ stays flat from
    cell to cell and against the run's first cell, made of settled cells except that its first may
    be a cell unsettled at its cap (a reference for flatness only); the run needs two cells. A jump
@@ -128,15 +126,9 @@ def calibrate_llc(
         raise ConfigError(f"epsilons={list(epsilons)}: give positive step sizes")
     grid = [dict(epsilon=float(e), gamma=float(g), nbeta=default_nbeta * f)
             for g in gammas or (base.gamma,) for f in nbeta_factors for e in sorted(epsilons)]
-
-    def run(settings: list[dict]) -> list[CheckpointLLC]:
-        return sample_llc(model, data, [weights] * len(settings), loss=loss, config=base, checkpoint_ids=[checkpoint_id] * len(settings),
-                          per_set=settings, masks=masks, progress=progress).entries
-
-    entries = run(grid)
-    if bracket is not None and (below := _reference_below(grid, entries)):
-        grid, entries = below + grid, run(below) + entries
-    cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, entries)]
+    result = sample_llc(model, data, [weights] * len(grid), loss=loss, config=base,
+                          checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
+    cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, result.entries)]
     _flag_bounded_rows(cells)
     _flag_settled_too_soon(cells)
     _flag_not_flat(cells)
@@ -152,18 +144,6 @@ def calibrate_llc(
         "recommended": recommend(cells, default_nbeta, base.gamma),
         "rule": RULE,
     }
-
-
-def _reference_below(grid: list[dict], entries: list[CheckpointLLC]) -> list[dict]:
-    """One cell at half the smallest ε of each row (same nβ, γ) whose smallest cell settled
-    without bias: that cell's flatness is otherwise checked against nothing."""
-    smallest: dict[tuple[float, float], tuple[dict, CheckpointLLC]] = {}
-    for setting, entry in zip(grid, entries):
-        key = (setting["nbeta"], setting["gamma"])
-        if key not in smallest or setting["epsilon"] < smallest[key][0]["epsilon"]:
-            smallest[key] = (setting, entry)
-    return [setting | {"epsilon": setting["epsilon"] / 2} for setting, entry in smallest.values()
-            if not _biased(entry) and entry.status in ("ok", "imprecise")]
 
 
 def _biased(entry: CheckpointLLC) -> bool:
