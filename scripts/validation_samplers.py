@@ -18,6 +18,8 @@ of the settled-estimate issue (silent misses, flagged misses, mean |error| over 
         --out docs/validation/held_out_7.jsonl                                      # the seventh: resolved teachers
     python scripts/validation_samplers.py --held-out --seed 20261211 --samplers sgld \
         --out docs/validation/held_out_9.jsonl                                      # the ninth: a later run past an imprecise one
+    python scripts/validation_samplers.py --held-out --seed 20261212 --samplers sgld \
+        --out docs/validation/held_out_10.jsonl                                     # the tenth: settling time shown by a late cell
     python scripts/validation_samplers.py --crossing-family 1 2 --samplers sgld --out docs/validation/crossings.jsonl
     python scripts/validation_samplers.py --crossing-family 3 4 --samplers sgld --out docs/validation/crossings_2.jsonl
     python scripts/validation_samplers.py --quick --samplers sgld --out /tmp/dev.jsonl       # the development suite

@@ -116,7 +116,7 @@ def test_a_cell_settled_in_less_time_than_an_unsettled_one_is_not_trusted():
     """Time is ε × steps: chains at 1e-4 that look settled after 1000 steps (time 0.1), while those at
     4e-4 still move after 8000 (time 3.2), are not evidence; 2e-4 after 20,000 steps (time 4) is."""
     early, long_run, moving = _timed(1e-4, 3.5, 1000), _timed(2e-4, 5.0, 20000), _timed(4e-4, 5.4, 8000, "unreliable")
-    _flag_settled_too_soon([early, long_run, moving])
+    _flag_settled_too_soon([early, long_run, moving], 1000)
     assert early.status == "unreliable" and not early.settled and early.flags[-1].startswith("settled too soon")
     assert long_run.settled and not long_run.flags
 
@@ -125,7 +125,7 @@ def test_a_false_plateau_of_cells_settled_too_soon_gives_no_estimate():
     cells = [_timed(1.25e-7, 3.50, 10000), _timed(2.5e-7, 3.59, 10000), _timed(5e-7, 5.2, 80000, "unreliable"),
              _timed(1e-6, 5.7, 80000, "unreliable"), replace(cell(2e-6, 7.3, "unreliable", biased=True), steps_used=10000)]
     assert recommend(cells, 100.0, 5.0)["epsilon"] == 2.5e-7  # the plateau, without the time check
-    _flag_settled_too_soon(cells)
+    _flag_settled_too_soon(cells, 10000)
     assert recommend(cells, 100.0, 5.0)["epsilon"] is None
 
 
@@ -136,7 +136,7 @@ def test_a_plateau_below_a_longer_imprecise_cell_is_not_trusted():
     cells = [_timed(1.25e-9, 12.03, 20000), _timed(2.5e-9, 12.07, 10000), _timed(5e-9, 12.19, 10000),
              _timed(1e-8, 17.01, 80000, "imprecise"), _timed(2e-8, 17.67, 40000), _timed(4e-8, 18.93, 40000)]
     assert recommend(cells, 100.0, 5.0)["epsilon"] == 5e-9
-    _flag_settled_too_soon(cells)
+    _flag_settled_too_soon(cells, 10000)
     assert [c.settled for c in cells] == [False, False, False, True, True, True]
     assert "settled only imprecisely" in cells[0].flags[-1]
     assert recommend(cells, 100.0, 5.0)["epsilon"] == 2e-8
@@ -144,7 +144,7 @@ def test_a_plateau_below_a_longer_imprecise_cell_is_not_trusted():
 
 def test_an_imprecise_cell_that_ran_for_less_time_flags_nothing():
     cells = [_timed(1e-8, 12.0, 40000), _timed(2e-8, 12.2, 20000), _timed(4e-8, 17.0, 5000, "imprecise")]
-    _flag_settled_too_soon(cells)
+    _flag_settled_too_soon(cells, 10000)
     assert all(c.settled for c in cells)
 
 
@@ -179,3 +179,24 @@ def test_a_run_ending_on_an_imprecise_cell_gives_way_to_a_later_run_ending_ok():
     assert recommend(imprecise_later, 100.0, 5.0)["epsilon"] == 2e-4
     assert recommend(cells[:3], 100.0, 5.0)["status"] == "imprecise"
 
+
+
+def test_a_cell_that_settled_late_shows_how_long_settling_takes():
+    """The ninth held-out family's [8, 7, 12, 3] r2 (truth 11.5): 1.25e-7 and 2.5e-7 settled within
+    their first 10,000 steps (time 1.25e-3, 2.5e-3) at 9.1 and 9.4, while 5e-7 had not settled after
+    40,000 (time 0.02) and settled at 12.0 after 80,000. Chains that need more than 0.02 cannot have
+    settled after 2.5e-3."""
+    cells = [_timed(1.25e-7, 9.10, 10000), _timed(2.5e-7, 9.36, 10000), _timed(5e-7, 12.0, 80000),
+             replace(cell(1e-6, 12.6, "unreliable", biased=True), steps_used=20000)]
+    assert recommend(cells, 100.0, 5.0)["epsilon"] == 2.5e-7
+    _flag_settled_too_soon(cells, 10000)
+    assert [c.settled for c in cells[:3]] == [False, False, True] and "not yet settled after 0.02" in cells[1].flags[-1]
+    assert recommend(cells, 100.0, 5.0)["epsilon"] is None
+
+
+def test_a_late_cell_whose_unsettled_half_ran_no_longer_flags_nothing():
+    """Blocks double, so a cell settled after 20,000 steps was unsettled at 10,000: at twice the ε
+    that is the same time as 20,000 steps of the smaller cell, no evidence that it needed more."""
+    cells = [_timed(1e-7, 10.0, 20000), _timed(2e-7, 12.0, 20000)]
+    _flag_settled_too_soon(cells, 10000)
+    assert all(c.settled for c in cells)

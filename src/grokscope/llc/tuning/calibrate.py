@@ -36,9 +36,10 @@ RULE = """\
    diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE, w* is not a
    minimum or its λ̂ is bounded by the localisation (then so is every cell at its nβ and γ: the
    elasticity is the posterior's); it is settled when its status is ok or imprecise
-   (llc/diagnostics/health.py), unless an unbiased cell that had not settled, or settled only
-   imprecisely, ran for as long a time ε × steps and reads higher (as in step 3): then it "settled
-   too soon".
+   (llc/diagnostics/health.py), unless another unbiased cell reads higher (as in step 3) and shows
+   that the chains need more time ε × steps than it ran: it had not settled, or settled only
+   imprecisely, after at least as long a time, or it settled only after its first block, and half
+   its time is longer; then the cell "settled too soon".
    Too few draws never disqualify a step size: more steps cure that, and the cell got them.
 3. Flatness, of settled cells: a settled cell is "not flat" when its λ̂ differs from the λ̂ of the
    next smaller unbiased cell by more than FLAT_TOLERANCE and by more than two standard errors of
@@ -130,7 +131,7 @@ def calibrate_llc(
                           checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
     cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, result.entries)]
     _flag_bounded_rows(cells)
-    _flag_settled_too_soon(cells)
+    _flag_settled_too_soon(cells, base.n_steps)
     _flag_not_flat(cells)
     return {
         "default_nbeta": default_nbeta,
@@ -195,28 +196,33 @@ def _flag_bounded_rows(cells: list[Cell]) -> None:
                                   "(the elasticity in γ is the posterior's, not a step size's)")
 
 
-def _flag_settled_too_soon(cells: list[Cell]) -> None:
-    """A settled cell is not trusted (it becomes unreliable) when an unbiased cell that had not
-    settled, or settled only imprecisely (few effective draws: slow to explore), ran for at least as
-    long a time and reads higher (by more than FLAT_TOLERANCE and two paired standard errors,
-    :func:`_jump`). Time is ε × steps, the duration of the Langevin dynamics
+def _flag_settled_too_soon(cells: list[Cell], first_block: int) -> None:
+    """A settled cell is not trusted (it becomes unreliable) when another unbiased cell shows that
+    the chains need more time than it ran, and reads higher (by more than FLAT_TOLERANCE and two
+    paired standard errors, :func:`_jump`). Time is ε × steps, the duration of the Langevin dynamics
     the chains discretise; how long chains take to explore does not depend on the step size
     (Roberts & Tweedie 1996: the discretisation adds a bias, not a time scale), and exploring the
-    flat directions of a singular minimum raises λ̂. A cell whose traces look stable after less time,
-    below what longer chains reach, has likely stayed in the region it reached first
-    (docs/validation.md, "Settled too soon")."""
+    flat directions of a singular minimum raises λ̂. The other cell shows it when it had not settled,
+    or settled only imprecisely (few effective draws: slow to explore), after at least as long a
+    time; or when it settled only after its first block of ``first_block`` steps, so had not settled
+    after half its time, and that half is longer than the settled cell's whole time. A cell whose
+    traces look stable after less time, below what longer chains reach, has likely stayed in the
+    region it reached first (docs/validation.md, "Settled too soon")."""
     for row in _rows(cells):
-        slow = [(c, "still moving" if not c.settled else "settled only imprecisely") for c in row
-                if c.llc_mean is not None and not c.biased and c.steps_used and (not c.settled or c.status == "imprecise")]
+        moving = [c for c in row if c.llc_mean is not None and not c.biased and c.steps_used]
+        evidence = [(c, "still moving" if not c.settled else "settled only imprecisely", c.epsilon * c.steps_used, False)
+                    for c in moving if not c.settled or c.status == "imprecise"]
+        evidence += [(c, "not yet settled", c.epsilon * c.steps_used / 2, True) for c in moving
+                     if c.status == "ok" and c.steps_used > first_block]
         for cell in [c for c in row if c.settled]:
-            higher = [(c, how) for c, how in slow if c is not cell and c.epsilon * c.steps_used >= cell.epsilon * cell.steps_used
-                      and (change := _jump(cell, c)) is not None and change > 0]
+            ran = cell.epsilon * cell.steps_used
+            higher = [(c, how, needed) for c, how, needed, strict in evidence if c is not cell
+                      and (needed > ran if strict else needed >= ran) and (change := _jump(cell, c)) is not None and change > 0]
             if higher:
-                longest, how = max(higher, key=lambda pair: pair[0].epsilon * pair[0].steps_used)
+                longest, how, needed = max(higher, key=lambda found: found[2])
                 cell.status = "unreliable"
-                cell.flags.append(f"settled too soon: after time ε·steps = {cell.epsilon * cell.steps_used:.3g}, below the "
-                                  f"λ̂ {longest.llc_mean:.4g} of the chains at ε = {longest.epsilon:.3g}, {how} after "
-                                  f"{longest.epsilon * longest.steps_used:.3g}")
+                cell.flags.append(f"settled too soon: after time ε·steps = {ran:.3g}, below the λ̂ {longest.llc_mean:.4g} "
+                                  f"of the chains at ε = {longest.epsilon:.3g}, {how} after {needed:.3g}")
 
 
 def _flag_not_flat(cells: list[Cell]) -> None:
