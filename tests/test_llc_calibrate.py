@@ -200,3 +200,83 @@ def test_a_late_cell_whose_unsettled_half_ran_no_longer_flags_nothing():
     cells = [_timed(1e-7, 10.0, 20000), _timed(2e-7, 12.0, 20000)]
     _flag_settled_too_soon(cells, 10000)
     assert all(c.settled for c in cells)
+
+
+def _capped(eps, llc, status="unreliable", biased=False):
+    spent = replace(cell(eps, llc, status, biased), steps_used=1000)
+    spent.flags.append("budget spent: 1000 steps (max_steps 1000)")
+    return spent
+
+
+def test_the_deciding_cells_are_the_two_largest_unbiased_ones_that_ran_out_of_steps():
+    from grokscope.llc.tuning.calibrate import _focus
+
+    cells = [_capped(1e-4, 40.0), _capped(2e-4, 45.0), _capped(4e-4, 48.0), cell(8e-4, 49.0), _capped(1.6e-3, 90.0, biased=True)]
+    assert _focus(cells, 100.0, 5.0) == [2]  # 8e-4 settled within its cap, 1.6e-3 is biased
+    cells[3] = _capped(8e-4, 49.0)
+    assert _focus(cells, 100.0, 5.0) == [2, 3]
+    assert _focus([cell(1e-4, 40.0), cell(2e-4, 45.0, "unreliable")], 100.0, 5.0) == []  # stopped by its own checks
+    assert _focus([_capped(1e-4, 40.0), _capped(2e-4, 90.0, biased=True)], 100.0, 5.0) == []  # one cell makes no run
+
+
+def test_when_no_step_size_passes_the_deciding_cells_run_longer_as_an_estimate_alone_would(monkeypatch):
+    """Step 5 of the rule: the deciding cells run again with FOCUS_FACTOR × the cap; each equals an
+    estimate alone at its ε with that cap, and the estimate at a chosen focused ε runs with it."""
+    import grokscope.llc.tuning.calibrate as calibrate_module
+    from grokscope.llc import estimate_llc, sgld_config
+    from grokscope.llc.tuning.calibrate import FOCUS_FACTOR
+    from grokscope.llc.validation.suite import regular_case
+
+    model, data = regular_case(d=3, n=400).build()
+    settings = dict(n_steps=40, max_steps=40, batch_size=50, chains=2, gamma=1.0)
+    judged = []
+    real = calibrate_module.recommend
+
+    def first_passes_none(cells, nbeta, gamma):  # the first judgement finds nothing, whatever the cells say
+        judged.append([replace(c, flags=list(c.flags)) for c in cells])
+        return real(cells, nbeta, gamma) if len(judged) > 1 else {"epsilon": None}
+
+    def top_two_unbiased(cells, nbeta, gamma):
+        return sorted((i for i, c in enumerate(cells) if not c.biased), key=lambda i: cells[i].epsilon)[-2:]
+
+    monkeypatch.setattr(calibrate_module, "GRID_OFFSETS", (0.1, 0.2, 0.4))  # small steps, flat on this model
+    monkeypatch.setattr(calibrate_module, "_focus", top_two_unbiased)
+    monkeypatch.setattr(calibrate_module, "recommend", first_passes_none)
+    result = estimate_llc(model, data, loss="mse", epsilon="auto", **settings)
+    report = result.settings["calibration"]
+    focused = top_two_unbiased(judged[0], 0, 0)
+    assert len(judged) == 2 and [f["epsilon"] for f in report["focused"]] == [judged[0][i].epsilon for i in focused]
+    base = sgld_config(**settings)
+    for index, (before, got) in enumerate(zip(judged[0], report["cells"])):
+        assert got["max_steps"] == (40 * FOCUS_FACTOR if index in focused else 40)
+        if index in focused:
+            assert got["steps_used"] > 40 and before.steps_used == 40  # these chains were still short of settled
+            alone = estimate_llc(model, data, loss="mse", config=base.model_copy(update=dict(epsilon=got["epsilon"], max_steps=40 * FOCUS_FACTOR))).entries[0]
+            assert (got["llc_mean"], got["steps_used"]) == (alone.llc_mean, alone.steps_used)
+        else:
+            assert got["llc_mean"] == before.llc_mean  # an unfocused cell keeps its draws
+    chosen = report["recommended"]
+    assert chosen["epsilon"] in [report["cells"][i]["epsilon"] for i in focused] and chosen["max_steps"] == 40 * FOCUS_FACTOR
+    entry = result.entries[0]  # the estimate runs with its cell's cap: the same chains
+    cell = next(c for c in report["cells"] if c["epsilon"] == chosen["epsilon"])
+    assert (entry.llc_mean, entry.steps_used) == (cell["llc_mean"], cell["steps_used"])
+
+
+def test_a_deciding_cell_that_shows_a_bias_when_run_longer_keeps_its_first_draws(monkeypatch):
+    """Its chains were still moving, unbiased, at the cap: that stays the evidence for the rule."""
+    import grokscope.llc.tuning.calibrate as calibrate_module
+    from grokscope.llc.tuning.calibrate import calibrate_llc
+    from grokscope.llc import sgld_config
+    from grokscope.llc.validation.suite import regular_case
+
+    model, data = regular_case(d=3, n=400).build()
+    base = sgld_config(n_steps=40, max_steps=40, batch_size=50, chains=2, gamma=1.0)
+    first = calibrate_llc(model, data, None, base, (1e-3, 2e-3, 4e-3), loss="mse")
+    real_biased = calibrate_module._biased
+    monkeypatch.setattr(calibrate_module, "recommend", lambda cells, nbeta, gamma: {"epsilon": None, "why": "none"})
+    monkeypatch.setattr(calibrate_module, "_focus", lambda cells, nbeta, gamma: [2])
+    monkeypatch.setattr(calibrate_module, "_biased", lambda entry: real_biased(entry) or entry.steps_used > 40)
+    report = calibrate_llc(model, data, None, base, (1e-3, 2e-3, 4e-3), loss="mse")
+    assert report["focused"] == [{"epsilon": 4e-3, "max_steps": 160, "biased_when_longer": True}]
+    assert [c["llc_mean"] for c in report["cells"]] == [c["llc_mean"] for c in first["cells"]]
+    assert [c["max_steps"] for c in report["cells"]] == [40, 40, 40]
