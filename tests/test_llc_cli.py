@@ -45,7 +45,7 @@ def test_calibrate_brackets_then_prints_the_grid_and_the_choice(run_dir):
     bracket = report["bracket"]
     assert len(bracket["epsilons"]) == len(bracket["mala_acceptance"]) == 9
     assert sorted(c["epsilon"] for c in report["cells"]) == pytest.approx([bracket["epsilon"] * 2.0**j for j in range(-3, 4)])
-    assert all(80 <= c["steps_used"] <= c["max_steps"] for c in report["cells"] if c["llc_mean"] is not None)
+    assert all(80 <= c["steps_used"] <= report["max_steps"] for c in report["cells"] if c["llc_mean"] is not None)
     rec = report["recommended"]
     if rec["epsilon"] is None:  # this barely trained network: the reason is printed, no number
         assert rec["llc_mean"] is None and f"chosen: none -- {rec['why']}" in result.stdout

@@ -55,7 +55,7 @@ def add_auto_flags(parser: argparse.ArgumentParser, auto_help: str) -> None:
 
 
 def add_sgld_flags(parser: argparse.ArgumentParser) -> None:
-    from .llc.config import BUDGET_FACTOR, FOCUS_FACTOR, SGLDConfig
+    from .llc.config import BUDGET_FACTOR, SGLDConfig
     from .llc.sampling.kernels import KERNELS
 
     def default(name: str) -> str:  # stated once, in SGLDConfig
@@ -72,8 +72,7 @@ def add_sgld_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help=f"SGLD steps per chain in the first block {default('n_steps')}; "
                         "the chains continue, doubling, until they settle")
     parser.add_argument("--max-steps", dest="max_steps", type=int, help=f"the most SGLD steps per chain (default {BUDGET_FACTOR} × "
-                        "--steps; --max-steps equal to --steps: a fixed budget; the automatic ε may run a grid's two "
-                        f"deciding cells to {FOCUS_FACTOR} × this)")
+                        "--steps; --max-steps equal to --steps: a fixed budget)")
     parser.add_argument("--max-seconds", dest="max_seconds", type=float, help="start no further block of steps after this long")
     parser.add_argument("--batch-size", dest="batch_size", type=int, help=f"minibatch size m {default('batch_size')}")
     parser.add_argument("--chains", type=int, help=f"chains per checkpoint {default('chains')}")

@@ -21,7 +21,6 @@ from .sampling.kernels import KERNELS, option_owners
 # nβ = size / ln(size), where size is the training-set size n or the minibatch size m
 NBETA_CONVENTIONS = {"n/ln n": "n", "m/ln m": "m"}
 BUDGET_FACTOR = 8  # the default cap on a chain's steps, in units of n_steps
-FOCUS_FACTOR = 4  # the cap of a grid's deciding cells when no step size passed, in caps (llc/tuning/calibrate.py, step 5)
 
 
 class SGLDConfig(BaseModel):
@@ -45,8 +44,7 @@ class SGLDConfig(BaseModel):
     n_steps: int = Field(3000, ge=1, validation_alias=AliasChoices("n_steps", "num_steps"),
                          description="the first block of steps; the chains continue (2n, 4n, ...) until settled or max_steps")
     max_steps: int | None = Field(None, ge=1, description=f"the most steps a chain takes; default {BUDGET_FACTOR} × n_steps "
-                                  "(n_steps: a fixed budget); with the automatic step size, the two deciding cells of a grid "
-                                  f"that passed none run again to {FOCUS_FACTOR} × this")
+                                  "(n_steps: a fixed budget)")
     max_seconds: float | None = Field(None, gt=0.0, description="start no further block of steps after this many seconds "
                                       "(then a group's numbers depend on the machine's speed)")
     batch_size: int = Field(64, ge=1, validation_alias=AliasChoices("batch_size", "m"))

@@ -23,7 +23,6 @@ from ..errors import ConfigError
 from ..memory import USABLE_FRACTION, available_bytes, gigabytes
 from ..version import __version__
 from .config import SGLDConfig, sgld_config
-from .diagnostics.health import BUDGET_SPENT
 from .diagnostics.summary import non_finite_entry, summarise, thinned_steps
 from .result import CheckpointLLC, LLCResult
 from .sampling.data import full_batch_loss_and_grad, stack_data
@@ -246,7 +245,7 @@ class _Job:
                     staying.append(j)
                     continue
                 if found.more_steps_help:
-                    entry.flags.append(f"{BUDGET_SPENT}: {stop} steps (max_steps {cfg.step_cap}"
+                    entry.flags.append(f"budget spent: {stop} steps (max_steps {cfg.step_cap}"
                                        + (f", max_seconds {cfg.max_seconds:g}" if cfg.max_seconds is not None else "") + ")")
                 done[k] = entry, {key: value for key, value in joined.items()
                                   if key in ("losses", "samples", "sample_losses") or key.startswith("probe_samples/")}

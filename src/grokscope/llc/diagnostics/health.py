@@ -32,7 +32,6 @@ KIND_STATUS = {"imprecise": "imprecise", "unsettled": "unreliable", "bias": "unr
 
 
 # how the reasons of kind "bias" begin (assess writes them): evidence that a step size is wrong
-BUDGET_SPENT = "budget spent"  # how the reason of chains stopped by the step or time cap begins (calibrate reads it too)
 BOUNDED = "bounded by the localisation"  # how the reason of a λ̂ that depends on γ begins (calibrate reads it too)
 BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance", BOUNDED)
 

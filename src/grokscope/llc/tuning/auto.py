@@ -64,8 +64,7 @@ def estimate_llc_auto(
                               f"auto: {chosen['why']} (calibration at checkpoint {strictest['checkpoint_id']}; "
                               "settings.calibration has the grid)")
     else:
-        chosen_config = config.model_copy(update=dict(epsilon=chosen["epsilon"], max_steps=chosen["max_steps"]))
-        result = sample_llc(model, data, param_sets, loss=loss, config=chosen_config,
+        result = sample_llc(model, data, param_sets, loss=loss, config=config.model_copy(update=dict(epsilon=chosen["epsilon"])),
                               checkpoint_ids=ids, progress=progress, **estimate_options)
     result.settings["calibration"] = {**strictest, "all": reports if len(reports) > 1 else None}
     result.settings["auto"] = True
@@ -73,16 +72,13 @@ def estimate_llc_auto(
 
 
 def run_llc_together_auto(runs: list[Run], config: SGLDConfig, checkpoints: str = "all", progress: bool = False) -> list[LLCResult]:
-    """:func:`run_llc_together` with each run's ε (and step cap) chosen by the rule at its last
-    checkpoint (a run whose calibration passes no step size gets ``none`` entries with the reason);
-    runs with the same cap sample together."""
+    """:func:`run_llc_together` with each run's ε chosen by the rule at its last checkpoint (a run
+    whose calibration passes no step size gets ``none`` entries with the reason)."""
     reports = [calibrate(run, config, "last", progress=progress) for run in runs]
-    results = {}
-    for cap in sorted({r["recommended"]["max_steps"] for r in reports if r["recommended"]["epsilon"] is not None}):
-        chosen = [i for i, r in enumerate(reports) if r["recommended"]["epsilon"] is not None and r["recommended"]["max_steps"] == cap]
-        sampled = run_llc_together([runs[i] for i in chosen], config.model_copy(update=dict(max_steps=cap)), checkpoints, progress,
-                                   epsilons=[reports[i]["recommended"]["epsilon"] for i in chosen])
-        results.update(zip(chosen, sampled))
+    chosen = [i for i, r in enumerate(reports) if r["recommended"]["epsilon"] is not None]
+    sampled = run_llc_together([runs[i] for i in chosen], config, checkpoints, progress,
+                               epsilons=[reports[i]["recommended"]["epsilon"] for i in chosen]) if chosen else []
+    results = dict(zip(chosen, sampled))
     out = []
     for i, (run, report) in enumerate(zip(runs, reports)):
         if i not in results:

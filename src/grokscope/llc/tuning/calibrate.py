@@ -17,8 +17,8 @@ from torch import nn
 from ...errors import ConfigError
 from ...run import Run
 from ...thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
-from ..config import FOCUS_FACTOR, SGLDConfig
-from ..diagnostics.health import BOUNDED, BUDGET_SPENT, shows_bias
+from ..config import SGLDConfig
+from ..diagnostics.health import BOUNDED, shows_bias
 from ..estimator import sample_llc
 from ..result import CheckpointLLC
 from ..runs.checkpoints import select_checkpoints
@@ -53,13 +53,7 @@ RULE = """\
    only imprecisely (few effective draws: slow to explore, as in step 2) gives way to the next
    run, counting up, whose largest cell is ok; without one it stands. When no run exists there is no
    estimate: the choice is None, with the reason and the range of λ̂ over the settled unbiased
-   cells (when there are any), never a number that looks like an estimate.
-5. Before step 4 gives no estimate, the deciding cells, those of the two largest unbiased step
-   sizes whose chains reached the step cap still moving, run again as an estimate alone at their
-   ε would (the same draws, then more) with FOCUS_FACTOR × the cap, and steps 2-4 judge the grid
-   again. A deciding cell that shows a bias when run longer keeps its first draws (its chains
-   were still moving, unbiased, at the cap: evidence for step 2). An estimate at the chosen ε runs
-   with the cap its cell had."""  # a constant, not the docstring: python -OO drops those
+   cells (when there are any), never a number that looks like an estimate."""  # a constant, not the docstring: python -OO drops those
 
 
 @dataclass
@@ -133,31 +127,12 @@ def calibrate_llc(
         raise ConfigError(f"epsilons={list(epsilons)}: give positive step sizes")
     grid = [dict(epsilon=float(e), gamma=float(g), nbeta=default_nbeta * f)
             for g in gammas or (base.gamma,) for f in nbeta_factors for e in sorted(epsilons)]
-
-    def sample(settings: list[dict], config: SGLDConfig) -> list[CheckpointLLC]:
-        return sample_llc(model, data, [weights] * len(settings), loss=loss, config=config, checkpoint_ids=[checkpoint_id] * len(settings),
-                          per_set=settings, masks=masks, progress=progress).entries
-
-    entries = sample(grid, base)
-    caps = [base.step_cap] * len(grid)
-    cells = _judge(grid, entries, base.n_steps)
-    chosen = recommend(cells, default_nbeta, base.gamma)
-    focused = _focus(cells, default_nbeta, base.gamma) if chosen["epsilon"] is None else []
-    turned_biased = []
-    if focused:  # the deciding cells again, alone as an estimate at their ε would run, to FOCUS_FACTOR × the cap
-        longer = base.model_copy(update=dict(max_steps=FOCUS_FACTOR * base.step_cap))
-        for index, entry in zip(focused, sample([grid[i] for i in focused], longer)):
-            if _biased(entry):  # run longer, its chains reached where this ε is too large: its first draws stay the evidence
-                turned_biased.append(index)
-                continue
-            entries[index], caps[index] = entry, longer.step_cap
-        cells = _judge(grid, entries, base.n_steps)
-        chosen = recommend(cells, default_nbeta, base.gamma)
-        deciding = ", ".join(f"{grid[i]['epsilon']:.3g}" for i in focused)
-        chosen["why"] += f"; judged after the deciding cells (ε {deciding}) ran again with up to {longer.step_cap} steps"
-    if chosen["epsilon"] is not None:
-        chosen["max_steps"] = caps[next(i for i, c in enumerate(cells) if c.epsilon == chosen["epsilon"] and c.nbeta == chosen["nbeta"]
-                                        and c.gamma == chosen["gamma"])]
+    result = sample_llc(model, data, [weights] * len(grid), loss=loss, config=base,
+                          checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
+    cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, result.entries)]
+    _flag_bounded_rows(cells)
+    _flag_settled_too_soon(cells, base.n_steps)
+    _flag_not_flat(cells)
     return {
         "default_nbeta": default_nbeta,
         "nbeta_convention": convention,
@@ -166,31 +141,10 @@ def calibrate_llc(
         "chains": base.chains,
         "bracket": bracket,
         "max_steps": base.step_cap,
-        "focused": [{"epsilon": grid[i]["epsilon"], "max_steps": FOCUS_FACTOR * base.step_cap, "biased_when_longer": i in turned_biased}
-                    for i in focused],
-        "cells": [asdict(c) | {"settled": c.settled, "max_steps": cap} for c, cap in zip(cells, caps)],
-        "recommended": chosen,
+        "cells": [asdict(c) | {"settled": c.settled} for c in cells],
+        "recommended": recommend(cells, default_nbeta, base.gamma),
         "rule": RULE,
     }
-
-
-def _judge(grid: list[dict], entries: list[CheckpointLLC], first_block: int) -> list[Cell]:
-    """The grid's cells with the rule's flags (steps 2 and 3)."""
-    cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, entries)]
-    _flag_bounded_rows(cells)
-    _flag_settled_too_soon(cells, first_block)
-    _flag_not_flat(cells)
-    return cells
-
-
-def _focus(cells: list[Cell], nbeta: float, gamma: float) -> list[int]:
-    """Indices of the cells that decide when no step size passed: of the two largest unbiased cells
-    at (nβ, γ), those whose chains reached the step cap still moving (none when there are not two). Smaller steps settle more
-    slowly; the largest unbiased ones settle first, and a flat run needs the top one settled and
-    the next as its reference."""
-    row = sorted((i for i, c in enumerate(cells) if np.isclose(c.nbeta, nbeta) and c.gamma == gamma
-                  and c.llc_mean is not None and not c.biased), key=lambda i: cells[i].epsilon)
-    return [i for i in row[-2:] if any(f.startswith(BUDGET_SPENT) for f in cells[i].flags)] if len(row) >= 2 else []
 
 
 def _biased(entry: CheckpointLLC) -> bool:
