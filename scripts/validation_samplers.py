@@ -20,9 +20,13 @@ of the settled-estimate issue (silent misses, flagged misses, mean |error| over 
         --out docs/validation/held_out_9.jsonl                                      # the ninth: a later run past an imprecise one
     python scripts/validation_samplers.py --held-out --seed 20261212 --samplers sgld \
         --out docs/validation/held_out_10.jsonl                                     # the tenth: settling time shown by a late cell
+    python scripts/validation_samplers.py --held-out --seed 20261213 --samplers sgld \
+        --out docs/validation/held_out_11.jsonl                                     # the eleventh: the deciding cells run longer (withdrawn)
     python scripts/validation_samplers.py --crossing-family 1 2 --samplers sgld --out docs/validation/crossings.jsonl
     python scripts/validation_samplers.py --crossing-family 3 4 --samplers sgld --out docs/validation/crossings_2.jsonl
     python scripts/validation_samplers.py --quick --samplers sgld --out /tmp/dev.jsonl       # the development suite
+    python scripts/validation_samplers.py --cases dln:10,8,2,6:1 dln:7,4,2:2 --samplers sgld --steps 80000 --max-steps 80000 \
+        --out docs/validation/one_block_development.jsonl                           # every cell one block of 80,000 steps
     python scripts/validation_samplers.py --from docs/validation/held_out.jsonl               # the table again
 """
 
@@ -80,6 +84,7 @@ def measured(args) -> list[dict]:
                 continue
             rmsprop = {"rmsprop_eps": args.rmsprop_eps, "rmsprop_adapt_steps": args.rmsprop_adapt_steps}
             overrides = ({"sampler": sampler} | (rmsprop if sampler == "rmsprop_sgld" else {})
+                         | ({"n_steps": args.steps} if args.steps else {})
                          | ({"max_steps": args.max_steps} if args.max_steps else {})
                          | ({"start_spread": args.start_spread} if args.start_spread else {}))
             row = run_case(case, auto=True, **overrides) | {"sampler": sampler}
@@ -128,6 +133,8 @@ def main() -> None:
     parser.add_argument("--rmsprop-eps", dest="rmsprop_eps", type=float, default=1e-3, help="rmsprop_sgld's eps (default 1e-3)")
     parser.add_argument("--rmsprop-adapt-steps", dest="rmsprop_adapt_steps", type=int, default=0,
                         help="rmsprop_sgld's preconditioner fixed after this many steps (default 0: never)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="each case's first block of steps, before a cell may stop (default: its family's)")
     parser.add_argument("--max-steps", dest="max_steps", type=int, default=None,
                         help="each case's step cap (default: its family's, 8 × its first block)")
     parser.add_argument("--start-spread", dest="start_spread", type=float, default=None,

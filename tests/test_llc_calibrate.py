@@ -200,3 +200,17 @@ def test_a_late_cell_whose_unsettled_half_ran_no_longer_flags_nothing():
     cells = [_timed(1e-7, 10.0, 20000), _timed(2e-7, 12.0, 20000)]
     _flag_settled_too_soon(cells, 10000)
     assert all(c.settled for c in cells)
+
+
+def test_the_bracket_does_not_grow_with_the_estimates_cap():
+    """A larger --max-steps is the estimate's: the bracket's chains stop at 8 × their 500 steps, so
+    the grid does not move (MALA acceptance falls as chains spread)."""
+    from grokscope.llc import sgld_config
+    from grokscope.llc.tuning.calibrate import _bracket
+    from grokscope.llc.validation.suite import regular_case
+
+    model, data = regular_case(d=3, n=400).build()
+    weights = {n: p.detach() for n, p in model.named_parameters()}
+    brackets = [_bracket(model, data, weights, sgld_config(n_steps=600, batch_size=50, chains=2, mala=True, **cap), "mse", 0, None, False)
+                for cap in ({}, {"max_steps": 40_000})]
+    assert brackets[0] == brackets[1] and brackets[0]["n_steps"] == 500

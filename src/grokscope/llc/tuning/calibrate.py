@@ -17,7 +17,7 @@ from torch import nn
 from ...errors import ConfigError
 from ...run import Run
 from ...thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
-from ..config import SGLDConfig
+from ..config import BUDGET_FACTOR, SGLDConfig
 from ..diagnostics.health import BOUNDED, shows_bias
 from ..estimator import sample_llc
 from ..result import CheckpointLLC
@@ -28,9 +28,10 @@ BRACKET_EPSILONS = tuple(10.0**k for k in range(-9, 0))
 BRACKET_STEPS, BRACKET_CHAINS = 500, 4  # the bracketing chains (MALA measured on every 5th move after burn-in)
 GRID_OFFSETS = tuple(2.0**j for j in range(-3, 4))  # short chains misjudge ε₀ both ways (sgld over, RMSprop under)
 RULE = """\
-1. Bracket (when no ε grid is given): short chains (500 steps, at most 4 chains) at ε = 1e-9, 1e-8,
-   ..., 1e-1 in one batched run; ε₀ is the last ε, counting up, before the first whose chains
-   diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE.
+1. Bracket (when no ε grid is given): short chains (500 steps, continued while unsettled to at
+   most 8 × 500, whatever the estimate's cap; at most 4 chains) at ε = 1e-9, 1e-8, ..., 1e-1 in one
+   batched run; ε₀ is the last ε, counting up, before the first whose chains diverge or whose MALA
+   acceptance falls below MALA_MIN_ACCEPTANCE.
 2. Grid: ε₀·2^j for j = −3..3 with the estimate's own chains, in one batched run; each cell's
    chains continue until they settle or reach the step cap. A cell is biased when its chains
    diverge or do not move, its MALA acceptance falls below MALA_MIN_ACCEPTANCE, w* is not a
@@ -156,7 +157,10 @@ def _bracket(model, data, weights, base: SGLDConfig, loss, checkpoint_id: int, m
     """Short chains over BRACKET_EPSILONS; ε₀ = the last ε, counting up, before the first whose chains
     diverge or whose MALA acceptance falls below MALA_MIN_ACCEPTANCE."""
     steps = min(base.n_steps, BRACKET_STEPS)
-    short = base.model_copy(update=dict(n_steps=steps, burn_in=steps // 4, chains=min(base.chains, BRACKET_CHAINS), mala=True,
+    # the default cap of its own first block, never more (a larger --max-steps is the estimate's): MALA acceptance
+    # falls as chains spread, so a longer bracket would place the grid lower
+    short = base.model_copy(update=dict(n_steps=steps, max_steps=min(BUDGET_FACTOR * steps, base.step_cap), burn_in=steps // 4,
+                                        chains=min(base.chains, BRACKET_CHAINS), mala=True,
                                         mala_every=5, save_samples=0, step_metrics=False))
     grid = [dict(epsilon=e) for e in BRACKET_EPSILONS]
     result = sample_llc(model, data, [weights] * len(grid), loss=loss, config=short,
