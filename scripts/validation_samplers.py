@@ -22,6 +22,8 @@ of the settled-estimate issue (silent misses, flagged misses, mean |error| over 
         --out docs/validation/held_out_10.jsonl                                     # the tenth: settling time shown by a late cell
     python scripts/validation_samplers.py --held-out --seed 20261213 --samplers sgld \
         --out docs/validation/held_out_11.jsonl                                     # the eleventh: the deciding cells run longer (withdrawn)
+    python scripts/validation_samplers.py --held-out --seed 20261214 --samplers sgld --steps 80000 --max-steps 80000 \
+        --out docs/validation/held_out_12.jsonl                                     # the twelfth: one block of 80,000 steps per cell
     python scripts/validation_samplers.py --crossing-family 1 2 --samplers sgld --out docs/validation/crossings.jsonl
     python scripts/validation_samplers.py --crossing-family 3 4 --samplers sgld --out docs/validation/crossings_2.jsonl
     python scripts/validation_samplers.py --quick --samplers sgld --out /tmp/dev.jsonl       # the development suite
