@@ -8,8 +8,21 @@ at equal T the cells differ by step-size bias alone; along a row, λ̂ still ris
 chain that has not settled (Roberts & Tweedie 1996).
 
     python scripts/time_table.py 12,6,2,6 1 1e-7 --out docs/validation/time_table_development.jsonl
+    python scripts/time_table.py --held-out 20261215 --out docs/validation/held_out_13.jsonl
 
-Rows already in --out are skipped, so a list of networks resumes where it stopped.
+With --held-out, every network of that family runs, its grid placed by the rule's bracket
+(llc/tuning/calibrate.py), and the candidate rule of :func:`answer` is judged on the four criteria.
+Rows already in --out are skipped, so a run resumes where it stopped.
+
+The candidate rule (docs/validation.md, "A thirteenth family"): counting up in ε from the smallest
+cell, a run of cells, each with MALA acceptance ≥ MALA_MIN_ACCEPTANCE and no diverged chain, each
+agreeing at equal time with the cell before it and with the run's first (at that cell's longest
+time T; FLAT_TOLERANCE and two standard errors); the run needs two cells. Its last cell ran the
+longest time of the unbiased cells: its λ̂ over [T/2, T] is the answer when it is flat against its
+λ̂ over [T/4, T/2], else there is none (still moving). A smaller cell's plateau is never the answer.
+The answer's status: unreliable when R-hat of its window's draws or of their batch means exceeds
+R_HAT_MAX, imprecise when the batch-means ESS is below ESS_MIN or the MCSE above MCSE_MAX_FRACTION
+of λ̂, else ok.
 """
 
 from __future__ import annotations
@@ -17,24 +30,32 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
 
 from grokscope.llc.config import sgld_config
+from grokscope.llc.diagnostics.convergence import rhat
+from grokscope.llc.diagnostics.settling import settle
 from grokscope.llc.estimator import sample_llc
-from grokscope.llc.tuning.calibrate import GRID_OFFSETS
-from grokscope.llc.validation.suite import dln_case
+from grokscope.llc.tuning.calibrate import GRID_OFFSETS, _bracket
+from grokscope.llc.validation.suite import Case, dln_case, held_out_family
+from grokscope.thresholds import ESS_MIN, FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE, MCSE_MAX_FRACTION, R_HAT_MAX
 
 SHORTEST_WINDOW = 200  # steps: a shorter [T/2, T] is too noisy to read
 
 
-def time_table(widths: list[int], rank: int, epsilon: float, steps: int) -> dict:
-    case = dln_case(widths, rank)
+def time_table(case: Case, epsilon: float | None, steps: int) -> dict:
+    """The grid ε·GRID_OFFSETS around ``epsilon`` (None: the rule's bracket places it), one block of
+    ``steps`` per cell: λ̂(ε, T) with standard errors, and each cell's diagnostics over its last window."""
+    start = time.perf_counter()
     model, data = case.build()
     config = sgld_config(**case.settings | dict(n_steps=steps, max_steps=steps, mala=True))
-    epsilons = [epsilon * offset for offset in GRID_OFFSETS]
     weights = {n: p.detach() for n, p in model.named_parameters()}
+    if epsilon is None:
+        epsilon = _bracket(model, data, weights, config, "mse", 0, None, False)["epsilon"]
+    epsilons = [epsilon * offset for offset in GRID_OFFSETS]
     result = sample_llc(model, data, [weights] * len(epsilons), loss="mse", config=config,
                         checkpoint_ids=[0] * len(epsilons), per_set=[dict(epsilon=e) for e in epsilons])
     nbeta, chains = config.resolve_nbeta(len(data[0]))[0], config.chains
@@ -49,8 +70,52 @@ def time_table(widths: list[int], rank: int, epsilon: float, steps: int) -> dict
             if SHORTEST_WINDOW <= end <= entry.steps_used:
                 per_chain = nbeta * (np.nanmean(own[end // 2:end], axis=0) - entry.init_loss)
                 row[f"{t:.6g}"] = [float(np.nanmean(per_chain)), float(np.nanstd(per_chain, ddof=1) / math.sqrt(chains))]
-        cells[f"{eps:.6g}"] = dict(llc=entry.llc_mean, status=entry.status, mala=entry.mala_acceptance, row=row)
-    return dict(case=case.name, truth=case.truth, steps=steps, epsilon=epsilon, table=cells)
+        window = own[entry.steps_used // 2:entry.steps_used].T
+        alive = window[np.isfinite(window).all(axis=1)]
+        settled = settle(alive, entry.init_loss, nbeta, burn_in=0) if len(alive) > 1 else None
+        cells[f"{eps:.6g}"] = dict(llc=entry.llc_mean, status=entry.status, mala=entry.mala_acceptance,
+                                   diverged=entry.diverged_chains, row=row,
+                                   window=None if settled is None else dict(
+                                       r_hat=rhat(alive), r_hat_batch=settled.r_hat_batch,
+                                       ess_batch=settled.ess_batch, mcse=settled.mcse))
+    return dict(case=case.name, truth=case.truth, steps=steps, epsilon=epsilon, table=cells,
+                seconds=time.perf_counter() - start)
+
+
+def _jump(reference: list[float], value: list[float]) -> bool:
+    """Whether two λ̂ (mean, standard error) differ by more than FLAT_TOLERANCE and two standard errors."""
+    change = value[0] - reference[0]
+    return abs(change) > FLAT_TOLERANCE * abs(reference[0]) and abs(change) > 2 * math.hypot(reference[1], value[1])
+
+
+def answer(record: dict) -> dict:
+    """The candidate rule (module docstring) on one time table."""
+    cells = sorted((float(e), c) for e, c in record["table"].items())
+    rows = [{float(t): v for t, v in c["row"].items() if v[0] is not None and math.isfinite(v[0])} for _, c in cells]
+    longest = [max(row) if row else 0.0 for row in rows]
+    run: list[int] = []
+    for k, (_, cell) in enumerate(cells):
+        if cell["diverged"] or (cell["mala"] or 0.0) < MALA_MIN_ACCEPTANCE or not rows[k]:
+            break
+        if run and any(longest[j] not in rows[k] or _jump(rows[j][longest[j]], rows[k][longest[j]]) for j in (run[-1], run[0])):
+            break  # a time this cell's window cannot cover is no evidence of agreement
+        run.append(k)
+    if len(run) < 2:
+        return dict(estimate=None, status="none", epsilon=None, why="no two cells agree at equal time")
+    top = run[-1]
+    (epsilon, cell), t = cells[top], longest[top]
+    value, half = rows[top][t], rows[top].get(t / 2)
+    if half is None or _jump(half, value):
+        return dict(estimate=None, status="none", epsilon=epsilon,
+                    why=f"the longest unbiased cell (ε {epsilon:.3g}) still moving: {half and half[0]:.4g} → {value[0]:.4g} at T {t:.3g}")
+    w = cell["window"]
+    if max(w["r_hat"], w["r_hat_batch"]) > R_HAT_MAX:
+        status = "unreliable"
+    elif w["ess_batch"] < ESS_MIN or w["mcse"] > MCSE_MAX_FRACTION * abs(value[0]):
+        status = "imprecise"
+    else:
+        status = "ok"
+    return dict(estimate=value[0], status=status, epsilon=epsilon, why=f"run ε {cells[run[0]][0]:.3g} to {epsilon:.3g}, T {t:.3g}")
 
 
 def show(record: dict) -> None:
@@ -62,24 +127,54 @@ def show(record: dict) -> None:
         print(f"{float(eps):8.3g} " + " ".join(f"{values[t]:8.3f}" if t in values else " " * 8 for t in times))
 
 
+def judge(records: list[dict]) -> None:
+    """Each network's answer, then the four criteria (docs/validation.md)."""
+    errors = []
+    for record in records:
+        found = answer(record)
+        error = None if found["estimate"] is None else found["estimate"] / record["truth"] - 1
+        print(f"| {record['case']} | {record['truth']:g} | " + ("none" if error is None else f"{found['estimate']:.4g} ({error:+.1%})")
+              + f", {found['status']} | {found['why']} | {record['seconds']:.0f} s |")
+        if found["status"] == "ok":
+            errors.append(error)
+    misses = [e for e in errors if abs(e) > 0.10]
+    print(f"{len(errors)} of {len(records)} ok ({len(errors) / len(records):.0%}, target ≥ 80%); mean |error| over ok "
+          + (f"{np.mean(np.abs(errors)):.1%}" if errors else "-") + " (target ≤ 10%); ok with |error| > 10%: "
+          + (", ".join(f"{e:+.1%}" for e in misses) or "none") + f"; ok with |error| > 20%: {sum(abs(e) > 0.2 for e in errors)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("widths", help="the network's widths, e.g. 12,6,2,6")
-    parser.add_argument("rank", type=int)
-    parser.add_argument("epsilon", type=float, help="ε₀, the grid's middle (the rule's bracket, from a validation row)")
+    parser.add_argument("widths", nargs="?", help="the network's widths, e.g. 12,6,2,6")
+    parser.add_argument("rank", nargs="?", type=int)
+    parser.add_argument("epsilon", nargs="?", type=float, help="ε₀, the grid's middle (default: the rule's bracket)")
+    parser.add_argument("--held-out", type=int, metavar="SEED", help="every network of this fixed family, then the criteria")
     parser.add_argument("--steps", type=int, default=80_000)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--from", dest="source", type=Path, help="judge the tables stored in this file, running nothing")
     args = parser.parse_args()
-    widths = [int(w) for w in args.widths.split(",")]
-    name = dln_case(widths, args.rank).name
+    if args.source:
+        judge([json.loads(line) for line in args.source.read_text().splitlines()])
+        return
+    if args.held_out is not None:
+        cases = [dln_case(w, r) for w, r in held_out_family(args.held_out)]
+    elif args.widths and args.rank is not None:
+        cases = [dln_case([int(w) for w in args.widths.split(",")], args.rank)]
+    else:
+        parser.error("give WIDTHS RANK [EPSILON], --held-out SEED or --from FILE")
     done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out and args.out.exists() else []
-    record = next((r for r in done if r["case"] == name and r["steps"] == args.steps), None)
-    if record is None:
-        record = time_table(widths, args.rank, args.epsilon, args.steps)
-        if args.out:
-            with args.out.open("a") as out:
-                out.write(json.dumps(record) + "\n")
-    show(record)
+    records = []
+    for case in cases:
+        record = next((r for r in done if r["case"] == case.name and r["steps"] == args.steps), None)
+        if record is None:
+            record = time_table(case, args.epsilon, args.steps)
+            if args.out:
+                with args.out.open("a") as out:
+                    out.write(json.dumps(record) + "\n")
+        records.append(record)
+        if args.held_out is None:
+            show(record)
+    judge(records)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import torch
 
 from grokscope.llc.validation.suite import (
     DLN_N,
+    FAMILY_SEEDS,
     RESOLVED_FAMILIES_FROM,
     DeepLinear,
     direction_energies,
@@ -53,3 +54,12 @@ def test_families_from_the_resolved_seed_draw_only_teachers_the_data_resolve():
     earlier = held_out_family(RESOLVED_FAMILIES_FROM - 2)  # the fifth family, drawn before the filter, unchanged
     assert earlier[:2] == [([3, 4, 4, 12], 2), ([6, 3, 2, 3, 11], 2)] and ([12, 6, 12, 2, 12], 2) in earlier
     assert any(dln_case(w, r).resolved_truth is not None for w, r in earlier)
+
+
+def test_a_family_repeats_no_network_of_an_earlier_one():
+    families = [held_out_family(seed) for seed in FAMILY_SEEDS]
+    drawn = [(tuple(w), r) for family in families for w, r in family]
+    assert len(drawn) == len(set(drawn)) == 24 * len(FAMILY_SEEDS)
+    # the thirteenth family's draw met the tenth's [3, 4, 7] r3 and drew another in its place
+    assert ([3, 4, 7], 3) in held_out_family(FAMILY_SEEDS[9]) and ([3, 4, 7], 3) not in held_out_family(FAMILY_SEEDS[12])
+    assert held_out_family(FAMILY_SEEDS[12])[:2] == [([5, 3, 10, 6], 0), ([9, 11, 4, 9, 7, 6], 0)]
