@@ -184,8 +184,8 @@ def held_out_family(seed: int = HELD_OUT_SEED, count: int = HELD_OUT_COUNT) -> l
     """A validation family fixed before a rule ran on it (docs/validation.md lists it; never tuned
     on): ``count`` deep linear networks drawn by ``seed``, depth 2-5, widths 2-12, rank uniform from
     0 to the narrowest width, no network twice, none of the development suite and, for a later
-    family, none of an earlier family's (FAMILY_SEEDS);
-    from RESOLVED_FAMILIES_FROM on, only teachers the data resolve."""
+    family, none of an earlier family's (FAMILY_SEEDS); from RESOLVED_FAMILIES_FROM on, only
+    teachers the data resolve."""
     return [(list(widths), rank) for widths, rank in _family(seed, count)]
 
 
