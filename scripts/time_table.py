@@ -83,7 +83,9 @@ def time_table(case: Case, epsilon: float | None, steps: int) -> dict:
 
 
 def _jump(reference: list[float], value: list[float]) -> bool:
-    """Whether two λ̂ (mean, standard error) differ by more than FLAT_TOLERANCE and two standard errors."""
+    """Whether two λ̂ (mean, standard error) differ by more than FLAT_TOLERANCE and two standard errors.
+    Unlike the rule's paired test (llc/tuning/calibrate.py), the errors add: windows at equal time
+    cover different steps of each chain, so they share no minibatches or noise."""
     change = value[0] - reference[0]
     return abs(change) > FLAT_TOLERANCE * abs(reference[0]) and abs(change) > 2 * math.hypot(reference[1], value[1])
 
@@ -95,7 +97,7 @@ def answer(record: dict) -> dict:
     longest = [max(row) if row else 0.0 for row in rows]
     run: list[int] = []
     for k, (_, cell) in enumerate(cells):
-        if cell["diverged"] or (cell["mala"] or 0.0) < MALA_MIN_ACCEPTANCE or not rows[k]:
+        if cell.get("diverged") or (cell["mala"] or 0.0) < MALA_MIN_ACCEPTANCE or not rows[k]:
             break
         if run and any(longest[j] not in rows[k] or _jump(rows[j][longest[j]], rows[k][longest[j]]) for j in (run[-1], run[0])):
             break  # a time this cell's window cannot cover is no evidence of agreement
@@ -108,8 +110,10 @@ def answer(record: dict) -> dict:
     if half is None or _jump(half, value):
         return dict(estimate=None, status="none", epsilon=epsilon,
                     why=f"the longest unbiased cell (ε {epsilon:.3g}) still moving: {half and half[0]:.4g} → {value[0]:.4g} at T {t:.3g}")
-    w = cell["window"]
-    if max(w["r_hat"], w["r_hat_batch"]) > R_HAT_MAX:
+    w = cell.get("window")
+    if w is None:
+        status = "unchecked"  # a table stored before the window's diagnostics were
+    elif max(w["r_hat"], w["r_hat_batch"]) > R_HAT_MAX:
         status = "unreliable"
     elif w["ess_batch"] < ESS_MIN or w["mcse"] > MCSE_MAX_FRACTION * abs(value[0]):
         status = "imprecise"
@@ -134,7 +138,7 @@ def judge(records: list[dict]) -> None:
         found = answer(record)
         error = None if found["estimate"] is None else found["estimate"] / record["truth"] - 1
         print(f"| {record['case']} | {record['truth']:g} | " + ("none" if error is None else f"{found['estimate']:.4g} ({error:+.1%})")
-              + f", {found['status']} | {found['why']} | {record['seconds']:.0f} s |")
+              + f", {found['status']} | {found['why']} | " + (f"{record['seconds']:.0f} s |" if "seconds" in record else "- |"))
         if found["status"] == "ok":
             errors.append(error)
     misses = [e for e in errors if abs(e) > 0.10]
