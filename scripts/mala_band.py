@@ -1,0 +1,130 @@
+"""A candidate rule for the step size, judged on deep linear networks (docs/validation.md, "The MALA
+band"): the largest step size whose MALA acceptance stays at or above MALA_BAND, run until its
+chains settle.
+
+1. Probe: the rule's bracket (llc/tuning/calibrate.py) places ε₀; the grid ε₀·2^j, j = −3..3, runs
+   one block of PROBE_STEPS steps in one batched run. The chosen ε is the largest cell with MALA
+   acceptance ≥ MALA_BAND and no diverged chain; without one there is no estimate.
+2. Run: the chosen ε and ε/2 (a fallback), each from w*, one block of the cap's steps in one
+   batched run: λ̂(ε, T) over the windows [T/2, T] (scripts/time_table.py). Every run is the whole
+   cap: a plateau after a short time can be one the chains leave later (the "false plateau" of the
+   tables), and the settling tests cannot tell it from a settled chain.
+3. Answer: the chosen cell when its acceptance over the whole run is still ≥ MALA_BAND (chains that
+   spread into sharper regions accept less), else the fallback when its acceptance is, else none.
+   Its λ̂ over the last window [T/2, T] is the answer when it agrees with its λ̂ over [T/4, T/2]
+   (within FLAT_TOLERANCE or two standard errors), else none (still moving); its status is that of
+   the last window's draws (time_table.window_status).
+
+In the λ̂(ε, T) tables (scripts/time_table.py) a cell at acceptance ≥ 0.95 read within 6% of λ
+wherever it had settled, and cells at 0.85-0.9 read 10-15% high; the chains need the time
+T = ε × steps to settle, so the largest unbiased ε reaches it in the fewest steps.
+
+    python scripts/mala_band.py 12,6,2,6 1 --out docs/validation/mala_band_development.jsonl
+    python scripts/mala_band.py --held-out 20261216 --out docs/validation/held_out_14.jsonl
+    python scripts/mala_band.py --from docs/validation/held_out_14.jsonl
+
+Rows already in --out are skipped, so a run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from time_table import _jump, table_cells, window_status
+
+from grokscope.llc.config import sgld_config
+from grokscope.llc.tuning.calibrate import GRID_OFFSETS, _bracket
+from grokscope.llc.validation.suite import Case, dln_case, held_out_family
+
+MALA_BAND = 0.95
+PROBE_STEPS = 10_000
+
+
+def run_case(case: Case, cap: int) -> dict:
+    """Probe and run (module docstring) on one network; every cell's numbers are kept."""
+    start = time.perf_counter()
+    model, data = case.build()
+    weights = {n: p.detach() for n, p in model.named_parameters()}
+    config = sgld_config(**case.settings | dict(n_steps=PROBE_STEPS, max_steps=PROBE_STEPS, mala=True))
+    epsilon0 = _bracket(model, data, weights, config, "mse", 0, None, False)["epsilon"]
+    probe = table_cells(case, model, data, weights, [epsilon0 * offset for offset in GRID_OFFSETS], PROBE_STEPS)
+    passing = [float(e) for e, c in probe.items() if not c["diverged"] and (c["mala"] or 0.0) >= MALA_BAND]
+    run = table_cells(case, model, data, weights, [passing[-1] / 2, passing[-1]], cap) if passing else {}
+    return dict(case=case.name, truth=case.truth, cap=cap, epsilon0=epsilon0, probe=probe, run=run,
+                seconds=time.perf_counter() - start)
+
+
+def answer(record: dict) -> dict:
+    """The rule's answer (module docstring, step 3) from a stored record."""
+    if not record["run"]:
+        return dict(estimate=None, status="none", epsilon=None, why=f"no probe cell at MALA ≥ {MALA_BAND} without divergence")
+    for epsilon, cell in sorted(((float(e), c) for e, c in record["run"].items()), reverse=True):
+        if cell["diverged"] or (cell["mala"] or 0.0) < MALA_BAND:
+            continue
+        row = {float(t): v for t, v in cell["row"].items() if v[0] is not None and math.isfinite(v[0])}
+        t = max(row)
+        value, half = row[t], row.get(t / 2)
+        if half is None or _jump(half, value):
+            return dict(estimate=None, status="none", epsilon=epsilon,
+                        why=f"ε {epsilon:.3g} still moving: {half and half[0]:.4g} → {value[0]:.4g} at T {t:.3g}")
+        return dict(estimate=value[0], status=window_status(cell, value[0]), epsilon=epsilon,
+                    why=f"ε {epsilon:.3g}, MALA {cell['mala']:.3f}, T {t:.3g}")
+    return dict(estimate=None, status="none", epsilon=None,
+                why="MALA fell below the band in both run cells: " + ", ".join(f"{c['mala'] or 0:.3f}" for c in record["run"].values()))
+
+
+def judge(records: list[dict]) -> None:
+    """Each network's answer, then the four criteria (docs/validation.md)."""
+    errors = []
+    for record in records:
+        found = answer(record)
+        error = None if found["estimate"] is None else found["estimate"] / record["truth"] - 1
+        print(f"| {record['case']} | {record['truth']:g} | " + ("none" if error is None else f"{found['estimate']:.4g} ({error:+.1%})")
+              + f", {found['status']} | {found['why']} | {record['seconds']:.0f} s |")
+        if found["status"] == "ok":
+            errors.append(error)
+    misses = [e for e in errors if abs(e) > 0.10]
+    print(f"{len(errors)} of {len(records)} ok ({len(errors) / len(records):.0%}, target ≥ 80%); mean |error| over ok "
+          + (f"{np.mean(np.abs(errors)):.1%}" if errors else "-") + " (target ≤ 10%); ok with |error| > 10%: "
+          + (", ".join(f"{e:+.1%}" for e in misses) or "none") + f"; ok with |error| > 20%: {sum(abs(e) > 0.2 for e in errors)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("widths", nargs="?", help="the network's widths, e.g. 12,6,2,6")
+    parser.add_argument("rank", nargs="?", type=int)
+    parser.add_argument("--held-out", type=int, metavar="SEED", help="every network of this fixed family, then the criteria")
+    parser.add_argument("--max-steps", type=int, default=160_000, help="the run's step cap")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--from", dest="source", type=Path, help="judge the records stored in this file, running nothing")
+    args = parser.parse_args()
+    if args.source:
+        judge([json.loads(line) for line in args.source.read_text().splitlines()])
+        return
+    if args.held_out is not None:
+        cases = [dln_case(w, r) for w, r in held_out_family(args.held_out)]
+    elif args.widths and args.rank is not None:
+        cases = [dln_case([int(w) for w in args.widths.split(",")], args.rank)]
+    else:
+        parser.error("give WIDTHS RANK, --held-out SEED or --from FILE")
+    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out and args.out.exists() else []
+    records = []
+    for case in cases:
+        record = next((r for r in done if r["case"] == case.name and r["cap"] == args.max_steps), None)
+        if record is None:
+            record = run_case(case, args.max_steps)
+            if args.out:
+                with args.out.open("a") as out:
+                    out.write(json.dumps(record) + "\n")
+        records.append(record)
+    judge(records)
+
+
+if __name__ == "__main__":
+    main()
