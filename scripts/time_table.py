@@ -9,20 +9,25 @@ chain that has not settled (Roberts & Tweedie 1996).
 
     python scripts/time_table.py 12,6,2,6 1 1e-7 --out docs/validation/time_table_development.jsonl
     python scripts/time_table.py --held-out 20261215 --out docs/validation/held_out_13.jsonl
+    python scripts/time_table.py --held-out 20261216 --rule mala-band --steps 160000 --cells 4 \
+        --out docs/validation/held_out_14.jsonl
 
 With --held-out, every network of that family runs, its grid placed by the rule's bracket
-(llc/tuning/calibrate.py), and the candidate rule of :func:`answer` is judged on the four criteria.
+(llc/tuning/calibrate.py), and a candidate rule (--rule) is judged on the four criteria.
 Rows already in --out are skipped, so a run resumes where it stopped.
 
-The candidate rule (docs/validation.md, "A thirteenth family"): counting up in ε from the smallest
+Equal-time runs (:func:`answer`; docs/validation.md, "A thirteenth family"): counting up in ε from the smallest
 cell, a run of cells, each with MALA acceptance ≥ MALA_MIN_ACCEPTANCE and no diverged chain, each
 agreeing at equal time with the cell before it and with the run's first (at that cell's longest
 time T; FLAT_TOLERANCE and two standard errors); the run needs two cells. Its last cell ran the
 longest time of the unbiased cells: its λ̂ over [T/2, T] is the answer when it is flat against its
 λ̂ over [T/4, T/2], else there is none (still moving). A smaller cell's plateau is never the answer.
-The answer's status: unreliable when R-hat of its window's draws or of their batch means exceeds
-R_HAT_MAX, imprecise when the batch-means ESS is below ESS_MIN or the MCSE above MCSE_MAX_FRACTION
-of λ̂, else ok.
+
+The MALA band (:func:`band_answer`; docs/validation.md, "The MALA band"): the largest cell with no
+diverged chain whose MALA acceptance over its whole block is ≥ MALA_BAND; its λ̂ over [T/2, T] at
+its longest time is the answer when flat against its λ̂ over [T/4, T/2], else there is none.
+
+Either answer's status is :func:`window_status`'s.
 """
 
 from __future__ import annotations
@@ -44,18 +49,28 @@ from grokscope.llc.validation.suite import Case, dln_case, held_out_family
 from grokscope.thresholds import ESS_MIN, FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE, MCSE_MAX_FRACTION, R_HAT_MAX
 
 SHORTEST_WINDOW = 200  # steps: a shorter [T/2, T] is too noisy to read
+MALA_BAND = 0.95  # the MALA band's acceptance (docs/validation.md, "The MALA band")
 
 
-def time_table(case: Case, epsilon: float | None, steps: int) -> dict:
-    """The grid ε·GRID_OFFSETS around ``epsilon`` (None: the rule's bracket places it), one block of
-    ``steps`` per cell: λ̂(ε, T) with standard errors, and each cell's diagnostics over its last window."""
+def time_table(case: Case, epsilon: float | None, steps: int, cells: int = len(GRID_OFFSETS)) -> dict:
+    """The grid ε·GRID_OFFSETS around ``epsilon`` (None: the rule's bracket places it), its ``cells``
+    smallest cells, one block of ``steps`` each: λ̂(ε, T) with standard errors, and each cell's
+    diagnostics over its last window."""
     start = time.perf_counter()
     model, data = case.build()
     config = sgld_config(**case.settings | dict(n_steps=steps, max_steps=steps, mala=True))
     weights = {n: p.detach() for n, p in model.named_parameters()}
     if epsilon is None:
         epsilon = _bracket(model, data, weights, config, "mse", 0, None, False)["epsilon"]
-    epsilons = [epsilon * offset for offset in GRID_OFFSETS]
+    table = table_cells(case, model, data, weights, [epsilon * offset for offset in GRID_OFFSETS[:cells]], steps)
+    return dict(case=case.name, truth=case.truth, steps=steps, epsilon=epsilon, table=table,
+                seconds=time.perf_counter() - start)
+
+
+def table_cells(case: Case, model, data, weights: dict, epsilons: list[float], steps: int) -> dict:
+    """One block of ``steps`` at each of ``epsilons`` (ascending), batched: each cell's λ̂(ε, T) over
+    the windows [T/2, T] its chains cover, and its diagnostics over its last window."""
+    config = sgld_config(**case.settings | dict(n_steps=steps, max_steps=steps, mala=True))
     result = sample_llc(model, data, [weights] * len(epsilons), loss="mse", config=config,
                         checkpoint_ids=[0] * len(epsilons), per_set=[dict(epsilon=e) for e in epsilons])
     nbeta, chains = config.resolve_nbeta(len(data[0]))[0], config.chains
@@ -78,8 +93,7 @@ def time_table(case: Case, epsilon: float | None, steps: int) -> dict:
                                    window=None if settled is None else dict(
                                        r_hat=rhat(alive), r_hat_batch=settled.r_hat_batch,
                                        ess_batch=settled.ess_batch, mcse=settled.mcse))
-    return dict(case=case.name, truth=case.truth, steps=steps, epsilon=epsilon, table=cells,
-                seconds=time.perf_counter() - start)
+    return cells
 
 
 def _jump(reference: list[float], value: list[float]) -> bool:
@@ -110,16 +124,41 @@ def answer(record: dict) -> dict:
     if half is None or _jump(half, value):
         return dict(estimate=None, status="none", epsilon=epsilon,
                     why=f"the longest unbiased cell (ε {epsilon:.3g}) still moving: {half and half[0]:.4g} → {value[0]:.4g} at T {t:.3g}")
+    return dict(estimate=value[0], status=window_status(cell, value[0]), epsilon=epsilon,
+                why=f"run ε {cells[run[0]][0]:.3g} to {epsilon:.3g}, T {t:.3g}")
+
+
+def band_answer(record: dict) -> dict:
+    """The MALA band (module docstring): the largest cell at acceptance ≥ MALA_BAND, flat in T."""
+    band = [(float(e), c) for e, c in record["table"].items() if not c.get("diverged") and (c["mala"] or 0.0) >= MALA_BAND]
+    if not band:
+        return dict(estimate=None, status="none", epsilon=None, why=f"no cell at MALA acceptance ≥ {MALA_BAND} without divergence")
+    epsilon, cell = max(band, key=lambda found: found[0])
+    row = {float(t): v for t, v in cell["row"].items() if v[0] is not None and math.isfinite(v[0])}
+    t = max(row)
+    value, half = row[t], row.get(t / 2)
+    if half is None or _jump(half, value):
+        return dict(estimate=None, status="none", epsilon=epsilon,
+                    why=f"ε {epsilon:.3g} (MALA {cell['mala']:.3f}) still moving: {half and half[0]:.4g} → {value[0]:.4g} at T {t:.3g}")
+    return dict(estimate=value[0], status=window_status(cell, value[0]), epsilon=epsilon,
+                why=f"ε {epsilon:.3g}, MALA {cell['mala']:.3f}, T {t:.3g}")
+
+
+RULES = {"equal-time": answer, "mala-band": band_answer}
+
+
+def window_status(cell: dict, value: float) -> str:
+    """A cell's answer's status from its last window: unreliable when R-hat of its draws or of their
+    batch means exceeds R_HAT_MAX, imprecise when the batch-means ESS is below ESS_MIN or the MCSE
+    above MCSE_MAX_FRACTION of λ̂, else ok."""
     w = cell.get("window")
     if w is None:
-        status = "unchecked"  # a table stored before the window's diagnostics were
-    elif max(w["r_hat"], w["r_hat_batch"]) > R_HAT_MAX:
-        status = "unreliable"
-    elif w["ess_batch"] < ESS_MIN or w["mcse"] > MCSE_MAX_FRACTION * abs(value[0]):
-        status = "imprecise"
-    else:
-        status = "ok"
-    return dict(estimate=value[0], status=status, epsilon=epsilon, why=f"run ε {cells[run[0]][0]:.3g} to {epsilon:.3g}, T {t:.3g}")
+        return "unchecked"  # a table stored before the window's diagnostics were
+    if max(w["r_hat"], w["r_hat_batch"]) > R_HAT_MAX:
+        return "unreliable"
+    if w["ess_batch"] < ESS_MIN or w["mcse"] > MCSE_MAX_FRACTION * abs(value):
+        return "imprecise"
+    return "ok"
 
 
 def show(record: dict) -> None:
@@ -128,14 +167,14 @@ def show(record: dict) -> None:
     print("ε \\ T    " + " ".join(f"{t:8.3g}" for t in times))
     for eps, cell in record["table"].items():
         values = {float(t): v[0] for t, v in cell["row"].items()}
-        print(f"{float(eps):8.3g} " + " ".join(f"{values[t]:8.3f}" if t in values else " " * 8 for t in times))
+        print(f"{float(eps):8.3g} " + " ".join(f"{values[t]:8.3f}" if values.get(t) is not None else " " * 8 for t in times))
 
 
-def judge(records: list[dict]) -> None:
-    """Each network's answer, then the four criteria (docs/validation.md)."""
+def judge(records: list[dict], rule=answer) -> None:
+    """Each network's answer under ``rule``, then the four criteria (docs/validation.md)."""
     errors = []
     for record in records:
-        found = answer(record)
+        found = rule(record)
         error = None if found["estimate"] is None else found["estimate"] / record["truth"] - 1
         print(f"| {record['case']} | {record['truth']:g} | " + ("none" if error is None else f"{found['estimate']:.4g} ({error:+.1%})")
               + f", {found['status']} | {found['why']} | " + (f"{record['seconds']:.0f} s |" if "seconds" in record else "- |"))
@@ -154,11 +193,14 @@ def main() -> None:
     parser.add_argument("epsilon", nargs="?", type=float, help="ε₀, the grid's middle (default: the rule's bracket)")
     parser.add_argument("--held-out", type=int, metavar="SEED", help="every network of this fixed family, then the criteria")
     parser.add_argument("--steps", type=int, default=80_000)
+    parser.add_argument("--cells", type=int, default=len(GRID_OFFSETS), choices=range(2, len(GRID_OFFSETS) + 1),
+                        help="run only the grid's smallest cells")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--from", dest="source", type=Path, help="judge the tables stored in this file, running nothing")
+    parser.add_argument("--rule", choices=RULES, default="equal-time", help="the candidate rule judged")
     args = parser.parse_args()
     if args.source:
-        judge([json.loads(line) for line in args.source.read_text().splitlines()])
+        judge([json.loads(line) for line in args.source.read_text().splitlines()], RULES[args.rule])
         return
     if args.held_out is not None:
         cases = [dln_case(w, r) for w, r in held_out_family(args.held_out)]
@@ -171,14 +213,14 @@ def main() -> None:
     for case in cases:
         record = next((r for r in done if r["case"] == case.name and r["steps"] == args.steps), None)
         if record is None:
-            record = time_table(case, args.epsilon, args.steps)
+            record = time_table(case, args.epsilon, args.steps, args.cells)
             if args.out:
                 with args.out.open("a") as out:
                     out.write(json.dumps(record) + "\n")
         records.append(record)
         if args.held_out is None:
             show(record)
-    judge(records)
+    judge(records, RULES[args.rule])
 
 
 if __name__ == "__main__":
