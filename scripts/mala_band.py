@@ -30,17 +30,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
-import numpy as np
 
-from time_table import _jump, table_cells, window_status
+from time_table import cases_of, judge, last_window_answer, resumable, table_cells
 
 from grokscope.llc.config import sgld_config
 from grokscope.llc.tuning.calibrate import GRID_OFFSETS, _bracket
-from grokscope.llc.validation.suite import Case, dln_case, held_out_family
+from grokscope.llc.validation.suite import Case
 
 MALA_BAND = 0.95
 PROBE_STEPS = 10_000
@@ -67,32 +65,9 @@ def answer(record: dict) -> dict:
     for epsilon, cell in sorted(((float(e), c) for e, c in record["run"].items()), reverse=True):
         if cell["diverged"] or (cell["mala"] or 0.0) < MALA_BAND:
             continue
-        row = {float(t): v for t, v in cell["row"].items() if v[0] is not None and math.isfinite(v[0])}
-        t = max(row)
-        value, half = row[t], row.get(t / 2)
-        if half is None or _jump(half, value):
-            return dict(estimate=None, status="none", epsilon=epsilon,
-                        why=f"ε {epsilon:.3g} still moving: {half and half[0]:.4g} → {value[0]:.4g} at T {t:.3g}")
-        return dict(estimate=value[0], status=window_status(cell, value[0]), epsilon=epsilon,
-                    why=f"ε {epsilon:.3g}, MALA {cell['mala']:.3f}, T {t:.3g}")
+        return last_window_answer(epsilon, cell)
     return dict(estimate=None, status="none", epsilon=None,
                 why="MALA fell below the band in both run cells: " + ", ".join(f"{c['mala'] or 0:.3f}" for c in record["run"].values()))
-
-
-def judge(records: list[dict]) -> None:
-    """Each network's answer, then the four criteria (docs/validation.md)."""
-    errors = []
-    for record in records:
-        found = answer(record)
-        error = None if found["estimate"] is None else found["estimate"] / record["truth"] - 1
-        print(f"| {record['case']} | {record['truth']:g} | " + ("none" if error is None else f"{found['estimate']:.4g} ({error:+.1%})")
-              + f", {found['status']} | {found['why']} | {record['seconds']:.0f} s |")
-        if found["status"] == "ok":
-            errors.append(error)
-    misses = [e for e in errors if abs(e) > 0.10]
-    print(f"{len(errors)} of {len(records)} ok ({len(errors) / len(records):.0%}, target ≥ 80%); mean |error| over ok "
-          + (f"{np.mean(np.abs(errors)):.1%}" if errors else "-") + " (target ≤ 10%); ok with |error| > 10%: "
-          + (", ".join(f"{e:+.1%}" for e in misses) or "none") + f"; ok with |error| > 20%: {sum(abs(e) > 0.2 for e in errors)}")
 
 
 def main() -> None:
@@ -105,25 +80,10 @@ def main() -> None:
     parser.add_argument("--from", dest="source", type=Path, help="judge the records stored in this file, running nothing")
     args = parser.parse_args()
     if args.source:
-        judge([json.loads(line) for line in args.source.read_text().splitlines()])
+        judge([json.loads(line) for line in args.source.read_text().splitlines()], answer)
         return
-    if args.held_out is not None:
-        cases = [dln_case(w, r) for w, r in held_out_family(args.held_out)]
-    elif args.widths and args.rank is not None:
-        cases = [dln_case([int(w) for w in args.widths.split(",")], args.rank)]
-    else:
-        parser.error("give WIDTHS RANK, --held-out SEED or --from FILE")
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out and args.out.exists() else []
-    records = []
-    for case in cases:
-        record = next((r for r in done if r["case"] == case.name and r["cap"] == args.max_steps), None)
-        if record is None:
-            record = run_case(case, args.max_steps)
-            if args.out:
-                with args.out.open("a") as out:
-                    out.write(json.dumps(record) + "\n")
-        records.append(record)
-    judge(records)
+    records = resumable(cases_of(args, parser), args.out, "cap", args.max_steps, lambda case: run_case(case, args.max_steps))
+    judge(records, answer)
 
 
 if __name__ == "__main__":

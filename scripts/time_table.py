@@ -133,7 +133,12 @@ def band_answer(record: dict) -> dict:
     band = [(float(e), c) for e, c in record["table"].items() if not c.get("diverged") and (c["mala"] or 0.0) >= MALA_BAND]
     if not band:
         return dict(estimate=None, status="none", epsilon=None, why=f"no cell at MALA acceptance ≥ {MALA_BAND} without divergence")
-    epsilon, cell = max(band, key=lambda found: found[0])
+    return last_window_answer(*max(band, key=lambda found: found[0]))
+
+
+def last_window_answer(epsilon: float, cell: dict) -> dict:
+    """One cell's λ̂ over [T/2, T] at its longest time T when it agrees with its λ̂ over [T/4, T/2]
+    (:func:`_jump`), with :func:`window_status`; else no answer (still moving)."""
     row = {float(t): v for t, v in cell["row"].items() if v[0] is not None and math.isfinite(v[0])}
     t = max(row)
     value, half = row[t], row.get(t / 2)
@@ -202,25 +207,36 @@ def main() -> None:
     if args.source:
         judge([json.loads(line) for line in args.source.read_text().splitlines()], RULES[args.rule])
         return
+    records = resumable(cases_of(args, parser), args.out, "steps", args.steps,
+                        lambda case: time_table(case, args.epsilon, args.steps, args.cells))
+    if args.held_out is None:
+        show(records[0])
+    judge(records, RULES[args.rule])
+
+
+def cases_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Case]:
+    """The networks named on the command line: a fixed family (--held-out) or WIDTHS RANK."""
     if args.held_out is not None:
-        cases = [dln_case(w, r) for w, r in held_out_family(args.held_out)]
-    elif args.widths and args.rank is not None:
-        cases = [dln_case([int(w) for w in args.widths.split(",")], args.rank)]
-    else:
-        parser.error("give WIDTHS RANK [EPSILON], --held-out SEED or --from FILE")
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out and args.out.exists() else []
+        return [dln_case(w, r) for w, r in held_out_family(args.held_out)]
+    if args.widths and args.rank is not None:
+        return [dln_case([int(w) for w in args.widths.split(",")], args.rank)]
+    parser.error("give WIDTHS RANK, --held-out SEED or --from FILE")
+
+
+def resumable(cases: list[Case], out: Path | None, key: str, value: int, run) -> list[dict]:
+    """Each case's record: the one stored in ``out`` with the same ``key`` (a budget), else ``run(case)``,
+    appended to ``out`` as soon as it is done, so an interrupted run resumes where it stopped."""
+    done = [json.loads(line) for line in out.read_text().splitlines()] if out and out.exists() else []
     records = []
     for case in cases:
-        record = next((r for r in done if r["case"] == case.name and r["steps"] == args.steps), None)
+        record = next((r for r in done if r["case"] == case.name and r[key] == value), None)
         if record is None:
-            record = time_table(case, args.epsilon, args.steps, args.cells)
-            if args.out:
-                with args.out.open("a") as out:
-                    out.write(json.dumps(record) + "\n")
+            record = run(case)
+            if out:
+                with out.open("a") as stream:
+                    stream.write(json.dumps(record) + "\n")
         records.append(record)
-        if args.held_out is None:
-            show(record)
-    judge(records, RULES[args.rule])
+    return records
 
 
 if __name__ == "__main__":
