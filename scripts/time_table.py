@@ -19,9 +19,10 @@ Rows already in --out are skipped, so a run resumes where it stopped.
 Equal-time runs (:func:`answer`; docs/validation.md, "A thirteenth family"): counting up in ε
 from the smallest cell, a run of cells, each with MALA acceptance ≥ MALA_MIN_ACCEPTANCE and no
 diverged chain, each agreeing at equal time with the cell before it and with the run's first (at
-that cell's longest time T; FLAT_TOLERANCE and two standard errors); the run needs two cells. Its last cell ran the
-longest time of the unbiased cells: its λ̂ over [T/2, T] is the answer when it is flat against its
-λ̂ over [T/4, T/2], else there is none (still moving). A smaller cell's plateau is never the answer.
+that cell's longest time T; FLAT_TOLERANCE and two standard errors); the run needs two cells. Its
+last cell ran the longest time of the unbiased cells: its λ̂ over [T/2, T] is the answer when it is
+flat against its λ̂ over [T/4, T/2], else there is none (still moving). A smaller cell's plateau is
+never the answer.
 
 The MALA band (:func:`band_answer`; docs/validation.md, "The MALA band"): the largest cell with no
 diverged chain whose MALA acceptance over its whole block is ≥ MALA_BAND; its λ̂ over [T/2, T] at
