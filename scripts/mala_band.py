@@ -1,6 +1,7 @@
 """A candidate rule for the step size, judged on deep linear networks (docs/validation.md, "The MALA
-band"): the largest step size whose MALA acceptance stays at or above MALA_BAND, run until its
-chains settle.
+band"), chosen by a short probe: the largest step size whose MALA acceptance over the probe is at or
+above MALA_BAND, then one long block. Not adopted: on rank-0 networks the probe's acceptance says
+nothing (docs/validation.md); scripts/time_table.py --rule mala-band reads it over the whole block.
 
 1. Probe: the rule's bracket (llc/tuning/calibrate.py) places ε₀; the grid ε₀·2^j, j = −3..3, runs
    one block of PROBE_STEPS steps in one batched run. The chosen ε is the largest cell with MALA
@@ -20,8 +21,7 @@ wherever it had settled, and cells at 0.85-0.9 read 10-15% high; the chains need
 T = ε × steps to settle, so the largest unbiased ε reaches it in the fewest steps.
 
     python scripts/mala_band.py 12,6,2,6 1 --out docs/validation/mala_band_development.jsonl
-    python scripts/mala_band.py --held-out 20261216 --out docs/validation/held_out_14.jsonl
-    python scripts/mala_band.py --from docs/validation/held_out_14.jsonl
+    python scripts/mala_band.py --from docs/validation/mala_band_development.jsonl
 
 Rows already in --out are skipped, so a run resumes where it stopped.
 """
@@ -33,14 +33,12 @@ import json
 import time
 from pathlib import Path
 
-
-from time_table import cases_of, judge, last_window_answer, resumable, table_cells
+from time_table import MALA_BAND, cases_of, in_band, judge, last_window_answer, resumable, table_cells
 
 from grokscope.llc.config import sgld_config
 from grokscope.llc.tuning.calibrate import GRID_OFFSETS, _bracket
 from grokscope.llc.validation.suite import Case
 
-MALA_BAND = 0.95
 PROBE_STEPS = 10_000
 
 
@@ -52,7 +50,7 @@ def run_case(case: Case, cap: int) -> dict:
     config = sgld_config(**case.settings | dict(n_steps=PROBE_STEPS, max_steps=PROBE_STEPS, mala=True))
     epsilon0 = _bracket(model, data, weights, config, "mse", 0, None, False)["epsilon"]
     probe = table_cells(case, model, data, weights, [epsilon0 * offset for offset in GRID_OFFSETS], PROBE_STEPS)
-    passing = [float(e) for e, c in probe.items() if not c["diverged"] and (c["mala"] or 0.0) >= MALA_BAND]
+    passing = [float(e) for e, c in probe.items() if in_band(c)]
     run = table_cells(case, model, data, weights, [passing[-1] / 2, passing[-1]], cap) if passing else {}
     return dict(case=case.name, truth=case.truth, cap=cap, epsilon0=epsilon0, probe=probe, run=run,
                 seconds=time.perf_counter() - start)
@@ -63,9 +61,8 @@ def answer(record: dict) -> dict:
     if not record["run"]:
         return dict(estimate=None, status="none", epsilon=None, why=f"no probe cell at MALA ≥ {MALA_BAND} without divergence")
     for epsilon, cell in sorted(((float(e), c) for e, c in record["run"].items()), reverse=True):
-        if cell["diverged"] or (cell["mala"] or 0.0) < MALA_BAND:
-            continue
-        return last_window_answer(epsilon, cell)
+        if in_band(cell):
+            return last_window_answer(epsilon, cell)
     return dict(estimate=None, status="none", epsilon=None,
                 why="MALA fell below the band in both run cells: " + ", ".join(f"{c['mala'] or 0:.3f}" for c in record["run"].values()))
 

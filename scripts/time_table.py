@@ -1,7 +1,8 @@
 """λ̂ of a deep linear network against step size ε and time T = ε × steps (docs/validation.md,
 "λ̂ against step size and time").
 
-Every cell of the rule's grid (ε₀·2^j, j = −3..3) runs one block of STEPS steps; λ̂(ε, T) is each
+Every cell of the rule's grid (ε₀·2^j, j = −3..3, or its --cells smallest) runs one block of
+--steps steps; λ̂(ε, T) is each
 chain's nβ·(mean loss over the steps that cover the time [T/2, T]) − L_n(w*), averaged over the
 chains, with its standard error. The chains at every ε discretise the same Langevin diffusion, so
 at equal T the cells differ by step-size bias alone; along a row, λ̂ still rising with T is a
@@ -119,22 +120,23 @@ def answer(record: dict) -> dict:
         run.append(k)
     if len(run) < 2:
         return dict(estimate=None, status="none", epsilon=None, why="no two cells agree at equal time")
-    top = run[-1]
-    (epsilon, cell), t = cells[top], longest[top]
-    value, half = rows[top][t], rows[top].get(t / 2)
-    if half is None or _jump(half, value):
-        return dict(estimate=None, status="none", epsilon=epsilon,
-                    why=f"the longest unbiased cell (ε {epsilon:.3g}) still moving: {half and half[0]:.4g} → {value[0]:.4g} at T {t:.3g}")
-    return dict(estimate=value[0], status=window_status(cell, value[0]), epsilon=epsilon,
-                why=f"run ε {cells[run[0]][0]:.3g} to {epsilon:.3g}, T {t:.3g}")
+    found = last_window_answer(*cells[run[-1]])
+    if found["estimate"] is not None:
+        found["why"] = f"run ε {cells[run[0]][0]:.3g} to {found['why']}"
+    return found
 
 
 def band_answer(record: dict) -> dict:
     """The MALA band (module docstring): the largest cell at acceptance ≥ MALA_BAND, flat in T."""
-    band = [(float(e), c) for e, c in record["table"].items() if not c.get("diverged") and (c["mala"] or 0.0) >= MALA_BAND]
+    band = [(float(e), c) for e, c in record["table"].items() if in_band(c)]
     if not band:
         return dict(estimate=None, status="none", epsilon=None, why=f"no cell at MALA acceptance ≥ {MALA_BAND} without divergence")
     return last_window_answer(*max(band, key=lambda found: found[0]))
+
+
+def in_band(cell: dict) -> bool:
+    """Whether a cell has no diverged chain and MALA acceptance ≥ MALA_BAND over its whole block."""
+    return not cell.get("diverged") and (cell["mala"] or 0.0) >= MALA_BAND
 
 
 def last_window_answer(epsilon: float, cell: dict) -> dict:
