@@ -69,17 +69,20 @@ def time_table(case: Case, epsilon: float | None, steps: int, cells: int = len(G
                 seconds=time.perf_counter() - start)
 
 
-def table_cells(case: Case, model, data, weights: dict, epsilons: list[float], steps: int) -> dict:
+def table_cells(case: Case, model, data, weights: dict, epsilons: list[float], steps: int,
+                nbeta_scales: list[float] | None = None) -> dict:
     """One block of ``steps`` at each of ``epsilons`` (ascending), batched: each cell's λ̂(ε, T) over
-    the windows [T/2, T] its chains cover, and its diagnostics over its last window."""
+    the windows [T/2, T] its chains cover, and its diagnostics over its last window. A cell's
+    ``nbeta_scales`` entry multiplies its nβ (default 1)."""
     config = sgld_config(**case.settings | dict(n_steps=steps, max_steps=steps, mala=True))
-    result = sample_llc(model, data, [weights] * len(epsilons), loss="mse", config=config,
-                        checkpoint_ids=[0] * len(epsilons), per_set=[dict(epsilon=e) for e in epsilons])
-    nbeta, chains = config.resolve_nbeta(len(data[0]))[0], config.chains
+    base, chains = config.resolve_nbeta(len(data[0]))[0], config.chains
+    nbetas = [base * scale for scale in nbeta_scales or [1.0] * len(epsilons)]
+    result = sample_llc(model, data, [weights] * len(epsilons), loss="mse", config=config, checkpoint_ids=[0] * len(epsilons),
+                        per_set=[dict(epsilon=e, nbeta=b) for e, b in zip(epsilons, nbetas)])
     losses = result.loss_draws.double().numpy()  # [steps, sets × chains]
-    times = sorted({e * steps / 2**k for e in (epsilons[0], epsilons[-1]) for k in range(12)})
+    times = sorted({e * steps / 2**k for e in epsilons for k in range(12)})
     cells = {}
-    for k, (eps, entry) in enumerate(zip(epsilons, result.entries)):
+    for k, (eps, nbeta, entry) in enumerate(zip(epsilons, nbetas, result.entries)):
         own = losses[:, k * chains:(k + 1) * chains]
         row = {}
         for t in times:
@@ -90,7 +93,7 @@ def table_cells(case: Case, model, data, weights: dict, epsilons: list[float], s
         window = own[entry.steps_used // 2:entry.steps_used].T
         alive = window[np.isfinite(window).all(axis=1)]
         settled = settle(alive, entry.init_loss, nbeta, burn_in=0) if len(alive) > 1 else None
-        cells[f"{eps:.6g}"] = dict(llc=entry.llc_mean, status=entry.status, mala=entry.mala_acceptance,
+        cells[f"{eps:.6g}"] = dict(llc=entry.llc_mean, status=entry.status, mala=entry.mala_acceptance, nbeta=nbeta,
                                    diverged=entry.diverged_chains, row=row,
                                    window=None if settled is None else dict(
                                        r_hat=rhat(alive), r_hat_batch=settled.r_hat_batch,

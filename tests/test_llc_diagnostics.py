@@ -86,6 +86,7 @@ def test_each_finding_fires_on_its_own_cause_names_it_and_sets_the_status():
         "when the steps doubled": (dict(doubling=((SETTLE_TOLERANCE + 0.05) * 10.0, 0.1)), "unreliable", True),
         "few effective draws": (dict(ess_batch=ESS_MIN - 1), "imprecise", True),
         "Monte-Carlo error": (dict(mcse=(MCSE_MAX_FRACTION + 0.01) * 10.0), "imprecise", True),
+        "below the quadratic floor": (dict(quadratic_floor=10.0 * (1 + SETTLE_TOLERANCE + 0.05)), "unreliable", True),
     }
     for words, (change, status, more_steps_help) in cases.items():
         found = _findings(**change)
@@ -100,6 +101,12 @@ def test_chains_that_disagree_by_less_than_the_tolerance_are_not_unsettled():
     immaterial = _findings(r_hat_batch=R_HAT_MAX + 0.05, chain_spread=0.5 * SETTLE_TOLERANCE * 10.0)
     assert immaterial.status == "ok"
     assert _findings(r_hat_batch=R_HAT_MAX + 0.05, chain_spread=2 * SETTLE_TOLERANCE * 10.0).status == "unreliable"
+
+
+def test_a_floor_within_the_tolerance_or_the_monte_carlo_error_or_below_the_estimate_is_no_finding():
+    assert _findings(quadratic_floor=10.0 * (1 + 0.5 * SETTLE_TOLERANCE)).items == []
+    assert [r.split(":")[0] for r in _findings(quadratic_floor=12.0, mcse=1.5).reasons] == ["Monte-Carlo error"]  # 2 below: 2 MCSE
+    assert _findings(quadratic_floor=5.0).items == []
 
 
 def test_a_change_within_the_chain_to_chain_noise_is_not_flagged():

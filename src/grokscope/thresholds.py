@@ -59,6 +59,12 @@ FLAT_TOLERANCE = 0.05
 # n = 1e5 read about −0.001. Judged on crossings never seen (docs/validation.md).
 GAMMA_ELASTICITY_MAX = 0.1
 
+# The quadratic floor of λ̂ (llc/diagnostics/quadratic.py) is computed for models with at most this
+# many sampled parameters: one Gauss-Newton matrix of P² entries and its eigenvalues (a few seconds
+# at P = 500 and n = 1e5 on a 2-core CPU). λ̂ below the floor by more than SETTLE_TOLERANCE of it and
+# two Monte-Carlo errors is "not settled" (the same test as the halves and the doubling).
+QUADRATIC_FLOOR_MAX_PARAMS = 2000
+
 # A direction of a deep linear teacher's product (singular value σ) is resolved by n examples when
 # dropping it raises nβ·L_n by at least this, nβ·σ²·E[x²]/d_out; where it is of order 1 or less
 # the direction cannot be told from zero, and the finite-n target is λ of the lower rank. Fixed from

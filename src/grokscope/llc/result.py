@@ -43,6 +43,7 @@ class CheckpointLLC:
     doubling_change: float | None = None  # λ̂ minus λ̂ of the same chains over the first half of the steps
     gamma_elasticity: float | None = None  # d ln λ̂ / d ln γ from the draws (llc/diagnostics/localisation.py)
     gamma_elasticity_se: float | None = None  # its standard error from the chains' spread
+    quadratic_floor: float | None = None  # λ̂ of the Hessian's quadratic part at w* (llc/diagnostics/quadratic.py)
     settings: dict[str, float] | None = None  # this set's ε, γ, nβ, wd when they differ per set
     step_metrics: dict[str, Any] | None = None  # norms of the step's terms per chain (--step-metrics)
     probe_losses: dict[str, Any] | None = None  # mean loss per chain on each probe set

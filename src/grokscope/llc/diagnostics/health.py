@@ -33,6 +33,7 @@ KIND_STATUS = {"imprecise": "imprecise", "unsettled": "unreliable", "bias": "unr
 
 # how the reasons of kind "bias" begin (assess writes them): evidence that a step size is wrong
 BOUNDED = "bounded by the localisation"  # how the reason of a λ̂ that depends on γ begins (calibrate reads it too)
+BELOW_FLOOR = "below the quadratic floor"
 BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance", BOUNDED)
 
 
@@ -101,14 +102,16 @@ def assess(
     ess_tail: float | None = None, mala_acceptance: float | None = None, frac_below_init: float | None = None,
     r_hat_batch: float | None = None, ess_batch: float | None = None, mcse: float | None = None,
     halves: tuple[float, float] | None = None, doubling: tuple[float, float] | None = None, chain_spread: float | None = None,
-    gamma_elasticity: tuple[float, float, float] | None = None,
+    gamma_elasticity: tuple[float, float, float] | None = None, quadratic_floor: float | None = None,
 ) -> Findings:
     """Every reason to distrust an estimate, each of its kind; no findings: ``ok``. ``chain_spread``:
     the standard deviation of the chains' λ̂; an R-hat above R_HAT_MAX makes the estimate unsettled
     when the chains' λ̂ also differ by more than SETTLE_TOLERANCE of λ̂ (like the other settling
     checks: significant and material). A smaller disagreement is already in the MCSE.
     ``gamma_elasticity``: d ln λ̂ / d ln γ, its standard error and the critical multiple of it
-    (llc/diagnostics/localisation.py); judged only on chains found settled."""
+    (llc/diagnostics/localisation.py); judged only on chains found settled. ``quadratic_floor``: λ̂ of
+    the Hessian's quadratic part at w* (llc/diagnostics/quadratic.py); λ̂ materially below it is a
+    chain that has not relaxed the Hessian's slow modes."""
     found = Findings()
     if diverged_chains:
         found.add("bias", f"diverged: {diverged_chains} of {chains} chains reached a non-finite loss (lower epsilon)")
@@ -133,6 +136,9 @@ def assess(
         if change is not None and _moved(*change, llc_mean):
             direction = "rising" if change[0] > 0 else "falling"
             found.add("unsettled", f"not settled: λ̂ still {direction} ({change[0]:+.3g} {what}, > {SETTLE_TOLERANCE:.0%})")
+    if _finite(quadratic_floor) and 0 < llc_mean < quadratic_floor and _moved(quadratic_floor - llc_mean, mcse or math.nan, quadratic_floor):
+        found.add("unsettled", f"{BELOW_FLOOR}: λ̂ {llc_mean:.3g} < {quadratic_floor:.3g}, the λ̂ of the Hessian's quadratic part "
+                               f"at w* (by > {SETTLE_TOLERANCE:.0%}): its slowest modes have not relaxed")
     settled = not any(kind == "unsettled" for kind, _ in found.items)  # drifting chains fake a covariance
     if settled and gamma_elasticity is not None and gamma_elasticity[0] + gamma_elasticity[2] * gamma_elasticity[1] < -GAMMA_ELASTICITY_MAX:
         found.add("bias", f"{BOUNDED}: d ln λ̂/d ln γ = {gamma_elasticity[0]:.2f} ± {gamma_elasticity[1]:.2f} "

@@ -50,10 +50,11 @@ def cut_after_divergence(losses: torch.Tensor) -> torch.Tensor:
 
 def summarise(
     recorded: dict[str, torch.Tensor], checkpoint_id: int, step: int | None, init_loss: float, nbeta: float,
-    cfg: SGLDConfig, set_settings: dict | None, probe_init: dict[str, float],
+    cfg: SGLDConfig, set_settings: dict | None, probe_init: dict[str, float], quadratic_floor: float | None = None,
 ) -> tuple[CheckpointLLC, Findings]:
     """One parameter set's record (its chains' blocks joined) as an entry, and the findings behind
-    its status (whose ``more_steps_help`` says whether its chains should continue)."""
+    its status (whose ``more_steps_help`` says whether its chains should continue).
+    ``quadratic_floor``: λ̂ of the Hessian's quadratic part (llc/diagnostics/quadratic.py), if known."""
     chains = cfg.chains
     diverged = cut_after_divergence(recorded["losses"]).numpy()
     traces = recorded["losses"].T.double().numpy()  # [chains, steps]
@@ -64,7 +65,7 @@ def summarise(
     mala = None if mala is None or diverged.all() else float(mala[~torch.from_numpy(diverged)].mean())
     base = dict(
         checkpoint_id=checkpoint_id, step=step, init_loss=init_loss, diverged_chains=int(diverged.sum()), trace_steps=thin.tolist(),
-        loss_trace=trace, settings=set_settings, steps_used=steps_used, step_metrics=_step_metrics(recorded),
+        loss_trace=trace, settings=set_settings, steps_used=steps_used, step_metrics=_step_metrics(recorded), quadratic_floor=quadratic_floor,
         probe_losses=_probe_losses(recorded, probe_init),
     )
     if diverged.all():
@@ -88,7 +89,7 @@ def summarise(
                                       init_loss, float((set_settings or {}).get("gamma", cfg.gamma)))
     found = assess(float(values.mean()), int(diverged.sum()), chains, **diagnostics, r_hat_batch=settled.r_hat_batch,
                    ess_batch=settled.ess_batch, mcse=settled.mcse, halves=settled.halves, doubling=settled.doubling, chain_spread=std,
-                   gamma_elasticity=elasticity)
+                   gamma_elasticity=elasticity, quadratic_floor=quadratic_floor)
     return CheckpointLLC(
         **base, **diagnostics,
         llc_mean=float(values.mean()),

@@ -78,6 +78,7 @@ class Cell:
     biased: bool = False  # diverged, did not move, MALA below the band, w* not a minimum, or bounded by the localisation
     mcse: float | None = None
     gamma_elasticity: float | None = None
+    quadratic_floor: float | None = None
 
     @classmethod
     def of(cls, setting: Mapping[str, float], entry: CheckpointLLC, biased: bool) -> "Cell":

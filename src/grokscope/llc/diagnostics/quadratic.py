@@ -1,0 +1,92 @@
+"""The quadratic floor of λ̂: what the Hessian of L_n at w* alone gives.
+
+Near a minimum w*, the splitting lemma (Arnold, Gusein-Zade & Varchenko 1985, §11) writes
+L_n − L_n(w*) as ½ of a sum of squares over the rank(H) directions where the Hessian H is nonzero,
+plus a function g of the remaining directions alone, so λ = rank(H)/2 + λ(g) ≥ rank(H)/2.
+Under the localised posterior exp(−nβ L_n(w) − γ/2 ‖w − w*‖²), an eigenvector of H with eigenvalue h
+is a Gaussian of precision nβh + γ, adding ½·nβh/(nβh + γ) to nβ(E[L_n] − L_n(w*)); their sum
+
+    Q = Σ_h ½·nβh/(nβh + γ)
+
+is λ̂ of the quadratic part at this nβ and γ. λ̂ well below Q means chains that have not yet relaxed
+H's slowest modes (relaxation time 2/(nβh + γ) in units of ε × steps). λ̂ at Q says the chains
+show nothing of g: right where g adds nothing (the minima form a smooth manifold there), and a
+plateau below λ where its directions have not been explored yet (docs/validation.md, "The
+quadratic floor").
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..sampling.objective import resolve_loss
+
+CHUNK = 256  # examples per Jacobian: 256 × outputs × P float64 at once
+
+
+def curvature_eigenvalues(model: nn.Module, params: dict[str, torch.Tensor], names: list[str], x: torch.Tensor, y: torch.Tensor,
+                          loss: str) -> np.ndarray | None:
+    """The eigenvalues of the full-batch Gauss-Newton matrix Σ_i Jᵢᵀ ∇²ℓᵢ Jᵢ / n of a built-in loss
+    w.r.t. the parameters ``names`` at ``params`` (Jᵢ: the outputs' Jacobian on example i), in
+    float64; None for a custom loss. At a minimum that fits the data it is the Hessian; unlike the
+    Hessian it takes no curvature from residuals, which float32 targets leave on exact fits and
+    which would lift H's null directions into small modes (Martens 2020, arXiv 1412.1193, §8)."""
+    if loss not in ("mse", "cross_entropy"):
+        return None
+    model = copy.deepcopy(model).cpu().double()  # buffers in float64 too; the caller's model is untouched
+    params = {n: t.detach().cpu().double() for n, t in params.items()}
+    fixed = {n: t for n, t in params.items() if n not in names}
+    shapes = [params[n].shape for n in names]
+    sizes = [params[n].numel() for n in names]
+    flat = torch.cat([params[n].flatten() for n in names])
+
+    def outputs(vector: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        tree = {n: part.view(s) for n, part, s in zip(names, vector.split(sizes), shapes)}
+        return torch.func.functional_call(model, {**fixed, **tree}, (xb,))
+
+    n = x.shape[0]
+    total = torch.zeros(flat.numel(), flat.numel(), dtype=torch.float64)
+    for start in range(0, n, CHUNK):
+        xb = x[start:start + CHUNK]
+        xb = xb.double() if xb.is_floating_point() else xb
+        jacobian = torch.func.jacfwd(outputs)(flat, xb)  # [m, *output, P]: P tangents, fewer than the outputs
+        if loss == "mse":  # ℓ = mean over an example's elements of the squared error: ∇²ℓ = 2/elements
+            per_example = jacobian.flatten(1, -2)
+            total += per_example.flatten(0, 1).T @ per_example.flatten(0, 1) * (2 / per_example.shape[1] / n)
+        else:  # ℓ = −log softmax: ∇²ℓ = diag(p) − ppᵀ over the classes (the last output axis)
+            per_class = jacobian.flatten(0, -3)  # [m·positions, C, P]
+            p = torch.softmax(outputs(flat, xb).detach().flatten(0, -2), dim=-1).unsqueeze(-1)  # [m·positions, C, 1]
+            weighted = p * per_class
+            positions = per_class.shape[0] / xb.shape[0]
+            total += (torch.einsum("kcp,kcq->pq", weighted, per_class)
+                      - torch.einsum("kp,kq->pq", weighted.sum(1), weighted.sum(1))) / (n * positions)
+    return torch.linalg.eigvalsh((total + total.T) / 2).numpy()
+
+
+def quadratic_floor(eigenvalues: np.ndarray, nbeta: float, gamma: float) -> float | None:
+    """Q = Σ ½·nβh/(nβh + γ) over the Hessian's eigenvalues h (negative ones, numerical noise or
+    a saddle that the draws-below check reports, count as 0); None without a localisation (γ = 0),
+    where every mode however flat would count ½ and rounding noise cannot be told from a mode."""
+    if gamma <= 0:
+        return None
+    stiffness = nbeta * np.clip(eigenvalues, 0.0, None)
+    return float(np.sum(0.5 * stiffness / (stiffness + gamma)))
+
+
+def quadratic_floors(model: nn.Module, param_sets: list[dict[str, torch.Tensor]], names: list[str],
+                     data: list[tuple[torch.Tensor, torch.Tensor]], loss, nbetas: list[float], gammas: list[float]) -> list[float | None]:
+    """Each parameter set's quadratic floor at its nβ and γ, on its data; sets with the same weights
+    and the same data tensors (a grid of step sizes at one w*) share one spectrum."""
+    known: list[tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray | None]] = []
+    floors = []
+    for params, (x, y), nbeta, gamma in zip(param_sets, data, nbetas, gammas):
+        match = next((k for k in known if k[1] is x and all(torch.equal(k[0][n], params[n]) for n in names)), None)
+        if match is None:
+            match = (params, x, curvature_eigenvalues(model, params, names, x, y, loss))
+            known.append(match)
+        floors.append(None if match[2] is None else quadratic_floor(match[2], nbeta, gamma))
+    return floors
