@@ -1,10 +1,13 @@
-"""λ̂ of a deep linear network at nβ, 4nβ and 16nβ (docs/validation.md, "λ̂ against nβ").
+"""λ̂ of a deep linear network at nβ, 4nβ and 16nβ (docs/validation.md, "The quadratic floor": what did
+not help).
 
 The LLC is the coefficient of log nβ in the free energy (Watanabe 2013, WBIC; Lau et al. 2023,
 arXiv 2308.12108): nβ·(E_w[L_n(w)] − L_n(w*)) reads λ only where nβ is large enough for the
 posterior near w* to be in its asymptotic regime. A plateau of λ̂ that stays put at larger nβ is
 what the sampler sees of the target at every temperature; one that moves is a finite-nβ reading.
-Each cell runs ε/s at nβ·s, so ε·nβ, the drift per step, is the same in every cell.
+Each cell runs ε/s at nβ·s, so ε·nβ, the drift per step, is the same in every cell; where the
+explored posterior is Gaussian the cells then read the same λ̂, so a plateau at the quadratic floor
+(llc/diagnostics/quadratic.py) looks the same at every nβ.
 
     python scripts/nbeta_check.py 4,8,2,9,10,12 1 5e-8 --out docs/validation/nbeta_development.jsonl
 

@@ -33,7 +33,6 @@ KIND_STATUS = {"imprecise": "imprecise", "unsettled": "unreliable", "bias": "unr
 
 # how the reasons of kind "bias" begin (assess writes them): evidence that a step size is wrong
 BOUNDED = "bounded by the localisation"  # how the reason of a λ̂ that depends on γ begins (calibrate reads it too)
-BELOW_FLOOR = "below the quadratic floor"
 BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance", BOUNDED)
 
 
@@ -137,7 +136,7 @@ def assess(
             direction = "rising" if change[0] > 0 else "falling"
             found.add("unsettled", f"not settled: λ̂ still {direction} ({change[0]:+.3g} {what}, > {SETTLE_TOLERANCE:.0%})")
     if _finite(quadratic_floor) and 0 < llc_mean < quadratic_floor and _moved(quadratic_floor - llc_mean, mcse or math.nan, quadratic_floor):
-        found.add("unsettled", f"{BELOW_FLOOR}: λ̂ {llc_mean:.3g} < {quadratic_floor:.3g}, the λ̂ of the Hessian's quadratic part "
+        found.add("unsettled", f"below the quadratic floor: λ̂ {llc_mean:.3g} < {quadratic_floor:.3g}, the λ̂ of the Hessian's quadratic part "
                                f"at w* (by > {SETTLE_TOLERANCE:.0%}): its slowest modes have not relaxed")
     settled = not any(kind == "unsettled" for kind, _ in found.items)  # drifting chains fake a covariance
     if settled and gamma_elasticity is not None and gamma_elasticity[0] + gamma_elasticity[2] * gamma_elasticity[1] < -GAMMA_ELASTICITY_MAX:

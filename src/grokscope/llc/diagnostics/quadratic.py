@@ -23,18 +23,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..sampling.objective import resolve_loss
 
 CHUNK = 256  # examples per Jacobian: 256 × outputs × P float64 at once
 
 
 def curvature_eigenvalues(model: nn.Module, params: dict[str, torch.Tensor], names: list[str], x: torch.Tensor, y: torch.Tensor,
-                          loss: str) -> np.ndarray | None:
-    """The eigenvalues of the full-batch Gauss-Newton matrix Σ_i Jᵢᵀ ∇²ℓᵢ Jᵢ / n of a built-in loss
-    w.r.t. the parameters ``names`` at ``params`` (Jᵢ: the outputs' Jacobian on example i), in
-    float64; None for a custom loss. At a minimum that fits the data it is the Hessian; unlike the
-    Hessian it takes no curvature from residuals, which float32 targets leave on exact fits and
-    which would lift H's null directions into small modes (Martens 2020, arXiv 1412.1193, §8)."""
+                          loss) -> np.ndarray | None:
+    """The eigenvalues of :func:`gauss_newton`; None for a custom loss."""
+    matrix = gauss_newton(model, params, names, x, y, loss)
+    return None if matrix is None else torch.linalg.eigvalsh(matrix).numpy()
+
+
+def gauss_newton(model: nn.Module, params: dict[str, torch.Tensor], names: list[str], x: torch.Tensor, y: torch.Tensor,
+                 loss) -> torch.Tensor | None:
+    """The full-batch Gauss-Newton matrix Σ_i Jᵢᵀ ∇²ℓᵢ Jᵢ / n of a built-in loss w.r.t. the
+    parameters ``names`` at ``params`` (Jᵢ: the outputs' Jacobian on example i; the parameters in
+    the order of ``names``, each flattened), in float64; None for a custom loss. At a minimum that
+    fits the data it is the Hessian; unlike the Hessian it takes no curvature from residuals, which
+    float32 targets leave on exact fits and which would lift H's null directions into small modes
+    (Martens 2020, arXiv 1412.1193, §8)."""
     if loss not in ("mse", "cross_entropy"):
         return None
     model = copy.deepcopy(model).cpu().double()  # buffers in float64 too; the caller's model is untouched
@@ -64,7 +71,7 @@ def curvature_eigenvalues(model: nn.Module, params: dict[str, torch.Tensor], nam
             positions = per_class.shape[0] / xb.shape[0]
             total += (torch.einsum("kcp,kcq->pq", weighted, per_class)
                       - torch.einsum("kp,kq->pq", weighted.sum(1), weighted.sum(1))) / (n * positions)
-    return torch.linalg.eigvalsh((total + total.T) / 2).numpy()
+    return (total + total.T) / 2
 
 
 def quadratic_floor(eigenvalues: np.ndarray, nbeta: float, gamma: float) -> float | None:
