@@ -23,7 +23,6 @@ Rows already in --out (same network, ε, η, steps) are skipped, so a run resume
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 
 from grokscope.llc.diagnostics.quadratic import gauss_newton, quadratic_floor
 from grokscope.llc.validation.suite import dln_case
+from time_table import stored_or_run
 
 MALA_EVERY = 10
 
@@ -116,14 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     key = dict(case=f"DLN {widths} r{args.rank}", epsilon=args.epsilon, eta=args.eta, steps=args.steps)
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out and args.out.exists() else []
-    record = next((r for r in done if all(r[k] == v for k, v in key.items())), None)
-    if record is None:
-        record = preconditioned_run(widths, args.rank, args.epsilon, args.eta, args.steps)
-        if args.out:
-            with args.out.open("a") as stream:
-                stream.write(json.dumps(record) + "\n")
-    show(record)
+    show(stored_or_run(args.out, key, lambda: preconditioned_run(widths, args.rank, args.epsilon, args.eta, args.steps)))
 
 
 if __name__ == "__main__":

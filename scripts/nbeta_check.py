@@ -17,12 +17,11 @@ Rows already in --out (same network, ε, steps and scales) are skipped, so a run
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from grokscope.llc.validation.suite import dln_case
-from time_table import last_window_answer, table_cells
+from time_table import last_window_answer, stored_or_run, table_cells
 
 SCALES = (1.0, 4.0, 16.0)
 
@@ -62,14 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     key = dict(case=f"DLN {widths} r{args.rank}", epsilon=args.epsilon, steps=args.steps, scales=list(args.scales))
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out and args.out.exists() else []
-    record = next((r for r in done if all(r[k] == v for k, v in key.items())), None)
-    if record is None:
-        record = nbeta_table(widths, args.rank, args.epsilon, args.steps, args.scales)
-        if args.out:
-            with args.out.open("a") as stream:
-                stream.write(json.dumps(record) + "\n")
-    show(record)
+    show(stored_or_run(args.out, key, lambda: nbeta_table(widths, args.rank, args.epsilon, args.steps, args.scales)))
 
 
 if __name__ == "__main__":

@@ -230,19 +230,22 @@ def cases_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[
 
 
 def resumable(cases: list[Case], out: Path | None, key: str, value: int, run) -> list[dict]:
-    """Each case's record: the one stored in ``out`` with the same ``key`` (a budget), else ``run(case)``,
-    appended to ``out`` as soon as it is done, so an interrupted run resumes where it stopped."""
+    """Each case's record: the one stored in ``out`` with the same ``key`` (a budget), else ``run(case)``
+    (:func:`stored_or_run`)."""
+    return [stored_or_run(out, {"case": case.name, key: value}, lambda case=case: run(case)) for case in cases]
+
+
+def stored_or_run(out: Path | None, key: dict, run) -> dict:
+    """The record stored in ``out`` whose fields match ``key``, else ``run()``, appended to ``out`` as
+    soon as it is done, so an interrupted run resumes where it stopped."""
     done = [json.loads(line) for line in out.read_text().splitlines()] if out and out.exists() else []
-    records = []
-    for case in cases:
-        record = next((r for r in done if r["case"] == case.name and r[key] == value), None)
-        if record is None:
-            record = run(case)
-            if out:
-                with out.open("a") as stream:
-                    stream.write(json.dumps(record) + "\n")
-        records.append(record)
-    return records
+    record = next((r for r in done if all(r.get(k) == v for k, v in key.items())), None)
+    if record is None:
+        record = run()
+        if out:
+            with out.open("a") as stream:
+                stream.write(json.dumps(record) + "\n")
+    return record
 
 
 if __name__ == "__main__":
