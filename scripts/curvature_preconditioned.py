@@ -14,8 +14,8 @@ units, so stiffness no longer caps ε. Every tenth step the minibatch MALA accep
 preconditioned proposal is measured. λ̂ is nβ·(mean minibatch loss over [T/2, T]) − L_n(w*) per
 chain, averaged, beside its value over [T/4, T/2].
 
-    python scripts/curvature_preconditioned.py 4,8,2,9,10,12 1 1.67e-6 --eta 0.005 --steps 32000 \
-        --out docs/validation/preconditioned_development.jsonl
+    python scripts/curvature_preconditioned.py 4,8,2,9,10,12 1 --out docs/validation/preconditioned_development.jsonl
+    python scripts/curvature_preconditioned.py --from docs/validation/preconditioned_development.jsonl
 
 Rows already in --out (same network, ε, η, steps) are skipped, so a run resumes.
 """
@@ -23,6 +23,7 @@ Rows already in --out (same network, ε, η, steps) are skipped, so a run resume
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 
 from grokscope.llc.diagnostics.quadratic import gauss_newton, quadratic_floor
 from grokscope.llc.validation.suite import dln_case
+from grokscope.thresholds import SETTLE_TOLERANCE
 from time_table import stored_or_run
 
 MALA_EVERY = 10
@@ -105,18 +107,51 @@ def show(record: dict) -> None:
           f"({now.mean() / record['truth'] - 1:+.1%}), [T/4, T/2] {before.mean():.3f}, MALA {record['mala']:.3f}, {record['seconds']:.0f} s")
 
 
+MALA_BAND = 0.95
+STEPS = (4.2e-7, 8.3e-7, 1.67e-6, 3.3e-6)  # the flat directions' ε tried for each network
+
+
+def floor_verdict(records: list[dict]) -> dict:
+    """For one network's runs (ε in STEPS): the largest ε with MALA ≥ MALA_BAND, its λ̂ and a verdict
+    on plain SGLD's estimate at the quadratic floor: "plateau" when this λ̂ exceeds the floor by more
+    than SETTLE_TOLERANCE and two standard errors, "below the floor" when it lies that far below,
+    else "at the floor" (docs/validation.md)."""
+    band = [r for r in records if r["mala"] >= MALA_BAND]
+    if not band:
+        return dict(epsilon=None, llc=None, verdict="no ε in the band")
+    chosen = max(band, key=lambda r: r["epsilon"])
+    values = np.array(chosen["llc_per_chain"])
+    llc, se = float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+    gap = llc - chosen["floor"]
+    verdict = ("plateau" if gap > max(SETTLE_TOLERANCE * chosen["floor"], 2 * se)
+               else "below the floor" if -gap > max(SETTLE_TOLERANCE * chosen["floor"], 2 * se) else "at the floor")
+    return dict(epsilon=chosen["epsilon"], llc=llc, verdict=verdict)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("widths")
-    parser.add_argument("rank", type=int)
-    parser.add_argument("epsilon", type=float, help="the step of the flat directions")
-    parser.add_argument("--eta", type=float, default=0.01, help="the largest step of a stiff mode, in its own units")
+    parser.add_argument("widths", nargs="?")
+    parser.add_argument("rank", nargs="?", type=int)
+    parser.add_argument("epsilon", nargs="?", type=float, help="the step of the flat directions (default: each of STEPS)")
+    parser.add_argument("--eta", type=float, default=0.005, help="the largest step of a stiff mode, in its own units")
     parser.add_argument("--steps", type=int, default=32_000)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--from", dest="source", type=Path, help="print each stored network's verdict on its floor")
     args = parser.parse_args()
+    if args.source:
+        records = [json.loads(line) for line in args.source.read_text().splitlines()]
+        for case in dict.fromkeys(r["case"] for r in records):
+            own = [r for r in records if r["case"] == case]
+            found = floor_verdict(own)
+            value = "-" if found["llc"] is None else f"{found['llc']:.3f} ({found['llc'] / own[0]['truth'] - 1:+.1%}) at ε {found['epsilon']:.3g}"
+            print(f"| {case} | {own[0]['truth']:g} | {own[0]['floor']:.2f} | {value} | {found['verdict']} |")
+        return
+    if not args.widths or args.rank is None:
+        parser.error("give WIDTHS RANK [EPSILON], or --from FILE")
     widths = [int(w) for w in args.widths.split(",")]
-    key = dict(case=f"DLN {widths} r{args.rank}", epsilon=args.epsilon, eta=args.eta, steps=args.steps)
-    show(stored_or_run(args.out, key, lambda: preconditioned_run(widths, args.rank, args.epsilon, args.eta, args.steps)))
+    for epsilon in [args.epsilon] if args.epsilon else STEPS:
+        key = dict(case=f"DLN {widths} r{args.rank}", epsilon=epsilon, eta=args.eta, steps=args.steps)
+        show(stored_or_run(args.out, key, lambda: preconditioned_run(widths, args.rank, epsilon, args.eta, args.steps)))
 
 
 if __name__ == "__main__":
