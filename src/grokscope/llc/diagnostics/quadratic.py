@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 
-CHUNK = 256  # examples per Jacobian: 256 × outputs × P float64 at once
+JACOBIAN_ENTRIES = 2**23  # float64 entries of one chunk's Jacobian (64 MiB): examples × outputs × P
 
 
 def curvature_eigenvalues(model: nn.Module, params: dict[str, torch.Tensor], names: list[str], x: torch.Tensor, y: torch.Tensor,
@@ -55,17 +55,20 @@ def gauss_newton(model: nn.Module, params: dict[str, torch.Tensor], names: list[
         tree = {n: part.view(s) for n, part, s in zip(names, vector.split(sizes), shapes)}
         return torch.func.functional_call(model, {**fixed, **tree}, (xb,))
 
-    n = x.shape[0]
-    total = torch.zeros(flat.numel(), flat.numel(), dtype=torch.float64)
-    for start in range(0, n, CHUNK):
-        xb = x[start:start + CHUNK]
-        xb = xb.double() if xb.is_floating_point() else xb
+    n, size = x.shape[0], flat.numel()
+    x = x.double() if x.is_floating_point() else x
+    with torch.no_grad():
+        per_row = outputs(flat, x[:1]).numel()
+    chunk = max(1, JACOBIAN_ENTRIES // (per_row * size))
+    total = torch.zeros(size, size, dtype=torch.float64)
+    for start in range(0, n, chunk):
+        xb = x[start:start + chunk]
         jacobian = torch.func.jacfwd(outputs)(flat, xb)  # [m, *output, P]: P tangents, fewer than the outputs
         if loss == "mse":  # ℓ = mean over an example's elements of the squared error: ∇²ℓ = 2/elements
-            per_example = jacobian.flatten(1, -2)
-            total += per_example.flatten(0, 1).T @ per_example.flatten(0, 1) * (2 / per_example.shape[1] / n)
+            rows = jacobian.reshape(-1, size)
+            total += rows.T @ rows * (2 / per_row / n)
         else:  # ℓ = −log softmax: ∇²ℓ = diag(p) − ppᵀ over the classes (the last output axis)
-            per_class = jacobian.flatten(0, -3)  # [m·positions, C, P]
+            per_class = jacobian.reshape(-1, jacobian.shape[-2], size)  # [m·positions, C, P]
             p = torch.softmax(outputs(flat, xb).detach().flatten(0, -2), dim=-1).unsqueeze(-1)  # [m·positions, C, 1]
             weighted = p * per_class
             positions = per_class.shape[0] / xb.shape[0]
