@@ -31,7 +31,8 @@ from grokscope.llc.sampling.objective import BatchedObjective
 from grokscope.llc.validation.suite import dln_case
 
 CASE = dln_case([10, 10, 10, 10], 5)
-SETTINGS = dict(CASE.settings, epsilon=1e-6, n_steps=2000, max_steps=2000, mala=False)
+# the sampler's cost per chain-step: without the one-off quadratic floor (llc/diagnostics/quadratic.py), which devinterp has no counterpart of
+SETTINGS = dict(CASE.settings, epsilon=1e-6, n_steps=2000, max_steps=2000, mala=False, quadratic_floor=False)
 
 
 class Hidden(nn.Module):

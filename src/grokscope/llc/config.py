@@ -61,6 +61,8 @@ class SGLDConfig(BaseModel):
                                 "instead of at w*, so that R-hat sees chains that settled where they began "
                                 "(llc/sampling/starts.py); 0: every chain starts at w*")
     weight_decay: float = Field(0.0, ge=0.0)
+    quadratic_floor: bool = Field(True, description="compute λ̂'s quadratic floor at w* for models of at most "
+                                  "QUADRATIC_FLOOR_MAX_PARAMS sampled parameters (llc/diagnostics/quadratic.py)")
     params: str | None = Field(None, description="regex over parameter names; only matching ones are sampled")
     seed: int = Field(0, ge=0)
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")

@@ -334,12 +334,12 @@ PER_SET_SETTINGS = ("epsilon", "gamma", "nbeta", "weight_decay")
 def _quadratic_floors(model: nn.Module, param_sets, finite: list[bool], selection: Selection, cfg: SGLDConfig,
                       set_configs: list[SGLDConfig], nbetas, x: torch.Tensor, y: torch.Tensor, sizes: list[int],
                       shared_data: bool, loss, set_masks: bool) -> list[float | None]:
-    """Each set's quadratic floor (llc/diagnostics/quadratic.py), or None where it does not apply: a
-    model above QUADRATIC_FLOOR_MAX_PARAMS sampled parameters, tensors sampled only in part, a
+    """Each set's quadratic floor (llc/diagnostics/quadratic.py), or None where it is switched off or
+    does not apply: a model above QUADRATIC_FLOOR_MAX_PARAMS sampled parameters, tensors sampled only in part, a
     projected gradient, weight decay (another prior), no localisation or a custom loss."""
     n_params = sum(model.get_parameter(n).numel() for n in selection.names)
-    if (n_params > QUADRATIC_FLOOR_MAX_PARAMS or selection.masks or set_masks or cfg.restrict_to_orth_grad
-            or not isinstance(loss, str)):
+    if (not cfg.quadratic_floor or n_params > QUADRATIC_FLOOR_MAX_PARAMS or selection.masks or set_masks
+            or cfg.restrict_to_orth_grad or not isinstance(loss, str)):
         return [None] * len(param_sets)
     shared = (x[0, : sizes[0]].cpu(), y[0, : sizes[0]].cpu())
     data = [shared if shared_data else (x[k, : sizes[k]].cpu(), y[k, : sizes[k]].cpu()) for k in range(len(param_sets))]
