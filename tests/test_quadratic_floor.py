@@ -69,5 +69,5 @@ def test_the_estimator_records_the_floor_where_it_applies_and_not_elsewhere(monk
     assert entry.quadratic_floor == pytest.approx((3 + 3 - 1) / 2, rel=0.02)
     assert estimate_llc(model, (x[:2000], y[:2000]), **settings | dict(weight_decay=0.1)).entries[0].quadratic_floor is None
     assert estimate_llc(model, (x[:2000], y[:2000]), **settings | dict(quadratic_floor=False)).entries[0].quadratic_floor is None
-    monkeypatch.setattr("grokscope.llc.estimator.QUADRATIC_FLOOR_MAX_PARAMS", 5)
+    monkeypatch.setattr("grokscope.llc.diagnostics.quadratic.QUADRATIC_FLOOR_MAX_PARAMS", 5)
     assert estimate_llc(model, (x[:2000], y[:2000]), **settings).entries[0].quadratic_floor is None

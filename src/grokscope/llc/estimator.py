@@ -21,10 +21,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..memory import USABLE_FRACTION, available_bytes, gigabytes
-from ..thresholds import QUADRATIC_FLOOR_MAX_PARAMS
 from ..version import __version__
 from .config import SGLDConfig, sgld_config
-from .diagnostics.quadratic import quadratic_floors
+from .diagnostics.quadratic import set_floors
 from .diagnostics.summary import non_finite_entry, summarise, thinned_steps
 from .result import CheckpointLLC, LLCResult
 from .sampling.data import full_batch_loss_and_grad, stack_data
@@ -111,8 +110,8 @@ def sample_llc(
     check_user_observers(observers)
     init_loss, init_grad = full_batch_loss_and_grad(objective, anchors, fixed, x, y, sizes, cfg.restrict_to_orth_grad)
     finite = [all(bool(torch.isfinite(t[k]).all()) for t in stacked.values()) for k in range(len(param_sets))]
-    floors = _quadratic_floors(model, param_sets, finite, selection, cfg, set_configs, nbetas, x, y, sizes, shared_data, loss,
-                               chain_masks is not None)
+    floors = set_floors(model, param_sets, finite, selection.names, bool(selection.masks) or chain_masks is not None, cfg,
+                        set_configs, [nb for nb, _ in nbetas], x, y, sizes, shared_data, loss)
 
     job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, sizes, shared_data, ids, set_configs, per_set is not None,
                nbetas, selection, chain_masks, probes or {}, probe_every, probe_per_sample, list(observers), device, progress)
@@ -329,25 +328,6 @@ def _merge_tensors(parts: list[dict | None], chains: int) -> dict[str, Any]:
 
 
 PER_SET_SETTINGS = ("epsilon", "gamma", "nbeta", "weight_decay")
-
-
-def _quadratic_floors(model: nn.Module, param_sets, finite: list[bool], selection: Selection, cfg: SGLDConfig,
-                      set_configs: list[SGLDConfig], nbetas, x: torch.Tensor, y: torch.Tensor, sizes: list[int],
-                      shared_data: bool, loss, set_masks: bool) -> list[float | None]:
-    """Each set's quadratic floor (llc/diagnostics/quadratic.py), or None where it is switched off or
-    does not apply: a model above QUADRATIC_FLOOR_MAX_PARAMS sampled parameters, tensors sampled only in part, a
-    projected gradient, weight decay (another prior), no localisation or a custom loss."""
-    n_params = sum(model.get_parameter(n).numel() for n in selection.names)
-    if (not cfg.quadratic_floor or n_params > QUADRATIC_FLOOR_MAX_PARAMS or selection.masks or set_masks
-            or cfg.restrict_to_orth_grad or not isinstance(loss, str)):
-        return [None] * len(param_sets)
-    shared = (x[0, : sizes[0]].cpu(), y[0, : sizes[0]].cpu())
-    data = [shared if shared_data else (x[k, : sizes[k]].cpu(), y[k, : sizes[k]].cpu()) for k in range(len(param_sets))]
-    usable = [finite[k] and set_configs[k].weight_decay == 0 and set_configs[k].gamma > 0 for k in range(len(param_sets))]
-    chosen = [k for k in range(len(param_sets)) if usable[k]]
-    found = dict(zip(chosen, quadratic_floors(model, [param_sets[k] for k in chosen], selection.names, [data[k] for k in chosen],
-                                              loss, [nbetas[k][0] for k in chosen], [set_configs[k].gamma for k in chosen])))
-    return [found.get(k) for k in range(len(param_sets))]
 
 
 def _selection(model: nn.Module, cfg: SGLDConfig, masks, set_masks, k: int) -> tuple[Selection, list | None]:

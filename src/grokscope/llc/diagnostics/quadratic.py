@@ -23,6 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...thresholds import QUADRATIC_FLOOR_MAX_PARAMS
+from ..config import SGLDConfig
+
 
 JACOBIAN_ENTRIES = 2**23  # float64 entries of one chunk's Jacobian (64 MiB): examples × outputs × P
 # The Gauss-Newton matrix is an average over examples: at most this many, evenly spaced, estimate it
@@ -93,16 +96,30 @@ def quadratic_floor(eigenvalues: np.ndarray, nbeta: float, gamma: float) -> floa
     return float(np.sum(0.5 * stiffness / (stiffness + gamma)))
 
 
-def quadratic_floors(model: nn.Module, param_sets: list[dict[str, torch.Tensor]], names: list[str],
-                     data: list[tuple[torch.Tensor, torch.Tensor]], loss, nbetas: list[float], gammas: list[float]) -> list[float | None]:
-    """Each parameter set's quadratic floor at its nβ and γ, on its data; sets with the same weights
-    and the same data tensors (a grid of step sizes at one w*) share one spectrum."""
-    known: list[tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray | None]] = []
-    floors = []
-    for params, (x, y), nbeta, gamma in zip(param_sets, data, nbetas, gammas):
-        match = next((k for k in known if k[1] is x and all(torch.equal(k[0][n], params[n]) for n in names)), None)
+def set_floors(model: nn.Module, param_sets: list, finite: list[bool], names: list[str], partly_sampled: bool,
+               cfg: SGLDConfig, set_configs: list[SGLDConfig], nbetas: list[float], x: torch.Tensor, y: torch.Tensor,
+               sizes: list[int], shared_data: bool, loss) -> list[float | None]:
+    """Each parameter set's quadratic floor at its nβ and γ, on its data ([K, n_max, ...] stacked, set
+    k using its first sizes[k] rows), or None where it is switched off or does not apply: a model
+    above QUADRATIC_FLOOR_MAX_PARAMS sampled parameters, tensors sampled only in part, a projected
+    gradient, a custom loss, non-finite weights, weight decay (another prior) or no localisation.
+    Sets with the same weights and data (a grid of step sizes at one w*) share one spectrum."""
+    n_params = sum(model.get_parameter(n).numel() for n in names)
+    if (not cfg.quadratic_floor or n_params > QUADRATIC_FLOOR_MAX_PARAMS or partly_sampled or cfg.restrict_to_orth_grad
+            or not isinstance(loss, str)):
+        return [None] * len(param_sets)
+    shared = (x[0, : sizes[0]].cpu(), y[0, : sizes[0]].cpu())
+    known: list[tuple[dict, torch.Tensor, np.ndarray | None]] = []
+    floors: list[float | None] = []
+    for k, params in enumerate(param_sets):
+        own = set_configs[k]
+        if not finite[k] or own.weight_decay != 0 or own.gamma <= 0:
+            floors.append(None)
+            continue
+        xk, yk = shared if shared_data else (x[k, : sizes[k]].cpu(), y[k, : sizes[k]].cpu())
+        match = next((m for m in known if m[1] is xk and all(torch.equal(m[0][n], params[n]) for n in names)), None)
         if match is None:
-            match = (params, x, curvature_eigenvalues(model, params, names, x, y, loss))
+            match = (params, xk, curvature_eigenvalues(model, params, names, xk, yk, loss))
             known.append(match)
-        floors.append(None if match[2] is None else quadratic_floor(match[2], nbeta, gamma))
+        floors.append(None if match[2] is None else quadratic_floor(match[2], nbetas[k], own.gamma))
     return floors
