@@ -9,7 +9,7 @@ from grokscope.llc.sampling import graphed
 from leaving import estimate_with_a_leaver, small_run
 
 SETTINGS = dict(gamma=5.0, epsilon=1e-3, n_steps=40, max_steps=640, batch_size=16, chains=2, step_metrics=True,
-                save_samples=3, mala_every=3)
+                save_samples=3, mala_every=3, floor_probe=False)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from grokscope.llc.sampling.objective import BatchedObjective
 from grokscope.llc.sampling.observers import LossTrace
 from grokscope.llc.validation.suite import DeepLinear, PowerModel
 
-FAST = dict(gamma=5.0, epsilon=1e-3, n_steps=200, batch_size=32, chains=3)
+FAST = dict(gamma=5.0, epsilon=1e-3, n_steps=200, batch_size=32, chains=3, floor_probe=False)  # the probe: test_floor_probe.py
 
 
 @pytest.fixture(scope="module")

@@ -202,7 +202,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
               f"{row['status']:<10} {'; '.join(row['flags'] + row['notes'])}", flush=True)
     if args.json:
         keys = ("case", "true", "estimand", "estimand_error", "estimate", "std", "mcse", "relative_error", "status", "steps_used", "seconds", "settings", "flags",
-                "mala_acceptance", "r_hat", "quadratic_floor", "resolved_truth", "direction_energies", "notes", "calibration")
+                "mala_acceptance", "r_hat", "quadratic_floor", "floor_probe", "resolved_truth", "direction_energies", "notes", "calibration")
         out = [json_safe({k: row[k] for k in keys}) for row in rows]
         print(json.dumps(out[0] if args.case else out, indent=2))
     else:

@@ -1,6 +1,8 @@
 """The cut-offs that turn a number into a word, each stated once and read by every module that
 uses it (analyses, report, sweeps)."""
 
+import math
+
 # A network has generalised ("grokked") once its test accuracy reaches this; below it no circuit
 # has formed and the circuit verdict is "unclear".
 GENERALISED_TEST_ACCURACY = 0.9
@@ -64,6 +66,19 @@ GAMMA_ELASTICITY_MAX = 0.1
 # at P = 500 and n = 1e5 on a 2-core CPU). λ̂ below the floor by more than SETTLE_TOLERANCE of it and
 # two Monte-Carlo errors is "not settled" (the same test as the halves and the doubling).
 QUADRATIC_FLOOR_MAX_PARAMS = 2000
+
+# The probe of an estimate at its quadratic floor (llc/diagnostics/floor_probe.py): preconditioned
+# chains at FLOOR_PROBE_EPSILONS (the step of the flat directions, set on deep linear networks with
+# nβ = FLOOR_PROBE_NBETA and scaled by FLOOR_PROBE_NBETA/nβ elsewhere), each of FLOOR_PROBE_CHAINS
+# chains and FLOOR_PROBE_STEPS steps, stiff modes' steps capped at FLOOR_PROBE_ETA in their own
+# units; λ̂ read at the largest ε with MALA acceptance ≥ FLOOR_PROBE_MALA. Developed on seven seen
+# networks, judged on 13 held out (docs/validation.md, "The quadratic floor").
+FLOOR_PROBE_EPSILONS = (4.2e-7, 8.3e-7, 1.67e-6, 3.3e-6)
+FLOOR_PROBE_NBETA = 1e5 / math.log(1e5)
+FLOOR_PROBE_CHAINS = 8
+FLOOR_PROBE_STEPS = 32_000
+FLOOR_PROBE_ETA = 0.005
+FLOOR_PROBE_MALA = 0.95
 
 # A direction of a deep linear teacher's product (singular value σ) is resolved by n examples when
 # dropping it raises nβ·L_n by at least this, nβ·σ²·E[x²]/d_out; where it is of order 1 or less

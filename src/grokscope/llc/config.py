@@ -63,6 +63,8 @@ class SGLDConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0.0)
     quadratic_floor: bool = Field(True, description="compute λ̂'s quadratic floor at w* for models of at most "
                                   "QUADRATIC_FLOOR_MAX_PARAMS sampled parameters (llc/diagnostics/quadratic.py)")
+    floor_probe: bool = Field(True, description="an ok estimate at its quadratic floor is checked by chains preconditioned by "
+                              "the curvature; a plateau there makes it unreliable (llc/diagnostics/floor_probe.py)")
     params: str | None = Field(None, description="regex over parameter names; only matching ones are sampled")
     seed: int = Field(0, ge=0)
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")

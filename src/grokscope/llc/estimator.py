@@ -23,7 +23,8 @@ from ..errors import ConfigError
 from ..memory import USABLE_FRACTION, available_bytes, gigabytes
 from ..version import __version__
 from .config import SGLDConfig, sgld_config
-from .diagnostics.quadratic import set_floors
+from .diagnostics.floor_probe import at_floor, judge, probe_floor, probe_seed
+from .diagnostics.quadratic import SetFloor, set_floors
 from .diagnostics.summary import non_finite_entry, summarise, thinned_steps
 from .result import CheckpointLLC, LLCResult
 from .sampling.data import full_batch_loss_and_grad, stack_data
@@ -127,6 +128,8 @@ def sample_llc(
         sample = partial(job.sample, labels=labels, init_loss=init_loss, probe_init=probe_init, floors=floors)
         for k, (entry, tensors) in zip(indices, map_groups(sample, indices, workers)):
             entries[k], parts[k] = entry, tensors
+    if cfg.floor_probe:
+        job.probe_floors(entries, floors, n_params)
     for k in (k for k in range(len(param_sets)) if not finite[k]):
         entries[k] = non_finite_entry(cfg, ids[k], labels[k], float(init_loss[k]))
     order = range(len(param_sets))
@@ -242,7 +245,8 @@ class _Job:
                 joined = join_blocks(blocks[k])
                 entry, found = summarise(joined, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
                                          _set_record(self.set_configs[k], self.nbetas[k][0]) if self.per_set else None,
-                                         {name: float(values[k]) for name, values in probe_init.items()}, floors[k])
+                                         {name: float(values[k]) for name, values in probe_init.items()},
+                                         None if floors[k] is None else floors[k].floor)
                 if self.user_observers:
                     entry.observed = {user.name: user.summarise(joined[user.name]) for user in self.user_observers}
                 if found.more_steps_help and not out_of_budget:
@@ -265,6 +269,20 @@ class _Job:
                 kernel = self.kernel(active)
             start, stop = stop, min(2 * stop, cfg.step_cap)
         return [done[k] for k in indices]
+
+    def probe_floors(self, entries: dict[int, CheckpointLLC], floors: list[SetFloor | None], n_params: int) -> None:
+        """Probe every ``ok`` estimate at its quadratic floor (llc/diagnostics/floor_probe.py); a plateau
+        makes it unreliable."""
+        for k, found in enumerate(floors):
+            entry = entries.get(k)
+            if found is None or entry is None or entry.status != "ok" or not at_floor(entry.llc_mean, found.floor, n_params):
+                continue
+            rows = 0 if self.shared_data else k
+            entry.floor_probe = probe_floor(
+                self.objective, {n: t[k] for n, t in self.anchors.items()}, {n: t[k] for n, t in self.fixed.items()},
+                self.x[rows, : self.sizes[k]], self.y[rows, : self.sizes[k]], found.eigenvalues, found.eigenvectors, found.floor,
+                self.nbetas[k][0], self.set_configs[k].gamma, self.cfg.batch_size, probe_seed(self.cfg.seed, self.ids[k]))
+            entry.status = judge(entry.status, entry.flags, entry.floor_probe)
 
     def kernel(self, indices: list[int]) -> Kernel:
         """The kernel with the constraints of parameter sets ``indices`` (their chains' masks and

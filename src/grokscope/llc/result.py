@@ -44,6 +44,7 @@ class CheckpointLLC:
     gamma_elasticity: float | None = None  # d ln λ̂ / d ln γ from the draws (llc/diagnostics/localisation.py)
     gamma_elasticity_se: float | None = None  # its standard error from the chains' spread
     quadratic_floor: float | None = None  # λ̂ of the Hessian's quadratic part at w* (llc/diagnostics/quadratic.py)
+    floor_probe: dict[str, Any] | None = None  # preconditioned chains' verdict on an estimate at its floor (llc/diagnostics/floor_probe.py)
     settings: dict[str, float] | None = None  # this set's ε, γ, nβ, wd when they differ per set
     step_metrics: dict[str, Any] | None = None  # norms of the step's terms per chain (--step-metrics)
     probe_losses: dict[str, Any] | None = None  # mean loss per chain on each probe set
@@ -51,7 +52,7 @@ class CheckpointLLC:
 
     def row(self) -> dict[str, Any]:
         """The scalar fields (and per-set settings), for tables."""
-        skip = {"llc_per_chain", "trace_steps", "loss_trace", "settings", "step_metrics", "probe_losses", "observed", "flags"}
+        skip = {"llc_per_chain", "trace_steps", "loss_trace", "settings", "step_metrics", "probe_losses", "observed", "flags", "floor_probe"}
         return {k: v for k, v in asdict(self).items() if k not in skip} | (self.settings or {}) | {"flags": "; ".join(self.flags)}
 
 

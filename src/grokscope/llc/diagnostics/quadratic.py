@@ -18,6 +18,7 @@ quadratic floor").
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,11 +34,14 @@ JACOBIAN_ENTRIES = 2**23  # float64 entries of one chunk's Jacobian (64 MiB): ex
 GAUSS_NEWTON_EXAMPLES = 4096
 
 
-def curvature_eigenvalues(model: nn.Module, params: dict[str, torch.Tensor], names: list[str], x: torch.Tensor, y: torch.Tensor,
-                          loss) -> np.ndarray | None:
-    """The eigenvalues of :func:`gauss_newton`; None for a custom loss."""
+def curvature(model: nn.Module, params: dict[str, torch.Tensor], names: list[str], x: torch.Tensor, y: torch.Tensor,
+              loss) -> tuple[np.ndarray, np.ndarray] | None:
+    """The eigenvalues and eigenvectors (columns) of :func:`gauss_newton`; None for a custom loss."""
     matrix = gauss_newton(model, params, names, x, y, loss)
-    return None if matrix is None else torch.linalg.eigvalsh(matrix).numpy()
+    if matrix is None:
+        return None
+    values, vectors = torch.linalg.eigh(matrix)
+    return values.numpy(), vectors.numpy()
 
 
 def gauss_newton(model: nn.Module, params: dict[str, torch.Tensor], names: list[str], x: torch.Tensor, y: torch.Tensor,
@@ -96,9 +100,18 @@ def quadratic_floor(eigenvalues: np.ndarray, nbeta: float, gamma: float) -> floa
     return float(np.sum(0.5 * stiffness / (stiffness + gamma)))
 
 
+@dataclass(frozen=True)
+class SetFloor:
+    """One parameter set's floor Q and the spectrum it came from (H = V diag(h) Vᵀ)."""
+
+    floor: float
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+
+
 def set_floors(model: nn.Module, param_sets: list, finite: list[bool], names: list[str], partly_sampled: bool,
                cfg: SGLDConfig, set_configs: list[SGLDConfig], nbetas: list[float], x: torch.Tensor, y: torch.Tensor,
-               sizes: list[int], shared_data: bool, loss) -> list[float | None]:
+               sizes: list[int], shared_data: bool, loss) -> list[SetFloor | None]:
     """Each parameter set's quadratic floor at its nβ and γ, on its data ([K, n_max, ...] stacked, set
     k using its first sizes[k] rows), or None where it is switched off or does not apply: a model
     above QUADRATIC_FLOOR_MAX_PARAMS sampled parameters, tensors sampled only in part, a projected
@@ -109,8 +122,8 @@ def set_floors(model: nn.Module, param_sets: list, finite: list[bool], names: li
             or not isinstance(loss, str)):
         return [None] * len(param_sets)
     shared = (x[0, : sizes[0]].cpu(), y[0, : sizes[0]].cpu())
-    known: list[tuple[dict, torch.Tensor, np.ndarray | None]] = []
-    floors: list[float | None] = []
+    known: list[tuple[dict, torch.Tensor, tuple[np.ndarray, np.ndarray] | None]] = []
+    floors: list[SetFloor | None] = []
     for k, params in enumerate(param_sets):
         own = set_configs[k]
         if not finite[k] or own.weight_decay != 0 or own.gamma <= 0:
@@ -119,7 +132,8 @@ def set_floors(model: nn.Module, param_sets: list, finite: list[bool], names: li
         xk, yk = shared if shared_data else (x[k, : sizes[k]].cpu(), y[k, : sizes[k]].cpu())
         match = next((m for m in known if m[1] is xk and all(torch.equal(m[0][n], params[n]) for n in names)), None)
         if match is None:
-            match = (params, xk, curvature_eigenvalues(model, params, names, xk, yk, loss))
+            match = (params, xk, curvature(model, params, names, xk, yk, loss))
             known.append(match)
-        floors.append(None if match[2] is None else quadratic_floor(match[2], nbetas[k], own.gamma))
+        spectrum = match[2]
+        floors.append(None if spectrum is None else SetFloor(quadratic_floor(spectrum[0], nbetas[k], own.gamma), *spectrum))
     return floors

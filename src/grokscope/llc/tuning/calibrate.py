@@ -119,7 +119,7 @@ def calibrate_llc(
     cell by the module's rule. Without ``epsilons`` the grid is placed by a MALA bracket first.
     ``masks`` (as :func:`estimate_llc` takes them) restrict what is sampled."""
     weights = dict(params) if params is not None else {n: p.detach() for n, p in model.named_parameters()}
-    base = base.model_copy(update=dict(mala=True))
+    base = base.model_copy(update=dict(mala=True, floor_probe=False))  # a cell is evidence on ε; the estimate is probed
     default_nbeta, convention = base.resolve_nbeta(int(data[1].shape[0]))
     bracket = None
     if epsilons is None:

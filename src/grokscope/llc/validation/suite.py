@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
-from ...thresholds import RESOLVED_ENERGY, SETTLE_TOLERANCE
+from ...thresholds import RESOLVED_ENERGY
 from ..api import estimate_llc
 from ..config import sgld_config
+from ..diagnostics.floor_probe import at_floor, judge, probe_model, probe_seed
 from ..tuning.calibrate import calibrate_llc
 from .estimand import crossing_estimand, regular_estimand
 from .truth import true_llc_dln
@@ -262,15 +263,26 @@ def parse_case(spec: str) -> Case:
     raise ConfigError(f"--case {spec!r}: use dln:WIDTHS:RANK (e.g. dln:5,3,5:1), crossing:K1,K2 or regular:D")
 
 
-def at_floor_note(estimate: float | None, floor: float | None, n_params: int) -> str | None:
-    """A note when λ̂ lies within SETTLE_TOLERANCE of the quadratic floor (llc/diagnostics/quadratic.py)
-    of a model whose Hessian has null directions (a floor below n_params/2): right where the minima
-    form a smooth manifold, a plateau below λ where those directions add to λ but the chains have
-    not explored them (docs/validation.md)."""
-    if estimate is None or not floor or abs(estimate - floor) > SETTLE_TOLERANCE * floor or floor >= (1 - SETTLE_TOLERANCE) * n_params / 2:
+def at_floor_note(estimate: float | None, floor: float | None, n_params: int, probe: dict | None) -> str | None:
+    """A note when λ̂ lies at the quadratic floor (llc/diagnostics/quadratic.py) of a model whose
+    Hessian has null directions, with the floor probe's verdict (llc/diagnostics/floor_probe.py)."""
+    if not at_floor(estimate, floor, n_params):
         return None
+    verdict = "" if probe is None else f"; preconditioned chains: {probe['verdict']}" + (
+        "" if probe["llc"] is None else f" ({probe['llc']:.3g})")
     return (f"λ̂ at the quadratic floor {floor:.3g}: the chains show nothing of the Hessian's null directions "
-            "(right if they add nothing to λ; otherwise a plateau below λ)")
+            f"(right if they add nothing to λ; otherwise a plateau below λ){verdict}")
+
+
+def _probed(model: nn.Module, data, entry: dict, config) -> dict:
+    """The chosen cell, probed where it is ok at its floor (as :func:`estimate_llc` probes its estimates)."""
+    n_params = sum(p.numel() for p in model.parameters())
+    if entry["status"] != "ok" or not config.floor_probe or not at_floor(entry["llc_mean"], entry.get("quadratic_floor"), n_params):
+        return entry
+    probe = probe_model(model, data, dict(model.named_parameters()), "mse", entry["quadratic_floor"], entry["nbeta"], entry["gamma"],
+                        config.batch_size, probe_seed(config.seed, 0))
+    flags = list(entry["flags"])
+    return {**entry, "floor_probe": probe, "status": judge(entry["status"], flags, probe), "flags": flags}
 
 
 def run_case(case: Case, auto: bool = True, **overrides: object) -> dict:
@@ -290,6 +302,7 @@ def run_case(case: Case, auto: bool = True, **overrides: object) -> dict:
                      "steps_used": None, "flags": chosen["flags"]}
         else:
             entry = next(c for c in report["cells"] if c["epsilon"] == chosen["epsilon"] and c["nbeta"] == chosen["nbeta"])
+            entry = _probed(model, data, entry, sgld_config(**{k: v for k, v in settings.items() if k != "auto"}))
     else:
         if "epsilon" not in settings:
             raise ConfigError("give an epsilon, or use the automatic step size (auto)")
@@ -303,8 +316,10 @@ def run_case(case: Case, auto: bool = True, **overrides: object) -> dict:
         "true": case.truth,
         "resolved_truth": case.resolved_truth,
         "direction_energies": case.energies or None,
-        "notes": [note for note in (case.note(), at_floor_note(estimate, entry.get("quadratic_floor"), sum(p.numel() for p in model.parameters()))) if note],
+        "notes": [note for note in (case.note(), at_floor_note(estimate, entry.get("quadratic_floor"), sum(p.numel() for p in model.parameters()),
+                                                                entry.get("floor_probe"))) if note],
         "quadratic_floor": entry.get("quadratic_floor"),
+        "floor_probe": entry.get("floor_probe"),
         "estimate": estimate,
         "estimand": estimand,
         "estimand_error": None if estimand is None or estimate is None else (estimate - estimand) / estimand,
