@@ -42,7 +42,8 @@ def test_preconditioned_chains_read_the_floor_of_a_quadratic_posterior(monkeypat
     nbeta = 1000 / math.log(1000)
     floor = _floor(model, data, nbeta)
     assert 0.5 < floor < 1.5  # modes on both sides of γ: neither 0 nor P/2 = 2
-    probe = probe_model(model, data, dict(model.named_parameters()), "mse", floor, nbeta, GAMMA, 200, seed=0)
+    probe = probe_model(model, data, dict(model.named_parameters()), "mse", nbeta, GAMMA, 200, seed=0)
+    assert probe["floor"] == pytest.approx(floor)
     assert probe["steps"] == 6000 and len(probe["runs"]) == 4
     for run in probe["runs"]:
         assert run["mala_acceptance"] > 0.9

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from ...thresholds import FLOOR_PROBE_CHAINS, FLOOR_PROBE_EPSILONS, FLOOR_PROBE_
 from ..sampling.objective import BatchedObjective
 from ..sampling.tree import Tree
 from .health import worst
-from .quadratic import curvature
+from .quadratic import curvature, quadratic_floor
 
 MALA_EVERY = 10  # a MALA measurement costs a second gradient
 PLATEAU = "plateau at the quadratic floor"  # how the reason of a plateau verdict begins
@@ -46,16 +46,18 @@ def at_floor(llc: float | None, floor: float | None, n_params: int) -> bool:
 
 def probe_floor(objective: BatchedObjective, anchor: Tree, fixed: Tree, x: torch.Tensor, y: torch.Tensor,
                 eigenvalues: np.ndarray, eigenvectors: np.ndarray, floor: float, nbeta: float, gamma: float,
-                batch_size: int, seed: int) -> dict:
+                batch_size: int, seed: int, epsilons: Sequence[float] | None = None) -> dict:
     """The verdict on an estimate at its ``floor``: preconditioned chains (FLOOR_PROBE_CHAINS at each
-    ε of FLOOR_PROBE_EPSILONS, scaled to this nβ) from w* = ``anchor`` (name -> tensor, the sampled
-    parameters; ``fixed`` the others), minibatches of ``batch_size`` from (x, y); H = V diag(h) Vᵀ
-    from ``eigenvalues`` h and ``eigenvectors`` V (columns, in the flattened order of ``anchor``)."""
+    ε of ``epsilons``, default FLOOR_PROBE_EPSILONS scaled to this nβ) from w* = ``anchor`` (name ->
+    tensor, the sampled parameters; ``fixed`` the others), minibatches of ``batch_size`` from (x, y);
+    H = V diag(h) Vᵀ from ``eigenvalues`` h and ``eigenvectors`` V (columns, in the flattened order
+    of ``anchor``). Each run records λ̂ over the second half of the steps and over [T/4, T/2]."""
     steps = FLOOR_PROBE_STEPS
     names = list(anchor)
     shapes = [anchor[n].shape for n in names]
     sizes = [anchor[n].numel() for n in names]
-    epsilons = [e * FLOOR_PROBE_NBETA / nbeta for e in FLOOR_PROBE_EPSILONS]
+    if epsilons is None:
+        epsilons = [e * FLOOR_PROBE_NBETA / nbeta for e in FLOOR_PROBE_EPSILONS]
     per_chain = torch.tensor(epsilons, dtype=torch.float64).repeat_interleave(FLOOR_PROBE_CHAINS)[:, None]
     chains = per_chain.shape[0]
     stiffness = nbeta * torch.as_tensor(eigenvalues, dtype=torch.float64).clamp(min=0)
@@ -102,13 +104,15 @@ def probe_floor(objective: BatchedObjective, anchor: Tree, fixed: Tree, x: torch
             break
         w = proposal
     llc_per_chain = nbeta * (trace[steps // 2:].mean(0).double().cpu().numpy() - init)
+    earlier = nbeta * (trace[steps // 4: steps // 2].mean(0).double().cpu().numpy() - init)
     mala = torch.stack(accepted).mean(0).cpu().numpy()
     runs = []
     for i, epsilon in enumerate(epsilons):
         own = slice(i * FLOOR_PROBE_CHAINS, (i + 1) * FLOOR_PROBE_CHAINS)
         values = llc_per_chain[own]
         runs.append(dict(epsilon=epsilon, llc=float(values.mean()), llc_se=float(values.std(ddof=1) / math.sqrt(len(values))),
-                         mala_acceptance=float(mala[own].mean())))
+                         llc_earlier=float(earlier[own].mean()), mala_acceptance=float(mala[own].mean()),
+                         llc_per_chain=values.tolist()))
     return dict(floor=floor, steps=steps, runs=runs, **verdict(runs, floor))
 
 
@@ -138,12 +142,14 @@ def judge(status: str, flags: list[str], probe: dict) -> str:
 
 
 def probe_model(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], params: Mapping[str, torch.Tensor], loss: str,
-                floor: float, nbeta: float, gamma: float, batch_size: int, seed: int) -> dict | None:
-    """:func:`probe_floor` at ``params`` (every parameter sampled); None for a loss without a curvature."""
+                nbeta: float, gamma: float, batch_size: int, seed: int, epsilons: Sequence[float] | None = None) -> dict | None:
+    """:func:`probe_floor` at ``params`` (every parameter sampled), its floor computed here; None for a
+    loss without a curvature."""
     names = [n for n, _ in model.named_parameters()]
     params = {n: params[n].detach() for n in names}
     spectrum = curvature(model, params, names, *data, loss)
     if spectrum is None:
         return None
-    return probe_floor(BatchedObjective(model, loss), params, {}, data[0], data[1], *spectrum, floor, nbeta, gamma, batch_size, seed)
+    return probe_floor(BatchedObjective(model, loss), params, {}, data[0], data[1], *spectrum,
+                       quadratic_floor(spectrum[0], nbeta, gamma), nbeta, gamma, batch_size, seed, epsilons)
 

@@ -279,8 +279,8 @@ def _probed(model: nn.Module, data, entry: dict, config) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     if entry["status"] != "ok" or not config.floor_probe or not at_floor(entry["llc_mean"], entry.get("quadratic_floor"), n_params):
         return entry
-    probe = probe_model(model, data, dict(model.named_parameters()), "mse", entry["quadratic_floor"], entry["nbeta"], entry["gamma"],
-                        config.batch_size, probe_seed(config.seed, 0))
+    probe = probe_model(model, data, dict(model.named_parameters()), "mse", entry["nbeta"], entry["gamma"], config.batch_size,
+                        probe_seed(config.seed, 0))
     flags = list(entry["flags"])
     return {**entry, "floor_probe": probe, "status": judge(entry["status"], flags, probe), "flags": flags}
 
