@@ -1,12 +1,16 @@
 """Chain diagnostics against arviz (the reference implementation of Vehtari et al. 2021) on fixed
 synthetic chains, and the health flags on cases whose answer we know."""
 
+import math
+
 import numpy as np
 import pytest
+import torch
 
 from grokscope.llc.diagnostics.convergence import ess_bulk, ess_tail, rhat
 from grokscope.llc.diagnostics.health import assess
 from grokscope.llc.diagnostics.settling import mser_burn_in, settle
+from grokscope.llc.sampling.objective import CrossEntropy, MeanSquaredError
 from grokscope.thresholds import (
     ESS_MIN,
     MALA_MIN_ACCEPTANCE,
@@ -87,6 +91,7 @@ def test_each_finding_fires_on_its_own_cause_names_it_and_sets_the_status():
         "few effective draws": (dict(ess_batch=ESS_MIN - 1), "imprecise", True),
         "Monte-Carlo error": (dict(mcse=(MCSE_MAX_FRACTION + 0.01) * 10.0), "imprecise", True),
         "below the quadratic floor": (dict(quadratic_floor=10.0 * (1 + SETTLE_TOLERANCE + 0.05)), "unreliable", True),
+        "left the basin": (dict(losses=(0.9, 4.1, 3.97)), "unreliable", False),
     }
     for words, (change, status, more_steps_help) in cases.items():
         found = _findings(**change)
@@ -107,6 +112,22 @@ def test_a_floor_within_the_tolerance_or_the_monte_carlo_error_or_below_the_esti
     assert _findings(quadratic_floor=10.0 * (1 + 0.5 * SETTLE_TOLERANCE)).items == []
     assert [r.split(":")[0] for r in _findings(quadratic_floor=12.0, mcse=1.5).reasons] == ["Monte-Carlo error"]  # 2 below: 2 MCSE
     assert _findings(quadratic_floor=5.0).items == []
+
+
+def test_chains_worse_than_a_constant_prediction_left_the_basin_only_where_w_star_fits_far_better():
+    assert _findings(losses=(0.9, 3.5, 3.97)).items == []  # worse than w*, better than a constant
+    assert _findings(losses=(2.5, 4.1, 3.97)).items == []  # w* itself barely better than a constant (early training)
+    assert _findings(losses=(0.0, 0.3, 0.0)).items == []  # w* is a constant (a zero teacher)
+    assert _findings(losses=(0.9, 4.1, None)).items == []  # a custom loss
+
+
+def test_the_constant_prediction_loss_of_each_builtin_loss():
+    labels = torch.tensor([0, 0, 1, 2])
+    assert CrossEntropy().constant_loss(labels) == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+    logits = torch.tensor([math.log(0.5), math.log(0.25), math.log(0.25)]).expand(1, 4, 3)  # the frequencies as a prediction
+    assert CrossEntropy().value(logits, labels[None]).item() == pytest.approx(CrossEntropy().constant_loss(labels), rel=1e-6)
+    targets = torch.tensor([[1.0, 0.0], [3.0, 0.0]])
+    assert MeanSquaredError().constant_loss(targets) == pytest.approx(0.5)  # (1² + 1² + 0 + 0) / 4 around the column means
 
 
 def test_a_change_within_the_chain_to_chain_noise_is_not_flagged():

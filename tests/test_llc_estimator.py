@@ -89,7 +89,8 @@ def test_chains_continue_until_settled_and_finished_sets_leave_the_batch(tiny_ru
     for entry in together.entries:  # a set stops early only when it is ok, or more steps cannot help
         assert entry.steps_used == 3200 or entry.status == "ok" or shows_bias(entry.flags)
     fixed = estimate_llc(model, data, params[-1], **dict(settings, max_steps=200)).entries[0]
-    assert fixed.steps_used == 200 and (fixed.status == "ok" or any(f.startswith("budget spent") for f in fixed.flags))
+    assert fixed.steps_used == 200
+    assert fixed.status == "ok" or shows_bias(fixed.flags) or any(f.startswith("budget spent") for f in fixed.flags)
 
 
 def test_a_time_cap_stops_the_chains_after_the_block_it_falls_in(tiny_run):
@@ -478,8 +479,10 @@ def test_probe_losses_follow_each_chain(tiny_run):
         assert probe["chains"]["test"][c][0] == pytest.approx(direct, rel=1e-5)
         assert probe["chains"]["test"][c][-1] != probe["chains"]["test"][c][0]
     assert probe["init"]["train"] == pytest.approx(entry.init_loss, rel=1e-5)
-    samples = result.part(len(params) - 1, len(params)).probe_samples["test"]
-    assert samples.shape == (len(probe["steps"]), FAST["chains"], test.test_y.shape[0])
+    samples = result.part(len(params) - 1, len(params)).probe_samples["test"]  # NaN past its steps where another set ran longer
+    recorded = len(probe["steps"])
+    assert samples.shape[1:] == (FAST["chains"], test.test_y.shape[0]) and samples.shape[0] >= recorded
+    assert not samples[:recorded].isnan().any() and samples[recorded:].isnan().all()
     assert samples[0, 0].mean().item() == pytest.approx(direct, rel=1e-5)
 
 
@@ -508,7 +511,8 @@ def test_bad_sampler_masks_settings_and_probes_fail_before_sampling(tiny_run):
 
 def test_epsilon_auto_estimates_every_set_at_the_calibrated_step_size(tiny_run):
     model, data, params = _inputs(tiny_run)
-    settings = {**FAST, "epsilon": "auto", "n_steps": 80, "chains": 2}
+    # γ = 20: at FAST's 5 the chains at this barely trained network's last checkpoint leave its basin (every cell biased)
+    settings = {**FAST, "epsilon": "auto", "gamma": 20.0, "n_steps": 300, "chains": 4}
     result = estimate_llc(model, data, params, training_steps=tiny_run.steps, **settings)
     calibration = result.settings["calibration"]
     chosen = calibration["recommended"]["epsilon"]

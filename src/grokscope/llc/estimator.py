@@ -114,6 +114,8 @@ def sample_llc(
     floors = set_floors(model, param_sets, finite, selection.names, bool(selection.masks) or chain_masks is not None, cfg,
                         set_configs, [nb for nb, _ in nbetas], x, y, sizes, shared_data, loss)
 
+    constant = getattr(objective.loss, "constant_loss", None)
+    constant_losses = [None if constant is None else constant(y[0 if shared_data else k, : sizes[k]]) for k in range(len(param_sets))]
     job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, sizes, shared_data, ids, set_configs, per_set is not None,
                nbetas, selection, chain_masks, probes or {}, probe_every, probe_per_sample, list(observers), device, progress)
     n_params = sum(t[0].numel() for t in anchors.values())
@@ -125,7 +127,8 @@ def sample_llc(
               "(the same numbers as one batch)", file=sys.stderr)
     workers = cpu_workers(device)
     for indices in batches:
-        sample = partial(job.sample, labels=labels, init_loss=init_loss, probe_init=probe_init, floors=floors)
+        sample = partial(job.sample, labels=labels, init_loss=init_loss, probe_init=probe_init, floors=floors,
+                         constant_losses=constant_losses)
         for k, (entry, tensors) in zip(indices, map_groups(sample, indices, workers)):
             entries[k], parts[k] = entry, tensors
     if cfg.floor_probe:
@@ -200,7 +203,7 @@ class _Job:
         return chains * per_chain
 
     def sample(self, indices: list[int], show_progress: bool, alone: bool, labels, init_loss, probe_init,
-               floors) -> list[tuple[CheckpointLLC, dict]]:
+               floors, constant_losses) -> list[tuple[CheckpointLLC, dict]]:
         """Run the chains of parameter sets ``indices`` together, in blocks of steps: n_steps, then
         doubling, until each set's chains have settled (or more steps cannot help, or the cap is
         reached); a set that is done leaves the batch. Their entries and saved tensors.
@@ -246,7 +249,7 @@ class _Job:
                 entry, found = summarise(joined, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
                                          _set_record(self.set_configs[k], self.nbetas[k][0]) if self.per_set else None,
                                          {name: float(values[k]) for name, values in probe_init.items()},
-                                         None if floors[k] is None else floors[k].floor)
+                                         None if floors[k] is None else floors[k].floor, constant_losses[k])
                 if self.user_observers:
                     entry.observed = {user.name: user.summarise(joined[user.name]) for user in self.user_observers}
                 if found.more_steps_help and not out_of_budget:

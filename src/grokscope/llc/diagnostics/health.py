@@ -33,7 +33,8 @@ KIND_STATUS = {"imprecise": "imprecise", "unsettled": "unreliable", "bias": "unr
 
 # how the reasons of kind "bias" begin (assess writes them): evidence that a step size is wrong
 BOUNDED = "bounded by the localisation"  # how the reason of a λ̂ that depends on γ begins (calibrate reads it too)
-BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance", BOUNDED)
+LEFT = "chains left the basin"  # how the reason of chains worse than a constant predictor begins
+BIAS_REASONS = ("diverged", "chains did not move", "negative λ̂", "draws below", "MALA acceptance", BOUNDED, LEFT)
 
 
 def shows_bias(reasons: list[str]) -> bool:
@@ -102,6 +103,7 @@ def assess(
     r_hat_batch: float | None = None, ess_batch: float | None = None, mcse: float | None = None,
     halves: tuple[float, float] | None = None, doubling: tuple[float, float] | None = None, chain_spread: float | None = None,
     gamma_elasticity: tuple[float, float, float] | None = None, quadratic_floor: float | None = None,
+    losses: tuple[float, float, float | None] | None = None,
 ) -> Findings:
     """Every reason to distrust an estimate, each of its kind; no findings: ``ok``. ``chain_spread``:
     the standard deviation of the chains' λ̂; an R-hat above R_HAT_MAX makes the estimate unsettled
@@ -110,7 +112,10 @@ def assess(
     ``gamma_elasticity``: d ln λ̂ / d ln γ, its standard error and the critical multiple of it
     (llc/diagnostics/localisation.py); judged only on chains found settled. ``quadratic_floor``: λ̂ of
     the Hessian's quadratic part at w* (llc/diagnostics/quadratic.py); λ̂ materially below it is a
-    chain that has not relaxed the Hessian's slow modes."""
+    chain that has not relaxed the Hessian's slow modes. ``losses``: L_n(w*), the chains' mean loss
+    after burn-in and the loss of the best constant prediction (None for a custom loss); where w* fits
+    the data far better than a constant (under half its loss) and the chains fit worse than one, they
+    have left w*'s basin and λ̂ measures where they went."""
     found = Findings()
     if diverged_chains:
         found.add("bias", f"diverged: {diverged_chains} of {chains} chains reached a non-finite loss (lower epsilon)")
@@ -124,6 +129,9 @@ def assess(
         found.add("bias", "negative λ̂: the chains sit below L_n(w*), so w* is not a local minimum")
     elif _finite(frac_below_init) and frac_below_init > BELOW_INIT_MAX_FRACTION:
         found.add("bias", f"draws below L_n(w*): {frac_below_init:.0%} of draws (> {BELOW_INIT_MAX_FRACTION:.0%}); w* may not be a local minimum")
+    if losses is not None and _finite(losses[2]) and losses[0] < losses[2] / 2 and losses[1] > losses[2]:
+        found.add("bias", f"{LEFT}: their mean loss {losses[1]:.3g} exceeds a constant prediction's {losses[2]:.3g} (w*'s: "
+                          f"{losses[0]:.3g}), so λ̂ is not of w*'s neighbourhood (a larger gamma or a smaller epsilon)")
     if _finite(mala_acceptance) and mala_acceptance < MALA_MIN_ACCEPTANCE:
         found.add("bias", f"MALA acceptance {mala_acceptance:.2f} < {MALA_MIN_ACCEPTANCE}: the step size is too large (λ̂ reads high)")
     material = not _finite(chain_spread) or chain_spread > SETTLE_TOLERANCE * abs(llc_mean)

@@ -51,10 +51,12 @@ def cut_after_divergence(losses: torch.Tensor) -> torch.Tensor:
 def summarise(
     recorded: dict[str, torch.Tensor], checkpoint_id: int, step: int | None, init_loss: float, nbeta: float,
     cfg: SGLDConfig, set_settings: dict | None, probe_init: dict[str, float], quadratic_floor: float | None = None,
+    constant_loss: float | None = None,
 ) -> tuple[CheckpointLLC, Findings]:
     """One parameter set's record (its chains' blocks joined) as an entry, and the findings behind
     its status (whose ``more_steps_help`` says whether its chains should continue).
-    ``quadratic_floor``: λ̂ of the Hessian's quadratic part (llc/diagnostics/quadratic.py), if known."""
+    ``quadratic_floor``: λ̂ of the Hessian's quadratic part (llc/diagnostics/quadratic.py), if known;
+    ``constant_loss``: the loss of the best constant prediction on the set's data, if known."""
     chains = cfg.chains
     diverged = cut_after_divergence(recorded["losses"]).numpy()
     traces = recorded["losses"].T.double().numpy()  # [chains, steps]
@@ -89,7 +91,8 @@ def summarise(
                                       init_loss, float((set_settings or {}).get("gamma", cfg.gamma)))
     found = assess(float(values.mean()), int(diverged.sum()), chains, **diagnostics, r_hat_batch=settled.r_hat_batch,
                    ess_batch=settled.ess_batch, mcse=settled.mcse, halves=settled.halves, doubling=settled.doubling, chain_spread=std,
-                   gamma_elasticity=elasticity, quadratic_floor=quadratic_floor)
+                   gamma_elasticity=elasticity, quadratic_floor=quadratic_floor,
+                   losses=(init_loss, float(np.nanmean(post)), constant_loss))
     return CheckpointLLC(
         **base, **diagnostics,
         llc_mean=float(values.mean()),

@@ -35,6 +35,12 @@ class CrossEntropy:
         log_probs = torch.log_softmax(outputs, dim=-1)
         return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
+    def constant_loss(self, targets: torch.Tensor) -> float:
+        """The loss of the best constant prediction on integer ``targets``: the entropy of their frequencies."""
+        p = torch.bincount(targets.flatten().long()).double()
+        p = p[p > 0] / p.sum()
+        return float(-(p * p.log()).sum())
+
     def value_and_output_grad(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and d loss / d outputs = (softmax − onehot) / m."""
         log_probs = torch.log_softmax(outputs, dim=-1)
@@ -54,6 +60,11 @@ class MeanSquaredError:
     def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """[B, m]: each example's squared error, averaged over its own elements."""
         return (outputs - targets).square().flatten(2).mean(-1)
+
+    def constant_loss(self, targets: torch.Tensor) -> float:
+        """The loss of the best constant prediction (each element's mean over the examples)."""
+        targets = targets.double()
+        return float((targets - targets.mean(0)).square().mean())
 
     def value_and_output_grad(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         diff = outputs - targets
