@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ from .config import SGLDConfig, sgld_config
 from .diagnostics.floor_probe import at_floor, judge, probe_floor, probe_seed
 from .diagnostics.quadratic import SetFloor, set_floors
 from .diagnostics.summary import non_finite_entry, summarise, thinned_steps
-from .result import CheckpointLLC, LLCResult
+from .result import CheckpointLLC, LLCResult, merge_tensors
 from .sampling.data import full_batch_loss_and_grad, stack_data
 from .sampling.kernels import (
     ChainSettings,
@@ -114,8 +114,9 @@ def sample_llc(
     floors = set_floors(model, param_sets, finite, selection.names, bool(selection.masks) or chain_masks is not None, cfg,
                         set_configs, [nb for nb, _ in nbetas], x, y, sizes, shared_data, loss)
 
-    constant = getattr(objective.loss, "constant_loss", None)
-    constant_losses = [None if constant is None else constant(y[0 if shared_data else k, : sizes[k]]) for k in range(len(param_sets))]
+    constant = getattr(objective.loss, "constant_loss", None)  # the best constant prediction's loss (built-in losses)
+    constant_losses = ([None] * len(param_sets) if constant is None else [constant(y[0, : sizes[0]])] * len(param_sets) if shared_data
+                       else [constant(y[k, : sizes[k]]) for k in range(len(param_sets))])
     job = _Job(cfg, objective, anchors, fixed, init_grad, x, y, sizes, shared_data, ids, set_configs, per_set is not None,
                nbetas, selection, chain_masks, probes or {}, probe_every, probe_per_sample, list(observers), device, progress)
     n_params = sum(t[0].numel() for t in anchors.values())
@@ -153,7 +154,7 @@ def sample_llc(
     }
     if probes:
         settings_record["probe_every"] = probe_every
-    return LLCResult([entries[k] for k in order], settings_record, **_merge_tensors([parts.get(k) for k in order], cfg.chains))
+    return LLCResult([entries[k] for k in order], settings_record, **merge_tensors([parts.get(k) for k in order], cfg.chains))
 
 
 @dataclass
@@ -321,31 +322,6 @@ def _batches(indices: list[int], bytes_per_set: float, cfg: SGLDConfig, device: 
                           f"{gigabytes(budget)} is usable; lower --chains (or --batch-size, --save-samples)")
     size = max(1, int(budget // bytes_per_set))
     return [indices[i : i + size] for i in range(0, len(indices), size)]
-
-
-def _merge_tensors(parts: list[dict | None], chains: int) -> dict[str, Any]:
-    """Every set's per-step losses, samples, their losses and per-sample probe losses, in order, as
-    :class:`LLCResult` fields (NaN for sets not sampled, and past the steps a set recorded)."""
-    present = [p for p in parts if p]
-    if not present:
-        return {}
-
-    def stacked(key: str) -> torch.Tensor | None:
-        """The sets' tensors [S_k, chains, ...] side by side, each padded with NaN to the longest S
-        (sets that ran longer record more probe steps)."""
-        if key not in present[0]:
-            return None
-        length, like = max(p[key].shape[0] for p in present), present[0][key]
-        padded = [torch.full((length, chains, *like.shape[2:]), float("nan")) for _ in parts]
-        for blank, p in zip(padded, parts):
-            if p:
-                blank[: p[key].shape[0]] = p[key]
-        return torch.cat(padded, dim=1)
-
-    probe_keys = [key for key in present[0] if key.startswith("probe_samples/")]
-    probe_samples = {key.split("/", 1)[1]: stacked(key) for key in probe_keys} or None
-    return dict(loss_draws=stacked("losses"), samples=stacked("samples"), sample_losses=stacked("sample_losses"),
-                probe_samples=probe_samples)
 
 
 PER_SET_SETTINGS = ("epsilon", "gamma", "nbeta", "weight_decay")

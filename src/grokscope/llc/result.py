@@ -107,3 +107,28 @@ class LLCResult:
         from .figures import plot_llc
 
         return plot_llc(self.to_dict(), metrics)
+
+
+def merge_tensors(parts: list[dict | None], chains: int) -> dict[str, Any]:
+    """Every set's per-step losses, samples, their losses and per-sample probe losses, in order, as
+    :class:`LLCResult` fields (NaN for sets not sampled, and past the steps a set recorded)."""
+    present = [p for p in parts if p]
+    if not present:
+        return {}
+
+    def stacked(key: str) -> torch.Tensor | None:
+        """The sets' tensors [S_k, chains, ...] side by side, each padded with NaN to the longest S
+        (sets that ran longer record more probe steps)."""
+        if key not in present[0]:
+            return None
+        length, like = max(p[key].shape[0] for p in present), present[0][key]
+        padded = [torch.full((length, chains, *like.shape[2:]), float("nan")) for _ in parts]
+        for blank, p in zip(padded, parts):
+            if p:
+                blank[: p[key].shape[0]] = p[key]
+        return torch.cat(padded, dim=1)
+
+    probe_keys = [key for key in present[0] if key.startswith("probe_samples/")]
+    probe_samples = {key.split("/", 1)[1]: stacked(key) for key in probe_keys} or None
+    return dict(loss_draws=stacked("losses"), samples=stacked("samples"), sample_losses=stacked("sample_losses"),
+                probe_samples=probe_samples)

@@ -274,9 +274,8 @@ def at_floor_note(estimate: float | None, floor: float | None, n_params: int, pr
             f"(right if they add nothing to λ; otherwise a plateau below λ){verdict}")
 
 
-def _probed(model: nn.Module, data, entry: dict, config) -> dict:
+def _probed(model: nn.Module, data, entry: dict, config, n_params: int) -> dict:
     """The chosen cell, probed where it is ok at its floor (as :func:`estimate_llc` probes its estimates)."""
-    n_params = sum(p.numel() for p in model.parameters())
     if entry["status"] != "ok" or not config.floor_probe or not at_floor(entry["llc_mean"], entry.get("quadratic_floor"), n_params):
         return entry
     probe = probe_model(model, data, dict(model.named_parameters()), "mse", entry["nbeta"], entry["gamma"], config.batch_size,
@@ -302,22 +301,24 @@ def run_case(case: Case, auto: bool = True, **overrides: object) -> dict:
                      "steps_used": None, "flags": chosen["flags"]}
         else:
             entry = next(c for c in report["cells"] if c["epsilon"] == chosen["epsilon"] and c["nbeta"] == chosen["nbeta"])
-            entry = _probed(model, data, entry, sgld_config(**{k: v for k, v in settings.items() if k != "auto"}))
     else:
         if "epsilon" not in settings:
             raise ConfigError("give an epsilon, or use the automatic step size (auto)")
         entry = asdict(estimate_llc(model, data, loss="mse", **settings).entries[0])
         report = None
-    estimate = entry["llc_mean"]
     config = sgld_config(**{k: v for k, v in settings.items() if k not in ("auto", "epsilon")})
+    n_params = sum(p.numel() for p in model.parameters())
+    if auto:
+        entry = _probed(model, data, entry, config, n_params)
+    estimate = entry["llc_mean"]
     estimand = None if case.estimand is None else case.estimand(*data, config.resolve_nbeta(len(data[0]))[0], config.gamma)
     return {
         "case": case.name,
         "true": case.truth,
         "resolved_truth": case.resolved_truth,
         "direction_energies": case.energies or None,
-        "notes": [note for note in (case.note(), at_floor_note(estimate, entry.get("quadratic_floor"), sum(p.numel() for p in model.parameters()),
-                                                                entry.get("floor_probe"))) if note],
+        "notes": [note for note in (case.note(), at_floor_note(estimate, entry.get("quadratic_floor"), n_params, entry.get("floor_probe")))
+                  if note],
         "quadratic_floor": entry.get("quadratic_floor"),
         "floor_probe": entry.get("floor_probe"),
         "estimate": estimate,
