@@ -50,6 +50,12 @@ def _short(flags: list[str]) -> str:
     return ", ".join(flag.split(":")[0] for flag in flags) or "—"
 
 
+def _kernel(row: dict) -> str:
+    """The kernel in brackets where the calibration's fallback gave the estimate, else nothing."""
+    kernel = row.get("kernel", row["sampler"])
+    return "" if kernel == row["sampler"] else f" ({kernel})"
+
+
 def _stored(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
@@ -80,7 +86,8 @@ def measured(args) -> list[dict]:
     else:
         cases = held_out(args.seed) if args.held_out else suite(quick=args.quick, grid=args.grid)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for case in cases:
+    first, every = args.shard
+    for case in cases[first::every]:
         for sampler in args.samplers:
             if (case.name, sampler) in done:
                 continue
@@ -142,6 +149,8 @@ def main() -> None:
     parser.add_argument("--start-spread", dest="start_spread", type=float, default=None,
                         help="every second chain starts away from w* (llc/sampling/starts.py; default: all at w*)")
     parser.add_argument("--cases", nargs="+", help="only these cases (validate --case syntax, e.g. dln:10,10,10,10:5)")
+    parser.add_argument("--shard", type=int, nargs=2, metavar=("I", "N"), default=(0, 1),
+                        help="only every N-th case from the I-th (0-based): N processes, each with its own --out, then --from all")
     parser.add_argument("--out", default="validation_auto.jsonl", help="JSON lines, one per case and sampler (appended)")
     parser.add_argument("--from", dest="stored", nargs="+", help="print the table of stored rows")
     args = parser.parse_args()
@@ -162,7 +171,7 @@ def main() -> None:
             else:
                 against = "" if row.get("estimand") is None else f"; {100 * row['estimand_error']:+.1f}% vs the estimand {row['estimand']:.4g}"
                 cells.append(f"{row['estimate']:.4g} ({100 * row['relative_error']:+.1f}%{against}), **{row['status']}**, "
-                             f"{row['settings']['epsilon']:.2g}, {row['steps_used']}, {row['seconds']:.0f} s, {_short(row['flags'])}")
+                             f"{row['settings']['epsilon']:.2g}{_kernel(row)}, {row['steps_used']}, {row['seconds']:.0f} s, {_short(row['flags'])}")
         print(f"| {name} | {truth:.4g} | " + " | ".join(cells) + " |")
     for sampler in samplers:
         mine = [r for r in rows if r["sampler"] == sampler]

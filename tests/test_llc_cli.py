@@ -50,7 +50,8 @@ def test_calibrate_brackets_then_prints_the_grid_and_the_choice(run_dir):
     if rec["epsilon"] is None:  # this barely trained network: the reason is printed, no number
         assert rec["llc_mean"] is None and f"chosen: none -- {rec['why']}" in result.stdout
     else:
-        chosen = [c for c in report["cells"] if c["epsilon"] == rec["epsilon"]]
+        grid = report["preconditioned"]["cells"] if rec.get("sampler") == "preconditioned" else report["cells"]
+        chosen = [c for c in grid if c["epsilon"] == rec["epsilon"]]
         assert len(chosen) == 1 and chosen[0]["settled"] and chosen[0]["flags"] == rec["flags"]
         assert "chosen: epsilon=" in result.stdout and f"{rec['epsilon']:.3g}" in result.stdout
     assert (run_dir / "figures" / "calibration.png").exists()

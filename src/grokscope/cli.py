@@ -161,15 +161,20 @@ def _print_calibration(report: dict) -> None:
     if bracket:
         pairs = ", ".join(f"{e:g}: {_num(a, '.2f')}" for e, a in zip(bracket["epsilons"], bracket["mala_acceptance"]))
         print(f"bracket ({bracket['n_steps']} steps), MALA acceptance per epsilon: {pairs} -> grid around {bracket['epsilon']:g}")
-    for cell in report["cells"]:
-        mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.4g}"
-        print(f"eps={cell['epsilon']:<10.3g} nbeta={cell['nbeta']:<10.4g} gamma={cell['gamma']:<6g} llc={mean:<10} "
-              f"MALA={_num(cell['mala_acceptance'], '.3f')} steps={cell['steps_used'] or 0:<6} {cell['status']:<10} {'; '.join(cell['flags'])}")
+    fallback = report.get("preconditioned")
+    for title, cells in (("", report["cells"]), ("preconditioned chains (plain SGLD passed no step size):", fallback and fallback["cells"])):
+        if title and cells:
+            print(title)
+        for cell in cells or []:
+            mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.4g}"
+            print(f"eps={cell['epsilon']:<10.3g} nbeta={cell['nbeta']:<10.4g} gamma={cell['gamma']:<6g} llc={mean:<10} "
+                  f"MALA={_num(cell['mala_acceptance'], '.3f')} steps={cell['steps_used'] or 0:<6} {cell['status']:<10} {'; '.join(cell['flags'])}")
     rec = report["recommended"]
     if rec["epsilon"] is None:
         print(f"chosen: none -- {rec['why']}")
     else:
-        print(f"chosen: epsilon={rec['epsilon']:.3g} nbeta={rec['nbeta']:.4g} gamma={rec['gamma']:g} ({rec['why']})")
+        print(f"chosen: epsilon={rec['epsilon']:.3g} nbeta={rec['nbeta']:.4g} gamma={rec['gamma']:g} "
+              f"{rec.get('sampler', report['sampler'])} ({rec['why']})")
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
@@ -199,9 +204,9 @@ def _cmd_validate(args: argparse.Namespace) -> None:
         rel = "" if row["relative_error"] is None else f"{100 * row['relative_error']:+7.1f}%"
         print(f"{row['case']:<28} {row['true']:8.4g} {'—' if row['estimand'] is None else format(row['estimand'], '9.4g'):>9} {estimate:>10} {_num(row['mcse'], '8.3g')} {rel:>8} "
               f"{_num(row['settings']['epsilon'], '9.3g')} {row['steps_used'] or 0:>6} {_num(row['mala_acceptance'], '6.3f')}  "
-              f"{row['status']:<10} {'; '.join(row['flags'] + row['notes'])}", flush=True)
+              f"{row['status']:<10} {'; '.join(_sampler_note(row) + row['flags'] + row['notes'])}", flush=True)
     if args.json:
-        keys = ("case", "true", "estimand", "estimand_error", "estimate", "std", "mcse", "relative_error", "status", "steps_used", "seconds", "settings", "flags",
+        keys = ("case", "true", "estimand", "estimand_error", "estimate", "std", "mcse", "relative_error", "status", "kernel", "steps_used", "seconds", "settings", "flags",
                 "mala_acceptance", "r_hat", "quadratic_floor", "floor_probe", "resolved_truth", "direction_energies", "notes", "calibration")
         out = [json_safe({k: row[k] for k in keys}) for row in rows]
         print(json.dumps(out[0] if args.case else out, indent=2))
@@ -209,6 +214,13 @@ def _cmd_validate(args: argparse.Namespace) -> None:
         from .llc.diagnostics.health import status_line
 
         print(status_line([row["status"] for row in rows]))
+
+
+def _sampler_note(row: dict) -> list[str]:
+    """Where the estimate came from another sampler than the one named (the calibration's fallback)."""
+    if row["kernel"] == row["settings"].get("sampler", "sgld"):
+        return []
+    return [f"{row['kernel']} chains (the calibration's fallback: plain {row['settings'].get('sampler', 'sgld')} passed no step size)"]
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:

@@ -79,6 +79,11 @@ FLOOR_PROBE_CHAINS = 8
 FLOOR_PROBE_STEPS = 32_000
 FLOOR_PROBE_ETA = 0.005
 FLOOR_PROBE_MALA = 0.95
+# Where plain SGLD passes no step size, the same grid on preconditioned chains (llc/tuning/preconditioned.py):
+# its first block of steps and its cap (the doubling of plain SGLD's blocks, from the floor probe's
+# length halved: its chains at the band's ε crossed the floor within 32,000 steps).
+PRECONDITIONED_STEPS = 16_000
+PRECONDITIONED_MAX_STEPS = 128_000
 
 # A direction of a deep linear teacher's product (singular value σ) is resolved by n examples when
 # dropping it raises nβ·L_n by at least this, nβ·σ²·E[x²]/d_out; where it is of order 1 or less

@@ -62,14 +62,16 @@ def plot_calibration(report: dict):
     fig = new_figure(figsize=(7.5, 4.5))
     ax = fig.subplots()
     mala_ax = ax.twinx()
-    rows: dict[tuple[float, float], list[dict]] = {}
-    for cell in report["cells"]:
-        rows.setdefault((cell["nbeta"], cell["gamma"]), []).append(cell)
-    for (nbeta, gamma), row in rows.items():
+    rows: dict[tuple[str, float, float], list[dict]] = {}
+    fallback = (report.get("preconditioned") or {}).get("cells", [])
+    for kind, cells in (("", report["cells"]), ("preconditioned ", fallback)):
+        for cell in cells:
+            rows.setdefault((kind, cell["nbeta"], cell["gamma"]), []).append(cell)
+    for (kind, nbeta, gamma), row in rows.items():
         row = [c for c in sorted(row, key=lambda c: c["epsilon"]) if c["llc_mean"] is not None]
         eps = [c["epsilon"] for c in row]
         line = ax.errorbar(eps, [c["llc_mean"] for c in row], yerr=[c["llc_std"] or 0 for c in row], capsize=3,
-                           label=f"λ̂ (nβ={nbeta:.4g}, γ={gamma:g})")[0]
+                           label=f"{kind}λ̂ (nβ={nbeta:.4g}, γ={gamma:g})")[0]
         for c in row:
             ax.plot(c["epsilon"], c["llc_mean"], "o", color=line.get_color(), mfc=line.get_color() if c["settled"] else "white")
         mala = [(c["epsilon"], c["mala_acceptance"]) for c in row if c["mala_acceptance"] is not None]
@@ -84,7 +86,8 @@ def plot_calibration(report: dict):
     ax.set_xscale("log")
     ax.set_xlabel("ε (step size)")
     ax.set_ylabel("λ̂ ± std over chains")
-    chosen = "none: no step size passes" if rec["epsilon"] is None else f"{rec['epsilon']:.3g}"
+    chosen = "none: no step size passes" if rec["epsilon"] is None else f"{rec['epsilon']:.3g}" + (
+        " (preconditioned)" if rec.get("sampler") == "preconditioned" else "")
     ax.set_title(f"Step-size calibration: chosen ε = {chosen}\nhollow markers: cells not settled, or biased", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()

@@ -2,14 +2,8 @@
 
 An estimate that reads its quadratic floor Q (llc/diagnostics/quadratic.py) is right where the
 Hessian's null directions add nothing to λ, and a plateau below λ where they do but the chains have
-not explored them: plain SGLD's step ε is capped by the stiffest mode, so the flat directions move
-by √ε a step. With the constant preconditioner
-
-    M = ε (I + ε nβ H / η)⁻¹        (H: the Gauss-Newton matrix at w*)
-
-a step w ← w − ½ M ∇U(w) + N(0, M), U = nβ L_B + γ/2 ‖w − w*‖², keeps the target (a constant
-preconditioner leaves the Langevin diffusion's stationary law alone; Roberts & Stramer 2002), moves
-the flat directions with step ε and caps a mode of curvature h at η in its own units. The probe runs
+not explored them. Chains preconditioned by the curvature at w* (llc/sampling/preconditioned.py) move
+the flat directions with a step that plain SGLD's stiffest mode would not allow. The probe runs
 such chains at a few ε from w*, takes the largest ε whose minibatch MALA acceptance is at least
 FLOOR_PROBE_MALA, and reads λ̂ over the second half of its steps: **plateau** when that exceeds Q by
 more than SETTLE_TOLERANCE and two standard errors, **below the floor** when it lies that far below,
@@ -36,11 +30,11 @@ from ...thresholds import (
     SETTLE_TOLERANCE,
 )
 from ..sampling.objective import BatchedObjective
+from ..sampling.preconditioned import PreconditionedChains
 from ..sampling.tree import Tree
 from .health import worst
 from .quadratic import curvature, quadratic_floor
 
-MALA_EVERY = 10  # a MALA measurement costs a second gradient
 PLATEAU = "plateau at the quadratic floor"  # how the reason of a plateau verdict begins
 
 
@@ -60,57 +54,14 @@ def probe_floor(objective: BatchedObjective, anchor: Tree, fixed: Tree, x: torch
     H = V diag(h) Vᵀ from ``eigenvalues`` h and ``eigenvectors`` V (columns, in the flattened order
     of ``anchor``). Each run records λ̂ over the second half of the steps and over [T/4, T/2]."""
     steps = FLOOR_PROBE_STEPS
-    names = list(anchor)
-    shapes = [anchor[n].shape for n in names]
-    sizes = [anchor[n].numel() for n in names]
     if epsilons is None:
         epsilons = [e * FLOOR_PROBE_NBETA / nbeta for e in FLOOR_PROBE_EPSILONS]
-    per_chain = torch.tensor(epsilons, dtype=torch.float64).repeat_interleave(FLOOR_PROBE_CHAINS)[:, None]
-    chains = per_chain.shape[0]
-    stiffness = nbeta * torch.as_tensor(eigenvalues, dtype=torch.float64).clamp(min=0)
-    device = x.device
-    scale = (per_chain / (1 + per_chain * stiffness / FLOOR_PROBE_ETA)).float().to(device)  # [B, P]: M's eigenvalues per chain
-    basis = torch.as_tensor(eigenvectors, dtype=torch.float32, device=device)
-    centre = torch.cat([anchor[n].flatten().float() for n in names])[None]
-    fixed_b = {n: t.float().expand(chains, *t.shape) for n, t in fixed.items()}
-
-    def tree(flat: torch.Tensor) -> Tree:
-        return {n: part.reshape(chains, *s) for n, part, s in zip(names, flat.split(sizes, dim=1), shapes)}
-
-    def potential(w: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        loss, grads = objective.losses_and_grads(tree(w), fixed_b, xb, yb)
-        flat_grad = torch.cat([grads[n].flatten(1) for n in names], dim=1)
-        return loss, nbeta * loss + 0.5 * gamma * (w - centre).square().sum(1), nbeta * flat_grad + gamma * (w - centre)
-
-    def precondition(v: torch.Tensor) -> torch.Tensor:
-        return ((v @ basis) * scale) @ basis.T
-
-    def half_energy(d: torch.Tensor) -> torch.Tensor:  # ½ dᵀ M⁻¹ d
-        return 0.5 * ((d @ basis).square() / scale).sum(1)
-
-    with torch.no_grad():
-        init = float(objective.losses({n: t[None].float() for n, t in anchor.items()}, {n: t[None].float() for n, t in fixed.items()},
-                                      x[None], y[None])[0])
-    generator = torch.Generator().manual_seed(seed)
-    w = centre.repeat(chains, 1)
-    trace = torch.full((steps, chains), math.nan, device=device)
-    accepted = []
-    for step in range(steps):
-        rows = torch.randint(0, x.shape[0], (chains, batch_size), generator=generator).to(device)
-        xb, yb = x[rows], y[rows]
-        loss, value, grad = potential(w, xb, yb)
-        noise = (torch.randn(chains, basis.shape[0], generator=generator).to(device) * scale.sqrt()) @ basis.T
-        proposal = w - 0.5 * precondition(grad) + noise
-        if step % MALA_EVERY == 0:
-            _, value_after, grad_after = potential(proposal, xb, yb)
-            backward = w - proposal + 0.5 * precondition(grad_after)
-            log_ratio = value - value_after - half_energy(backward) + half_energy(noise)
-            accepted.append(torch.exp(log_ratio.clamp(max=0)).nan_to_num(0.0))
-        trace[step] = loss  # a chain that diverges reads NaN from here on, and its run leaves the band
-        w = proposal
-    llc_per_chain = nbeta * (trace[steps // 2:].mean(0).double().cpu().numpy() - init)
-    earlier = nbeta * (trace[steps // 4: steps // 2].mean(0).double().cpu().numpy() - init)
-    mala = torch.stack(accepted).mean(0).cpu().numpy()
+    chains = PreconditionedChains(objective, anchor, fixed, x, y, eigenvalues, eigenvectors, nbeta, gamma, FLOOR_PROBE_ETA,
+                                  [e for e in epsilons for _ in range(FLOOR_PROBE_CHAINS)], batch_size, seed)
+    trace, mala = chains.run(steps)
+    llc_per_chain = nbeta * (trace[steps // 2:].mean(0).double().cpu().numpy() - chains.init_loss)
+    earlier = nbeta * (trace[steps // 4: steps // 2].mean(0).double().cpu().numpy() - chains.init_loss)
+    mala = mala.cpu().numpy()
     runs = []
     for i, epsilon in enumerate(epsilons):
         own = slice(i * FLOOR_PROBE_CHAINS, (i + 1) * FLOOR_PROBE_CHAINS)

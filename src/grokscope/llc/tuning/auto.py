@@ -21,6 +21,7 @@ from ..result import LLCResult
 from ..runs.checkpoints import run_llc_together, select_checkpoints
 from ..sampling.objective import LossFn
 from .calibrate import calibrate, calibrate_llc
+from .preconditioned import estimate_preconditioned
 
 # The kernel `--auto` uses unless one is named: the more faithful of the two on the ground-truth
 # suite with auto settings (docs/validation.md, "Settings chosen by the data").
@@ -59,10 +60,20 @@ def estimate_llc_auto(
     failed = [r for r in reports if r["recommended"]["epsilon"] is None]
     strictest = failed[0] if failed else min(reports, key=lambda r: r["recommended"]["epsilon"])
     chosen = strictest["recommended"]
+    samplers = {r["recommended"].get("sampler", config.sampler) for r in reports}
+    unsupported = [name for name in ("masks", "set_masks", "per_set", "probes", "observers") if estimate_options.get(name)]
+    steps = estimate_options.get("training_steps")
     if failed:
-        result = no_estimates(data, config, ids, estimate_options.get("training_steps"), finite,
-                              f"auto: {chosen['why']} (calibration at checkpoint {strictest['checkpoint_id']}; "
-                              "settings.calibration has the grid)")
+        result = no_estimates(data, config, ids, steps, finite, f"auto: {chosen['why']} (calibration at checkpoint "
+                                                                 f"{strictest['checkpoint_id']}; settings.calibration has the grid)")
+    elif len(samplers) > 1:
+        result = no_estimates(data, config, ids, steps, finite, "auto: the calibration checkpoints chose different samplers "
+                                                                 f"({', '.join(sorted(samplers))}); settings.calibration has the grids")
+    elif chosen.get("sampler") == "preconditioned" and unsupported:
+        result = no_estimates(data, config, ids, steps, finite, "auto: only preconditioned chains settle here, and they do not "
+                                                                 f"record {', '.join(unsupported)}; settings.calibration has the grids")
+    elif chosen.get("sampler") == "preconditioned":
+        result = estimate_preconditioned(model, data, param_sets, config, loss, ids, steps, chosen["epsilon"])
     else:
         result = sample_llc(model, data, param_sets, loss=loss, config=config.model_copy(update=dict(epsilon=chosen["epsilon"])),
                               checkpoint_ids=ids, progress=progress, **estimate_options)
@@ -76,9 +87,16 @@ def run_llc_together_auto(runs: list[Run], config: SGLDConfig, checkpoints: str 
     whose calibration passes no step size gets ``none`` entries with the reason)."""
     reports = [calibrate(run, config, "last", progress=progress) for run in runs]
     chosen = [i for i, r in enumerate(reports) if r["recommended"]["epsilon"] is not None]
-    sampled = run_llc_together([runs[i] for i in chosen], config, checkpoints, progress,
-                               epsilons=[reports[i]["recommended"]["epsilon"] for i in chosen]) if chosen else []
-    results = dict(zip(chosen, sampled))
+    plain = [i for i in chosen if reports[i]["recommended"].get("sampler") != "preconditioned"]
+    sampled = run_llc_together([runs[i] for i in plain], config, checkpoints, progress,
+                               epsilons=[reports[i]["recommended"]["epsilon"] for i in plain]) if plain else []
+    results = dict(zip(plain, sampled))
+    for i in set(chosen) - set(plain):
+        steps = select_checkpoints(runs[i], checkpoints)
+        data = runs[i].dataset()
+        results[i] = estimate_preconditioned(runs[i].new_model(), (data.train_x, data.train_y), [runs[i].state_dict(s) for s in steps],
+                                             config, "cross_entropy", steps, steps, reports[i]["recommended"]["epsilon"])
+        results[i].settings["run"] = str(runs[i].path)
     out = []
     for i, (run, report) in enumerate(zip(runs, reports)):
         if i not in results:

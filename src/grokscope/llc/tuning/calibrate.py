@@ -16,13 +16,14 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...run import Run
-from ...thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE
+from ...thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE, PRECONDITIONED_STEPS
 from ..config import BUDGET_FACTOR, SGLDConfig
-from ..diagnostics.health import BOUNDED, shows_bias
+from ..diagnostics.health import BOUNDED, LEFT, shows_bias
 from ..estimator import sample_llc
 from ..result import CheckpointLLC
 from ..runs.checkpoints import select_checkpoints
 from ..sampling.objective import LossFn
+from . import preconditioned
 
 BRACKET_EPSILONS = tuple(10.0**k for k in range(-9, 0))
 BRACKET_STEPS, BRACKET_CHAINS = 500, 4  # the bracketing chains (MALA measured on every 5th move after burn-in)
@@ -54,7 +55,13 @@ RULE = """\
    only imprecisely (few effective draws: slow to explore, as in step 2) gives way to the next
    run, counting up, whose largest cell is ok; without one it stands. When no run exists there is no
    estimate: the choice is None, with the reason and the range of λ̂ over the settled unbiased
-   cells (when there are any), never a number that looks like an estimate."""  # a constant, not the docstring: python -OO drops those
+   cells (when there are any), never a number that looks like an estimate.
+5. When no step size passes and no cell's bias belongs to the posterior (bounded by the
+   localisation, chains that left the basin), and the model's curvature is computed (at most
+   QUADRATIC_FLOOR_MAX_PARAMS parameters, all sampled, a built-in loss, γ > 0, no weight decay):
+   steps 2-4 again on chains preconditioned by the curvature at w* (llc/tuning/preconditioned.py),
+   at the floor probe's step sizes, from PRECONDITIONED_STEPS steps up to PRECONDITIONED_MAX_STEPS.
+   Its choice, if any, is the estimate (sampler "preconditioned"); else there is none."""  # a constant, not the docstring: python -OO drops those
 
 
 @dataclass
@@ -131,10 +138,14 @@ def calibrate_llc(
             for g in gammas or (base.gamma,) for f in nbeta_factors for e in sorted(epsilons)]
     result = sample_llc(model, data, [weights] * len(grid), loss=loss, config=base,
                           checkpoint_ids=[checkpoint_id] * len(grid), per_set=grid, masks=masks, progress=progress)
-    cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in zip(grid, result.entries)]
-    _flag_bounded_rows(cells)
-    _flag_settled_too_soon(cells, base.n_steps)
-    _flag_not_flat(cells)
+    cells = judged_cells(list(zip(grid, result.entries)), base.n_steps)
+    recommended = recommend(cells, default_nbeta, base.gamma)
+    fallback = None
+    if recommended["epsilon"] is None and not _posterior_bias(cells) and preconditioned.applies(model, base, loss, masks):
+        fallback = _preconditioned(model, data, weights, base, loss, default_nbeta, checkpoint_id)
+        if fallback is not None and fallback["recommended"]["epsilon"] is not None:
+            recommended = {**fallback["recommended"], "sampler": "preconditioned",
+                           "why": f"plain SGLD: {recommended['why']}; preconditioned: {fallback['recommended']['why']}"}
     return {
         "default_nbeta": default_nbeta,
         "nbeta_convention": convention,
@@ -143,10 +154,39 @@ def calibrate_llc(
         "chains": base.chains,
         "bracket": bracket,
         "max_steps": base.step_cap,
-        "cells": [asdict(c) | {"settled": c.settled} for c in cells],
-        "recommended": recommend(cells, default_nbeta, base.gamma),
+        "cells": _as_rows(cells),
+        "preconditioned": fallback,
+        "recommended": recommended,
         "rule": RULE,
     }
+
+
+def judged_cells(grid: list[tuple[dict, CheckpointLLC]], first_block: int) -> list[Cell]:
+    """Each (setting, entry) of a grid as a cell, with the rule's flags (steps 2 and 3)."""
+    cells = [Cell.of(setting, entry, _biased(entry)) for setting, entry in grid]
+    _flag_bounded_rows(cells)
+    _flag_settled_too_soon(cells, first_block)
+    _flag_not_flat(cells)
+    return cells
+
+
+def _as_rows(cells: list[Cell]) -> list[dict]:
+    return [asdict(c) | {"settled": c.settled} for c in cells]
+
+
+def _posterior_bias(cells: list[Cell]) -> bool:
+    """Whether a cell's bias belongs to the posterior at this nβ and γ (bounded by the localisation,
+    chains that left the basin), which no other kernel cures."""
+    return any(flag.startswith((BOUNDED, LEFT)) for cell in cells for flag in cell.flags)
+
+
+def _preconditioned(model, data, weights, base: SGLDConfig, loss, nbeta: float, checkpoint_id: int) -> dict | None:
+    """Step 5 of the rule: the preconditioned grid's cells and choice (None without a curvature)."""
+    grid = preconditioned.preconditioned_grid(model, data, weights, base, loss, nbeta, checkpoint_id)
+    if grid is None:
+        return None
+    cells = judged_cells(grid, PRECONDITIONED_STEPS)
+    return {"cells": _as_rows(cells), "recommended": recommend(cells, nbeta, base.gamma)}
 
 
 def _biased(entry: CheckpointLLC) -> bool:
