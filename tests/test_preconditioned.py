@@ -10,6 +10,7 @@ from torch import nn
 from grokscope.llc.config import sgld_config
 from grokscope.llc.diagnostics.quadratic import curvature, quadratic_floor
 from grokscope.llc.sampling.objective import BatchedObjective
+from grokscope.llc.sampling.observers import join_blocks
 from grokscope.llc.sampling.preconditioned import PreconditionedChains
 from grokscope.llc.tuning import auto, calibrate, preconditioned
 from grokscope.llc.tuning.calibrate import calibrate_llc
@@ -38,18 +39,21 @@ def _chains(model, data, epsilons, slots=None):
 
 def test_continued_chains_equal_one_run_and_chains_of_a_slot_share_their_noise():
     model, data = _regression()
-    whole, _ = _chains(model, data, [1e-4, 1e-4, 2e-4], slots=[0, 0, 1]).run(60)
+    whole = _chains(model, data, [1e-4, 1e-4, 2e-4], slots=[0, 0, 1]).run(60)
     parts = _chains(model, data, [1e-4, 1e-4, 2e-4], slots=[0, 0, 1])
-    first, _ = parts.run(25)
-    second, mala = parts.run(35)
-    assert torch.equal(torch.cat([first, second]), whole)
-    assert torch.equal(whole[:, 0], whole[:, 1]) and not torch.equal(whole[:, 0], whole[:, 2])
-    assert mala.shape == (3,) and bool(((mala > 0.5) & (mala <= 1)).all())
+    joined = join_blocks([parts.run(25), parts.run(35)])
+    for key in ("losses", "anchor_distance", "anchor_distance_steps"):
+        assert torch.equal(joined[key], whole[key]), key
+    assert whole["anchor_distance_steps"].tolist() == list(range(0, 60, 10))
+    assert torch.equal(joined["mala_acceptance"], whole["mala_total"] / whole["mala_count"])
+    losses = whole["losses"]
+    assert torch.equal(losses[:, 0], losses[:, 1]) and not torch.equal(losses[:, 0], losses[:, 2])
+    assert bool(((joined["mala_acceptance"] > 0.5) & (joined["mala_acceptance"] <= 1)).all())
+    assert float(whole["anchor_distance"][0].abs().max()) == 0 and bool((whole["anchor_distance"][1:] > 0).all())  # from w*
     kept = _chains(model, data, [1e-4, 1e-4, 2e-4], slots=[0, 0, 1])
     kept.run(25)
     kept.take([2])  # the chain of slot 1 alone goes on drawing what it drew beside the others
-    alone, _ = kept.run(35)
-    assert torch.equal(alone[:, 0], whole[25:, 2])
+    assert torch.equal(kept.run(35)["losses"][:, 0], losses[25:, 2])
 
 
 def _settings(**extra):
@@ -69,6 +73,7 @@ def test_a_preconditioned_grid_reads_the_floor_of_a_regular_model_and_records_it
         assert entry.quadratic_floor == pytest.approx(floor)
         assert 2000 <= entry.steps_used <= 8000 and entry.mala_acceptance > 0.8
         assert entry.llc_mean == pytest.approx(floor, abs=0.1 * floor + 3 * entry.mcse), entry.flags
+        assert abs(entry.gamma_elasticity) < 0.1  # every mode stiff against γ: λ̂ does not depend on it
         assert entry.status != "ok" or entry.steps_used < 8000  # a grid cell that ran to its cap did so unsettled
 
 

@@ -58,10 +58,11 @@ def probe_floor(objective: BatchedObjective, anchor: Tree, fixed: Tree, x: torch
         epsilons = [e * FLOOR_PROBE_NBETA / nbeta for e in FLOOR_PROBE_EPSILONS]
     chains = PreconditionedChains(objective, anchor, fixed, x, y, eigenvalues, eigenvectors, nbeta, gamma, FLOOR_PROBE_ETA,
                                   [e for e in epsilons for _ in range(FLOOR_PROBE_CHAINS)], batch_size, seed)
-    trace, mala = chains.run(steps)
-    llc_per_chain = nbeta * (trace[steps // 2:].mean(0).double().cpu().numpy() - chains.init_loss)
-    earlier = nbeta * (trace[steps // 4: steps // 2].mean(0).double().cpu().numpy() - chains.init_loss)
-    mala = mala.cpu().numpy()
+    record = chains.run(steps)
+    trace = record["losses"].double().numpy()
+    llc_per_chain = nbeta * (trace[steps // 2:].mean(0) - chains.init_loss)
+    earlier = nbeta * (trace[steps // 4: steps // 2].mean(0) - chains.init_loss)
+    mala = (record["mala_total"] / record["mala_count"]).numpy()
     runs = []
     for i, epsilon in enumerate(epsilons):
         own = slice(i * FLOOR_PROBE_CHAINS, (i + 1) * FLOOR_PROBE_CHAINS)

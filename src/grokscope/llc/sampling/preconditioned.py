@@ -9,7 +9,8 @@ a step w ← w − ½ M ∇U(w) + N(0, M), U = nβ L_B + γ/2 ‖w − w*‖², 
 preconditioner leaves the Langevin diffusion's stationary law alone; Roberts & Stramer 2002), moves
 the flat directions with step ε and caps a mode of curvature h at η in its own units. Every
 MALA_EVERY-th step also scores its move with the minibatch potential at both ends (the acceptance
-of the Metropolis-adjusted proposal, not applied).
+of the Metropolis-adjusted proposal, not applied). A block is recorded as the estimator's observers
+record one, so the estimator's summary and health rule read it.
 
 Each chain has its own ε and a noise slot: chains of one slot share minibatches and noise, so
 chain c of every ε in a grid is paired with the others (as plain SGLD's grids are). Running
@@ -28,6 +29,7 @@ from .objective import BatchedObjective
 from .tree import Tree
 
 MALA_EVERY = 10  # a MALA measurement costs a second gradient
+DISTANCE_EVERY = 10  # as the estimator records ‖w − w*‖² (how λ̂ responds to γ: llc/diagnostics/localisation.py)
 
 
 class PreconditionedChains:
@@ -80,27 +82,36 @@ class PreconditionedChains:
     def _half_energy(self, d: torch.Tensor) -> torch.Tensor:  # ½ dᵀ M⁻¹ d
         return 0.5 * ((d @ self.basis).square() / self.scale).sum(1)
 
-    def run(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``steps`` more steps: each chain's minibatch loss before each step [steps, B] (NaN from a
-        divergence on) and its mean MALA acceptance over the measured steps [B] (NaN if none)."""
+    def run(self, steps: int) -> dict[str, torch.Tensor]:
+        """``steps`` more steps, recorded as the estimator's observers record a block
+        (llc/sampling/observers.py): each chain's minibatch loss before each step ``losses``
+        [steps, B] (NaN from a divergence on), ``mala_total`` and ``mala_count`` [B], and ‖w − w*‖²
+        every DISTANCE_EVERY-th step (counted from step 0) ``anchor_distance`` [S, B] with
+        ``anchor_distance_steps``."""
         slots, chains, device = self.n_slots, self.w.shape[0], self.x.device
         trace = torch.full((steps, chains), math.nan, device=device)
         accepted = torch.zeros(chains, device=device)
         measured = 0
+        distance_steps = list(range(-(-self.steps_done // DISTANCE_EVERY) * DISTANCE_EVERY, self.steps_done + steps, DISTANCE_EVERY))
+        distances = torch.empty(len(distance_steps), chains, device=device)
         for offset in range(steps):
+            step = self.steps_done + offset
             rows = torch.randint(0, self.x.shape[0], (slots, self.batch_size), generator=self.generator).to(device)[self.slots]
             xb, yb = self.x[rows], self.y[rows]
             loss, value, grad = self._potential(self.w, xb, yb)
             xi = torch.randn(slots, self.basis.shape[0], generator=self.generator).to(device)[self.slots]
             noise = (xi * self.scale.sqrt()) @ self.basis.T
             proposal = self.w - 0.5 * self._precondition(grad) + noise
-            if (self.steps_done + offset) % MALA_EVERY == 0:
+            if step % MALA_EVERY == 0:
                 _, value_after, grad_after = self._potential(proposal, xb, yb)
                 backward = self.w - proposal + 0.5 * self._precondition(grad_after)
                 log_ratio = value - value_after - self._half_energy(backward) + self._half_energy(noise)
                 accepted += torch.exp(log_ratio.clamp(max=0)).nan_to_num(0.0)
                 measured += 1
+            if step % DISTANCE_EVERY == 0:
+                distances[(step - distance_steps[0]) // DISTANCE_EVERY] = (self.w - self.centre).square().sum(1)
             trace[offset] = loss
             self.w = proposal
         self.steps_done += steps
-        return trace, accepted / measured if measured else torch.full((chains,), math.nan)
+        return {"losses": trace.cpu(), "mala_total": accepted.cpu(), "mala_count": torch.full((chains,), float(measured)),
+                "anchor_distance_steps": torch.tensor(distance_steps, dtype=torch.long), "anchor_distance": distances.cpu()}

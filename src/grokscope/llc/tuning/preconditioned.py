@@ -33,6 +33,7 @@ from ..diagnostics.quadratic import curvature, quadratic_floor
 from ..diagnostics.summary import non_finite_entry, summarise
 from ..result import CheckpointLLC, LLCResult
 from ..sampling.objective import BatchedObjective
+from ..sampling.observers import chain_columns, join_blocks
 from ..sampling.preconditioned import PreconditionedChains
 
 
@@ -65,20 +66,17 @@ def preconditioned_grid(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor
     constant = objective.loss.constant_loss(y)
     cfg = base.model_copy(update=dict(burn_in=None))
     settings = [dict(epsilon=float(e), nbeta=nbeta, gamma=gamma) for e in epsilons]
-    losses: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(epsilons))}
-    acceptance: dict[int, list[tuple[torch.Tensor, int]]] = {i: [] for i in range(len(epsilons))}
+    blocks: dict[int, list[dict]] = {i: [] for i in range(len(epsilons))}
     done: dict[int, CheckpointLLC] = {}
     active, start, stop = list(range(len(epsilons))), 0, PRECONDITIONED_STEPS
     while active:
-        trace, mala = sampler.run(stop - start)
+        recorded = sampler.run(stop - start)
         staying = []
         for j, i in enumerate(active):
             own = slice(j * chains, (j + 1) * chains)
-            losses[i].append(trace[:, own].cpu())
-            acceptance[i].append((mala[own].cpu(), stop - start))
-            recorded = {"losses": torch.cat(losses[i]),
-                        "mala_acceptance": sum(a * n for a, n in acceptance[i]) / sum(n for _, n in acceptance[i])}
-            entry, found = summarise(recorded, checkpoint_id, None, sampler.init_loss, nbeta, cfg, settings[i], {}, floor, constant)
+            blocks[i].append({key: chain_columns(key, value, own) for key, value in recorded.items()})
+            entry, found = summarise(join_blocks(blocks[i]), checkpoint_id, None, sampler.init_loss, nbeta, cfg, settings[i], {},
+                                     floor, constant)
             if found.more_steps_help and stop < PRECONDITIONED_MAX_STEPS:
                 staying.append(j)
                 continue
