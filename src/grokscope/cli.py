@@ -55,6 +55,7 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     from .llc.api import run_llc
     from .llc.runs.checkpoints import save_llc
     from .llc.tuning.auto import AUTO_SAMPLER
+    from .llc.tuning.calibrate import calibration_lines
     from .run import load_run
 
     run = load_run(args.run)
@@ -81,7 +82,7 @@ def _cmd_llc(args: argparse.Namespace) -> None:
         print(json.dumps(result.to_dict(), indent=2))
         return
     if auto:
-        _print_calibration(result.settings["calibration"])
+        print("\n".join(calibration_lines(result.settings["calibration"])))
     print(f"{'step':>6} {'llc_mean':>10} {'± MCSE':>8} {'steps':>6} {'r_hat':>6} {'MALA':>6}  {'status':<10} reasons")
     for e in result.entries:
         mean = "null" if e.llc_mean is None else f"{e.llc_mean:10.3f}"
@@ -137,7 +138,7 @@ def _cmd_posterior(args: argparse.Namespace) -> None:
 def _cmd_calibrate(args: argparse.Namespace) -> None:
     from .atomic import atomic_write_json
     from .llc.figures import plot_calibration
-    from .llc.tuning.calibrate import calibrate
+    from .llc.tuning.calibrate import calibrate, calibration_lines
     from .plotting import save_figure
     from .run import load_run
 
@@ -148,33 +149,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
                        gammas=args.gammas, progress=True)
     atomic_write_json(run.paths.calibration, report)
     save_figure(plot_calibration(report), run.paths.figure("calibration"))
-    _print_calibration(report)
+    print("\n".join(calibration_lines(report)))
 
 
 def _num(value: float | None, spec: str) -> str:
     return format(float("nan") if value is None else value, spec)
-
-
-def _print_calibration(report: dict) -> None:
-    """The evidence of a step-size calibration: the bracket, every grid cell with its flags, the choice."""
-    bracket = report.get("bracket")
-    if bracket:
-        pairs = ", ".join(f"{e:g}: {_num(a, '.2f')}" for e, a in zip(bracket["epsilons"], bracket["mala_acceptance"]))
-        print(f"bracket ({bracket['n_steps']} steps), MALA acceptance per epsilon: {pairs} -> grid around {bracket['epsilon']:g}")
-    fallback = report.get("preconditioned")
-    for title, cells in (("", report["cells"]), ("preconditioned chains (plain SGLD passed no step size):", fallback and fallback["cells"])):
-        if title and cells:
-            print(title)
-        for cell in cells or []:
-            mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.4g}"
-            print(f"eps={cell['epsilon']:<10.3g} nbeta={cell['nbeta']:<10.4g} gamma={cell['gamma']:<6g} llc={mean:<10} "
-                  f"MALA={_num(cell['mala_acceptance'], '.3f')} steps={cell['steps_used'] or 0:<6} {cell['status']:<10} {'; '.join(cell['flags'])}")
-    rec = report["recommended"]
-    if rec["epsilon"] is None:
-        print(f"chosen: none -- {rec['why']}")
-    else:
-        print(f"chosen: epsilon={rec['epsilon']:.3g} nbeta={rec['nbeta']:.4g} gamma={rec['gamma']:g} "
-              f"{rec.get('sampler', report['sampler'])} ({rec['why']})")
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:

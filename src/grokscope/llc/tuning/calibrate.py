@@ -361,3 +361,32 @@ def recommend(cells: list[Cell], nbeta: float, gamma: float) -> dict:
                f" (settled λ̂ from {min(values):.4g} to {max(values):.4g} at ε {settled[0].epsilon:.3g} to {settled[-1].epsilon:.3g})")
     return {"epsilon": None, "nbeta": nbeta, "gamma": gamma, "llc_mean": None, "llc_std": None, "mala_acceptance": None,
             "status": "none", "flags": [why], "why": why, "range": [min(values), max(values)] if values else None}
+
+
+def calibration_lines(report: dict) -> list[str]:
+    """The evidence of a calibration as text: the bracket, every grid cell with its flags (the
+    preconditioned grid's too, when the rule tried it), the choice."""
+    def num(value: float | None, spec: str) -> str:
+        return format(float("nan") if value is None else value, spec)
+
+    lines = []
+    bracket = report.get("bracket")
+    if bracket:
+        pairs = ", ".join(f"{e:g}: {num(a, '.2f')}" for e, a in zip(bracket["epsilons"], bracket["mala_acceptance"]))
+        lines.append(f"bracket ({bracket['n_steps']} steps), MALA acceptance per epsilon: {pairs} -> grid around {bracket['epsilon']:g}")
+    fallback = report.get("preconditioned")
+    for title, cells in (("", report["cells"]), ("preconditioned chains (plain SGLD passed no step size):", fallback and fallback["cells"])):
+        if title and cells:
+            lines.append(title)
+        for cell in cells or []:
+            mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.4g}"
+            lines.append(f"eps={cell['epsilon']:<10.3g} nbeta={cell['nbeta']:<10.4g} gamma={cell['gamma']:<6g} llc={mean:<10} "
+                         f"MALA={num(cell['mala_acceptance'], '.3f')} steps={cell['steps_used'] or 0:<6} {cell['status']:<10} "
+                         + "; ".join(cell["flags"]))
+    rec = report["recommended"]
+    if rec["epsilon"] is None:
+        lines.append(f"chosen: none -- {rec['why']}")
+    else:
+        lines.append(f"chosen: epsilon={rec['epsilon']:.3g} nbeta={rec['nbeta']:.4g} gamma={rec['gamma']:g} "
+                     f"{rec.get('sampler', report['sampler'])} ({rec['why']})")
+    return lines
