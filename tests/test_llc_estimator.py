@@ -11,6 +11,7 @@ from grokscope import CheckpointError, ConfigError, train
 from grokscope.llc import estimate_llc, sgld_config
 from grokscope.llc.diagnostics.health import shows_bias
 from grokscope.llc.diagnostics.summary import cut_after_divergence, thinned_steps
+from grokscope.llc.sampling.blocks import run_in_blocks
 from grokscope.llc.sampling.kernels import project_out, unit_directions
 from grokscope.llc.sampling.objective import BatchedObjective
 from grokscope.llc.sampling.observers import LossTrace
@@ -91,6 +92,33 @@ def test_chains_continue_until_settled_and_finished_sets_leave_the_batch(tiny_ru
     fixed = estimate_llc(model, data, params[-1], **dict(settings, max_steps=200)).entries[0]
     assert fixed.steps_used == 200
     assert fixed.status == "ok" or shows_bias(fixed.flags) or any(f.startswith("budget spent") for f in fixed.flags)
+
+
+def test_blocks_double_until_each_group_is_judged_done_and_the_rest_continue_on_their_own_rows():
+    """run_in_blocks on counting chains: group g needs (g + 1) · 100 steps; the finished leave."""
+    alive = [0, 0, 1, 1, 2, 2]  # two chains per group, in chain order
+    calls = []
+
+    def run(start, stop):
+        calls.append((start, stop, list(alive)))
+        steps = torch.arange(start, stop, dtype=torch.float32)[:, None]
+        return {"losses": steps + torch.tensor(alive, dtype=torch.float32)[None] * 1000}
+
+    def judge(group, record):
+        return float(record["losses"][-1, 0]), record["losses"].shape[0] < (group + 1) * 100
+
+    def keep(rows, groups):
+        alive[:] = [alive[r] for r in rows]
+        assert sorted(set(alive)) == list(groups)
+
+    done = run_in_blocks([0, 1, 2], 2, 100, 250, run, judge, keep)
+    assert [(a, b) for a, b, _ in calls] == [(0, 100), (100, 200), (200, 250)]  # doubling, cut at the cap
+    assert [c[2] for c in calls] == [[0, 0, 1, 1, 2, 2], [1, 1, 2, 2], [2, 2]]
+    for group, steps in ((0, 100), (1, 200), (2, 250)):
+        record = done[group].record["losses"]
+        assert record.shape == (steps, 2) and torch.equal(record[:, 0], torch.arange(steps) + 1000.0 * group)
+        assert done[group].entry == steps - 1 + 1000 * group
+    assert [done[g].unsettled for g in range(3)] == [False, False, True]  # group 2 needed 300: the cap stopped it
 
 
 def test_a_time_cap_stops_the_chains_after_the_block_it_falls_in(tiny_run):

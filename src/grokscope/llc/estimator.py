@@ -11,7 +11,6 @@ in blocks of steps until each set's chains have settled (diagnostics/).
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Mapping, Sequence
@@ -36,6 +35,7 @@ from .sampling.kernels import (
     build_kernel,
     unit_directions,
 )
+from .sampling.blocks import run_in_blocks
 from .sampling.loop import ChainStreams, run_chains
 from .sampling.noise import block_length, steps_held
 from .sampling.objective import BatchedObjective, LossFn, check_parameter_sets
@@ -48,9 +48,7 @@ from .sampling.observers import (
     Snapshots,
     StepNorms,
     UserObserver,
-    chain_columns,
     check_user_observers,
-    join_blocks,
 )
 from .sampling.selection import Selection, select
 from .sampling.starts import spread_starts
@@ -231,48 +229,40 @@ class _Job:
         if cfg.start_spread:
             masks = kernel.masks if isinstance(kernel, Masked) else {}
             state = replace(state, w=spread_starts(state.w, keys, cfg.start_spread, settings.gamma, masks))
-        blocks: dict[int, list[dict]] = {k: [] for k in indices}
-        done: dict[int, tuple[CheckpointLLC, dict]] = {}
-        active, start, stop, began = list(indices), 0, cfg.n_steps, time.perf_counter()
-        while active:
+        n_chains = len(keys)
+
+        def run(start: int, stop: int) -> dict[str, torch.Tensor]:
+            nonlocal state
             observers = _observers(cfg, kernel, objective, fixed, self.probes, self.probe_every, self.probe_per_sample,
-                                   start, stop, len(active) * chains, n_params, self.device)
-            observers += [user.make(start, stop, len(active) * chains, self.device) for user in self.user_observers]
+                                   start, stop, n_chains, n_params, self.device)
+            observers += [user.make(start, stop, n_chains, self.device) for user in self.user_observers]
             state = run_chains(objective, kernel, state, fixed, x, y, streams, start, stop, observers,
                                progress=self.progress and show_progress)
-            recorded = {key: value for observer in observers for key, value in observer.result().items()}
-            out_of_budget = stop >= cfg.step_cap or (cfg.max_seconds is not None and time.perf_counter() - began > cfg.max_seconds)
-            staying = []
-            for j, k in enumerate(active):
-                cols = slice(j * chains, (j + 1) * chains)
-                blocks[k].append({key: chain_columns(key, value, cols) for key, value in recorded.items()})
-                joined = join_blocks(blocks[k])
-                entry, found = summarise(joined, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
-                                         _set_record(self.set_configs[k], self.nbetas[k][0]) if self.per_set else None,
-                                         {name: float(values[k]) for name, values in probe_init.items()},
-                                         None if floors[k] is None else floors[k].floor, constant_losses[k])
-                if self.user_observers:
-                    entry.observed = {user.name: user.summarise(joined[user.name]) for user in self.user_observers}
-                if found.more_steps_help and not out_of_budget:
-                    staying.append(j)
-                    continue
-                if found.more_steps_help:
-                    entry.flags.append(f"budget spent: {stop} steps (max_steps {cfg.step_cap}"
-                                       + (f", max_seconds {cfg.max_seconds:g}" if cfg.max_seconds is not None else "") + ")")
-                done[k] = entry, {key: value for key, value in joined.items()
-                                  if key in ("losses", "samples", "sample_losses") or key.startswith("probe_samples/")}
-                del blocks[k]
-            if not staying:
-                break
-            if len(staying) < len(active):  # the finished sets leave the batch
-                keep = [j * chains + c for j in staying for c in range(chains)]
-                active = [active[j] for j in staying]
-                state, streams = state.take(keep), streams.keep(keep)
-                fixed = tree_map(lambda t: t[keep], fixed) if fixed else {}
-                x, y = (x[keep], y[keep]) if not self.shared_data else (x[: len(keep)], y[: len(keep)])
-                kernel = self.kernel(active)
-            start, stop = stop, min(2 * stop, cfg.step_cap)
-        return [done[k] for k in indices]
+            return {key: value for observer in observers for key, value in observer.result().items()}
+
+        def summarise_set(k: int, record: dict[str, torch.Tensor]) -> tuple[CheckpointLLC, bool]:
+            entry, found = summarise(record, self.ids[k], labels[k], float(init_loss[k]), self.nbetas[k][0], cfg,
+                                     _set_record(self.set_configs[k], self.nbetas[k][0]) if self.per_set else None,
+                                     {name: float(values[k]) for name, values in probe_init.items()},
+                                     None if floors[k] is None else floors[k].floor, constant_losses[k])
+            if self.user_observers:
+                entry.observed = {user.name: user.summarise(record[user.name]) for user in self.user_observers}
+            return entry, found.more_steps_help
+
+        def keep(rows: list[int], active: list[int]) -> None:  # the finished sets leave the batch
+            nonlocal state, streams, fixed, x, y, kernel, n_chains
+            state, streams, kernel, n_chains = state.take(rows), streams.keep(rows), self.kernel(active), len(rows)
+            fixed = tree_map(lambda t: t[rows], fixed) if fixed else {}
+            x, y = (x[rows], y[rows]) if not self.shared_data else (x[: len(rows)], y[: len(rows)])
+
+        done = run_in_blocks(indices, chains, cfg.n_steps, cfg.step_cap, run, summarise_set, keep, cfg.max_seconds)
+        for finished in done.values():
+            if finished.unsettled:
+                finished.entry.flags.append(f"budget spent: {finished.entry.steps_used} steps (max_steps {cfg.step_cap}"
+                                            + (f", max_seconds {cfg.max_seconds:g}" if cfg.max_seconds is not None else "") + ")")
+        return [(done[k].entry, {key: value for key, value in done[k].record.items()
+                                 if key in ("losses", "samples", "sample_losses") or key.startswith("probe_samples/")})
+                for k in indices]
 
     def probe_floors(self, entries: dict[int, CheckpointLLC], floors: list[SetFloor | None], n_params: int) -> None:
         """Probe every ``ok`` estimate at its quadratic floor (llc/diagnostics/floor_probe.py); a plateau

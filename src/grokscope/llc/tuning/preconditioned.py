@@ -33,7 +33,7 @@ from ..diagnostics.quadratic import curvature, quadratic_floor
 from ..diagnostics.summary import non_finite_entry, summarise
 from ..result import CheckpointLLC, LLCResult
 from ..sampling.objective import BatchedObjective
-from ..sampling.observers import chain_columns, join_blocks
+from ..sampling.blocks import run_in_blocks
 from ..sampling.preconditioned import PreconditionedChains
 
 
@@ -66,28 +66,17 @@ def preconditioned_grid(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor
     constant = objective.loss.constant_loss(y)
     cfg = base.model_copy(update=dict(burn_in=None))
     settings = [dict(epsilon=float(e), nbeta=nbeta, gamma=gamma) for e in epsilons]
-    blocks: dict[int, list[dict]] = {i: [] for i in range(len(epsilons))}
-    done: dict[int, CheckpointLLC] = {}
-    active, start, stop = list(range(len(epsilons))), 0, PRECONDITIONED_STEPS
-    while active:
-        recorded = sampler.run(stop - start)
-        staying = []
-        for j, i in enumerate(active):
-            own = slice(j * chains, (j + 1) * chains)
-            blocks[i].append({key: chain_columns(key, value, own) for key, value in recorded.items()})
-            entry, found = summarise(join_blocks(blocks[i]), checkpoint_id, None, sampler.init_loss, nbeta, cfg, settings[i], {},
-                                     floor, constant)
-            if found.more_steps_help and stop < PRECONDITIONED_MAX_STEPS:
-                staying.append(j)
-                continue
-            if found.more_steps_help:
-                entry.flags.append(f"budget spent: {stop} preconditioned steps")
-            done[i] = entry
-        if len(staying) < len(active):
-            sampler.take([j * chains + c for j in staying for c in range(chains)])
-            active = [active[j] for j in staying]
-        start, stop = stop, min(2 * stop, PRECONDITIONED_MAX_STEPS)
-    return [(settings[i], done[i]) for i in range(len(epsilons))]
+
+    def summarise_cell(i: int, record: dict[str, torch.Tensor]) -> tuple[CheckpointLLC, bool]:
+        entry, found = summarise(record, checkpoint_id, None, sampler.init_loss, nbeta, cfg, settings[i], {}, floor, constant)
+        return entry, found.more_steps_help
+
+    done = run_in_blocks(range(len(epsilons)), chains, PRECONDITIONED_STEPS, PRECONDITIONED_MAX_STEPS,
+                         lambda start, stop: sampler.run(stop - start), summarise_cell, lambda rows, _: sampler.take(rows))
+    for finished in done.values():
+        if finished.unsettled:
+            finished.entry.flags.append(f"budget spent: {finished.entry.steps_used} preconditioned steps")
+    return [(settings[i], done[i].entry) for i in range(len(epsilons))]
 
 
 def estimate_preconditioned(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Sequence[tuple[torch.Tensor, torch.Tensor]],
