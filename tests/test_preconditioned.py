@@ -87,7 +87,7 @@ def test_when_plain_sgld_passes_no_step_size_the_calibration_chooses_preconditio
     assert all(cell["biased"] for cell in report["cells"])
     chosen = report["recommended"]
     assert chosen["sampler"] == "preconditioned" and chosen["status"] == "ok", chosen
-    assert chosen["why"].startswith("plain SGLD: no step size passes") and "preconditioned:" in chosen["why"]
+    assert chosen["why"].startswith("plain SGLD: no step size passes") and "preconditioned chains:" in chosen["why"]
     assert chosen["llc_mean"] == pytest.approx(2.0, rel=0.1)
     assert chosen["epsilon"] in [cell["epsilon"] for cell in report["preconditioned"]["cells"]]
     # a custom loss has no curvature: no fallback, no estimate
@@ -104,6 +104,20 @@ def test_when_plain_sgld_passes_no_step_size_the_calibration_chooses_preconditio
     assert result.entries[1].llc_mean == pytest.approx(2.0, rel=0.1) and result.entries[1].checkpoint_id == 1
     probes = auto.estimate_llc_auto(model, data, [good], _settings(chains=16), "mse", probes={"all": data})
     assert probes.entries[0].status == "none" and "do not record probes" in probes.entries[0].reason
+
+
+def test_when_the_preconditioned_chains_pass_no_step_size_either_the_reason_names_both_grids(monkeypatch):
+    monkeypatch.setattr(preconditioned, "PRECONDITIONED_STEPS", 40)
+    monkeypatch.setattr(preconditioned, "PRECONDITIONED_MAX_STEPS", 80)
+    model, data = _regression()
+    report = calibrate_llc(model, data, None, _settings(), epsilons=[1e-12, 2e-12], loss="mse")
+    chosen = report["recommended"]
+    assert chosen["epsilon"] is None and report["preconditioned"] is not None
+    assert chosen["why"].startswith("plain SGLD: no step size passes") and "; preconditioned chains: " in chosen["why"]
+    assert chosen["flags"] == [chosen["why"]]
+    # 80 steps are too few for any cell to settle: the reason says that more steps would need a higher cap
+    assert all(cell["steps_used"] == 80 and not cell["settled"] for cell in report["preconditioned"]["cells"])
+    assert chosen["why"].endswith("(0 biased, 4 not settled); their cap is 80 steps")
 
 
 def test_estimates_of_preconditioned_chains_are_those_of_each_set_alone(monkeypatch):

@@ -143,9 +143,10 @@ def calibrate_llc(
     fallback = None
     if recommended["epsilon"] is None and not _posterior_bias(cells) and preconditioned.applies(model, base, loss, masks):
         fallback = _preconditioned(model, data, weights, base, loss, default_nbeta, checkpoint_id)
-        if fallback is not None and fallback["recommended"]["epsilon"] is not None:
-            recommended = {**fallback["recommended"], "sampler": "preconditioned",
-                           "why": f"plain SGLD: {recommended['why']}; preconditioned: {fallback['recommended']['why']}"}
+        if fallback is not None:
+            why = f"plain SGLD: {recommended['why']}; preconditioned chains: {fallback['recommended']['why']}"
+            recommended = ({**fallback["recommended"], "sampler": "preconditioned", "why": why}
+                           if fallback["recommended"]["epsilon"] is not None else {**recommended, "flags": [why], "why": why})
     return {
         "default_nbeta": default_nbeta,
         "nbeta_convention": convention,
@@ -186,7 +187,8 @@ def _preconditioned(model, data, weights, base: SGLDConfig, loss, nbeta: float, 
     if grid is None:
         return None
     cells = judged_cells(grid, PRECONDITIONED_STEPS)
-    return {"cells": _as_rows(cells), "recommended": recommend(cells, nbeta, base.gamma)}
+    return {"cells": _as_rows(cells),
+            "recommended": recommend(cells, nbeta, base.gamma, f"their cap is {preconditioned.PRECONDITIONED_MAX_STEPS} steps")}
 
 
 def _biased(entry: CheckpointLLC) -> bool:
@@ -332,10 +334,10 @@ def _first_flat_run(candidates: list[Cell]) -> list[Cell]:
     return closed(run)
 
 
-def recommend(cells: list[Cell], nbeta: float, gamma: float) -> dict:
+def recommend(cells: list[Cell], nbeta: float, gamma: float, more_steps: str = "more steps (--max-steps) may help") -> dict:
     """The rule's choice at (nβ, γ): the largest ε of the first flat run of at least two settled,
     unbiased cells, or of the next run ending on an ok cell when the first ends on an imprecise
-    one; else no choice (epsilon None) with the reason."""
+    one; else no choice (epsilon None) with the reason (``more_steps`` when a cell was only unsettled)."""
     at_base = [c for c in cells if np.isclose(c.nbeta, nbeta) and c.gamma == gamma]
     row = sorted(at_base or cells, key=lambda c: c.epsilon)  # every cell when the grid leaves out the base nβ, γ
     settled = [c for c in row if c.settled]
@@ -355,7 +357,7 @@ def recommend(cells: list[Cell], nbeta: float, gamma: float) -> dict:
         biased = sum(c.biased for c in row)
         why = ("no step size passes: no cell settled without bias within its budget "
                f"({biased} biased, {len(row) - biased} not settled)"
-               + ("; more steps (--max-steps) may help" if biased < len(row) else "; see each cell's reasons"))
+               + (f"; {more_steps}" if biased < len(row) else "; see each cell's reasons"))
     else:
         why = ("no step size passes: λ̂ is not flat over two settled cells"
                f" (settled λ̂ from {min(values):.4g} to {max(values):.4g} at ε {settled[0].epsilon:.3g} to {settled[-1].epsilon:.3g})")
