@@ -84,13 +84,13 @@ def test_llc_says_none_when_no_step_size_passes(run_dir, monkeypatch, capsys):
     from grokscope.cli import main
 
     rule = calibrate.recommend
-    monkeypatch.setattr(calibrate, "recommend", lambda cells, nbeta, gamma: rule([], nbeta, gamma))  # every cell unsettled
+    monkeypatch.setattr(calibrate, "recommend", lambda cells, nbeta, gamma, *hint: rule([], nbeta, gamma, *hint))  # every cell unsettled
     assert main(["llc", str(run_dir), "--steps", "40", "--chains", "2", "--batch-size", "16", "--checkpoints", "0,-1"]) == 0
     printed = capsys.readouterr().out
     stored = json.loads((run_dir / "results" / "llc.json").read_text())
     assert stored["settings"]["calibration"]["recommended"]["epsilon"] is None and stored["settings"]["epsilon"] is None
     for entry in stored["checkpoints"]:
-        assert entry["llc_mean"] is None and entry["status"] == "none" and entry["flags"][0].startswith("auto: no step size passes")
+        assert entry["llc_mean"] is None and entry["status"] == "none" and entry["flags"][0].startswith(("auto: no step size passes", "auto: plain SGLD: no step size passes"))
     assert "chosen: none" in printed and "2 of 2 estimates not ok (2 none)" in printed
     page = (grokscope("report", str(run_dir)), (run_dir / "report.html").read_text())[1]
     assert "--auto: chosen ε = none" in page and "2 of 2 estimates not ok (2 none)" in page
