@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -105,20 +106,22 @@ def test_blocks_double_until_each_group_is_judged_done_and_the_rest_continue_on_
         return {"losses": steps + torch.tensor(alive, dtype=torch.float32)[None] * 1000}
 
     def judge(group, record):
-        return float(record["losses"][-1, 0]), record["losses"].shape[0] < (group + 1) * 100
+        steps = record["losses"].shape[0]
+        return SimpleNamespace(last=float(record["losses"][-1, 0]), flags=[], steps_used=steps), steps < (group + 1) * 100
 
     def keep(rows, groups):
         alive[:] = [alive[r] for r in rows]
         assert sorted(set(alive)) == list(groups)
 
-    done = run_in_blocks([0, 1, 2], 2, 100, 250, run, judge, keep)
+    done = run_in_blocks([0, 1, 2], 2, 100, 250, run, judge, keep, "counted steps")
     assert [(a, b) for a, b, _ in calls] == [(0, 100), (100, 200), (200, 250)]  # doubling, cut at the cap
     assert [c[2] for c in calls] == [[0, 0, 1, 1, 2, 2], [1, 1, 2, 2], [2, 2]]
     for group, steps in ((0, 100), (1, 200), (2, 250)):
         record = done[group].record["losses"]
         assert record.shape == (steps, 2) and torch.equal(record[:, 0], torch.arange(steps) + 1000.0 * group)
-        assert done[group].entry == steps - 1 + 1000 * group
+        assert done[group].entry.last == steps - 1 + 1000 * group
     assert [done[g].unsettled for g in range(3)] == [False, False, True]  # group 2 needed 300: the cap stopped it
+    assert [done[g].entry.flags for g in range(3)] == [[], [], ["budget spent: 250 counted steps"]]
 
 
 def test_a_time_cap_stops_the_chains_after_the_block_it_falls_in(tiny_run):

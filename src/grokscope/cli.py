@@ -9,6 +9,7 @@ from .atomic import check_writable
 from .errors import ConfigError, GrokscopeError
 from .figure_process import FigureProcess
 from .sgld_flags import add_auto_flags, add_sgld_flags, auto_choice, sgld_from_args, sgld_settings
+from .text import number
 from .version import __version__
 
 DESCRIPTION = ("Train small networks on a + b mod p and measure what they learn: the local learning coefficient "
@@ -86,10 +87,10 @@ def _cmd_llc(args: argparse.Namespace) -> None:
     print(f"{'step':>6} {'llc_mean':>10} {'± MCSE':>8} {'steps':>6} {'r_hat':>6} {'MALA':>6}  {'status':<10} reasons")
     for e in result.entries:
         mean = "null" if e.llc_mean is None else f"{e.llc_mean:10.3f}"
-        print(f"{e.step:>6} {mean:>10} {_num(e.mcse, '8.3f')} {e.steps_used or 0:>6} {_num(e.r_hat, '6.3f')} "
-              f"{_num(e.mala_acceptance, '6.3f')}  {e.status:<10} {'; '.join(e.flags)}")
+        print(f"{e.step:>6} {mean:>10} {number(e.mcse, '8.3f')} {e.steps_used or 0:>6} {number(e.r_hat, '6.3f')} "
+              f"{number(e.mala_acceptance, '6.3f')}  {e.status:<10} {'; '.join(e.flags)}")
     epsilon = result.settings["epsilon"]
-    print(f"{result.status_line()}; sampler {result.settings['sampler']}, ε = {_num(epsilon, '.3g')}, "
+    print(f"{result.status_line()}; sampler {result.settings['sampler']}, ε = {number(epsilon, '.3g')}, "
           f"nβ = {result.settings['nbeta']:.4g} ({result.settings['nbeta_convention']}); wrote {json_path} and {figure_path}"
           + (f", draws in {run.paths.draws}" if args.save_draws else ""))
 
@@ -111,7 +112,7 @@ def _refine(run, config, args: argparse.Namespace) -> None:
     width = max(10, *(len(name) for name in parts))
     print(f"{'step':>6} " + " ".join(f"{name:>{width}}" for name in parts))
     for row in zip(*(part.entries for part in parts.values())):
-        print(f"{row[0].step:>6} " + " ".join(_num(e.llc_mean, f"{width}.2f") for e in row))
+        print(f"{row[0].step:>6} " + " ".join(number(e.llc_mean, f"{width}.2f") for e in row))
     from .llc.diagnostics.health import status_line
 
     statuses = [e.status for part in parts.values() for e in part.entries]
@@ -129,9 +130,9 @@ def _cmd_posterior(args: argparse.Namespace) -> None:
     stored, written = save_posterior(run, result, args.pairs)
     print(f"{'step':>6} {'status':<10} {'draws':>6} {'gain: trained':>14} {'held-out':>9} {'kernel: a+b':>12} {'a-b':>7} {'chance':>7}")
     for row in stored["checkpoints"]:
-        print(f"{row['step']:>6} {row['status']:<10} {row['draws']:>6} {_num(row.get('loss_gain_trained'), '14.4f')} "
-              f"{_num(row.get('loss_gain_held_out'), '9.4f')} {_num(row.get('kernel_share_sum'), '12.3f')} "
-              f"{_num(row.get('kernel_share_difference'), '7.4f')} {_num(row.get('kernel_share_chance'), '7.4f')}")
+        print(f"{row['step']:>6} {row['status']:<10} {row['draws']:>6} {number(row.get('loss_gain_trained'), '14.4f')} "
+              f"{number(row.get('loss_gain_held_out'), '9.4f')} {number(row.get('kernel_share_sum'), '12.3f')} "
+              f"{number(row.get('kernel_share_difference'), '7.4f')} {number(row.get('kernel_share_chance'), '7.4f')}")
     print(f"{stored['status']} (every statistic carries the status of its chains); wrote " + ", ".join(str(p) for p in written))
 
 
@@ -150,10 +151,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
     atomic_write_json(run.paths.calibration, report)
     save_figure(plot_calibration(report), run.paths.figure("calibration"))
     print("\n".join(calibration_lines(report)))
-
-
-def _num(value: float | None, spec: str) -> str:
-    return format(float("nan") if value is None else value, spec)
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
@@ -181,8 +178,8 @@ def _cmd_validate(args: argparse.Namespace) -> None:
             continue
         estimate = "none" if row["estimate"] is None else f"{row['estimate']:10.4g}"
         rel = "" if row["relative_error"] is None else f"{100 * row['relative_error']:+7.1f}%"
-        print(f"{row['case']:<28} {row['true']:8.4g} {'—' if row['estimand'] is None else format(row['estimand'], '9.4g'):>9} {estimate:>10} {_num(row['mcse'], '8.3g')} {rel:>8} "
-              f"{_num(row['settings']['epsilon'], '9.3g')} {row['steps_used'] or 0:>6} {_num(row['mala_acceptance'], '6.3f')}  "
+        print(f"{row['case']:<28} {row['true']:8.4g} {'—' if row['estimand'] is None else format(row['estimand'], '9.4g'):>9} {estimate:>10} {number(row['mcse'], '8.3g')} {rel:>8} "
+              f"{number(row['settings']['epsilon'], '9.3g')} {row['steps_used'] or 0:>6} {number(row['mala_acceptance'], '6.3f')}  "
               f"{row['status']:<10} {'; '.join(_sampler_note(row) + row['flags'] + row['notes'])}", flush=True)
     if args.json:
         keys = ("case", "true", "estimand", "estimand_error", "estimate", "std", "mcse", "relative_error", "status", "kernel", "steps_used", "seconds", "settings", "flags",

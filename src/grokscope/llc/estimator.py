@@ -255,11 +255,8 @@ class _Job:
             fixed = tree_map(lambda t: t[rows], fixed) if fixed else {}
             x, y = (x[rows], y[rows]) if not self.shared_data else (x[: len(rows)], y[: len(rows)])
 
-        done = run_in_blocks(indices, chains, cfg.n_steps, cfg.step_cap, run, summarise_set, keep, cfg.max_seconds)
-        for finished in done.values():
-            if finished.unsettled:
-                finished.entry.flags.append(f"budget spent: {finished.entry.steps_used} steps (max_steps {cfg.step_cap}"
-                                            + (f", max_seconds {cfg.max_seconds:g}" if cfg.max_seconds is not None else "") + ")")
+        budget = f"steps (max_steps {cfg.step_cap}" + (f", max_seconds {cfg.max_seconds:g}" if cfg.max_seconds is not None else "") + ")"
+        done = run_in_blocks(indices, chains, cfg.n_steps, cfg.step_cap, run, summarise_set, keep, budget, cfg.max_seconds)
         return [(done[k].entry, {key: value for key, value in done[k].record.items()
                                  if key in ("losses", "samples", "sample_losses") or key.startswith("probe_samples/")})
                 for k in indices]

@@ -4,20 +4,30 @@ Groups of ``chains`` consecutive chains (a parameter set's, or one step size's) 
 ``first`` steps, then blocks that double the steps run so far, up to ``cap``. After each block every
 group's record so far is judged; a group whose judge says more steps cannot help, or whose budget is
 spent, is done and leaves the batch, so the batch shrinks and the others go on from where they were.
+An entry that stopped with more steps still able to help says so in its flags ("budget spent").
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Generic, Hashable, Sequence, TypeVar
+from typing import Callable, Generic, Hashable, Protocol, Sequence, TypeVar
 
 import torch
 
 from .observers import chain_columns, join_blocks
 
+
+
+class Judged(Protocol):
+    """What the schedule needs of an entry: its flags and the steps its chains ran."""
+
+    flags: list[str]
+    steps_used: int | None
+
+
 Group = TypeVar("Group", bound=Hashable)
-Entry = TypeVar("Entry")
+Entry = TypeVar("Entry", bound=Judged)
 
 
 @dataclass
@@ -38,12 +48,14 @@ def run_in_blocks(
     run: Callable[[int, int], dict[str, torch.Tensor]],
     judge: Callable[[Group, dict[str, torch.Tensor]], tuple[Entry, bool]],
     keep: Callable[[list[int], list[Group]], None],
+    budget: str,
     max_seconds: float | None = None,
 ) -> dict[Group, Finished[Entry]]:
     """Each group's :class:`Finished`. ``run(start, stop)`` runs the remaining chains over steps
     [start, stop) and returns their block record ([.., B] in chain order, as llc/sampling/observers.py
     records); ``judge(group, record)`` gives the group's entry and whether more steps can help;
-    ``keep(rows, groups)`` drops every chain but ``rows`` (the remaining ``groups``' chains)."""
+    ``keep(rows, groups)`` drops every chain but ``rows`` (the remaining ``groups``' chains);
+    ``budget`` names the cap in the flag of an entry that reached it ("budget spent: 24000 {budget}")."""
     blocks: dict[Group, list[dict[str, torch.Tensor]]] = {g: [] for g in groups}
     done: dict[Group, Finished[Entry]] = {}
     active, start, stop, began = list(groups), 0, min(first, cap), time.perf_counter()
@@ -59,6 +71,8 @@ def run_in_blocks(
             if more_steps_help and not spent:
                 staying.append(j)
                 continue
+            if more_steps_help:
+                entry.flags.append(f"budget spent: {entry.steps_used} {budget}")
             done[group] = Finished(entry, record, more_steps_help)
             del blocks[group]
         if not staying:

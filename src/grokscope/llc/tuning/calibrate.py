@@ -16,6 +16,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...run import Run
+from ...text import number
 from ...thresholds import FLAT_TOLERANCE, MALA_MIN_ACCEPTANCE, PRECONDITIONED_STEPS
 from ..config import BUDGET_FACTOR, SGLDConfig
 from ..diagnostics.health import BOUNDED, LEFT, shows_bias
@@ -368,13 +369,10 @@ def recommend(cells: list[Cell], nbeta: float, gamma: float, more_steps: str = "
 def calibration_lines(report: dict) -> list[str]:
     """The evidence of a calibration as text: the bracket, every grid cell with its flags (the
     preconditioned grid's too, when the rule tried it), the choice."""
-    def num(value: float | None, spec: str) -> str:
-        return format(float("nan") if value is None else value, spec)
-
     lines = []
     bracket = report.get("bracket")
     if bracket:
-        pairs = ", ".join(f"{e:g}: {num(a, '.2f')}" for e, a in zip(bracket["epsilons"], bracket["mala_acceptance"]))
+        pairs = ", ".join(f"{e:g}: {number(a, '.2f')}" for e, a in zip(bracket["epsilons"], bracket["mala_acceptance"]))
         lines.append(f"bracket ({bracket['n_steps']} steps), MALA acceptance per epsilon: {pairs} -> grid around {bracket['epsilon']:g}")
     fallback = report.get("preconditioned")
     for title, cells in (("", report["cells"]), ("preconditioned chains (plain SGLD passed no step size):", fallback and fallback["cells"])):
@@ -383,7 +381,7 @@ def calibration_lines(report: dict) -> list[str]:
         for cell in cells or []:
             mean = "diverged" if cell["llc_mean"] is None else f"{cell['llc_mean']:.4g}"
             lines.append(f"eps={cell['epsilon']:<10.3g} nbeta={cell['nbeta']:<10.4g} gamma={cell['gamma']:<6g} llc={mean:<10} "
-                         f"MALA={num(cell['mala_acceptance'], '.3f')} steps={cell['steps_used'] or 0:<6} {cell['status']:<10} "
+                         f"MALA={number(cell['mala_acceptance'], '.3f')} steps={cell['steps_used'] or 0:<6} {cell['status']:<10} "
                          + "; ".join(cell["flags"]))
     rec = report["recommended"]
     if rec["epsilon"] is None:

@@ -72,10 +72,8 @@ def preconditioned_grid(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor
         return entry, found.more_steps_help
 
     done = run_in_blocks(range(len(epsilons)), chains, PRECONDITIONED_STEPS, PRECONDITIONED_MAX_STEPS,
-                         lambda start, stop: sampler.run(stop - start), summarise_cell, lambda rows, _: sampler.take(rows))
-    for finished in done.values():
-        if finished.unsettled:
-            finished.entry.flags.append(f"budget spent: {finished.entry.steps_used} preconditioned steps")
+                         lambda start, stop: sampler.run(stop - start), summarise_cell, lambda rows, _: sampler.take(rows),
+                         "preconditioned steps")
     return [(settings[i], done[i].entry) for i in range(len(epsilons))]
 
 
