@@ -18,12 +18,10 @@ import torch
 from .observers import chain_columns, join_blocks
 
 
-
 class Judged(Protocol):
-    """What the schedule needs of an entry: its flags and the steps its chains ran."""
+    """What the schedule needs of an entry: its flags."""
 
     flags: list[str]
-    steps_used: int | None
 
 
 Group = TypeVar("Group", bound=Hashable)
@@ -32,12 +30,10 @@ Entry = TypeVar("Entry", bound=Judged)
 
 @dataclass
 class Finished(Generic[Entry]):
-    """A group's judged entry, its record over every block it ran, and whether it stopped with
-    more steps still able to help (its budget spent)."""
+    """A group's judged entry and its record over every block it ran."""
 
     entry: Entry
     record: dict[str, torch.Tensor]
-    unsettled: bool
 
 
 def run_in_blocks(
@@ -72,8 +68,8 @@ def run_in_blocks(
                 staying.append(j)
                 continue
             if more_steps_help:
-                entry.flags.append(f"budget spent: {entry.steps_used} {budget}")
-            done[group] = Finished(entry, record, more_steps_help)
+                entry.flags.append(f"budget spent: {stop} {budget}")
+            done[group] = Finished(entry, record)
             del blocks[group]
         if not staying:
             break
